@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Builds s3s-fs 0.14.1 with dir-keys.patch into DEST
+# (default ${BUCKETFS_TEST_CACHE:-~/.cache/bucketfs-test}/s3s-fs-patched) and prints the binary's path.
+# The patch makes the server behave like S3 where stock s3s-fs does not:
+#   - HEAD/GET of a key that is a directory on its disk ("d" when "d/x" exists) answers 404, not 500;
+#     a "d/" key reads as an empty directory-marker object;
+#   - ListObjectsV2 returns an ETag for every object.
+# Usage: build.sh [--check] [DEST]   (--check: exit 0 if DEST holds a build of the current patch)
+# Progress goes to stderr so that stdout is only the path.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+check_only=false
+if [ "${1:-}" = --check ]; then check_only=true; shift; fi
+DEST=${1:-${BUCKETFS_TEST_CACHE:-$HOME/.cache/bucketfs-test}/s3s-fs-patched}
+BIN=$DEST/target/release/s3s-fs
+STAMP=$DEST/.dir-keys.patch.sha256   # which patch the binary was built with
+CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
+VERSION=0.14.1
+patch_sum=$(sha256sum <"$HERE/dir-keys.patch" | cut -d' ' -f1)
+
+up_to_date() { [ -x "$BIN" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$patch_sum" ]; }
+if $check_only; then up_to_date; exit; fi
+if up_to_date; then echo "$BIN"; exit 0; fi
+
+mkdir -p "$DEST"
+# Two builds into one DEST would delete each other's files; the second waits, then finds it done.
+exec 9>"$DEST.lock"
+flock 9
+if up_to_date; then echo "$BIN"; exit 0; fi
+
+log=$DEST/build.log
+: >"$log"
+fail() { echo "s3s-fs build: $*" >&2; echo "--- last lines of $log ---" >&2; tail -n 40 "$log" >&2; exit 1; }
+
+src=$(ls -d "$CARGO_HOME"/registry/src/*/s3s-fs-$VERSION 2>/dev/null | head -1 || true)
+if [ -z "$src" ]; then
+  # `cargo install` is the ordinary way to get the crate's source (with its Cargo.lock) into the
+  # registry. Its target dir is DEST/target so the dependencies it compiles are reused by the
+  # patched build below (same lockfile, features and profile): only s3s-fs itself builds twice.
+  echo "s3s-fs build: cargo install s3s-fs@$VERSION to fetch its source (log: $log)" >&2
+  root=$(mktemp -d)
+  cargo install --locked "s3s-fs@$VERSION" --features binary --root "$root" \
+    --target-dir "$DEST/target" >>"$log" 2>&1 || fail "cargo install s3s-fs@$VERSION failed"
+  rm -rf "$root"
+  src=$(ls -d "$CARGO_HOME"/registry/src/*/s3s-fs-$VERSION 2>/dev/null | head -1 || true)
+  [ -n "$src" ] || fail "s3s-fs-$VERSION source not found under $CARGO_HOME/registry/src"
+fi
+
+# Fresh copy of the source; DEST/target stays, its build artifacts are reusable.
+find "$DEST" -mindepth 1 -maxdepth 1 ! -name target ! -name build.log -exec rm -rf {} +
+cp -r "$src/." "$DEST/"
+echo "s3s-fs build: patching and building in $DEST (log: $log)" >&2
+(cd "$DEST" && patch -s -p1 <"$HERE/dir-keys.patch") >>"$log" 2>&1 || fail "dir-keys.patch does not apply"
+# The stock binary cargo install left there must not pass for the patched one.
+rm -f "$BIN"
+(cd "$DEST" && cargo build --release --locked --features binary) >>"$log" 2>&1 || fail "cargo build failed"
+[ -x "$BIN" ] || fail "the build finished but $BIN is missing"
+echo "$patch_sum" >"$STAMP"
+echo "$BIN"

@@ -1,0 +1,198 @@
+//! Fixed-size blocks of object contents, keyed by key, ETag and block index,
+//! in an LRU bounded by bytes.
+//!
+//! Keying by ETag means a block can never be served for another version of
+//! the object: a reader that pinned an ETag either finds blocks of exactly
+//! that version or fetches them with `If-Match`.
+//!
+//! Fetches in flight are registered beside the LRU under the same lock, so a
+//! block is requested from the store at most once however many readers want
+//! it, and a reader never misses a block between "fetch finished" and
+//! "block inserted".
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use lru::LruCache;
+
+/// One block of an object. 1 MiB: large enough that a streaming reader needs
+/// few cache operations per second, small enough that `head -c 100` of a huge
+/// object fetches little, and the unit of Mountpoint's first request too.
+pub const BLOCK_SIZE_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BlockKey {
+    pub key: Arc<str>,
+    pub etag: Arc<str>,
+    pub index: u64,
+}
+
+/// The outcome of one ranged GET covering one or more blocks, shared by every
+/// reader waiting on any of them. The error is shared too, so it is an `Arc`.
+pub type FetchResult<E> = Result<Bytes, Arc<E>>;
+pub type SharedFetch<E> = Shared<BoxFuture<'static, FetchResult<E>>>;
+
+/// Where a wanted block is right now.
+pub enum Lookup<E> {
+    Cached(Bytes),
+    /// Being fetched: the shared fetch yields the whole range; the block
+    /// starts `offset_in_fetch` bytes into it.
+    InFlight {
+        fetch: SharedFetch<E>,
+        offset_in_fetch: u64,
+    },
+    Missing,
+}
+
+struct State<E> {
+    lru: LruCache<BlockKey, Bytes>,
+    in_flight: HashMap<BlockKey, (SharedFetch<E>, u64)>,
+}
+
+pub struct BlockCache<E> {
+    state: Mutex<State<E>>,
+}
+
+impl<E: Send + Sync + 'static> BlockCache<E> {
+    /// A cache holding at most `capacity_bytes` of blocks (at least one block).
+    pub fn new(capacity_bytes: u64) -> Self {
+        let blocks = (capacity_bytes / BLOCK_SIZE_BYTES).max(1) as usize;
+        let capacity = NonZeroUsize::new(blocks).expect("at least one block");
+        BlockCache {
+            state: Mutex::new(State {
+                lru: LruCache::new(capacity),
+                in_flight: HashMap::new(),
+            }),
+        }
+    }
+
+    pub fn lookup(&self, block: &BlockKey) -> Lookup<E> {
+        let mut state = self.state.lock().unwrap();
+        if let Some(bytes) = state.lru.get(block) {
+            return Lookup::Cached(bytes.clone());
+        }
+        match state.in_flight.get(block) {
+            Some((fetch, offset)) => Lookup::InFlight {
+                fetch: fetch.clone(),
+                offset_in_fetch: *offset,
+            },
+            None => Lookup::Missing,
+        }
+    }
+
+    /// Whether the block is cached or being fetched, without touching LRU order.
+    pub fn is_present(&self, block: &BlockKey) -> bool {
+        let state = self.state.lock().unwrap();
+        state.lru.contains(block) || state.in_flight.contains_key(block)
+    }
+
+    /// Registers a fetch of `count` consecutive blocks starting at `first`,
+    /// unless one of them is already present (another reader got there first);
+    /// returns whether it was registered. The caller must later call
+    /// `complete` for the same blocks, success or not.
+    pub fn register(&self, first: &BlockKey, count: u64, fetch: &SharedFetch<E>) -> bool {
+        let mut state = self.state.lock().unwrap();
+        let blocks: Vec<BlockKey> = (0..count)
+            .map(|i| BlockKey {
+                index: first.index + i,
+                ..first.clone()
+            })
+            .collect();
+        if blocks
+            .iter()
+            .any(|b| state.lru.contains(b) || state.in_flight.contains_key(b))
+        {
+            return false;
+        }
+        for (i, block) in blocks.into_iter().enumerate() {
+            let offset = i as u64 * BLOCK_SIZE_BYTES;
+            state.in_flight.insert(block, (fetch.clone(), offset));
+        }
+        true
+    }
+
+    /// Ends a fetch registered with `register`: on success its bytes become
+    /// cached blocks (slices of one allocation, no copy).
+    pub fn complete(&self, first: &BlockKey, count: u64, result: &FetchResult<E>) {
+        let mut state = self.state.lock().unwrap();
+        for i in 0..count {
+            let block = BlockKey {
+                index: first.index + i,
+                ..first.clone()
+            };
+            state.in_flight.remove(&block);
+            if let Ok(bytes) = result {
+                let start = (i * BLOCK_SIZE_BYTES) as usize;
+                if start >= bytes.len() {
+                    // The object ended before this block: nothing to cache.
+                    continue;
+                }
+                let end = (start + BLOCK_SIZE_BYTES as usize).min(bytes.len());
+                state.lru.put(block, bytes.slice(start..end));
+            }
+        }
+    }
+}
+
+/// Wraps a future so that it can be registered as a shared fetch.
+pub fn share<E, F>(future: F) -> SharedFetch<E>
+where
+    E: Send + Sync + 'static,
+    F: std::future::Future<Output = FetchResult<E>> + Send + 'static,
+{
+    future.boxed().shared()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(index: u64) -> BlockKey {
+        BlockKey {
+            key: Arc::from("k"),
+            etag: Arc::from("\"e\""),
+            index,
+        }
+    }
+
+    #[tokio::test]
+    async fn completed_fetch_is_split_into_cached_blocks() {
+        let cache: BlockCache<std::io::Error> = BlockCache::new(4 * BLOCK_SIZE_BYTES);
+        let data = Bytes::from(vec![7u8; (BLOCK_SIZE_BYTES + 10) as usize]);
+        let fetch = share(futures::future::ready(Ok(data.clone())));
+        assert!(cache.register(&key(0), 2, &fetch));
+        assert!(!cache.register(&key(1), 1, &fetch), "block 1 is in flight");
+        cache.complete(&key(0), 2, &Ok(data));
+        match cache.lookup(&key(1)) {
+            Lookup::Cached(b) => assert_eq!(b.len(), 10),
+            _ => panic!("block 1 should be cached"),
+        }
+    }
+
+    #[tokio::test]
+    async fn capacity_bounds_the_number_of_blocks() {
+        let cache: BlockCache<std::io::Error> = BlockCache::new(2 * BLOCK_SIZE_BYTES);
+        for i in 0..3 {
+            let block = Bytes::from(vec![0u8; 16]);
+            let fetch = share(futures::future::ready(Ok(block.clone())));
+            assert!(cache.register(&key(i), 1, &fetch));
+            cache.complete(&key(i), 1, &Ok(block));
+        }
+        assert!(matches!(cache.lookup(&key(0)), Lookup::Missing));
+        assert!(matches!(cache.lookup(&key(2)), Lookup::Cached(_)));
+    }
+
+    #[tokio::test]
+    async fn failed_fetch_leaves_nothing_behind() {
+        let cache: BlockCache<std::io::Error> = BlockCache::new(2 * BLOCK_SIZE_BYTES);
+        let err = Arc::new(std::io::Error::other("boom"));
+        let fetch = share(futures::future::ready(Err(err.clone())));
+        assert!(cache.register(&key(0), 1, &fetch));
+        cache.complete(&key(0), 1, &Err(err));
+        assert!(matches!(cache.lookup(&key(0)), Lookup::Missing));
+    }
+}

@@ -1,0 +1,82 @@
+//! The validated settings of one mount, independent of how they were spelled
+//! (long options, `-o` mount options, or the environment). `cli.rs` builds it;
+//! everything below only reads it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the store reaches the bucket: everything aws-config and the S3 client need.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreConfig {
+    pub bucket: String,
+    /// Custom endpoint (S3-compatible stores, local servers); `None` means AWS.
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub force_path_style: bool,
+    /// Anonymous requests for public buckets: no credentials are looked up.
+    pub no_sign_request: bool,
+    /// Bound on one request attempt, retries excluded.
+    pub request_timeout: Duration,
+    /// Attempts per request, the first included (the SDK's standard retry mode).
+    pub max_attempts: u32,
+    /// Requests in flight to the store, all kinds together.
+    pub max_concurrency: usize,
+}
+
+/// Who the mount is for, and what the kernel should let others do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Owner,
+    AllowOther,
+    AllowRoot,
+}
+
+/// Whether the mount accepts writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    ReadOnly,
+    ReadWrite,
+}
+
+/// Whether attributes come from the s3fs/GeeseFS `x-amz-meta-*` headers
+/// (one HEAD per object, cached by key and ETag) or from listings alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PosixMetadata {
+    FromHeaders,
+    ListingOnly,
+}
+
+/// Attribute defaults for objects that carry no POSIX headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerConfig {
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits only (no file-type bits), e.g. 0o644.
+    pub file_mode: u16,
+    pub dir_mode: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsConfig {
+    /// Key prefix the mount root maps to: empty, or ending in `/`.
+    pub prefix: String,
+    pub owner: OwnerConfig,
+    pub write_mode: WriteMode,
+    pub posix_metadata: PosixMetadata,
+    /// How long a lookup, an attribute or a listing is trusted, negative lookups included.
+    pub metadata_ttl: Duration,
+    /// Memory for the block cache, in-flight prefetch included.
+    pub max_cache_size_bytes: u64,
+    /// Size of one ranged GET once a reader streams.
+    pub read_part_size_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountConfig {
+    pub mountpoint: PathBuf,
+    pub store: StoreConfig,
+    pub fs: FsConfig,
+    pub access: Access,
+    pub foreground: bool,
+}

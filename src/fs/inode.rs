@@ -1,0 +1,164 @@
+//! The inode table: what the kernel knows by number.
+//!
+//! Every entry the kernel received from lookup, create or readdirplus holds a
+//! lookup count; FUSE `forget` returns them, and an inode whose count reaches
+//! zero is dropped. So memory follows what the kernel caches, not the size of
+//! the bucket, and walking a million keys does not grow the table without
+//! bound. Numbers are never reused, so the generation is always 0.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use crate::fs::{FileKind, ROOT_INO, Stat};
+
+#[derive(Debug, Clone)]
+pub struct Inode {
+    pub parent: u64,
+    pub name: String,
+    pub kind: FileKind,
+    /// Full key: a file's object key, or a directory's prefix ending in `/`
+    /// (the root's prefix may be empty).
+    pub key: String,
+    pub stat: Stat,
+    /// When `stat` was last confirmed by the store.
+    pub validated_at: Instant,
+    lookups: u64,
+}
+
+pub struct InodeTable {
+    inodes: HashMap<u64, Inode>,
+    children: HashMap<(u64, String), u64>,
+    next_ino: u64,
+}
+
+impl InodeTable {
+    pub fn new(root_key: String, root_stat: Stat) -> Self {
+        let root = Inode {
+            parent: ROOT_INO,
+            name: String::new(),
+            kind: FileKind::Directory,
+            key: root_key,
+            stat: root_stat,
+            validated_at: Instant::now(),
+            // The kernel never forgets the root.
+            lookups: 1,
+        };
+        InodeTable {
+            inodes: HashMap::from([(ROOT_INO, root)]),
+            children: HashMap::new(),
+            next_ino: ROOT_INO + 1,
+        }
+    }
+
+    pub fn get(&self, ino: u64) -> Option<&Inode> {
+        self.inodes.get(&ino)
+    }
+
+    pub fn get_mut(&mut self, ino: u64) -> Option<&mut Inode> {
+        self.inodes.get_mut(&ino)
+    }
+
+    /// The child the kernel may already know under this name.
+    pub fn child(&self, parent: u64, name: &str) -> Option<(u64, &Inode)> {
+        let ino = *self.children.get(&(parent, name.to_owned()))?;
+        self.inodes.get(&ino).map(|inode| (ino, inode))
+    }
+
+    /// Records that the kernel now holds one more reference to this child,
+    /// confirmed by the store just now. The child keeps its number while its
+    /// kind is unchanged; a name that became a directory (or stopped being
+    /// one) gets a new number, so the kernel never sees an inode change type.
+    pub fn remember(&mut self, parent: u64, name: &str, kind: FileKind, key: String, stat: Stat) -> u64 {
+        let slot = (parent, name.to_owned());
+        if let Some(&ino) = self.children.get(&slot)
+            && let Some(inode) = self.inodes.get_mut(&ino)
+            && inode.kind == kind
+        {
+            inode.stat = stat;
+            inode.validated_at = Instant::now();
+            inode.key = key;
+            inode.lookups += 1;
+            return ino;
+        }
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        self.inodes.insert(
+            ino,
+            Inode {
+                parent,
+                name: name.to_owned(),
+                kind,
+                key,
+                stat,
+                validated_at: Instant::now(),
+                lookups: 1,
+            },
+        );
+        self.children.insert(slot, ino);
+        ino
+    }
+
+    /// One more kernel reference to an inode it already has (a lookup answered
+    /// from the table).
+    pub fn add_lookup(&mut self, ino: u64) {
+        if let Some(inode) = self.inodes.get_mut(&ino) {
+            inode.lookups += 1;
+        }
+    }
+
+    /// FUSE forget: drops the inode once the kernel holds no reference.
+    pub fn forget(&mut self, ino: u64, count: u64) {
+        if ino == ROOT_INO {
+            return;
+        }
+        let Some(inode) = self.inodes.get_mut(&ino) else {
+            return;
+        };
+        inode.lookups = inode.lookups.saturating_sub(count);
+        if inode.lookups > 0 {
+            return;
+        }
+        let inode = self.inodes.remove(&ino).expect("present");
+        let slot = (inode.parent, inode.name);
+        if self.children.get(&slot) == Some(&ino) {
+            self.children.remove(&slot);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inodes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat() -> Stat {
+        Stat::default()
+    }
+
+    #[test]
+    fn forget_releases_inodes() {
+        let mut table = InodeTable::new(String::new(), stat());
+        let a = table.remember(ROOT_INO, "a", FileKind::File, "a".into(), stat());
+        let again = table.remember(ROOT_INO, "a", FileKind::File, "a".into(), stat());
+        assert_eq!(a, again, "a known name keeps its number");
+        table.forget(a, 1);
+        assert!(table.get(a).is_some(), "one reference left");
+        table.forget(a, 1);
+        assert!(table.get(a).is_none());
+        assert!(table.child(ROOT_INO, "a").is_none());
+        assert_eq!(table.len(), 1, "only the root is left");
+    }
+
+    #[test]
+    fn a_name_that_changes_kind_gets_a_new_number() {
+        let mut table = InodeTable::new(String::new(), stat());
+        let file = table.remember(ROOT_INO, "a", FileKind::File, "a".into(), stat());
+        let dir = table.remember(ROOT_INO, "a", FileKind::Directory, "a/".into(), stat());
+        assert_ne!(file, dir);
+        table.forget(file, 1);
+        assert_eq!(table.child(ROOT_INO, "a").map(|(ino, _)| ino), Some(dir));
+    }
+}

@@ -1,0 +1,487 @@
+//! The filesystem core: inodes, directories and open handles over an
+//! `ObjectStore`. It knows nothing of FUSE; the adapter in `crate::fuse`
+//! turns its results into replies and its errors into errno.
+//!
+//! Namespace: a directory is a key prefix ending in `/`. It exists when a
+//! listing under it is non-empty (common prefixes and `dir/` marker objects
+//! alike); a file is an object. When both an object `a` and a prefix `a/`
+//! exist, the directory wins and the object is logged once and hidden. Keys
+//! that cannot be a file name (an empty, `.` or `..` segment, or a segment
+//! over 255 bytes) are skipped with one warning each.
+//!
+//! Consistency: what the store told us is trusted for `metadata_ttl`
+//! (lookups, attributes, negative lookups); `open` revalidates a stale entry
+//! (close-to-open), and an open handle pins the ETag it opened, so it reads
+//! one version of the object or fails with `Stale`.
+
+use std::collections::HashMap;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+
+use crate::cache::block::{BLOCK_SIZE_BYTES, BlockCache};
+use crate::cache::meta::{HeaderCache, NegativeCache, PosixHeaders};
+use crate::config::{FsConfig, PosixMetadata};
+use crate::store::{ObjectMeta, ObjectStore, StoreError};
+
+mod dir;
+mod inode;
+mod read;
+
+use dir::DirStream;
+use inode::InodeTable;
+use read::FileHandle;
+
+pub const ROOT_INO: u64 = 1;
+
+/// Longest file name Linux accepts (NAME_MAX).
+const MAX_NAME_BYTES: usize = 255;
+
+/// Header entries kept: ~100 bytes each, so about 10 MiB for a mount that
+/// listed 100,000 objects.
+const HEADER_CACHE_ENTRIES: usize = 100_000;
+
+/// Negative lookups kept; tools probe few missing names at a time.
+const NEGATIVE_CACHE_ENTRIES: usize = 16_384;
+
+/// Problem keys warned about, at most; past this the warnings stop rather
+/// than the set growing with a pathological bucket.
+const MAX_WARNED_KEYS: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("not a directory")]
+    NotADirectory,
+    #[error("is a directory")]
+    IsADirectory,
+    #[error("object {key} changed or disappeared while open")]
+    Stale { key: String },
+    #[error("read-only file system")]
+    ReadOnly,
+    #[error("unknown handle {fh}")]
+    BadHandle { fh: u64 },
+    #[error("access denied")]
+    AccessDenied {
+        #[source]
+        source: Arc<StoreError>,
+    },
+    #[error(transparent)]
+    Store(Arc<StoreError>),
+}
+
+impl Error {
+    /// Classifies a store failure. `pinned_key` is set for reads through an
+    /// open handle, where a vanished or replaced object means the handle is
+    /// stale rather than the name missing.
+    fn from_store(error: Arc<StoreError>, pinned_key: Option<&str>) -> Self {
+        match (&*error, pinned_key) {
+            (StoreError::PreconditionFailed { key }, _) => Error::Stale { key: key.clone() },
+            (StoreError::NotFound { .. }, Some(key)) => Error::Stale { key: key.to_owned() },
+            (StoreError::NotFound { .. }, None) => Error::NotFound,
+            (StoreError::AccessDenied { .. } | StoreError::InvalidCredentials { .. }, _) => {
+                Error::AccessDenied { source: error }
+            }
+            (
+                StoreError::NoSuchBucket { .. }
+                | StoreError::Timeout
+                | StoreError::Unreachable { .. }
+                | StoreError::Other { .. },
+                _,
+            ) => Error::Store(error),
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(error: StoreError) -> Self {
+        Error::from_store(Arc::new(error), None)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    File,
+    Directory,
+}
+
+/// What the store says about an entry, before the mount options apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stat {
+    pub size: u64,
+    pub mtime: Option<SystemTime>,
+    /// Empty for directories.
+    pub etag: String,
+    pub headers: PosixHeaders,
+}
+
+/// Attributes as `stat(2)` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: FileKind,
+    pub size: u64,
+    pub mtime: SystemTime,
+    /// Permission bits only.
+    pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u32,
+}
+
+/// An answer the kernel may cache for `ttl`.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    pub attr: Attr,
+    pub ttl: Duration,
+}
+
+/// A directory entry returned by `readdirplus`. Every entry but `.` and `..`
+/// carries one kernel reference (as a lookup would); entries the caller does
+/// not hand to the kernel must be given back with `forget`.
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    pub name: String,
+    /// Offset of the entry after this one, for the next `readdirplus`.
+    pub next_offset: u64,
+    pub entry: Entry,
+    pub counts_as_lookup: bool,
+}
+
+/// How `open` lets the kernel treat its page cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageCache {
+    /// Same ETag as the previous open: cached pages are still this object's.
+    Keep,
+    Invalidate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenIntent {
+    Read,
+    Write,
+}
+
+pub struct Filesystem<S> {
+    store: Arc<S>,
+    config: FsConfig,
+    inodes: Mutex<InodeTable>,
+    headers: HeaderCache,
+    negative: NegativeCache,
+    blocks: Arc<BlockCache<StoreError>>,
+    /// Bounds HEADs and LISTs in flight; GETs have their own, smaller bound
+    /// in bytes (see `read.rs`).
+    metadata_requests: Arc<Semaphore>,
+    read_requests: Arc<Semaphore>,
+    /// Largest prefetch window of one reader.
+    max_read_window_bytes: u64,
+    files: Mutex<HashMap<u64, Arc<FileHandle>>>,
+    dirs: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<DirStream>>>>,
+    last_opened_etag: Mutex<HashMap<u64, String>>,
+    next_handle: AtomicU64,
+    warned_keys: Mutex<HashSet<String>>,
+    mounted_at: SystemTime,
+}
+
+impl<S: ObjectStore> Filesystem<S> {
+    pub fn new(store: Arc<S>, config: FsConfig, max_concurrency: usize) -> Self {
+        let max_concurrency = max_concurrency.max(1);
+        let part = config.read_part_size_bytes.max(BLOCK_SIZE_BYTES);
+        // Bytes in flight count against the cache budget, so that the block
+        // cache plus downloads never exceed --max-cache-size: at most half of
+        // it is in flight, and at least one part.
+        let read_concurrency = ((config.max_cache_size_bytes / 2) / part).clamp(1, max_concurrency as u64);
+        let in_flight_bytes = read_concurrency * part;
+        let cache_bytes = config.max_cache_size_bytes.saturating_sub(in_flight_bytes);
+        let mounted_at = SystemTime::now();
+        let root_stat = Stat {
+            mtime: Some(mounted_at),
+            ..Stat::default()
+        };
+        Filesystem {
+            store,
+            inodes: Mutex::new(InodeTable::new(config.prefix.clone(), root_stat)),
+            headers: HeaderCache::new(HEADER_CACHE_ENTRIES),
+            negative: NegativeCache::new(config.metadata_ttl, NEGATIVE_CACHE_ENTRIES),
+            blocks: Arc::new(BlockCache::new(cache_bytes)),
+            metadata_requests: Arc::new(Semaphore::new(max_concurrency)),
+            read_requests: Arc::new(Semaphore::new(read_concurrency as usize)),
+            max_read_window_bytes: (in_flight_bytes).min(cache_bytes / 2).max(BLOCK_SIZE_BYTES),
+            files: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            last_opened_etag: Mutex::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+            warned_keys: Mutex::new(HashSet::new()),
+            mounted_at,
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &FsConfig {
+        &self.config
+    }
+
+    /// Turns what the store said into what `stat` shows: POSIX headers win
+    /// over the mount options, unless the mount ignores them.
+    fn attr(&self, ino: u64, kind: FileKind, stat: &Stat) -> Attr {
+        let owner = &self.config.owner;
+        let headers = match self.config.posix_metadata {
+            PosixMetadata::FromHeaders => stat.headers,
+            PosixMetadata::ListingOnly => PosixHeaders::default(),
+        };
+        let default_perm = match kind {
+            FileKind::File => owner.file_mode,
+            FileKind::Directory => owner.dir_mode,
+        };
+        Attr {
+            ino,
+            kind,
+            size: stat.size,
+            mtime: headers.mtime.or(stat.mtime).unwrap_or(self.mounted_at),
+            perm: headers.mode.map_or(default_perm, |mode| (mode & 0o7777) as u16),
+            uid: headers.uid.unwrap_or(owner.uid),
+            gid: headers.gid.unwrap_or(owner.gid),
+            nlink: match kind {
+                FileKind::File => 1,
+                FileKind::Directory => 2,
+            },
+        }
+    }
+
+    fn entry(&self, attr: Attr) -> Entry {
+        Entry {
+            attr,
+            ttl: self.config.metadata_ttl,
+        }
+    }
+
+    fn is_fresh(&self, inode: &inode::Inode) -> bool {
+        inode.validated_at.elapsed() < self.config.metadata_ttl
+    }
+
+    /// Logs a problem with a key once per mount.
+    fn warn_once(&self, key: &str, why: &str) {
+        let mut warned = self.warned_keys.lock().unwrap();
+        if warned.len() < MAX_WARNED_KEYS && warned.insert(key.to_owned()) {
+            log::warn!("skipping key {key:?}: {why}");
+        }
+    }
+
+    fn directory_key(&self, ino: u64) -> Result<String> {
+        let inodes = self.inodes.lock().unwrap();
+        let inode = inodes.get(ino).ok_or(Error::NotFound)?;
+        match inode.kind {
+            FileKind::Directory => Ok(inode.key.clone()),
+            FileKind::File => Err(Error::NotADirectory),
+        }
+    }
+
+    /// Looks a name up in a directory: answered from the inode table while
+    /// fresh, else by a HEAD of the object and a one-key listing of the prefix,
+    /// sent together.
+    pub async fn lookup(&self, parent: u64, name: &str) -> Result<Entry> {
+        let parent_key = self.directory_key(parent)?;
+        if !is_valid_name(name) {
+            return Err(Error::NotFound);
+        }
+        {
+            let mut inodes = self.inodes.lock().unwrap();
+            if let Some((ino, child)) = inodes.child(parent, name)
+                && self.is_fresh(child)
+            {
+                let attr = self.attr(ino, child.kind, &child.stat);
+                inodes.add_lookup(ino);
+                return Ok(self.entry(attr));
+            }
+        }
+        if self.negative.is_absent(parent, name) {
+            return Err(Error::NotFound);
+        }
+        let key = format!("{parent_key}{name}");
+        let dir_prefix = format!("{key}/");
+        let (head, listing) = {
+            let _permits = self.metadata_requests.acquire_many(2).await.expect("never closed");
+            tokio::join!(
+                self.store.head(&key),
+                self.store.list_page(&dir_prefix, false, None, 1)
+            )
+        };
+        let listing = listing?;
+        let is_directory = !listing.objects.is_empty() || !listing.common_prefixes.is_empty();
+        if is_directory {
+            if head.is_ok() {
+                self.warn_once(&key, "an object shares its name with a directory; the directory is shown");
+            }
+            let stat = Stat {
+                mtime: Some(self.mounted_at),
+                ..Stat::default()
+            };
+            return Ok(self.remember(parent, name, FileKind::Directory, dir_prefix, stat));
+        }
+        match head {
+            Ok(meta) => {
+                let stat = self.stat_from_head(&key, &meta);
+                Ok(self.remember(parent, name, FileKind::File, key, stat))
+            }
+            Err(StoreError::NotFound { .. }) => {
+                self.negative.insert(parent, name);
+                Err(Error::NotFound)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    fn remember(&self, parent: u64, name: &str, kind: FileKind, key: String, stat: Stat) -> Entry {
+        let attr = {
+            let mut inodes = self.inodes.lock().unwrap();
+            let ino = inodes.remember(parent, name, kind, key, stat.clone());
+            self.attr(ino, kind, &stat)
+        };
+        self.negative.remove(parent, name);
+        self.entry(attr)
+    }
+
+    fn stat_from_head(&self, key: &str, meta: &ObjectMeta) -> Stat {
+        let headers = PosixHeaders::from_user_metadata(&meta.user_metadata);
+        self.headers.insert(key, &meta.etag, headers);
+        Stat {
+            size: meta.size,
+            mtime: Some(meta.last_modified),
+            etag: meta.etag.clone(),
+            headers,
+        }
+    }
+
+    pub fn forget(&self, ino: u64, count: u64) {
+        self.inodes.lock().unwrap().forget(ino, count);
+    }
+
+    pub async fn getattr(&self, ino: u64) -> Result<Entry> {
+        self.revalidate(ino).await?;
+        let inodes = self.inodes.lock().unwrap();
+        let inode = inodes.get(ino).ok_or(Error::NotFound)?;
+        Ok(self.entry(self.attr(ino, inode.kind, &inode.stat)))
+    }
+
+    /// Refreshes a file's stat from the store once its TTL has passed.
+    /// Directories are not rechecked: their attributes come from the mount.
+    async fn revalidate(&self, ino: u64) -> Result<()> {
+        let key = {
+            let inodes = self.inodes.lock().unwrap();
+            let inode = inodes.get(ino).ok_or(Error::NotFound)?;
+            if inode.kind == FileKind::Directory || self.is_fresh(inode) {
+                return Ok(());
+            }
+            inode.key.clone()
+        };
+        let meta = {
+            let _permit = self.metadata_requests.acquire().await.expect("never closed");
+            self.store.head(&key).await?
+        };
+        let stat = self.stat_from_head(&key, &meta);
+        let mut inodes = self.inodes.lock().unwrap();
+        if let Some(inode) = inodes.get_mut(ino) {
+            inode.stat = stat;
+            inode.validated_at = std::time::Instant::now();
+        }
+        Ok(())
+    }
+
+    pub async fn open(&self, ino: u64, intent: OpenIntent) -> Result<(u64, PageCache)> {
+        {
+            let inodes = self.inodes.lock().unwrap();
+            let inode = inodes.get(ino).ok_or(Error::NotFound)?;
+            if inode.kind == FileKind::Directory {
+                return Err(Error::IsADirectory);
+            }
+        }
+        if intent == OpenIntent::Write {
+            // Writes arrive with the write-back buffer; until then every
+            // mount refuses them the way a read-only mount does.
+            return Err(Error::ReadOnly);
+        }
+        self.revalidate(ino).await?;
+        let (key, stat) = {
+            let inodes = self.inodes.lock().unwrap();
+            let inode = inodes.get(ino).ok_or(Error::NotFound)?;
+            (inode.key.clone(), inode.stat.clone())
+        };
+        let page_cache = {
+            let mut last = self.last_opened_etag.lock().unwrap();
+            let previous = last.insert(ino, stat.etag.clone());
+            if previous.as_deref() == Some(stat.etag.as_str()) && !stat.etag.is_empty() {
+                PageCache::Keep
+            } else {
+                PageCache::Invalidate
+            }
+        };
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        let handle = FileHandle::new(key, stat.etag, stat.size);
+        self.files.lock().unwrap().insert(fh, Arc::new(handle));
+        Ok((fh, page_cache))
+    }
+
+    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes> {
+        let handle = self.files.lock().unwrap().get(&fh).cloned().ok_or(Error::BadHandle { fh })?;
+        self.read_handle(&handle, offset, size as u64).await
+    }
+
+    pub fn release(&self, fh: u64) {
+        self.files.lock().unwrap().remove(&fh);
+    }
+
+    pub fn opendir(&self, ino: u64) -> Result<u64> {
+        let key = self.directory_key(ino)?;
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        let stream = DirStream::new(ino, key);
+        self.dirs.lock().unwrap().insert(fh, Arc::new(tokio::sync::Mutex::new(stream)));
+        Ok(fh)
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.dirs.lock().unwrap().remove(&fh);
+    }
+
+    /// Attributes of a directory's `.` and `..`.
+    fn dot_entries(&self, ino: u64) -> Result<(Entry, Entry)> {
+        let inodes = self.inodes.lock().unwrap();
+        let dir = inodes.get(ino).ok_or(Error::NotFound)?;
+        let dot = self.attr(ino, FileKind::Directory, &dir.stat);
+        let parent_ino = dir.parent;
+        let dotdot = match inodes.get(parent_ino) {
+            Some(parent) => self.attr(parent_ino, FileKind::Directory, &parent.stat),
+            None => Attr { ino: parent_ino, ..dot },
+        };
+        Ok((self.entry(dot), self.entry(dotdot)))
+    }
+
+    pub fn mounted_at(&self) -> SystemTime {
+        self.mounted_at
+    }
+
+    pub fn inode_count(&self) -> usize {
+        self.inodes.lock().unwrap().len()
+    }
+}
+
+/// Whether a key segment can be a file name.
+pub(crate) fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains('/')
+        && !name.contains('\0')
+        && name.len() <= MAX_NAME_BYTES
+}
+
+/// Seconds since the epoch, for logs and tests.
+pub fn epoch_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

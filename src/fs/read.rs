@@ -1,0 +1,222 @@
+//! Reading through an open handle: the block cache, sequential detection and
+//! prefetch.
+//!
+//! Each read touches whole blocks (`BLOCK_SIZE_BYTES`). A reader whose reads
+//! follow each other (within `SEQUENTIAL_SLACK_BYTES`, since the kernel sends
+//! readahead requests concurrently and they may arrive out of order) is
+//! streaming: its prefetch window starts at one block and doubles with every
+//! read up to `max_read_window_bytes`, and the blocks ahead are fetched in
+//! parallel ranged GETs of up to `--read-part-size`. So `head -c 100` of a huge
+//! object fetches one block, while `cp` soon has several parts in flight. A
+//! read elsewhere resets the window and fetches only the blocks it touches.
+//!
+//! Every GET carries `If-Match` with the handle's ETag: a handle reads one
+//! version of the object or fails with `Stale`, never a mix.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::cache::block::{BLOCK_SIZE_BYTES, BlockKey, Lookup, SharedFetch, share};
+use crate::fs::{Error, Filesystem, Result};
+use crate::store::{ObjectStore, StoreError};
+
+/// How far a read may land from where the previous one ended and still count
+/// as sequential: twice the largest FUSE read (1 MiB with max_pages 256).
+const SEQUENTIAL_SLACK_BYTES: u64 = 2 * 1024 * 1024;
+
+/// Attempts to get a block that keeps vanishing between "missing" and
+/// "registered" (evicted under heavy load); past this the read fails.
+const MAX_BLOCK_ATTEMPTS: usize = 4;
+
+pub struct FileHandle {
+    key: Arc<str>,
+    etag: Arc<str>,
+    size: u64,
+    stream: Mutex<StreamState>,
+}
+
+#[derive(Default)]
+struct StreamState {
+    /// Where the last read ended; `None` before the first read.
+    next_offset: Option<u64>,
+    window_bytes: u64,
+    /// Prefetch has been requested up to here.
+    prefetched_until: u64,
+}
+
+impl FileHandle {
+    pub fn new(key: String, etag: String, size: u64) -> Self {
+        FileHandle {
+            key: Arc::from(key),
+            etag: Arc::from(etag),
+            size,
+            stream: Mutex::new(StreamState::default()),
+        }
+    }
+
+    fn block(&self, index: u64) -> BlockKey {
+        BlockKey {
+            key: self.key.clone(),
+            etag: self.etag.clone(),
+            index,
+        }
+    }
+}
+
+impl<S: ObjectStore> Filesystem<S> {
+    pub(super) async fn read_handle(&self, handle: &FileHandle, offset: u64, size: u64) -> Result<Bytes> {
+        if offset >= handle.size || size == 0 {
+            return Ok(Bytes::new());
+        }
+        let end = (offset + size).min(handle.size);
+        let first = offset / BLOCK_SIZE_BYTES;
+        let last = (end - 1) / BLOCK_SIZE_BYTES;
+
+        let prefetch = self.advance_stream(handle, offset, end);
+        // What this read needs goes out first, then the window ahead.
+        self.fetch_missing(handle, first, last + 1, self.config.read_part_size_bytes);
+        if let Some((from, to, chunk_bytes)) = prefetch {
+            self.fetch_missing(handle, from, to, chunk_bytes);
+        }
+
+        if first == last {
+            let block = self.block_bytes(handle, first).await?;
+            let start = (offset - first * BLOCK_SIZE_BYTES) as usize;
+            let stop = ((end - first * BLOCK_SIZE_BYTES) as usize).min(block.len());
+            return Ok(block.slice(start.min(stop)..stop));
+        }
+        let mut out = BytesMut::with_capacity((end - offset) as usize);
+        for index in first..=last {
+            let block = self.block_bytes(handle, index).await?;
+            let block_start = index * BLOCK_SIZE_BYTES;
+            let start = offset.saturating_sub(block_start) as usize;
+            let stop = ((end - block_start) as usize).min(block.len());
+            if start < stop {
+                out.extend_from_slice(&block[start..stop]);
+            }
+        }
+        Ok(out.freeze())
+    }
+
+    /// Updates the handle's stream state with a read of `offset..end` and
+    /// returns the blocks to prefetch (`from..to`) and the request size.
+    fn advance_stream(&self, handle: &FileHandle, offset: u64, end: u64) -> Option<(u64, u64, u64)> {
+        let mut state = handle.stream.lock().unwrap();
+        let is_sequential = state
+            .next_offset
+            .is_some_and(|next| offset.abs_diff(next) <= SEQUENTIAL_SLACK_BYTES);
+        if !is_sequential {
+            state.window_bytes = 0;
+            state.prefetched_until = end;
+            state.next_offset = Some(end);
+            return None;
+        }
+        state.window_bytes = if state.window_bytes == 0 {
+            BLOCK_SIZE_BYTES
+        } else {
+            (state.window_bytes * 2).min(self.max_read_window_bytes)
+        };
+        state.next_offset = Some(state.next_offset.unwrap_or(0).max(end));
+        let target = (end + state.window_bytes).min(handle.size);
+        let from = state.prefetched_until.max(end);
+        if target <= from {
+            return None;
+        }
+        state.prefetched_until = target;
+        // Small requests while the window is small (fast first bytes), whole
+        // parts once it has grown.
+        let chunk_bytes = (state.window_bytes / 2).clamp(BLOCK_SIZE_BYTES, self.config.read_part_size_bytes);
+        let first_block = from / BLOCK_SIZE_BYTES;
+        let end_block = target.div_ceil(BLOCK_SIZE_BYTES);
+        Some((first_block, end_block, chunk_bytes))
+    }
+
+    /// Starts GETs for the blocks in `from..to` that are neither cached nor in
+    /// flight, grouping neighbours into requests of up to `chunk_bytes`,
+    /// aligned to multiples of it.
+    fn fetch_missing(&self, handle: &FileHandle, from: u64, to: u64, chunk_bytes: u64) {
+        let chunk_blocks = (chunk_bytes / BLOCK_SIZE_BYTES).max(1);
+        let is_present = |index: u64| self.blocks.is_present(&handle.block(index));
+        let mut index = from;
+        while index < to {
+            if is_present(index) {
+                index += 1;
+                continue;
+            }
+            let start = index;
+            index += 1;
+            while index < to && index % chunk_blocks != 0 && !is_present(index) {
+                index += 1;
+            }
+            self.start_fetch(handle, start, index - start);
+        }
+    }
+
+    /// Starts one ranged GET for `count` blocks from `first`, unless another
+    /// reader already fetches one of them. Returns the fetch it registered.
+    fn start_fetch(&self, handle: &FileHandle, first: u64, count: u64) -> Option<SharedFetch<StoreError>> {
+        let start = first * BLOCK_SIZE_BYTES;
+        let end = ((first + count) * BLOCK_SIZE_BYTES).min(handle.size);
+        if start >= end {
+            return None;
+        }
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let fetch = share(async move {
+            receiver.await.unwrap_or_else(|_| {
+                Err(Arc::new(StoreError::Other {
+                    source: "the fetch task ended without an answer".into(),
+                }))
+            })
+        });
+        let first_block = handle.block(first);
+        if !self.blocks.register(&first_block, count, &fetch) {
+            return None;
+        }
+        let store = Arc::clone(&self.store);
+        let blocks = Arc::clone(&self.blocks);
+        let requests = Arc::clone(&self.read_requests);
+        let key = handle.key.clone();
+        let etag = handle.etag.clone();
+        tokio::spawn(async move {
+            let result = {
+                let _permit = requests.acquire().await.expect("never closed");
+                let if_match = (!etag.is_empty()).then_some(&*etag);
+                store.get_range(&key, start..end, if_match).await
+            };
+            let result = match result {
+                Ok(bytes) if bytes.len() as u64 != end - start => Err(StoreError::Other {
+                    source: format!("short read of {key}: {} bytes of {}", bytes.len(), end - start).into(),
+                }),
+                other => other,
+            }
+            .map_err(Arc::new);
+            blocks.complete(&first_block, count, &result);
+            let _ = sender.send(result);
+        });
+        Some(fetch)
+    }
+
+    async fn block_bytes(&self, handle: &FileHandle, index: u64) -> Result<Bytes> {
+        let block = handle.block(index);
+        for _ in 0..MAX_BLOCK_ATTEMPTS {
+            let (fetch, offset) = match self.blocks.lookup(&block) {
+                Lookup::Cached(bytes) => return Ok(bytes),
+                Lookup::InFlight { fetch, offset_in_fetch } => (fetch, offset_in_fetch),
+                Lookup::Missing => match self.start_fetch(handle, index, 1) {
+                    Some(fetch) => (fetch, 0),
+                    None => continue,
+                },
+            };
+            let bytes = fetch
+                .await
+                .map_err(|error| Error::from_store(error, Some(&handle.key)))?;
+            let start = (offset as usize).min(bytes.len());
+            let end = (start + BLOCK_SIZE_BYTES as usize).min(bytes.len());
+            return Ok(bytes.slice(start..end));
+        }
+        Err(Error::Store(Arc::new(StoreError::Other {
+            source: format!("block {index} of {} kept being evicted before it could be read", handle.key).into(),
+        })))
+    }
+}

@@ -1,0 +1,34 @@
+//! The one place where filesystem errors become errno.
+
+use crate::fs::Error;
+use crate::store::StoreError;
+
+pub fn errno(error: &Error) -> libc::c_int {
+    match error {
+        Error::NotFound => libc::ENOENT,
+        Error::NotADirectory => libc::ENOTDIR,
+        Error::IsADirectory => libc::EISDIR,
+        // The object was replaced or deleted in the bucket while we had it open.
+        Error::Stale { .. } => libc::ESTALE,
+        Error::ReadOnly => libc::EROFS,
+        Error::BadHandle { .. } => libc::EBADF,
+        Error::AccessDenied { .. } => libc::EACCES,
+        Error::Store(source) => match **source {
+            // Reached only by races (an object deleted between two requests
+            // of one operation); the name is gone, so ENOENT, not EIO.
+            StoreError::NotFound { .. } => libc::ENOENT,
+            StoreError::PreconditionFailed { .. } => libc::ESTALE,
+            StoreError::AccessDenied { .. } | StoreError::InvalidCredentials { .. } => libc::EACCES,
+            // Timeouts and 5xx arrive here only after the store's retries.
+            StoreError::NoSuchBucket { .. }
+            | StoreError::Timeout
+            | StoreError::Unreachable { .. }
+            | StoreError::Other { .. } => libc::EIO,
+        },
+    }
+}
+
+/// Whether a failure is routine (a missing name) rather than worth a warning.
+pub fn is_routine(error: &Error) -> bool {
+    matches!(error, Error::NotFound)
+}

@@ -1,0 +1,346 @@
+//! The FUSE adapter: the only code that knows `fuser`.
+//!
+//! Each callback turns its borrowed arguments into owned ones, spawns the
+//! work on the tokio runtime and returns, so the dispatch loop never waits on
+//! the network; the task answers the reply. Every path answers (an unanswered
+//! reply would reach the kernel as EIO). Failures are logged here, once.
+
+mod errno;
+mod session;
+
+pub use session::{MountOptions, MountedSession, Unmounter, mount};
+
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
+    LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, Request,
+};
+use tokio::runtime::Handle;
+
+use crate::fs::{self, Attr, Entry, FileKind, OpenIntent, PageCache};
+use crate::store::ObjectStore;
+
+/// Readahead we ask the kernel for; it caps this at what it supports. Large,
+/// so that kernel readahead is never what limits a streaming reader.
+const MAX_READAHEAD_BYTES: u32 = 16 * 1024 * 1024;
+
+/// Background requests (readahead among them) the kernel keeps in flight;
+/// its default of 12 serializes large sequential reads.
+const MAX_BACKGROUND_REQUESTS: u16 = 64;
+
+/// Block size reported to `stat`: `cp` and friends size their buffers from it.
+const REPORTED_BLOCK_SIZE: u32 = 1024 * 1024;
+
+pub struct FuseAdapter<S> {
+    fs: Arc<fs::Filesystem<S>>,
+    runtime: Handle,
+}
+
+impl<S: ObjectStore> FuseAdapter<S> {
+    pub fn new(fs: Arc<fs::Filesystem<S>>, runtime: Handle) -> Self {
+        FuseAdapter { fs, runtime }
+    }
+}
+
+fn file_attr(attr: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(attr.ino),
+        size: attr.size,
+        blocks: attr.size.div_ceil(512),
+        atime: attr.mtime,
+        mtime: attr.mtime,
+        ctime: attr.mtime,
+        crtime: UNIX_EPOCH,
+        kind: match attr.kind {
+            FileKind::File => FileType::RegularFile,
+            FileKind::Directory => FileType::Directory,
+        },
+        perm: attr.perm,
+        nlink: attr.nlink,
+        uid: attr.uid,
+        gid: attr.gid,
+        rdev: 0,
+        blksize: REPORTED_BLOCK_SIZE,
+        flags: 0,
+    }
+}
+
+/// Logs a failed operation once and returns the errno to answer with.
+fn failure(op: &str, ino: u64, error: &fs::Error) -> Errno {
+    let code = errno::errno(error);
+    if errno::is_routine(error) {
+        log::debug!("{op} ino={ino}: {error}");
+    } else {
+        log::warn!("{op} ino={ino} failed (errno {code}): {}", error_chain(error));
+    }
+    Errno::from_i32(code)
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn reply_entry(reply: ReplyEntry, entry: &Entry) {
+    reply.entry(&entry.ttl, &file_attr(&entry.attr), Generation(0));
+}
+
+fn name_of(name: &OsStr) -> Option<String> {
+    // Keys are UTF-8 strings; a name that is not UTF-8 cannot exist in the bucket.
+    name.to_str().map(str::to_owned)
+}
+
+impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        if let Err(nearest) = config.set_max_readahead(MAX_READAHEAD_BYTES) {
+            let _ = config.set_max_readahead(nearest);
+        }
+        let _ = config.set_max_background(MAX_BACKGROUND_REQUESTS);
+        // Attributes with every directory entry: `ls -l` then needs no lookup
+        // per entry.
+        if config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS).is_err() {
+            log::info!("kernel does not support readdirplus; listing uses lookups");
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let Some(name) = name_of(name) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let fs = Arc::clone(&self.fs);
+        self.runtime.spawn(async move {
+            match fs.lookup(parent.0, &name).await {
+                Ok(entry) => reply_entry(reply, &entry),
+                Err(error) => reply.error(failure("lookup", parent.0, &error)),
+            }
+        });
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let fs = Arc::clone(&self.fs);
+        self.runtime.spawn(async move {
+            match fs.getattr(ino.0).await {
+                Ok(entry) => reply.attr(&entry.ttl, &file_attr(&entry.attr)),
+                Err(error) => reply.error(failure("getattr", ino.0, &error)),
+            }
+        });
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let intent = match flags.acc_mode() {
+            OpenAccMode::O_RDONLY => OpenIntent::Read,
+            OpenAccMode::O_WRONLY | OpenAccMode::O_RDWR => OpenIntent::Write,
+        };
+        let fs = Arc::clone(&self.fs);
+        self.runtime.spawn(async move {
+            match fs.open(ino.0, intent).await {
+                Ok((fh, page_cache)) => {
+                    let flags = match page_cache {
+                        PageCache::Keep => FopenFlags::FOPEN_KEEP_CACHE,
+                        PageCache::Invalidate => FopenFlags::empty(),
+                    };
+                    reply.opened(FileHandle(fh), flags)
+                }
+                Err(error) => reply.error(failure("open", ino.0, &error)),
+            }
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: fuser::ReplyData,
+    ) {
+        let fs = Arc::clone(&self.fs);
+        self.runtime.spawn(async move {
+            match fs.read(fh.0, offset, size).await {
+                Ok(bytes) => reply.data(&bytes),
+                Err(error) => reply.error(failure("read", ino.0, &error)),
+            }
+        });
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.fs.release(fh.0);
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.opendir(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(error) => reply.error(failure("opendir", ino.0, &error)),
+        }
+    }
+
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let fs = Arc::clone(&self.fs);
+        self.runtime.spawn(async move {
+            let entries = match fs.readdirplus(fh.0, offset).await {
+                Ok(entries) => entries,
+                Err(error) => return reply.error(failure("readdirplus", ino.0, &error)),
+            };
+            let mut entries = entries.into_iter();
+            for entry in entries.by_ref() {
+                let attr = file_attr(&entry.entry.attr);
+                if reply.add(attr.ino, entry.next_offset, &entry.name, &entry.entry.ttl, &attr, Generation(0)) {
+                    // Did not fit: the kernel never saw it, so give back its reference.
+                    if entry.counts_as_lookup {
+                        fs.forget(attr.ino.0, 1);
+                    }
+                    break;
+                }
+            }
+            for entry in entries.filter(|e| e.counts_as_lookup) {
+                fs.forget(entry.entry.attr.ino, 1);
+            }
+            reply.ok();
+        });
+    }
+
+    /// Used only by kernels without readdirplus.
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let fs = Arc::clone(&self.fs);
+        self.runtime.spawn(async move {
+            let entries = match fs.readdirplus(fh.0, offset).await {
+                Ok(entries) => entries,
+                Err(error) => return reply.error(failure("readdir", ino.0, &error)),
+            };
+            let mut is_full = false;
+            for entry in entries {
+                let attr = file_attr(&entry.entry.attr);
+                if !is_full {
+                    is_full = reply.add(attr.ino, entry.next_offset, attr.kind, &entry.name);
+                }
+                // Plain readdir takes no references.
+                if entry.counts_as_lookup {
+                    fs.forget(attr.ino.0, 1);
+                }
+            }
+            reply.ok();
+        });
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.fs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        // A bucket has no fixed size; report a large, constant capacity so
+        // that `df` and tools that check free space before writing work.
+        const BLOCK: u64 = 4096;
+        const TOTAL_BLOCKS: u64 = (1u64 << 50) / BLOCK; // 1 PiB
+        const FILES: u64 = 1 << 32;
+        reply.statfs(TOTAL_BLOCKS, TOTAL_BLOCKS, TOTAL_BLOCKS, FILES, FILES, BLOCK as u32, 255, BLOCK as u32);
+    }
+
+    // Until the write path exists, every change is refused as on a read-only
+    // file system (rather than fuser's default ENOSYS, which tools misreport).
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        _size: Option<u64>,
+        _atime: Option<fuser::TimeOrNow>,
+        _mtime: Option<fuser::TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn mknod(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, _rdev: u32, reply: ReplyEntry) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn mkdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn symlink(&self, _req: &Request, _parent: INodeNo, _link_name: &OsStr, _target: &Path, reply: ReplyEntry) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        _flags: fuser::RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: fuser::ReplyCreate,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        // The kernel checks permissions itself (mounted with default_permissions).
+        reply.ok();
+    }
+}

@@ -1,0 +1,16 @@
+//! bucketfs: mount an S3 bucket as a POSIX filesystem.
+//!
+//! A POSIX call flows down, and dependencies point down only:
+//! `fuse` (the only user of fuser) → `fs` (inodes, directories, handles) →
+//! `cache` (metadata TTL, block cache) → `store` (the `ObjectStore` trait;
+//! `store::s3` is the only user of aws-sdk-s3). `cli` and `daemon` serve
+//! `main`: they turn a command line into a `config::MountConfig` and detach
+//! from the terminal once the mount is live.
+
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod fs;
+pub mod fuse;
+pub mod store;

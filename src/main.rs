@@ -1,0 +1,205 @@
+//! `bucketfs BUCKET MOUNTPOINT`: parse, check, detach, mount, serve until
+//! unmounted or signalled.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bucketfs::cli::{self, Parsed};
+use bucketfs::config::{MountConfig, WriteMode};
+use bucketfs::daemon::{self, Readiness};
+use bucketfs::fs::Filesystem;
+use bucketfs::fuse::{self, MountOptions};
+use bucketfs::store::s3::S3Store;
+use bucketfs::store::{ObjectStore, StoreError};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// The start-up check must answer at the prompt: a dead endpoint fails
+/// within this bound even when --request-timeout allows more.
+const STARTUP_CHECK_TIMEOUT: Duration = Duration::from_secs(8);
+
+fn main() -> ExitCode {
+    let config = match cli::parse_args(std::env::args_os()) {
+        Ok(Parsed::Mount(config)) => *config,
+        Ok(Parsed::Exit(exit)) => exit.print_and_exit(),
+        Err(error) => {
+            eprintln!("bucketfs: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(message) = cli::check_mountpoint(&config.mountpoint) {
+        eprintln!("bucketfs: {message}");
+        return ExitCode::FAILURE;
+    }
+    // Detach before any thread exists: fork keeps only the calling thread.
+    let readiness = if config.foreground {
+        Readiness::foreground()
+    } else {
+        match daemon::daemonize() {
+            Ok(readiness) => readiness,
+            Err(error) => {
+                eprintln!("bucketfs: cannot start the mount daemon: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match run(config, readiness) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            log::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("bucketfs-io")
+        .build()
+        .context("cannot start the I/O runtime")?;
+
+    let store = runtime.block_on(S3Store::new(&config.store));
+    if let Err(message) = runtime.block_on(check_bucket(&store, &config)) {
+        readiness.failed(&format!("bucketfs: {message}"));
+        anyhow::bail!(message);
+    }
+
+    let fs = Arc::new(Filesystem::new(
+        Arc::new(store),
+        config.fs.clone(),
+        config.store.max_concurrency,
+    ));
+    let options = MountOptions {
+        source: &config.store.bucket,
+        access: config.access,
+        write_mode: config.fs.write_mode,
+    };
+    let mut session = match fuse::mount(fs, runtime.handle().clone(), &config.mountpoint, &options) {
+        Ok(session) => session,
+        Err(error) => {
+            let message = format!("cannot mount at {}: {error}", config.mountpoint.display());
+            readiness.failed(&format!("bucketfs: {message}"));
+            anyhow::bail!(message);
+        }
+    };
+    let mut unmounter = session.unmounter();
+    let (finished_sender, finished) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("bucketfs-fuse".into())
+        .spawn(move || {
+            let _ = finished_sender.send(session.run());
+        })
+        .context("cannot start the FUSE thread")?;
+
+    log::info!(
+        "bucketfs {} mounted bucket {} (prefix {:?}) at {}: {}",
+        env!("CARGO_PKG_VERSION"),
+        config.store.bucket,
+        config.fs.prefix,
+        config.mountpoint.display(),
+        describe_options(&config)
+    );
+    readiness.ready();
+
+    runtime.block_on(async move {
+        let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        tokio::pin!(finished);
+        tokio::select! {
+            result = &mut finished => return finished_session(result),
+            _ = terminate.recv() => log::info!("SIGTERM: unmounting"),
+            _ = interrupt.recv() => log::info!("SIGINT: unmounting"),
+        }
+        unmounter.unmount().context("unmount failed")?;
+        finished_session(finished.await)
+    })
+}
+
+fn finished_session(
+    result: Result<std::io::Result<()>, tokio::sync::oneshot::error::RecvError>,
+) -> anyhow::Result<()> {
+    match result {
+        Ok(Ok(())) => {
+            log::info!("unmounted");
+            Ok(())
+        }
+        Ok(Err(error)) => Err(error).context("the FUSE session failed"),
+        Err(_) => anyhow::bail!("the FUSE thread ended without a result"),
+    }
+}
+
+/// One cheap request before mounting, so that a typo in the bucket, the
+/// credentials or the endpoint fails at the prompt rather than on first use.
+async fn check_bucket(store: &S3Store, config: &MountConfig) -> Result<(), String> {
+    let bucket = &config.store.bucket;
+    let endpoint = config
+        .store
+        .endpoint_url
+        .clone()
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+        .unwrap_or_else(|| "AWS S3".to_owned());
+    let request = store.list_page(&config.fs.prefix, true, None, 1);
+    let result = match tokio::time::timeout(STARTUP_CHECK_TIMEOUT, request).await {
+        Ok(result) => result,
+        Err(_) => {
+            return Err(format!(
+                "{endpoint} did not answer within {} s (is the endpoint right and reachable?)",
+                STARTUP_CHECK_TIMEOUT.as_secs()
+            ));
+        }
+    };
+    match result {
+        Ok(_) => Ok(()),
+        Err(StoreError::NoSuchBucket { .. }) => Err(format!("bucket '{bucket}' does not exist at {endpoint}")),
+        Err(StoreError::InvalidCredentials { message }) => Err(format!(
+            "{endpoint} rejected the credentials for bucket '{bucket}': {message}"
+        )),
+        Err(StoreError::AccessDenied { message }) => {
+            Err(format!("access to bucket '{bucket}' denied: {message}"))
+        }
+        Err(StoreError::Timeout) => Err(format!("{endpoint} did not answer in time")),
+        Err(StoreError::Unreachable { source }) => Err(format!("cannot reach {endpoint}: {}", root_cause(&*source))),
+        Err(error @ (StoreError::NotFound { .. } | StoreError::PreconditionFailed { .. } | StoreError::Other { .. })) => {
+            Err(format!("cannot list bucket '{bucket}' at {endpoint}: {}", root_cause(&error)))
+        }
+    }
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+/// The effective options, for the one log line each mount writes. Never
+/// includes credentials.
+fn describe_options(config: &MountConfig) -> String {
+    let fs = &config.fs;
+    format!(
+        "{}, endpoint {}, region {}, access {:?}, uid {} gid {} file mode {:o} dir mode {:o}, metadata {:?}, \
+         metadata ttl {:?}, cache {} MiB, read part {} MiB, concurrency {}, request timeout {:?} x{} attempts",
+        match fs.write_mode {
+            WriteMode::ReadOnly => "read-only",
+            WriteMode::ReadWrite => "read-write",
+        },
+        config.store.endpoint_url.as_deref().unwrap_or("default"),
+        config.store.region.as_deref().unwrap_or("default"),
+        config.access,
+        fs.owner.uid,
+        fs.owner.gid,
+        fs.owner.file_mode,
+        fs.owner.dir_mode,
+        fs.posix_metadata,
+        fs.metadata_ttl,
+        fs.max_cache_size_bytes >> 20,
+        fs.read_part_size_bytes >> 20,
+        config.store.max_concurrency,
+        config.store.request_timeout,
+        config.store.max_attempts,
+    )
+}
