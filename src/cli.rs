@@ -77,6 +77,7 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(
     name = "bucketfs",
+    bin_name = "bucketfs",
     version,
     about = "Mount an S3 bucket as a POSIX filesystem over FUSE",
     args_override_self = true,
@@ -90,49 +91,57 @@ struct Cli {
     /// Directory to mount on
     mountpoint: PathBuf,
 
-    /// Stay in the foreground instead of detaching once the mount is ready
+    /// Stay in the foreground instead of detaching once mounted
     #[arg(short, long)]
     foreground: bool,
 
-    /// Mount only the keys under this prefix, e.g. logs/2024/ (a trailing '/' is added)
+    /// Mount only the keys under this prefix, e.g. logs/2024/
     #[arg(long, value_name = "PREFIX", value_parser = parse_prefix, default_value = "",
         hide_default_value = true, help_heading = "Bucket")]
     prefix: String,
 
-    /// Endpoint of an S3-compatible store [default: AWS, or $AWS_ENDPOINT_URL]
+    /// S3-compatible endpoint [default: AWS, or $AWS_ENDPOINT_URL]
     #[arg(long, value_name = "URL", value_parser = NonEmptyStringValueParser::new(),
         help_heading = "Bucket")]
     endpoint_url: Option<String>,
 
-    /// Region of the bucket [default: from the profile or $AWS_REGION]
+    /// Region of the bucket [default: $AWS_REGION, or the profile's]
     #[arg(long, value_name = "REGION", value_parser = NonEmptyStringValueParser::new(),
         help_heading = "Bucket")]
     region: Option<String>,
 
-    /// Profile in ~/.aws/config for credentials and settings [default: $AWS_PROFILE or default]
+    /// Profile in ~/.aws/config [default: $AWS_PROFILE, or default]
     #[arg(long, value_name = "NAME", value_parser = NonEmptyStringValueParser::new(),
         help_heading = "Bucket")]
     profile: Option<String>,
 
-    /// Address the bucket as ENDPOINT/BUCKET rather than BUCKET.ENDPOINT (most S3-compatible servers need this)
+    /// Address the bucket as ENDPOINT/BUCKET, not BUCKET.ENDPOINT
+    ///
+    /// Most S3-compatible servers need this.
     #[arg(long, help_heading = "Bucket")]
     force_path_style: bool,
 
-    /// Send anonymous requests, for public buckets; no credentials are looked up
+    /// Send anonymous requests (public buckets); no credentials needed
     #[arg(long, help_heading = "Bucket")]
     no_sign_request: bool,
 
-    /// Time limit on one request attempt, in seconds; a call fails with EIO once every attempt has failed
+    /// Time limit on one request attempt, in seconds
+    ///
+    /// A call fails with EIO once every attempt has failed.
     #[arg(long, value_name = "SECONDS", value_parser = parse_timeout, default_value = "30",
         help_heading = "Requests")]
     request_timeout: Duration,
 
-    /// Attempts per request, the first included; retries back off exponentially
+    /// Attempts per request, the first included
+    ///
+    /// Retries back off exponentially.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
         default_value = "3", help_heading = "Requests")]
     max_attempts: u32,
 
-    /// Requests in flight to the store, all kinds together; more speeds up parallel reads but costs memory and connections
+    /// Requests in flight to the store, all kinds together
+    ///
+    /// More speeds up parallel reads but costs memory and connections.
     #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<usize>::new().range(1..),
         default_value = "16", help_heading = "Requests")]
     max_concurrency: usize,
@@ -141,33 +150,40 @@ struct Cli {
     #[arg(long, help_heading = "Access")]
     read_only: bool,
 
-    /// Let all users access the mount (unless root, needs user_allow_other in /etc/fuse.conf)
+    /// Let all users access the mount
+    ///
+    /// Unless run by root, needs user_allow_other in /etc/fuse.conf.
     #[arg(long, conflicts_with = "allow_root", help_heading = "Access")]
     allow_other: bool,
 
-    /// Let root access the mount too (unless root, needs user_allow_other in /etc/fuse.conf)
+    /// Let root access the mount too
+    ///
+    /// Unless run by root, needs user_allow_other in /etc/fuse.conf.
     #[arg(long, help_heading = "Access")]
     allow_root: bool,
 
-    /// Owner of files and directories without POSIX metadata [default: your effective uid]
+    /// Owner of entries without POSIX metadata [default: your uid]
     #[arg(long, value_name = "N", help_heading = "Access")]
     uid: Option<u32>,
 
-    /// Group of files and directories without POSIX metadata [default: your effective gid]
+    /// Group of entries without POSIX metadata [default: your gid]
     #[arg(long, value_name = "N", help_heading = "Access")]
     gid: Option<u32>,
 
-    /// Permission bits, in octal, of files without POSIX metadata
+    /// Mode of files without POSIX metadata, in octal
     #[arg(long, value_name = "OCTAL", value_parser = parse_mode, default_value = "0644",
         help_heading = "Access")]
     file_mode: u16,
 
-    /// Permission bits, in octal, of directories without POSIX metadata
+    /// Mode of directories without POSIX metadata, in octal
     #[arg(long, value_name = "OCTAL", value_parser = parse_mode, default_value = "0755",
         help_heading = "Access")]
     dir_mode: u16,
 
-    /// Seconds to trust cached lookups, attributes and listings, "not found" included (fractions allowed); longer saves requests but shows other clients' changes later, 0 asks the store every time
+    /// Seconds to trust cached lookups, attributes and listings (e.g. 0.5)
+    ///
+    /// Caches "not found" too. Longer saves requests, shows others' changes later;
+    /// 0 always asks.
     #[arg(long, value_name = "SECONDS", value_parser = parse_ttl, default_value = "1",
         help_heading = "Caching")]
     metadata_ttl: Duration,
@@ -177,13 +193,18 @@ struct Cli {
         default_value = "512", help_heading = "Caching")]
     max_cache_size: u64,
 
-    /// Size of one ranged GET while a file is read sequentially, in MiB (1 to 256); larger parts mean fewer requests but more memory per open file
+    /// Size of one ranged GET when reading sequentially, in MiB (1 to 256)
+    ///
+    /// Larger parts mean fewer requests but more memory per open file.
     #[arg(long, value_name = "MIB",
         value_parser = clap::value_parser!(u64).range(1..=MAX_READ_PART_SIZE_MIB),
         default_value = "8", help_heading = "Caching")]
     read_part_size: u64,
 
-    /// Take attributes from listings alone: saves one HEAD request per file, but ignores the owner, mode and mtime that s3fs and GeeseFS store in object metadata
+    /// Take attributes from listings alone, without a HEAD per file
+    ///
+    /// Saves a request per file, but ignores owner, mode and mtime headers
+    /// (as s3fs and GeeseFS write them).
     #[arg(long, help_heading = "Caching")]
     no_posix_metadata: bool,
 }
@@ -218,7 +239,7 @@ pub fn command() -> Command {
             .short('o')
             .value_name("OPT[,OPT...]")
             .action(ArgAction::Append)
-            .help("Mount options as in fstab: any long option, named with '_' for '-' (see --help)"),
+            .help("Mount options as in fstab, e.g. ro,uid=0 (see --help)"),
     )
 }
 
@@ -313,8 +334,10 @@ fn translate_mount_options<'a>(
         match (arg.get_action().takes_values(), value) {
             (true, Some(value)) => long_options.push(format!("--{long}={value}").into()),
             (false, None) => long_options.push(format!("--{long}").into()),
-            (true, None) => bail!("mount option '{name}' needs a value: {name}=..."),
-            (false, Some(_)) => bail!("mount option '{name}' takes no value"),
+            (true, None) => {
+                bail!("mount option '{name}' needs a value: {name}=... (see bucketfs --help)")
+            }
+            (false, Some(_)) => bail!("mount option '{name}' takes no value (see bucketfs --help)"),
         }
     }
     Ok(long_options)
@@ -468,7 +491,9 @@ fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
             .filter(|digits| digits.iter().all(|d| (b'0'..=b'7').contains(d)));
         match (byte, octal) {
             (b'\\', Some(digits)) => {
-                let value = digits.iter().fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+                let value = digits
+                    .iter()
+                    .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
                 out.push(value as u8);
                 rest = &tail[3..];
             }
@@ -752,7 +777,14 @@ mod tests {
             "unknown mount option 'foo' (see bucketfs --help)"
         );
         // Mount options use '_'; positionals, help and version have no -o form.
-        for name in ["read-only", "read_only_", "bucket", "mountpoint", "help", "version"] {
+        for name in [
+            "read-only",
+            "read_only_",
+            "bucket",
+            "mountpoint",
+            "help",
+            "version",
+        ] {
             assert_eq!(
                 parse_err(&["bucket", "/mnt", "-o", name]),
                 format!("unknown mount option '{name}' (see bucketfs --help)")
@@ -764,15 +796,15 @@ mod tests {
     fn mount_option_values() {
         assert_eq!(
             parse_err(&["bucket", "/mnt", "-o", "uid"]),
-            "mount option 'uid' needs a value: uid=..."
+            "mount option 'uid' needs a value: uid=... (see bucketfs --help)"
         );
         assert_eq!(
             parse_err(&["bucket", "/mnt", "-o", "ro=1"]),
-            "mount option 'ro' takes no value"
+            "mount option 'ro' takes no value (see bucketfs --help)"
         );
         assert_eq!(
             parse_err(&["bucket", "/mnt", "-o", "allow_other=yes"]),
-            "mount option 'allow_other' takes no value"
+            "mount option 'allow_other' takes no value (see bucketfs --help)"
         );
         let err = parse_err(&["bucket", "/mnt", "-o", "endpoint_url="]);
         assert!(err.contains("--endpoint-url"), "{err}");
@@ -830,7 +862,14 @@ mod tests {
     fn ranges() {
         assert!(parse_err(&["--read-part-size", "0", "b", "/mnt"]).contains("--read-part-size"));
         assert!(parse_err(&["--read-part-size", "257", "b", "/mnt"]).contains("--read-part-size"));
-        let config = parse_ok(&["--read-part-size", "256", "--max-cache-size", "256", "b", "/m"]);
+        let config = parse_ok(&[
+            "--read-part-size",
+            "256",
+            "--max-cache-size",
+            "256",
+            "b",
+            "/m",
+        ]);
         assert_eq!(config.fs.read_part_size_bytes, 256 * MIB);
         assert!(parse_err(&["--max-concurrency", "0", "b", "/mnt"]).contains("--max-concurrency"));
         assert!(parse_err(&["--max-attempts", "0", "b", "/mnt"]).contains("--max-attempts"));
@@ -897,7 +936,12 @@ mod tests {
             }
         };
         let text = help(&["--help"]);
-        for option in ["--metadata-ttl", "-o <OPT[,OPT...]>", "x-systemd.*", "[default: 512]"] {
+        for option in [
+            "--metadata-ttl",
+            "-o <OPT[,OPT...]>",
+            "x-systemd.*",
+            "[default: 512]",
+        ] {
             assert!(text.contains(option), "{option} missing from:\n{text}");
         }
         assert!(help(&["bucket", "/mnt", "-h"]).contains("--read-part-size"));
@@ -936,11 +980,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(check_mountpoint(dir.path()), Ok(()));
         let missing = dir.path().join("missing");
-        assert!(check_mountpoint(&missing).unwrap_err().contains("does not exist"));
+        assert!(
+            check_mountpoint(&missing)
+                .unwrap_err()
+                .contains("does not exist")
+        );
         let file = dir.path().join("file");
         std::fs::write(&file, b"").unwrap();
-        assert!(check_mountpoint(&file).unwrap_err().contains("not a directory"));
-        assert!(check_mountpoint(Path::new("/")).unwrap_err().contains("already a mount point"));
+        assert!(
+            check_mountpoint(&file)
+                .unwrap_err()
+                .contains("not a directory")
+        );
+        assert!(
+            check_mountpoint(Path::new("/"))
+                .unwrap_err()
+                .contains("already a mount point")
+        );
         if Path::new("/proc/self").exists() {
             assert!(check_mountpoint(Path::new("/proc")).is_err());
         }

@@ -118,7 +118,9 @@ fn one_line(message: &str) -> String {
         .join(" ");
     // An empty line would read as the daemon dying, "ready" as success.
     if line.is_empty() || line == READY {
-        format!("bucketfs: mount failed {line}").trim_end().to_owned()
+        format!("bucketfs: mount failed {line}")
+            .trim_end()
+            .to_owned()
     } else {
         line
     }
@@ -173,7 +175,10 @@ fn detach_from_terminal() -> io::Result<()> {
 
 fn redirect_stdio_to_null() -> io::Result<()> {
     let _ = io::stdout().flush();
-    let null = OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    let null = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
     for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO] {
         // SAFETY: both descriptors are open; dup2 atomically replaces `fd`,
         // which std's stdio handles use by number and never close.

@@ -44,7 +44,14 @@ fn main() -> ExitCode {
             }
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // A daemon's terminal shows only what went wrong while it starts.
+    let default_filter = if config.foreground {
+        "info,fuser=warn"
+    } else {
+        "warn"
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
+        .init();
     match run(config, readiness) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -61,7 +68,14 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
         .build()
         .context("cannot start the I/O runtime")?;
 
-    let store = runtime.block_on(S3Store::new(&config.store));
+    let store = match runtime.block_on(S3Store::new(&config.store)) {
+        Ok(store) => store,
+        Err(error) => {
+            let message = format!("cannot set up the S3 client: {}", root_cause(&error));
+            readiness.failed(&format!("bucketfs: {message}"));
+            anyhow::bail!(message);
+        }
+    };
     if let Err(message) = runtime.block_on(check_bucket(&store, &config)) {
         readiness.failed(&format!("bucketfs: {message}"));
         anyhow::bail!(message);
@@ -77,7 +91,8 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
         access: config.access,
         write_mode: config.fs.write_mode,
     };
-    let mut session = match fuse::mount(fs, runtime.handle().clone(), &config.mountpoint, &options) {
+    let mut session = match fuse::mount(fs, runtime.handle().clone(), &config.mountpoint, &options)
+    {
         Ok(session) => session,
         Err(error) => {
             let message = format!("cannot mount at {}: {error}", config.mountpoint.display());
@@ -153,7 +168,9 @@ async fn check_bucket(store: &S3Store, config: &MountConfig) -> Result<(), Strin
     };
     match result {
         Ok(_) => Ok(()),
-        Err(StoreError::NoSuchBucket { .. }) => Err(format!("bucket '{bucket}' does not exist at {endpoint}")),
+        Err(StoreError::NoSuchBucket { .. }) => {
+            Err(format!("bucket '{bucket}' does not exist at {endpoint}"))
+        }
         Err(StoreError::InvalidCredentials { message }) => Err(format!(
             "{endpoint} rejected the credentials for bucket '{bucket}': {message}"
         )),
@@ -161,10 +178,17 @@ async fn check_bucket(store: &S3Store, config: &MountConfig) -> Result<(), Strin
             Err(format!("access to bucket '{bucket}' denied: {message}"))
         }
         Err(StoreError::Timeout) => Err(format!("{endpoint} did not answer in time")),
-        Err(StoreError::Unreachable { source }) => Err(format!("cannot reach {endpoint}: {}", root_cause(&*source))),
-        Err(error @ (StoreError::NotFound { .. } | StoreError::PreconditionFailed { .. } | StoreError::Other { .. })) => {
-            Err(format!("cannot list bucket '{bucket}' at {endpoint}: {}", root_cause(&error)))
+        Err(StoreError::Unreachable { source }) => {
+            Err(format!("cannot reach {endpoint}: {}", root_cause(&*source)))
         }
+        Err(
+            error @ (StoreError::NotFound { .. }
+            | StoreError::PreconditionFailed { .. }
+            | StoreError::Other { .. }),
+        ) => Err(format!(
+            "cannot list bucket '{bucket}' at {endpoint}: {}",
+            root_cause(&error)
+        )),
     }
 }
 

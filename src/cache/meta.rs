@@ -24,7 +24,11 @@ pub struct PosixHeaders {
 impl PosixHeaders {
     /// Parses lower-cased user metadata names without the `x-amz-meta-` prefix.
     pub fn from_user_metadata(metadata: &HashMap<String, String>) -> Self {
-        let number = |name: &str| metadata.get(name).and_then(|v| v.trim().parse::<u32>().ok());
+        let number = |name: &str| {
+            metadata
+                .get(name)
+                .and_then(|v| v.trim().parse::<u32>().ok())
+        };
         PosixHeaders {
             mode: number("mode"),
             uid: number("uid"),
@@ -158,7 +162,10 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        assert_eq!(PosixHeaders::from_user_metadata(&metadata), PosixHeaders::default());
+        assert_eq!(
+            PosixHeaders::from_user_metadata(&metadata),
+            PosixHeaders::default()
+        );
     }
 
     #[test]

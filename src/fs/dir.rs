@@ -72,7 +72,13 @@ impl<S: ObjectStore> Filesystem<S> {
     /// Entries from `offset` on, with attributes; an empty result ends the
     /// listing. See `DirEntry` for the lookup references they carry.
     pub async fn readdirplus(&self, fh: u64, offset: u64) -> Result<Vec<DirEntry>> {
-        let stream = self.dirs.lock().unwrap().get(&fh).cloned().ok_or(Error::BadHandle { fh })?;
+        let stream = self
+            .dirs
+            .lock()
+            .unwrap()
+            .get(&fh)
+            .cloned()
+            .ok_or(Error::BadHandle { fh })?;
         // Held across the listing: readdir calls on one handle run in order.
         let mut stream = stream.lock().await;
         let mut entries = Vec::new();
@@ -98,8 +104,20 @@ impl<S: ObjectStore> Filesystem<S> {
         }
         let start = (offset - stream.page_offset) as usize;
         let parent = stream.ino;
-        for (index, child) in stream.page.iter().enumerate().skip(start).take(ENTRIES_PER_CALL) {
-            let entry = self.remember(parent, &child.name, child.kind, child.key.clone(), child.stat.clone());
+        for (index, child) in stream
+            .page
+            .iter()
+            .enumerate()
+            .skip(start)
+            .take(ENTRIES_PER_CALL)
+        {
+            let entry = self.remember(
+                parent,
+                &child.name,
+                child.kind,
+                child.key.clone(),
+                child.stat.clone(),
+            );
             entries.push(DirEntry {
                 name: child.name.clone(),
                 next_offset: stream.page_offset + index as u64 + 1,
@@ -116,9 +134,18 @@ impl<S: ObjectStore> Filesystem<S> {
         stream.page.clear();
         while stream.page.is_empty() && !stream.is_listed_to_end {
             let page = {
-                let _permit = self.metadata_requests.acquire().await.expect("never closed");
+                let _permit = self
+                    .metadata_requests
+                    .acquire()
+                    .await
+                    .expect("never closed");
                 self.store
-                    .list_page(&stream.prefix, true, stream.continuation.as_deref(), LIST_PAGE_KEYS)
+                    .list_page(
+                        &stream.prefix,
+                        true,
+                        stream.continuation.as_deref(),
+                        LIST_PAGE_KEYS,
+                    )
                     .await?
             };
             stream.continuation = page.next.clone();
@@ -134,7 +161,8 @@ impl<S: ObjectStore> Filesystem<S> {
                     self.warn_once(prefix, "not a valid directory name");
                 }
             }
-            let directory_names: HashSet<&str> = directories.iter().map(|(n, _)| n.as_str()).collect();
+            let directory_names: HashSet<&str> =
+                directories.iter().map(|(n, _)| n.as_str()).collect();
 
             // The last key or prefix of this page: a prefix `f/` for a file
             // `f` can only come later if it sorts after everything here.
@@ -149,7 +177,10 @@ impl<S: ObjectStore> Filesystem<S> {
 
             let mut files = Vec::new();
             let mut carried = Vec::new();
-            for object in std::mem::take(&mut stream.carried).into_iter().chain(page.objects) {
+            for object in std::mem::take(&mut stream.carried)
+                .into_iter()
+                .chain(page.objects)
+            {
                 if object.key == stream.prefix {
                     continue; // this directory's own marker
                 }
@@ -159,7 +190,10 @@ impl<S: ObjectStore> Filesystem<S> {
                     continue;
                 }
                 if directory_names.contains(name) {
-                    self.warn_once(&object.key, "an object shares its name with a directory; the directory is shown");
+                    self.warn_once(
+                        &object.key,
+                        "an object shares its name with a directory; the directory is shown",
+                    );
                     continue;
                 }
                 if !is_last_page && format!("{}/", object.key).as_str() > last_on_page.as_str() {
@@ -201,10 +235,15 @@ impl<S: ObjectStore> Filesystem<S> {
                 };
                 let stat = match self.config.posix_metadata {
                     PosixMetadata::ListingOnly => listed,
-                    PosixMetadata::FromHeaders => match self.headers.get(&object.key, &object.etag) {
+                    PosixMetadata::FromHeaders => match self.headers.get(&object.key, &object.etag)
+                    {
                         Some(headers) => Stat { headers, ..listed },
                         None => {
-                            let _permit = self.metadata_requests.acquire().await.expect("never closed");
+                            let _permit = self
+                                .metadata_requests
+                                .acquire()
+                                .await
+                                .expect("never closed");
                             match self.store.head(&object.key).await {
                                 // Newer than the listing if the object changed in between.
                                 Ok(meta) => self.stat_from_head(&object.key, &meta),

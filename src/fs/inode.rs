@@ -68,7 +68,14 @@ impl InodeTable {
     /// confirmed by the store just now. The child keeps its number while its
     /// kind is unchanged; a name that became a directory (or stopped being
     /// one) gets a new number, so the kernel never sees an inode change type.
-    pub fn remember(&mut self, parent: u64, name: &str, kind: FileKind, key: String, stat: Stat) -> u64 {
+    pub fn remember(
+        &mut self,
+        parent: u64,
+        name: &str,
+        kind: FileKind,
+        key: String,
+        stat: Stat,
+    ) -> u64 {
         let slot = (parent, name.to_owned());
         if let Some(&ino) = self.children.get(&slot)
             && let Some(inode) = self.inodes.get_mut(&ino)

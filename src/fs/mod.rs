@@ -82,7 +82,9 @@ impl Error {
     fn from_store(error: Arc<StoreError>, pinned_key: Option<&str>) -> Self {
         match (&*error, pinned_key) {
             (StoreError::PreconditionFailed { key }, _) => Error::Stale { key: key.clone() },
-            (StoreError::NotFound { .. }, Some(key)) => Error::Stale { key: key.to_owned() },
+            (StoreError::NotFound { .. }, Some(key)) => Error::Stale {
+                key: key.to_owned(),
+            },
             (StoreError::NotFound { .. }, None) => Error::NotFound,
             (StoreError::AccessDenied { .. } | StoreError::InvalidCredentials { .. }, _) => {
                 Error::AccessDenied { source: error }
@@ -197,7 +199,8 @@ impl<S: ObjectStore> Filesystem<S> {
         // Bytes in flight count against the cache budget, so that the block
         // cache plus downloads never exceed --max-cache-size: at most half of
         // it is in flight, and at least one part.
-        let read_concurrency = ((config.max_cache_size_bytes / 2) / part).clamp(1, max_concurrency as u64);
+        let read_concurrency =
+            ((config.max_cache_size_bytes / 2) / part).clamp(1, max_concurrency as u64);
         let in_flight_bytes = read_concurrency * part;
         let cache_bytes = config.max_cache_size_bytes.saturating_sub(in_flight_bytes);
         let mounted_at = SystemTime::now();
@@ -245,7 +248,9 @@ impl<S: ObjectStore> Filesystem<S> {
             kind,
             size: stat.size,
             mtime: headers.mtime.or(stat.mtime).unwrap_or(self.mounted_at),
-            perm: headers.mode.map_or(default_perm, |mode| (mode & 0o7777) as u16),
+            perm: headers
+                .mode
+                .map_or(default_perm, |mode| (mode & 0o7777) as u16),
             uid: headers.uid.unwrap_or(owner.uid),
             gid: headers.gid.unwrap_or(owner.gid),
             nlink: match kind {
@@ -307,7 +312,11 @@ impl<S: ObjectStore> Filesystem<S> {
         let key = format!("{parent_key}{name}");
         let dir_prefix = format!("{key}/");
         let (head, listing) = {
-            let _permits = self.metadata_requests.acquire_many(2).await.expect("never closed");
+            let _permits = self
+                .metadata_requests
+                .acquire_many(2)
+                .await
+                .expect("never closed");
             tokio::join!(
                 self.store.head(&key),
                 self.store.list_page(&dir_prefix, false, None, 1)
@@ -317,7 +326,10 @@ impl<S: ObjectStore> Filesystem<S> {
         let is_directory = !listing.objects.is_empty() || !listing.common_prefixes.is_empty();
         if is_directory {
             if head.is_ok() {
-                self.warn_once(&key, "an object shares its name with a directory; the directory is shown");
+                self.warn_once(
+                    &key,
+                    "an object shares its name with a directory; the directory is shown",
+                );
             }
             let stat = Stat {
                 mtime: Some(self.mounted_at),
@@ -382,7 +394,11 @@ impl<S: ObjectStore> Filesystem<S> {
             inode.key.clone()
         };
         let meta = {
-            let _permit = self.metadata_requests.acquire().await.expect("never closed");
+            let _permit = self
+                .metadata_requests
+                .acquire()
+                .await
+                .expect("never closed");
             self.store.head(&key).await?
         };
         let stat = self.stat_from_head(&key, &meta);
@@ -429,7 +445,13 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes> {
-        let handle = self.files.lock().unwrap().get(&fh).cloned().ok_or(Error::BadHandle { fh })?;
+        let handle = self
+            .files
+            .lock()
+            .unwrap()
+            .get(&fh)
+            .cloned()
+            .ok_or(Error::BadHandle { fh })?;
         self.read_handle(&handle, offset, size as u64).await
     }
 
@@ -441,7 +463,10 @@ impl<S: ObjectStore> Filesystem<S> {
         let key = self.directory_key(ino)?;
         let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
         let stream = DirStream::new(ino, key);
-        self.dirs.lock().unwrap().insert(fh, Arc::new(tokio::sync::Mutex::new(stream)));
+        self.dirs
+            .lock()
+            .unwrap()
+            .insert(fh, Arc::new(tokio::sync::Mutex::new(stream)));
         Ok(fh)
     }
 
@@ -457,7 +482,10 @@ impl<S: ObjectStore> Filesystem<S> {
         let parent_ino = dir.parent;
         let dotdot = match inodes.get(parent_ino) {
             Some(parent) => self.attr(parent_ino, FileKind::Directory, &parent.stat),
-            None => Attr { ino: parent_ino, ..dot },
+            None => Attr {
+                ino: parent_ino,
+                ..dot
+            },
         };
         Ok((self.entry(dot), self.entry(dotdot)))
     }

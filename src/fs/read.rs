@@ -65,7 +65,12 @@ impl FileHandle {
 }
 
 impl<S: ObjectStore> Filesystem<S> {
-    pub(super) async fn read_handle(&self, handle: &FileHandle, offset: u64, size: u64) -> Result<Bytes> {
+    pub(super) async fn read_handle(
+        &self,
+        handle: &FileHandle,
+        offset: u64,
+        size: u64,
+    ) -> Result<Bytes> {
         if offset >= handle.size || size == 0 {
             return Ok(Bytes::new());
         }
@@ -101,7 +106,12 @@ impl<S: ObjectStore> Filesystem<S> {
 
     /// Updates the handle's stream state with a read of `offset..end` and
     /// returns the blocks to prefetch (`from..to`) and the request size.
-    fn advance_stream(&self, handle: &FileHandle, offset: u64, end: u64) -> Option<(u64, u64, u64)> {
+    fn advance_stream(
+        &self,
+        handle: &FileHandle,
+        offset: u64,
+        end: u64,
+    ) -> Option<(u64, u64, u64)> {
         let mut state = handle.stream.lock().unwrap();
         let is_sequential = state
             .next_offset
@@ -126,7 +136,8 @@ impl<S: ObjectStore> Filesystem<S> {
         state.prefetched_until = target;
         // Small requests while the window is small (fast first bytes), whole
         // parts once it has grown.
-        let chunk_bytes = (state.window_bytes / 2).clamp(BLOCK_SIZE_BYTES, self.config.read_part_size_bytes);
+        let chunk_bytes =
+            (state.window_bytes / 2).clamp(BLOCK_SIZE_BYTES, self.config.read_part_size_bytes);
         let first_block = from / BLOCK_SIZE_BYTES;
         let end_block = target.div_ceil(BLOCK_SIZE_BYTES);
         Some((first_block, end_block, chunk_bytes))
@@ -146,7 +157,7 @@ impl<S: ObjectStore> Filesystem<S> {
             }
             let start = index;
             index += 1;
-            while index < to && index % chunk_blocks != 0 && !is_present(index) {
+            while index < to && !index.is_multiple_of(chunk_blocks) && !is_present(index) {
                 index += 1;
             }
             self.start_fetch(handle, start, index - start);
@@ -155,7 +166,12 @@ impl<S: ObjectStore> Filesystem<S> {
 
     /// Starts one ranged GET for `count` blocks from `first`, unless another
     /// reader already fetches one of them. Returns the fetch it registered.
-    fn start_fetch(&self, handle: &FileHandle, first: u64, count: u64) -> Option<SharedFetch<StoreError>> {
+    fn start_fetch(
+        &self,
+        handle: &FileHandle,
+        first: u64,
+        count: u64,
+    ) -> Option<SharedFetch<StoreError>> {
         let start = first * BLOCK_SIZE_BYTES;
         let end = ((first + count) * BLOCK_SIZE_BYTES).min(handle.size);
         if start >= end {
@@ -186,7 +202,12 @@ impl<S: ObjectStore> Filesystem<S> {
             };
             let result = match result {
                 Ok(bytes) if bytes.len() as u64 != end - start => Err(StoreError::Other {
-                    source: format!("short read of {key}: {} bytes of {}", bytes.len(), end - start).into(),
+                    source: format!(
+                        "short read of {key}: {} bytes of {}",
+                        bytes.len(),
+                        end - start
+                    )
+                    .into(),
                 }),
                 other => other,
             }
@@ -202,7 +223,10 @@ impl<S: ObjectStore> Filesystem<S> {
         for _ in 0..MAX_BLOCK_ATTEMPTS {
             let (fetch, offset) = match self.blocks.lookup(&block) {
                 Lookup::Cached(bytes) => return Ok(bytes),
-                Lookup::InFlight { fetch, offset_in_fetch } => (fetch, offset_in_fetch),
+                Lookup::InFlight {
+                    fetch,
+                    offset_in_fetch,
+                } => (fetch, offset_in_fetch),
                 Lookup::Missing => match self.start_fetch(handle, index, 1) {
                     Some(fetch) => (fetch, 0),
                     None => continue,
@@ -216,7 +240,11 @@ impl<S: ObjectStore> Filesystem<S> {
             return Ok(bytes.slice(start..end));
         }
         Err(Error::Store(Arc::new(StoreError::Other {
-            source: format!("block {index} of {} kept being evicted before it could be read", handle.key).into(),
+            source: format!(
+                "block {index} of {} kept being evicted before it could be read",
+                handle.key
+            )
+            .into(),
         })))
     }
 }

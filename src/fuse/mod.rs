@@ -11,14 +11,14 @@ mod session;
 pub use session::{MountOptions, MountedSession, Unmounter, mount};
 
 use std::ffi::OsStr;
-use std::sync::Arc;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
-    LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyStatfs, Request,
+    Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, Request,
 };
 use tokio::runtime::Handle;
 
@@ -76,7 +76,10 @@ fn failure(op: &str, ino: u64, error: &fs::Error) -> Errno {
     if errno::is_routine(error) {
         log::debug!("{op} ino={ino}: {error}");
     } else {
-        log::warn!("{op} ino={ino} failed (errno {code}): {}", error_chain(error));
+        log::warn!(
+            "{op} ino={ino} failed (errno {code}): {}",
+            error_chain(error)
+        );
     }
     Errno::from_i32(code)
 }
@@ -109,7 +112,10 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         let _ = config.set_max_background(MAX_BACKGROUND_REQUESTS);
         // Attributes with every directory entry: `ls -l` then needs no lookup
         // per entry.
-        if config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS).is_err() {
+        if config
+            .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS)
+            .is_err()
+        {
             log::info!("kernel does not support readdirplus; listing uses lookups");
         }
         Ok(())
@@ -203,7 +209,14 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         }
     }
 
-    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
         let fs = Arc::clone(&self.fs);
         self.runtime.spawn(async move {
             let entries = match fs.readdirplus(fh.0, offset).await {
@@ -213,7 +226,14 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
             let mut entries = entries.into_iter();
             for entry in entries.by_ref() {
                 let attr = file_attr(&entry.entry.attr);
-                if reply.add(attr.ino, entry.next_offset, &entry.name, &entry.entry.ttl, &attr, Generation(0)) {
+                if reply.add(
+                    attr.ino,
+                    entry.next_offset,
+                    &entry.name,
+                    &entry.entry.ttl,
+                    &attr,
+                    Generation(0),
+                ) {
                     // Did not fit: the kernel never saw it, so give back its reference.
                     if entry.counts_as_lookup {
                         fs.forget(attr.ino.0, 1);
@@ -229,7 +249,14 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
     }
 
     /// Used only by kernels without readdirplus.
-    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         let fs = Arc::clone(&self.fs);
         self.runtime.spawn(async move {
             let entries = match fs.readdirplus(fh.0, offset).await {
@@ -251,7 +278,14 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         });
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
         self.fs.releasedir(fh.0);
         reply.ok();
     }
@@ -262,7 +296,16 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         const BLOCK: u64 = 4096;
         const TOTAL_BLOCKS: u64 = (1u64 << 50) / BLOCK; // 1 PiB
         const FILES: u64 = 1 << 32;
-        reply.statfs(TOTAL_BLOCKS, TOTAL_BLOCKS, TOTAL_BLOCKS, FILES, FILES, BLOCK as u32, 255, BLOCK as u32);
+        reply.statfs(
+            TOTAL_BLOCKS,
+            TOTAL_BLOCKS,
+            TOTAL_BLOCKS,
+            FILES,
+            FILES,
+            BLOCK as u32,
+            255,
+            BLOCK as u32,
+        );
     }
 
     // Until the write path exists, every change is refused as on a read-only
@@ -289,11 +332,28 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         reply.error(Errno::EROFS);
     }
 
-    fn mknod(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, _rdev: u32, reply: ReplyEntry) {
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
         reply.error(Errno::EROFS);
     }
 
-    fn mkdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+    fn mkdir(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
         reply.error(Errno::EROFS);
     }
 
@@ -305,7 +365,14 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         reply.error(Errno::EROFS);
     }
 
-    fn symlink(&self, _req: &Request, _parent: INodeNo, _link_name: &OsStr, _target: &Path, reply: ReplyEntry) {
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _link_name: &OsStr,
+        _target: &Path,
+        reply: ReplyEntry,
+    ) {
         reply.error(Errno::EROFS);
     }
 
@@ -322,7 +389,14 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         reply.error(Errno::EROFS);
     }
 
-    fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
         reply.error(Errno::EROFS);
     }
 

@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime};
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::ProvideCredentials;
 use aws_sdk_s3::config::Region;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -50,9 +51,10 @@ pub struct S3Store {
 }
 
 impl S3Store {
-    /// Loads the AWS configuration and builds the client. No request is sent:
-    /// a wrong bucket or bad credentials show up on the first call.
-    pub async fn new(config: &StoreConfig) -> S3Store {
+    /// Loads the AWS configuration, resolves the credentials and builds the
+    /// client. Fails with `InvalidCredentials` when no credentials can be
+    /// found; a wrong bucket or rejected credentials show up on the first call.
+    pub async fn new(config: &StoreConfig) -> Result<S3Store, StoreError> {
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(config.request_timeout.min(MAX_CONNECT_TIMEOUT))
             .operation_attempt_timeout(config.request_timeout)
@@ -77,16 +79,28 @@ impl S3Store {
         }
         let sdk_config = loader.load().await;
 
+        // Resolved once here because, at request time, the SDK reports a
+        // missing credential as a dispatch failure, indistinguishable from an
+        // unreachable endpoint.
+        if let Some(provider) = sdk_config.credentials_provider() {
+            provider
+                .provide_credentials()
+                .await
+                .map_err(|err| StoreError::InvalidCredentials {
+                    message: format!("no usable credentials: {}", display_chain(&err)),
+                })?;
+        }
+
         let mut s3_config = aws_sdk_s3::config::Builder::from(&sdk_config)
             .force_path_style(config.force_path_style);
         if sdk_config.region().is_none() {
             s3_config = s3_config.region(Region::from_static(FALLBACK_REGION));
         }
-        S3Store {
+        Ok(S3Store {
             client: Client::from_conf(s3_config.build()),
             bucket: config.bucket.clone(),
             request_timeout: config.request_timeout,
-        }
+        })
     }
 
     /// Reads a GetObject body into one buffer. The SDK bounds the attempt only
@@ -305,13 +319,17 @@ where
     let status = status_of(&err);
     match err {
         SdkError::TimeoutError(_) => StoreError::Timeout,
-        SdkError::DispatchFailure(failure) if failure.is_user() => StoreError::Other {
-            source: Box::new(SdkError::<E, HttpResponse>::DispatchFailure(failure)),
-        },
-        // Connect timeouts land here too: no connection means unreachable.
-        SdkError::DispatchFailure(failure) => StoreError::Unreachable {
-            source: Box::new(SdkError::<E, HttpResponse>::DispatchFailure(failure)),
-        },
+        SdkError::DispatchFailure(ref failure) => {
+            let is_user = failure.is_user();
+            // The connector error alone reads better than "dispatch failure".
+            let source = err.into_source().unwrap_or_else(|err| Box::new(err));
+            if is_user {
+                StoreError::Other { source }
+            } else {
+                // Connect timeouts land here too: no connection, unreachable.
+                StoreError::Unreachable { source }
+            }
+        }
         SdkError::ServiceError(service) => {
             let status = status.unwrap_or_default();
             let err = service.into_err();
@@ -338,7 +356,10 @@ fn map_service_error(
     message: Option<&str>,
     subject: Subject<'_>,
 ) -> Option<StoreError> {
-    let message = || message.or(code).unwrap_or("no message").to_owned();
+    let message = || match message.or(code) {
+        Some(message) => message.to_owned(),
+        None => format!("HTTP {status} without a message"),
+    };
     let no_such_bucket = || StoreError::NoSuchBucket {
         bucket: subject.bucket().to_owned(),
     };
@@ -382,6 +403,19 @@ fn to_size(content_length: Option<i64>) -> u64 {
 fn to_system_time(time: Option<&DateTime>) -> SystemTime {
     time.and_then(|time| SystemTime::try_from(*time).ok())
         .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// The messages of `err` and its sources, without the `Debug` output that
+/// `DisplayErrorContext` appends (raw responses, provider internals).
+fn display_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(err) = source {
+        message.push_str(": ");
+        message.push_str(&err.to_string());
+        source = err.source();
+    }
+    message
 }
 
 /// An S3 error response without its raw body: status, code and message.

@@ -1,0 +1,335 @@
+//! The filesystem core driven directly, without FUSE, over the in-memory
+//! store: namespace rules, listing, caching and the read path's request
+//! pattern, which a mount test can only observe from the outside.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bucketfs::config::{FsConfig, OwnerConfig, PosixMetadata, WriteMode};
+use bucketfs::fs::{Error, FileKind, Filesystem, OpenIntent, ROOT_INO};
+use bucketfs::store::memory::MemoryStore;
+use rand::{Rng, SeedableRng};
+
+const MIB: u64 = 1024 * 1024;
+
+fn config(posix_metadata: PosixMetadata) -> FsConfig {
+    FsConfig {
+        prefix: String::new(),
+        owner: OwnerConfig {
+            uid: 1000,
+            gid: 1000,
+            file_mode: 0o644,
+            dir_mode: 0o755,
+        },
+        write_mode: WriteMode::ReadOnly,
+        posix_metadata,
+        metadata_ttl: Duration::from_secs(60),
+        max_cache_size_bytes: 256 * MIB,
+        read_part_size_bytes: 8 * MIB,
+    }
+}
+
+fn mount(store: &Arc<MemoryStore>, posix_metadata: PosixMetadata) -> Filesystem<MemoryStore> {
+    Filesystem::new(Arc::clone(store), config(posix_metadata), 16)
+}
+
+fn random_bytes(len: u64, seed: u64) -> Vec<u8> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut data = vec![0u8; len as usize];
+    rng.fill(&mut data[..]);
+    data
+}
+
+/// Every name in a directory, as `ls -a` would see it, giving back the
+/// kernel references the listing took.
+async fn list(fs: &Filesystem<MemoryStore>, ino: u64) -> Vec<(String, FileKind)> {
+    let fh = fs.opendir(ino).expect("opendir");
+    let mut names = Vec::new();
+    let mut offset = 0;
+    loop {
+        let entries = fs.readdirplus(fh, offset).await.expect("readdirplus");
+        let Some(last) = entries.last() else { break };
+        offset = last.next_offset;
+        for entry in entries {
+            if entry.counts_as_lookup {
+                fs.forget(entry.entry.attr.ino, 1);
+            }
+            names.push((entry.name, entry.entry.attr.kind));
+        }
+    }
+    fs.releasedir(fh);
+    names
+}
+
+#[tokio::test]
+async fn lookup_finds_files_and_implicit_directories() {
+    let store = Arc::new(MemoryStore::new());
+    store.put("a/b/c.txt", vec![1u8; 10]);
+    store.put("top", vec![2u8; 3]);
+    let fs = mount(&store, PosixMetadata::FromHeaders);
+
+    let a = fs.lookup(ROOT_INO, "a").await.unwrap().attr;
+    assert_eq!(a.kind, FileKind::Directory);
+    let b = fs.lookup(a.ino, "b").await.unwrap().attr;
+    assert_eq!(b.kind, FileKind::Directory);
+    let c = fs.lookup(b.ino, "c.txt").await.unwrap().attr;
+    assert_eq!(
+        (c.kind, c.size, c.perm, c.uid),
+        (FileKind::File, 10, 0o644, 1000)
+    );
+    assert_eq!(fs.lookup(ROOT_INO, "top").await.unwrap().attr.size, 3);
+    assert!(matches!(
+        fs.lookup(ROOT_INO, "missing").await,
+        Err(Error::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn negative_lookups_are_cached_for_the_ttl() {
+    let store = Arc::new(MemoryStore::new());
+    let fs = mount(&store, PosixMetadata::FromHeaders);
+    assert!(fs.lookup(ROOT_INO, "nope").await.is_err());
+    let heads = store.head_count();
+    assert!(fs.lookup(ROOT_INO, "nope").await.is_err());
+    assert_eq!(
+        store.head_count(),
+        heads,
+        "second miss answered from the cache"
+    );
+}
+
+#[tokio::test]
+async fn a_listing_spanning_pages_is_complete_and_in_order() {
+    let store = Arc::new(MemoryStore::new());
+    for i in 0..2500 {
+        store.put(&format!("big/f{i:05}"), vec![0u8; 1]);
+    }
+    let fs = mount(&store, PosixMetadata::ListingOnly);
+    let big = fs.lookup(ROOT_INO, "big").await.unwrap().attr.ino;
+    let names = list(&fs, big).await;
+    assert_eq!(names.len(), 2502, ". and .. plus every object");
+    let files: Vec<&str> = names[2..].iter().map(|(n, _)| n.as_str()).collect();
+    let mut sorted = files.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(files, sorted, "sorted and without duplicates");
+    assert_eq!(
+        store.list_count(),
+        1 + 3,
+        "one lookup listing, then three pages"
+    );
+}
+
+#[tokio::test]
+async fn a_directory_shadows_a_file_even_across_a_page_boundary() {
+    let store = Arc::new(MemoryStore::new());
+    // "a", then 1000 keys "a!NNN" that sort between "a" and "a/": the prefix
+    // "a/" arrives on the second page, after "a" was listed on the first.
+    store.put("a", vec![0u8; 1]);
+    for i in 0..1000 {
+        store.put(&format!("a!{i:03}"), vec![0u8; 1]);
+    }
+    store.put("a/x", vec![0u8; 1]);
+    let fs = mount(&store, PosixMetadata::ListingOnly);
+    let names = list(&fs, ROOT_INO).await;
+    let a: Vec<_> = names.iter().filter(|(n, _)| n == "a").collect();
+    assert_eq!(a, vec![&("a".to_owned(), FileKind::Directory)]);
+    assert_eq!(names.len(), 2 + 1 + 1000);
+    assert_eq!(
+        fs.lookup(ROOT_INO, "a").await.unwrap().attr.kind,
+        FileKind::Directory
+    );
+}
+
+#[tokio::test]
+async fn keys_that_cannot_be_names_are_skipped() {
+    let store = Arc::new(MemoryStore::new());
+    store.put("ok", vec![0u8; 1]);
+    store.put("bad/../x", vec![0u8; 1]);
+    store.put("dbl//y", vec![0u8; 1]);
+    store.put("dot/./z", vec![0u8; 1]);
+    store.put(&format!("long/{}", "n".repeat(256)), vec![0u8; 1]);
+    let fs = mount(&store, PosixMetadata::ListingOnly);
+    for dir in ["bad", "dbl", "dot", "long"] {
+        let ino = fs.lookup(ROOT_INO, dir).await.unwrap().attr.ino;
+        let names = list(&fs, ino).await;
+        assert_eq!(
+            names.len(),
+            2,
+            "{dir} shows nothing but . and ..: {names:?}"
+        );
+    }
+    assert!(fs.lookup(ROOT_INO, "..").await.is_err());
+}
+
+#[tokio::test]
+async fn a_marker_object_makes_an_empty_directory() {
+    let store = Arc::new(MemoryStore::new());
+    store.put("empty/", Vec::<u8>::new());
+    let fs = mount(&store, PosixMetadata::FromHeaders);
+    let names = list(&fs, ROOT_INO).await;
+    assert!(names.contains(&("empty".to_owned(), FileKind::Directory)));
+    let empty = fs.lookup(ROOT_INO, "empty").await.unwrap().attr;
+    assert_eq!(empty.kind, FileKind::Directory);
+    assert_eq!(list(&fs, empty.ino).await.len(), 2);
+}
+
+#[tokio::test]
+async fn posix_headers_are_read_once_per_etag() {
+    let store = Arc::new(MemoryStore::new());
+    let headers: HashMap<String, String> = [
+        ("mode", "33184"),
+        ("uid", "7"),
+        ("gid", "8"),
+        ("mtime", "1600000000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    for i in 0..3 {
+        store.put_with_metadata(&format!("f{i}"), vec![0u8; 4], headers.clone());
+    }
+    let fs = mount(&store, PosixMetadata::FromHeaders);
+    list(&fs, ROOT_INO).await;
+    list(&fs, ROOT_INO).await;
+    assert_eq!(
+        store.head_count(),
+        3,
+        "one HEAD per object, however often listed"
+    );
+    let attr = fs.lookup(ROOT_INO, "f0").await.unwrap().attr;
+    assert_eq!((attr.perm, attr.uid, attr.gid), (0o640, 7, 8));
+    assert_eq!(bucketfs::fs::epoch_seconds(attr.mtime), 1_600_000_000);
+
+    // A changed object is read again, the others are not.
+    store.put_with_metadata("f0", vec![1u8; 4], headers);
+    let heads = store.head_count();
+    list(&fs, ROOT_INO).await;
+    assert_eq!(
+        store.head_count(),
+        heads + 1,
+        "only the object with a new ETag"
+    );
+}
+
+#[tokio::test]
+async fn without_posix_metadata_a_listing_costs_no_head() {
+    let store = Arc::new(MemoryStore::new());
+    let headers: HashMap<String, String> = [("mode", "33184"), ("uid", "7")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    for i in 0..50 {
+        store.put_with_metadata(&format!("f{i}"), vec![0u8; 4], headers.clone());
+    }
+    let fs = mount(&store, PosixMetadata::ListingOnly);
+    assert_eq!(list(&fs, ROOT_INO).await.len(), 52);
+    assert_eq!(store.head_count(), 0);
+    let attr = fs.lookup(ROOT_INO, "f1").await.unwrap().attr;
+    assert_eq!(
+        (attr.perm, attr.uid),
+        (0o644, 1000),
+        "mount options, not headers"
+    );
+}
+
+#[tokio::test]
+async fn listing_and_forgetting_leaves_only_the_root() {
+    let store = Arc::new(MemoryStore::new());
+    for i in 0..300 {
+        store.put(&format!("d/f{i}"), vec![0u8; 1]);
+    }
+    let fs = mount(&store, PosixMetadata::ListingOnly);
+    let d = fs.lookup(ROOT_INO, "d").await.unwrap().attr.ino;
+    list(&fs, d).await;
+    assert_eq!(
+        fs.inode_count(),
+        2,
+        "root and d, which the test still holds"
+    );
+    fs.forget(d, 1);
+    assert_eq!(fs.inode_count(), 1);
+}
+
+#[tokio::test]
+async fn reads_at_random_offsets_return_the_right_bytes() {
+    let store = Arc::new(MemoryStore::new());
+    let data = random_bytes(5 * MIB + 123, 1);
+    store.put("obj", data.clone());
+    let fs = mount(&store, PosixMetadata::FromHeaders);
+    let ino = fs.lookup(ROOT_INO, "obj").await.unwrap().attr.ino;
+    let (fh, _) = fs.open(ino, OpenIntent::Read).await.unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+    for _ in 0..300 {
+        let offset = rng.random_range(0..data.len() as u64 + 10);
+        let size = rng.random_range(0..3 * MIB as u32);
+        let got = fs.read(fh, offset, size).await.unwrap();
+        let start = (offset as usize).min(data.len());
+        let end = (offset as usize + size as usize).min(data.len());
+        assert_eq!(&got[..], &data[start..end], "offset {offset} size {size}");
+    }
+    fs.release(fh);
+}
+
+#[tokio::test]
+async fn a_small_read_of_a_large_object_fetches_one_block() {
+    let store = Arc::new(MemoryStore::new());
+    store.put("huge", random_bytes(64 * MIB, 3));
+    let fs = mount(&store, PosixMetadata::FromHeaders);
+    let ino = fs.lookup(ROOT_INO, "huge").await.unwrap().attr.ino;
+    let (fh, _) = fs.open(ino, OpenIntent::Read).await.unwrap();
+    assert_eq!(fs.read(fh, 0, 100).await.unwrap().len(), 100);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        store.get_count(),
+        1,
+        "no prefetch before the reader streams"
+    );
+}
+
+#[tokio::test]
+async fn a_streaming_reader_prefetches_in_growing_requests() {
+    let store = Arc::new(MemoryStore::new());
+    let data = random_bytes(64 * MIB, 4);
+    store.put("stream", data.clone());
+    let fs = mount(&store, PosixMetadata::FromHeaders);
+    let ino = fs.lookup(ROOT_INO, "stream").await.unwrap().attr.ino;
+    let (fh, _) = fs.open(ino, OpenIntent::Read).await.unwrap();
+    let mut offset = 0u64;
+    while offset < data.len() as u64 {
+        let got = fs.read(fh, offset, MIB as u32).await.unwrap();
+        assert_eq!(&got[..], &data[offset as usize..(offset + MIB) as usize]);
+        offset += MIB;
+    }
+    let gets = store.get_count();
+    // One request per block would be 64; parts of up to 8 MiB need far fewer.
+    assert!(gets < 24, "{gets} GETs for 64 MiB read sequentially");
+}
+
+#[tokio::test]
+async fn an_open_handle_never_mixes_versions() {
+    let store = Arc::new(MemoryStore::new());
+    store.put("obj", random_bytes(40 * MIB, 5));
+    let fs = mount(&store, PosixMetadata::FromHeaders);
+    let ino = fs.lookup(ROOT_INO, "obj").await.unwrap().attr.ino;
+    let (fh, _) = fs.open(ino, OpenIntent::Read).await.unwrap();
+    fs.read(fh, 0, 100).await.unwrap();
+    store.put("obj", random_bytes(40 * MIB, 6));
+    match fs.read(fh, 30 * MIB, 100).await {
+        Err(Error::Stale { key }) => assert_eq!(key, "obj"),
+        other => panic!("expected Stale, got {:?}", other.map(|b| b.len())),
+    }
+}
+
+#[tokio::test]
+async fn opening_for_write_is_refused_until_writes_exist() {
+    let store = Arc::new(MemoryStore::new());
+    store.put("f", vec![0u8; 1]);
+    let fs = mount(&store, PosixMetadata::FromHeaders);
+    let ino = fs.lookup(ROOT_INO, "f").await.unwrap().attr.ino;
+    assert!(matches!(
+        fs.open(ino, OpenIntent::Write).await,
+        Err(Error::ReadOnly)
+    ));
+}
