@@ -43,13 +43,31 @@ const MOUNT_OPTIONS_ID: &str = "mount_options";
 /// conventions, systemd or mount.fuse3 put in the list. Any value is ignored.
 const IGNORED_MOUNT_OPTIONS: &[&str] = &[
     // Read by mount(8), systemd-fstab-generator or mount.fuse3 themselves.
-    "_netdev", "nofail", "auto", "noauto", "user", "users", "defaults",
+    "_netdev",
+    "nofail",
+    "auto",
+    "noauto",
+    "user",
+    "users",
+    "defaults",
     // The kernel defaults for a FUSE mount; rw is the absence of ro.
-    "rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "async",
+    "rw",
+    "dev",
+    "nodev",
+    "suid",
+    "nosuid",
+    "exec",
+    "noexec",
+    "async",
     // Access times are not stored in S3.
-    "atime", "noatime", "relatime",
+    "atime",
+    "noatime",
+    "relatime",
     // mount.fuse3 may pass these with the fstab type and source.
-    "fsname", "subtype",
+    "fsname",
+    "subtype",
+    // bucketfs always mounts with it: the kernel checks modes as on any disk.
+    "default_permissions",
 ];
 
 /// Prefix of systemd's own fstab options (`x-systemd.requires=...`).
@@ -62,7 +80,7 @@ Mount options (-o):
   on the command line take precedence over the same setting in -o.
   Accepted and ignored: rw, _netdev, nofail, auto, noauto, user, users,
   defaults, dev, nodev, suid, nosuid, exec, noexec, async, atime, noatime,
-  relatime, fsname=, subtype=, x-systemd.*
+  relatime, fsname=, subtype=, default_permissions, x-systemd.*
 
 Credentials, region and endpoint also come from the usual AWS sources:
   AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ~/.aws/config, instance roles.

@@ -54,11 +54,25 @@ fn main() -> ExitCode {
         .init();
     match run(config, readiness) {
         Ok(()) => ExitCode::SUCCESS,
+        // Already told through `Readiness::failed`, as the one line the user sees.
+        Err(error) if error.is::<StartupFailed>() => ExitCode::FAILURE,
         Err(error) => {
             log::error!("{error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// A failure before the mount was live, already reported to the user.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct StartupFailed(String);
+
+/// Reports a start-up failure as the one line the user sees and returns it
+/// as an error that `main` does not log again.
+fn startup_failed(readiness: Readiness, message: String) -> anyhow::Error {
+    readiness.failed(&format!("bucketfs: {message}"));
+    StartupFailed(message).into()
 }
 
 fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
@@ -72,13 +86,11 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
         Ok(store) => store,
         Err(error) => {
             let message = format!("cannot set up the S3 client: {}", root_cause(&error));
-            readiness.failed(&format!("bucketfs: {message}"));
-            anyhow::bail!(message);
+            return Err(startup_failed(readiness, message));
         }
     };
     if let Err(message) = runtime.block_on(check_bucket(&store, &config)) {
-        readiness.failed(&format!("bucketfs: {message}"));
-        anyhow::bail!(message);
+        return Err(startup_failed(readiness, message));
     }
 
     let fs = Arc::new(Filesystem::new(
@@ -96,8 +108,7 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
         Ok(session) => session,
         Err(error) => {
             let message = format!("cannot mount at {}: {error}", config.mountpoint.display());
-            readiness.failed(&format!("bucketfs: {message}"));
-            anyhow::bail!(message);
+            return Err(startup_failed(readiness, message));
         }
     };
     let mut unmounter = session.unmounter();

@@ -38,12 +38,23 @@ fn moto_keeps_odd_keys_and_metadata_and_stops_on_drop() {
     let expected: std::collections::BTreeSet<String> = keys.iter().map(|k| k.to_string()).collect();
     assert_eq!(listed, expected, "moto did not store the keys verbatim");
     for key in keys {
-        assert_eq!(bucket.get(key), format!("content of {key}").into_bytes(), "{key:?}");
+        assert_eq!(
+            bucket.get(key),
+            format!("content of {key}").into_bytes(),
+            "{key:?}"
+        );
     }
 
     bucket.put_with_metadata("meta", "m", &[("mode", "33184"), ("uid", "1234")]);
     let head = bucket
-        .block_on(bucket.client().head_object().bucket(&bucket.name).key("meta").send())
+        .block_on(
+            bucket
+                .client()
+                .head_object()
+                .bucket(&bucket.name)
+                .key("meta")
+                .send(),
+        )
         .expect("head meta");
     let metadata = head.metadata().expect("metadata");
     assert_eq!(metadata.get("mode").map(String::as_str), Some("33184"));
@@ -60,7 +71,10 @@ fn moto_multipart_and_parallel_puts_round_trip() {
     let bucket = Bucket::new(ServerKind::Moto);
     let body = Bytes::from(random_bytes(7, 11 * 1024 * 1024 + 3));
     bucket.put_multipart("big", body.clone(), 5 * 1024 * 1024);
-    assert!(bucket.get("big") == body, "multipart object differs from what was uploaded");
+    assert!(
+        bucket.get("big") == body,
+        "multipart object differs from what was uploaded"
+    );
 
     let objects: Vec<(String, Bytes)> = (0..200)
         .map(|i| (format!("many/{i:04}"), Bytes::from(format!("{i}\n"))))
@@ -79,7 +93,10 @@ fn s3s_fs_checks_signatures_and_stops_on_drop() {
     wrong.secret_key.push_str("-wrong");
     let client = s3_client(&wrong);
     let result = bucket.block_on(client.list_objects_v2().bucket(&bucket.name).send());
-    assert!(result.is_err(), "s3s-fs accepted a request signed with the wrong secret key");
+    assert!(
+        result.is_err(),
+        "s3s-fs accepted a request signed with the wrong secret key"
+    );
 
     let port = bucket.server.port();
     drop(bucket);

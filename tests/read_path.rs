@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{
-    Bucket, DaemonGuard, ServerKind, line_set, random_bytes, run, run_daemonized, run_tool, write_local,
+    Bucket, DaemonGuard, ServerKind, line_set, random_bytes, run, run_daemonized, run_tool,
+    write_local,
 };
 use rand::{Rng, SeedableRng};
 
@@ -45,7 +46,10 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 
 /// `stat -c FORMAT path`, trimmed.
 fn stat(format: &str, path: &Path) -> String {
-    run(Command::new("stat").arg("-c").arg(format).arg(path)).stdout_str().trim().to_string()
+    run(Command::new("stat").arg("-c").arg(format).arg(path))
+        .stdout_str()
+        .trim()
+        .to_string()
 }
 
 // ---------------------------------------------------------------------------
@@ -78,12 +82,33 @@ fn tree_lists_stats_finds_and_copies_like_local_files() {
     let root = mount.path();
 
     // find: exactly the keys as files, exactly their prefixes as directories.
-    let files = run(Command::new("find").arg(root).args(["-mindepth", "1", "-type", "f", "-printf", "%P\n"]));
+    let files = run(Command::new("find").arg(root).args([
+        "-mindepth",
+        "1",
+        "-type",
+        "f",
+        "-printf",
+        "%P\n",
+    ]));
     let expected_files: BTreeSet<String> = TREE.iter().map(|(k, _)| k.to_string()).collect();
-    assert_eq!(line_set(&files.stdout_str()), expected_files, "find -type f");
-    let dirs = run(Command::new("find").arg(root).args(["-mindepth", "1", "-type", "d", "-printf", "%P\n"]));
+    assert_eq!(
+        line_set(&files.stdout_str()),
+        expected_files,
+        "find -type f"
+    );
+    let dirs = run(Command::new("find").arg(root).args([
+        "-mindepth",
+        "1",
+        "-type",
+        "d",
+        "-printf",
+        "%P\n",
+    ]));
     assert_eq!(line_set(&dirs.stdout_str()), set(TREE_DIRS), "find -type d");
-    let everything = run(Command::new("find").arg(root).args(["-mindepth", "1", "-printf", "%P\n"]));
+    let everything =
+        run(Command::new("find")
+            .arg(root)
+            .args(["-mindepth", "1", "-printf", "%P\n"]));
     assert_eq!(
         everything.stdout_str().lines().count(),
         TREE.len() + TREE_DIRS.len(),
@@ -94,8 +119,16 @@ fn tree_lists_stats_finds_and_copies_like_local_files() {
     // stat: sizes and types.
     for (key, size) in TREE {
         let path = root.join(key);
-        let expected_type = if *size == 0 { "regular empty file" } else { "regular file" };
-        assert_eq!(stat("%s|%F", &path), format!("{size}|{expected_type}"), "stat {key}");
+        let expected_type = if *size == 0 {
+            "regular empty file"
+        } else {
+            "regular file"
+        };
+        assert_eq!(
+            stat("%s|%F", &path),
+            format!("{size}|{expected_type}"),
+            "stat {key}"
+        );
     }
     for dir in TREE_DIRS {
         assert_eq!(stat("%F", &root.join(dir)), "directory", "stat {dir}");
@@ -114,16 +147,33 @@ fn tree_lists_stats_finds_and_copies_like_local_files() {
             "two.txt" => assert_eq!((&perms[..1], size), ("-", "1"), "two.txt in:\n{listing}"),
             other => panic!("unexpected entry {other:?} in:\n{listing}"),
         }
-        assert!(seen.insert(name.to_string()), "{name} listed twice in:\n{listing}");
+        assert!(
+            seen.insert(name.to_string()),
+            "{name} listed twice in:\n{listing}"
+        );
     }
-    assert_eq!(seen, set(&["l2", "one.bin", "two.txt"]), "ls -l l1:\n{listing}");
+    assert_eq!(
+        seen,
+        set(&["l2", "one.bin", "two.txt"]),
+        "ls -l l1:\n{listing}"
+    );
     let top = run(Command::new("ls").arg("-1").arg(root)).stdout_str();
-    assert_eq!(line_set(&top), set(&["l1", "other", "top.txt"]), "ls of the root");
+    assert_eq!(
+        line_set(&top),
+        set(&["l1", "other", "top.txt"]),
+        "ls of the root"
+    );
 
     // cp -r out, then diff -r against the local originals.
     let copy = tempfile::tempdir().expect("copy dir");
-    run(Command::new("cp").arg("-r").arg(root.join(".")).arg(copy.path()));
-    run(Command::new("diff").arg("-r").arg(source.path()).arg(copy.path()));
+    run(Command::new("cp")
+        .arg("-r")
+        .arg(root.join("."))
+        .arg(copy.path()));
+    run(Command::new("diff")
+        .arg("-r")
+        .arg(source.path())
+        .arg(copy.path()));
 
     mount.unmount();
 }
@@ -135,9 +185,9 @@ fn tree_lists_stats_finds_and_copies_like_local_files() {
 const LARGE_SIZE: usize = 256 * MIB;
 const LARGE_SEED: u64 = 0x5eed_0256;
 
-/// `head -c 100`, `cmp` of the whole object, then 1,000 preads at random
-/// offsets (a tenth of them straddling a MiB boundary, where part-based
-/// readers split), all on one 256 MiB object.
+/// On one 256 MiB object, cold caches first: `head -c 100`, then 1,000
+/// preads at random offsets (a tenth of them straddling a MiB boundary,
+/// where part-based readers split), then `cmp` of the whole object.
 ///
 /// On s3s-fs: moto copies the whole object for every ranged GET (measured
 /// here: 0.4 s per 100-byte range of a 256 MiB object), which would make
@@ -154,15 +204,15 @@ fn large_object_head_cmp_and_random_reads() {
 
     let mount = bucket.mount(&[]);
     let path = mount.join("large/object.bin");
-    assert_eq!(std::fs::metadata(&path).expect("stat large object").len(), LARGE_SIZE as u64);
+    assert_eq!(
+        std::fs::metadata(&path).expect("stat large object").len(),
+        LARGE_SIZE as u64
+    );
 
     // First, on a cold mount: the head of the object only.
     let head = run(Command::new("head").args(["-c", "100"]).arg(&path));
     assert_eq!(head.stdout, body[..100], "head -c 100");
     eprintln!("head -c 100 took {:?}", head.elapsed);
-
-    let cmp = run(Command::new("cmp").arg(&local_path).arg(&path));
-    eprintln!("cmp of {LARGE_SIZE} bytes took {:?}", cmp.elapsed);
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(LARGE_SEED ^ 1);
     let file = std::fs::File::open(&path).expect("open large object");
@@ -178,16 +228,28 @@ fn large_object_head_cmp_and_random_reads() {
         let mut buf = vec![0u8; len];
         file.read_exact_at(&mut buf, offset as u64)
             .unwrap_or_else(|e| panic!("read #{i}: {len} bytes at {offset}: {e}"));
-        assert!(buf == body[offset..offset + len], "read #{i}: {len} bytes at {offset} differ");
+        assert!(
+            buf == body[offset..offset + len],
+            "read #{i}: {len} bytes at {offset} differ"
+        );
     }
     eprintln!("1000 random reads took {:?}", started.elapsed());
     // The tail and past the end.
     let mut last = [0u8; 10];
-    file.read_exact_at(&mut last, (LARGE_SIZE - 10) as u64).expect("read the last 10 bytes");
+    file.read_exact_at(&mut last, (LARGE_SIZE - 10) as u64)
+        .expect("read the last 10 bytes");
     assert_eq!(last, body[LARGE_SIZE - 10..]);
     let mut beyond = [0u8; 10];
-    assert_eq!(file.read_at(&mut beyond, LARGE_SIZE as u64).expect("read at EOF"), 0);
+    assert_eq!(
+        file.read_at(&mut beyond, LARGE_SIZE as u64)
+            .expect("read at EOF"),
+        0
+    );
     drop(file);
+
+    // Then the whole object, through a tool.
+    let cmp = run(Command::new("cmp").arg(&local_path).arg(&path));
+    eprintln!("cmp of {LARGE_SIZE} bytes took {:?}", cmp.elapsed);
 
     mount.unmount();
 }
@@ -200,17 +262,24 @@ const WIDE_COUNT: usize = 10_000;
 
 #[test]
 fn directory_of_10000_objects_lists_completely() {
-    let bucket = Bucket::new(ServerKind::Moto);
+    let bucket = Bucket::new(ServerKind::S3sFs);
     let name = |i: usize| format!("obj-{i:05}");
-    let mut objects: Vec<(String, Bytes)> =
-        (0..WIDE_COUNT).map(|i| (format!("wide/{}", name(i)), Bytes::from(format!("{i}\n")))).collect();
+    let mut objects: Vec<(String, Bytes)> = (0..WIDE_COUNT)
+        .map(|i| (format!("wide/{}", name(i)), Bytes::from(format!("{i}\n"))))
+        .collect();
     // Neighbours whose keys sort around `wide/` must not leak into it.
     objects.push(("wide-neighbour/x".to_string(), Bytes::from_static(b"n")));
     objects.push(("wide.txt".to_string(), Bytes::from_static(b"n")));
     let started = Instant::now();
     bucket.put_many(objects, 32);
     eprintln!("uploaded {WIDE_COUNT} objects in {:?}", started.elapsed());
-    assert_eq!(bucket.list_keys("wide/").len(), WIDE_COUNT, "precondition: server holds them all");
+    let started = Instant::now();
+    assert_eq!(
+        bucket.list_keys("wide/").len(),
+        WIDE_COUNT,
+        "precondition: server holds them all"
+    );
+    eprintln!("listing them with the client took {:?}", started.elapsed());
 
     let mount = bucket.mount(&[]);
     let dir = mount.join("wide");
@@ -221,7 +290,10 @@ fn directory_of_10000_objects_lists_completely() {
     let expected: BTreeSet<String> = (0..WIDE_COUNT).map(name).collect();
     assert_eq!(dir_names(&dir), expected, "read_dir of wide/");
     for i in [0, 1, 4_999, WIDE_COUNT - 1] {
-        assert_eq!(std::fs::read_to_string(dir.join(name(i))).expect("read entry"), format!("{i}\n"));
+        assert_eq!(
+            std::fs::read_to_string(dir.join(name(i))).expect("read entry"),
+            format!("{i}\n")
+        );
     }
     mount.unmount();
 }
@@ -253,18 +325,32 @@ fn keys_needing_url_encoding_are_readable() {
     for key in ENCODED_KEYS {
         bucket.put(key, format!("content of {key}\n"));
     }
-    assert_eq!(bucket.list_keys(""), set(ENCODED_KEYS), "precondition: server stored the keys verbatim");
+    assert_eq!(
+        bucket.list_keys(""),
+        set(ENCODED_KEYS),
+        "precondition: server stored the keys verbatim"
+    );
     let mount = bucket.mount(&[]);
 
-    let top: BTreeSet<String> = ENCODED_KEYS.iter().map(|k| k.split('/').next().unwrap().to_string()).collect();
+    let top: BTreeSet<String> = ENCODED_KEYS
+        .iter()
+        .map(|k| k.split('/').next().unwrap().to_string())
+        .collect();
     assert_eq!(dir_names(mount.path()), top, "root listing");
-    assert_eq!(dir_names(&mount.join("dir with space")), set(&["inner +file%.txt"]));
+    assert_eq!(
+        dir_names(&mount.join("dir with space")),
+        set(&["inner +file%.txt"])
+    );
     for key in ENCODED_KEYS {
-        let content = std::fs::read_to_string(mount.join(key)).unwrap_or_else(|e| panic!("read {key:?}: {e}"));
+        let content = std::fs::read_to_string(mount.join(key))
+            .unwrap_or_else(|e| panic!("read {key:?}: {e}"));
         assert_eq!(content, format!("content of {key}\n"), "content of {key:?}");
     }
     let cat = run(Command::new("cat").args(ENCODED_KEYS.iter().map(|k| mount.join(k))));
-    let expected: String = ENCODED_KEYS.iter().map(|k| format!("content of {k}\n")).collect();
+    let expected: String = ENCODED_KEYS
+        .iter()
+        .map(|k| format!("content of {k}\n"))
+        .collect();
     assert_eq!(cat.stdout_str(), expected, "cat of all encoded keys");
     mount.unmount();
 }
@@ -278,18 +364,33 @@ fn empty_object_and_directory_markers() {
     bucket.put("marker-and-child/f.txt", "f");
     let mount = bucket.mount(&[]);
 
-    assert_eq!(stat("%s|%F", &mount.join("empty.txt")), "0|regular empty file");
+    assert_eq!(
+        stat("%s|%F", &mount.join("empty.txt")),
+        "0|regular empty file"
+    );
     let cat = run(Command::new("cat").arg(mount.join("empty.txt")));
-    assert!(cat.stdout.is_empty(), "cat of an empty object printed {} bytes", cat.stdout.len());
+    assert!(
+        cat.stdout.is_empty(),
+        "cat of an empty object printed {} bytes",
+        cat.stdout.len()
+    );
 
     assert_eq!(stat("%F", &mount.join("marker-only")), "directory");
-    assert_eq!(dir_names(&mount.join("marker-only")), BTreeSet::new(), "marker-only/ must be empty");
+    assert_eq!(
+        dir_names(&mount.join("marker-only")),
+        BTreeSet::new(),
+        "marker-only/ must be empty"
+    );
     assert_eq!(dir_names(&mount.join("marker-and-child")), set(&["f.txt"]));
 
     // Each name exactly once, and no empty name from the `dir/` keys.
     let mut root = ls_all(mount.path());
     root.sort();
-    assert_eq!(root, [".", "..", "empty.txt", "marker-and-child", "marker-only"], "ls -a of the root");
+    assert_eq!(
+        root,
+        [".", "..", "empty.txt", "marker-and-child", "marker-only"],
+        "ls -a of the root"
+    );
     let mut marker = ls_all(&mount.join("marker-only"));
     marker.sort();
     assert_eq!(marker, [".", ".."], "ls -a marker-only");
@@ -304,12 +405,22 @@ fn file_and_directory_with_one_name_shows_the_directory() {
     bucket.put("b", "plain");
     let mount = bucket.mount(&[]);
 
-    assert!(std::fs::metadata(mount.join("a")).expect("stat a").is_dir(), "a must be a directory");
+    assert!(
+        std::fs::metadata(mount.join("a")).expect("stat a").is_dir(),
+        "a must be a directory"
+    );
     assert_eq!(dir_names(&mount.join("a")), set(&["x"]));
-    assert_eq!(std::fs::read_to_string(mount.join("a/x")).expect("read a/x"), "the file a/x");
+    assert_eq!(
+        std::fs::read_to_string(mount.join("a/x")).expect("read a/x"),
+        "the file a/x"
+    );
     let mut root = ls_all(mount.path());
     root.sort();
-    assert_eq!(root, [".", "..", "a", "b"], "ls -a of the root: `a` must appear once");
+    assert_eq!(
+        root,
+        [".", "..", "a", "b"],
+        "ls -a of the root: `a` must appear once"
+    );
     mount.unmount();
 }
 
@@ -327,10 +438,21 @@ fn keys_with_dot_dot_segments_are_hidden() {
     );
     let mount = bucket.mount(&[]);
 
-    let find = run(Command::new("find").arg(mount.path()).args(["-mindepth", "1", "-printf", "%P\n"]));
+    let find =
+        run(Command::new("find")
+            .arg(mount.path())
+            .args(["-mindepth", "1", "-printf", "%P\n"]));
     let found = find.stdout_str();
-    assert_eq!(line_set(&found), set(&["bad", "bad/ok.txt", "good.txt"]), "find");
-    assert_eq!(found.lines().count(), 3, "find listed a path twice:\n{found}");
+    assert_eq!(
+        line_set(&found),
+        set(&["bad", "bad/ok.txt", "good.txt"]),
+        "find"
+    );
+    assert_eq!(
+        found.lines().count(),
+        3,
+        "find listed a path twice:\n{found}"
+    );
 
     let mut root = ls_all(mount.path());
     root.sort();
@@ -342,7 +464,10 @@ fn keys_with_dot_dot_segments_are_hidden() {
         let err = std::fs::metadata(mount.join(hidden)).expect_err(hidden);
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{hidden}: {err}");
     }
-    assert_eq!(std::fs::read_to_string(mount.join("bad/ok.txt")).expect("read bad/ok.txt"), "ok");
+    assert_eq!(
+        std::fs::read_to_string(mount.join("bad/ok.txt")).expect("read bad/ok.txt"),
+        "ok"
+    );
     mount.unmount();
 }
 
@@ -356,13 +481,23 @@ fn replaced_object_is_seen_on_reopen_after_the_ttl() {
     bucket.put("changing.txt", "version one\n");
     let mount = bucket.mount(&["--metadata-ttl", "1"]);
     let path = mount.join("changing.txt");
-    assert_eq!(std::fs::read_to_string(&path).expect("first read"), "version one\n");
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("first read"),
+        "version one\n"
+    );
 
     let second = "version two, which is longer\n";
     bucket.put("changing.txt", second);
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(std::fs::metadata(&path).expect("stat").len(), second.len() as u64, "size after the TTL");
-    assert_eq!(std::fs::read_to_string(&path).expect("read after the TTL"), second);
+    assert_eq!(
+        std::fs::metadata(&path).expect("stat").len(),
+        second.len() as u64,
+        "size after the TTL"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("read after the TTL"),
+        second
+    );
     let cat = run(Command::new("cat").arg(&path));
     assert_eq!(cat.stdout_str(), second, "cat after the TTL");
     mount.unmount();
@@ -381,13 +516,18 @@ fn open_handle_gets_estale_when_object_replaced() {
 
     let file = std::fs::File::open(&path).expect("open");
     let mut first = [0u8; 100];
-    file.read_exact_at(&mut first, 0).expect("read 100 bytes at 0");
+    file.read_exact_at(&mut first, 0)
+        .expect("read 100 bytes at 0");
     assert_eq!(first, old[..100]);
 
     bucket.put("replaced.bin", new.clone());
     let mut late = vec![0u8; 4096];
     match file.read_exact_at(&mut late, LATE_OFFSET) {
-        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ESTALE), "pread after replace: {e}"),
+        Err(e) => assert_eq!(
+            e.raw_os_error(),
+            Some(libc::ESTALE),
+            "pread after replace: {e}"
+        ),
         Ok(()) => {
             let at = LATE_OFFSET as usize..LATE_OFFSET as usize + late.len();
             let which = if late == old[at.clone()] {
@@ -397,7 +537,9 @@ fn open_handle_gets_estale_when_object_replaced() {
             } else {
                 "bytes of neither object"
             };
-            panic!("pread at {LATE_OFFSET} after the object was replaced succeeded with {which}; expected ESTALE");
+            panic!(
+                "pread at {LATE_OFFSET} after the object was replaced succeeded with {which}; expected ESTALE"
+            );
         }
     }
     drop(file);
@@ -405,8 +547,13 @@ fn open_handle_gets_estale_when_object_replaced() {
     // A new open after the TTL reads the new object whole.
     std::thread::sleep(Duration::from_millis(1500));
     let reopened = std::fs::File::open(&path).expect("reopen");
-    reopened.read_exact_at(&mut late, LATE_OFFSET).expect("pread after reopen");
-    assert!(late == new[LATE_OFFSET as usize..LATE_OFFSET as usize + late.len()], "reopened file has wrong bytes");
+    reopened
+        .read_exact_at(&mut late, LATE_OFFSET)
+        .expect("pread after reopen");
+    assert!(
+        late == new[LATE_OFFSET as usize..LATE_OFFSET as usize + late.len()],
+        "reopened file has wrong bytes"
+    );
     drop(reopened);
     mount.unmount();
 }
@@ -421,22 +568,46 @@ fn s3fs_metadata_headers_set_attributes_unless_disabled() {
     bucket.put_with_metadata(
         "posix.txt",
         "posix",
-        &[("mode", "33184"), ("uid", "1234"), ("gid", "4321"), ("mtime", "1600000000")],
+        &[
+            ("mode", "33184"),
+            ("uid", "1234"),
+            ("gid", "4321"),
+            ("mtime", "1600000000"),
+        ],
     );
     bucket.put("dir/plain.txt", "plain");
     let last_modified = bucket.last_modified_secs("posix.txt");
 
     let with_headers = bucket.mount(&[]);
-    assert_eq!(stat("%a %u %g %Y %F", &with_headers.join("posix.txt")), "640 1234 4321 1600000000 regular file");
+    assert_eq!(
+        stat("%a %u %g %Y %F", &with_headers.join("posix.txt")),
+        "640 1234 4321 1600000000 regular file"
+    );
 
-    let listing_only = bucket.mount(&["--no-posix-metadata", "--uid", "7", "--gid", "8", "--file-mode", "600", "--dir-mode", "710"]);
+    let listing_only = bucket.mount(&[
+        "--no-posix-metadata",
+        "--uid",
+        "7",
+        "--gid",
+        "8",
+        "--file-mode",
+        "600",
+        "--dir-mode",
+        "710",
+    ]);
     assert_eq!(
         stat("%a %u %g %Y", &listing_only.join("posix.txt")),
         format!("600 7 8 {last_modified}"),
         "--no-posix-metadata must use the options and the listing's mtime"
     );
-    assert_eq!(stat("%a %u %g %F", &listing_only.join("dir")), "710 7 8 directory");
-    assert_eq!(stat("%a %u %g", &listing_only.join("dir/plain.txt")), "600 7 8");
+    assert_eq!(
+        stat("%a %u %g %F", &listing_only.join("dir")),
+        "710 7 8 directory"
+    );
+    assert_eq!(
+        stat("%a %u %g", &listing_only.join("dir/plain.txt")),
+        "600 7 8"
+    );
 
     with_headers.unmount();
     listing_only.unmount();
@@ -460,12 +631,28 @@ fn prefix_mount_shows_only_keys_under_the_prefix() {
         bucket.put(key, body);
     }
     let mount = bucket.mount(&["--prefix", "p1/"]);
-    let find = run(Command::new("find").arg(mount.path()).args(["-mindepth", "1", "-printf", "%P\n"]));
-    assert_eq!(line_set(&find.stdout_str()), set(&["a.txt", "sub", "sub/b.txt"]), "find under --prefix p1/");
-    assert_eq!(std::fs::read_to_string(mount.join("a.txt")).expect("read a.txt"), "p1 a");
-    assert_eq!(std::fs::read_to_string(mount.join("sub/b.txt")).expect("read sub/b.txt"), "p1 sub b");
+    let find =
+        run(Command::new("find")
+            .arg(mount.path())
+            .args(["-mindepth", "1", "-printf", "%P\n"]));
+    assert_eq!(
+        line_set(&find.stdout_str()),
+        set(&["a.txt", "sub", "sub/b.txt"]),
+        "find under --prefix p1/"
+    );
+    assert_eq!(
+        std::fs::read_to_string(mount.join("a.txt")).expect("read a.txt"),
+        "p1 a"
+    );
+    assert_eq!(
+        std::fs::read_to_string(mount.join("sub/b.txt")).expect("read sub/b.txt"),
+        "p1 sub b"
+    );
     for outside in ["p1", "top.txt", "not-mine.txt", "p2"] {
-        assert!(std::fs::metadata(mount.join(outside)).is_err(), "{outside} visible under --prefix p1/");
+        assert!(
+            std::fs::metadata(mount.join(outside)).is_err(),
+            "{outside} visible under --prefix p1/"
+        );
     }
     mount.unmount();
 }
@@ -487,24 +674,49 @@ fn two_daemonized_mounts_read_the_same_file() {
     let host_a = DaemonGuard::new();
     let host_b = DaemonGuard::new();
     for host in [&host_a, &host_b] {
-        let started = run_daemonized(&bucket.target(), &bucket.name, host.path(), &[], Duration::from_secs(30));
-        assert!(started.status.is_some_and(|s| s.success()), "daemonized mount failed:\n{}", started.describe());
-        assert!(common::is_mounted(host.path()), "bucketfs exited 0 before the mount was live:\n{}", started.describe());
+        let started = run_daemonized(
+            &bucket.target(),
+            &bucket.name,
+            host.path(),
+            &[],
+            Duration::from_secs(30),
+        );
+        assert!(
+            started.status.is_some_and(|s| s.success()),
+            "daemonized mount failed:\n{}",
+            started.describe()
+        );
+        assert!(
+            common::is_mounted(host.path()),
+            "bucketfs exited 0 before the mount was live:\n{}",
+            started.describe()
+        );
     }
 
     let copy_a = local.path().join("from-a.bin");
     let copy_b = local.path().join("from-b.bin");
-    run(Command::new("cp").arg(host_a.join("shared/data.bin")).arg(&copy_a));
-    run(Command::new("cp").arg(host_b.join("shared/data.bin")).arg(&copy_b));
+    run(Command::new("cp")
+        .arg(host_a.join("shared/data.bin"))
+        .arg(&copy_a));
+    run(Command::new("cp")
+        .arg(host_b.join("shared/data.bin"))
+        .arg(&copy_b));
     run(Command::new("diff").arg(&copy_a).arg(&copy_b));
     run(Command::new("cmp").arg(&original).arg(&copy_a));
 
     run(Command::new("fusermount3").arg("-u").arg(host_a.path()));
     run(Command::new("umount").arg(host_b.path()));
     for host in [&host_a, &host_b] {
-        assert!(!common::is_mounted(host.path()), "{} still mounted", host.path().display());
+        assert!(
+            !common::is_mounted(host.path()),
+            "{} still mounted",
+            host.path().display()
+        );
         if let Err(pids) = host.wait_daemons_gone(Duration::from_secs(10)) {
-            panic!("bucketfs {pids:?} still running 10 s after unmounting {}", host.path().display());
+            panic!(
+                "bucketfs {pids:?} still running 10 s after unmounting {}",
+                host.path().display()
+            );
         }
     }
 }
@@ -514,18 +726,38 @@ fn sigterm_to_the_daemon_unmounts() {
     let bucket = Bucket::new(ServerKind::Moto);
     bucket.put("f.txt", "f");
     let host = DaemonGuard::new();
-    let started = run_daemonized(&bucket.target(), &bucket.name, host.path(), &[], Duration::from_secs(30));
-    assert!(started.status.is_some_and(|s| s.success()), "daemonized mount failed:\n{}", started.describe());
-    assert_eq!(std::fs::read_to_string(host.join("f.txt")).expect("read f.txt"), "f");
+    let started = run_daemonized(
+        &bucket.target(),
+        &bucket.name,
+        host.path(),
+        &[],
+        Duration::from_secs(30),
+    );
+    assert!(
+        started.status.is_some_and(|s| s.success()),
+        "daemonized mount failed:\n{}",
+        started.describe()
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.join("f.txt")).expect("read f.txt"),
+        "f"
+    );
     let pids = host.daemon_pids();
-    assert_eq!(pids.len(), 1, "expected one bucketfs daemon for the mount, found {pids:?}");
+    assert_eq!(
+        pids.len(),
+        1,
+        "expected one bucketfs daemon for the mount, found {pids:?}"
+    );
     // SAFETY: kill(2) has no memory-safety preconditions; the pid is the
     // daemon this test just started.
     let rc = unsafe { libc::kill(pids[0] as libc::pid_t, libc::SIGTERM) };
     assert_eq!(rc, 0, "kill -TERM {}", pids[0]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while common::is_mounted(host.path()) {
-        assert!(Instant::now() < deadline, "still mounted 10 s after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "still mounted 10 s after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     if let Err(pids) = host.wait_daemons_gone(Duration::from_secs(10)) {

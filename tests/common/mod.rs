@@ -141,10 +141,15 @@ impl S3Server {
             cmd.stdin(Stdio::null())
                 .stdout(log.try_clone().expect("clone log handle"))
                 .stderr(log);
-            let child = cmd
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}; {SETUP_HINT}", program.display()));
-            let mut server = S3Server { kind, child, port, dir };
+            let child = cmd.spawn().unwrap_or_else(|e| {
+                panic!("cannot start {}: {e}; {SETUP_HINT}", program.display())
+            });
+            let mut server = S3Server {
+                kind,
+                child,
+                port,
+                dir,
+            };
             match server.wait_until_answering() {
                 Ok(()) => return server,
                 Err(why) => {
@@ -342,7 +347,12 @@ impl Bucket {
             .expect("tokio runtime");
         rt.block_on(client.create_bucket().bucket(BUCKET).send())
             .unwrap_or_else(|e| panic!("create bucket {BUCKET}: {}", sdk_error(&e)));
-        Bucket { name: BUCKET.to_string(), client, server, rt }
+        Bucket {
+            name: BUCKET.to_string(),
+            client,
+            server,
+            rt,
+        }
     }
 
     pub fn target(&self) -> S3Target {
@@ -529,7 +539,12 @@ pub fn bucketfs_bin() -> &'static str {
 /// The command line a user would type, with a clean AWS environment: every
 /// `AWS_*` variable of ours is dropped (profiles, regions, endpoints) and the
 /// key pair is passed the documented way.
-pub fn bucketfs_command(target: &S3Target, bucket: &str, mountpoint: &Path, args: &[&str]) -> Command {
+pub fn bucketfs_command(
+    target: &S3Target,
+    bucket: &str,
+    mountpoint: &Path,
+    args: &[&str],
+) -> Command {
     let mut cmd = Command::new(bucketfs_bin());
     for (name, _) in std::env::vars_os() {
         if name.as_bytes().starts_with(b"AWS_") {
@@ -541,7 +556,13 @@ pub fn bucketfs_command(target: &S3Target, bucket: &str, mountpoint: &Path, args
         // No instance-metadata lookups against a link-local address.
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("RUST_LOG")
-        .args(["--endpoint-url", &target.endpoint_url, "--force-path-style", "--region", REGION])
+        .args([
+            "--endpoint-url",
+            &target.endpoint_url,
+            "--force-path-style",
+            "--region",
+            REGION,
+        ])
         .args(args)
         .arg(bucket)
         .arg(mountpoint)
@@ -646,13 +667,16 @@ impl Mount {
             Duration::from_secs(30),
         );
         assert!(
-            out.status.success(),
+            out.success(),
             "fusermount3 -u {} failed: {}\n--- daemon stderr ---\n{}",
             self.mountpoint.display(),
             out.describe(),
             tail(&self.daemon_log(), 60)
         );
-        assert!(!is_mounted(&self.mountpoint), "still mounted after fusermount3 -u");
+        assert!(
+            !is_mounted(&self.mountpoint),
+            "still mounted after fusermount3 -u"
+        );
         let status = wait_child(&mut self.child, DAEMON_EXIT_TIMEOUT);
         match status {
             Some(status) => assert!(
@@ -680,7 +704,10 @@ impl Drop for Mount {
         self.stop_watchdog();
         unmount_quietly(&self.mountpoint);
         if wait_child(&mut self.child, DAEMON_EXIT_TIMEOUT).is_none() {
-            eprintln!("bucketfs (pid {}) did not exit after unmount; killing it", self.child.id());
+            eprintln!(
+                "bucketfs (pid {}) did not exit after unmount; killing it",
+                self.child.id()
+            );
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
@@ -740,8 +767,14 @@ pub fn unmount_quietly(mountpoint: &Path) {
         }
         thread::sleep(Duration::from_millis(200));
     }
-    eprintln!("fusermount3 -u {} failed; trying umount -l", mountpoint.display());
-    let _ = run_with_timeout(Command::new("umount").arg("-l").arg(mountpoint), Duration::from_secs(10));
+    eprintln!(
+        "fusermount3 -u {} failed; trying umount -l",
+        mountpoint.display()
+    );
+    let _ = run_with_timeout(
+        Command::new("umount").arg("-l").arg(mountpoint),
+        Duration::from_secs(10),
+    );
 }
 
 /// Whether /proc/self/mountinfo lists a mount at `mountpoint` (canonical).
@@ -761,9 +794,13 @@ fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
     while i < field.len() {
         if field[i] == b'\\'
             && i + 3 < field.len()
-            && field[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+            && field[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
         {
-            let value = field[i + 1..i + 4].iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
+            let value = field[i + 1..i + 4]
+                .iter()
+                .fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
             out.push(value as u8);
             i += 4;
         } else {
@@ -800,7 +837,13 @@ impl DaemonRun {
 /// Runs `bucketfs ARGS BUCKET MNT` without `-f`. Output goes to files, not
 /// pipes: a daemon that keeps its inherited stderr open must not make us
 /// wait for it.
-pub fn run_daemonized(target: &S3Target, bucket: &str, mountpoint: &Path, args: &[&str], limit: Duration) -> DaemonRun {
+pub fn run_daemonized(
+    target: &S3Target,
+    bucket: &str,
+    mountpoint: &Path,
+    args: &[&str],
+    limit: Duration,
+) -> DaemonRun {
     let mut cmd = bucketfs_command(target, bucket, mountpoint, args);
     let out = run_with_timeout(&mut cmd, limit);
     DaemonRun {
@@ -824,12 +867,18 @@ impl DaemonGuard {
     /// A guard with a fresh temporary mountpoint.
     pub fn new() -> DaemonGuard {
         let (dir, mountpoint) = mountpoint_dir();
-        DaemonGuard { mountpoint, _dir: Some(dir) }
+        DaemonGuard {
+            mountpoint,
+            _dir: Some(dir),
+        }
     }
 
     /// A guard for a path that may not exist (the missing-mountpoint test).
     pub fn at(mountpoint: PathBuf) -> DaemonGuard {
-        DaemonGuard { mountpoint, _dir: None }
+        DaemonGuard {
+            mountpoint,
+            _dir: None,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -872,7 +921,10 @@ impl Drop for DaemonGuard {
         unmount_quietly(&self.mountpoint);
         if let Err(pids) = self.wait_daemons_gone(DAEMON_EXIT_TIMEOUT) {
             for pid in pids {
-                eprintln!("bucketfs daemon {pid} for {} still running; killing it", self.mountpoint.display());
+                eprintln!(
+                    "bucketfs daemon {pid} for {} still running; killing it",
+                    self.mountpoint.display()
+                );
                 // SAFETY: kill(2) has no memory-safety preconditions. The pid
                 // was read from /proc a moment ago and names a bucketfs this
                 // test started (its command line holds our temp mountpoint).
@@ -887,17 +939,31 @@ impl Drop for DaemonGuard {
 /// Live (non-zombie) processes running the bucketfs binary with `mountpoint`
 /// as an argument. A zombie has an empty cmdline and so never matches.
 pub fn bucketfs_pids_for(mountpoint: &Path) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     let bin_name = Path::new(bucketfs_bin()).file_name().map(OsStr::to_owned);
     let mut pids = Vec::new();
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
-        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).filter(|a| !a.is_empty()).collect();
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .collect();
         let Some(first) = args.first() else { continue };
-        let runs_bucketfs = Path::new(OsStr::from_bytes(first)).file_name().map(OsStr::to_owned) == bin_name;
+        let runs_bucketfs = Path::new(OsStr::from_bytes(first))
+            .file_name()
+            .map(OsStr::to_owned)
+            == bin_name;
         if runs_bucketfs && args.iter().any(|a| *a == mountpoint.as_os_str().as_bytes()) {
             pids.push(pid);
         }
@@ -1009,7 +1075,9 @@ pub fn describe(cmd: &Command) -> String {
         .chain(cmd.get_args())
         .map(|arg| {
             let arg = arg.to_string_lossy();
-            if arg.is_empty() || arg.contains(|c: char| c.is_whitespace() || "'\"\\$#&;|<>()*?".contains(c)) {
+            if arg.is_empty()
+                || arg.contains(|c: char| c.is_whitespace() || "'\"\\$#&;|<>()*?".contains(c))
+            {
                 format!("'{}'", arg.replace('\'', r"'\''"))
             } else {
                 arg.into_owned()
@@ -1044,12 +1112,19 @@ pub fn tail(text: &str, lines: usize) -> String {
     if all.len() <= lines {
         return text.to_string();
     }
-    format!("[… {} earlier lines]\n{}", all.len() - lines, all[all.len() - lines..].join("\n"))
+    format!(
+        "[… {} earlier lines]\n{}",
+        all.len() - lines,
+        all[all.len() - lines..].join("\n")
+    )
 }
 
 /// Non-empty lines of a tool's output, as a sorted set.
 pub fn line_set(text: &str) -> BTreeSet<String> {
-    text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Writes `contents` to `root/relative`, creating parent directories.
