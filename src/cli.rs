@@ -219,6 +219,19 @@ struct Cli {
         default_value = "8", help_heading = "Caching")]
     read_part_size: u64,
 
+    /// Size of one multipart part when uploading, in MiB (5 to 5120)
+    ///
+    /// Grown automatically so that an object up to 5 TiB fits in 10,000 parts.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(5..=5120),
+        default_value = "8", help_heading = "Writing")]
+    write_part_size: u64,
+
+    /// Directory for staging files being written [default: a private temporary directory]
+    ///
+    /// bucketfs creates a private (mode 0700) directory inside it.
+    #[arg(long, value_name = "DIR", help_heading = "Writing")]
+    cache_dir: Option<PathBuf>,
+
     /// Take attributes from listings alone, without a HEAD per file
     ///
     /// Saves a request per file, but ignores owner, mode and mtime headers
@@ -427,6 +440,8 @@ impl Cli {
                 metadata_ttl: self.metadata_ttl,
                 max_cache_size_bytes,
                 read_part_size_bytes,
+                write_part_size_bytes: self.write_part_size * MIB,
+                cache_dir: self.cache_dir,
             },
             access,
             foreground: self.foreground,
@@ -646,6 +661,8 @@ mod tests {
                 metadata_ttl: Duration::from_secs(1),
                 max_cache_size_bytes: 512 * MIB,
                 read_part_size_bytes: 8 * MIB,
+                write_part_size_bytes: 8 * MIB,
+                cache_dir: None,
             }
         );
         assert_eq!(config.access, Access::Owner);

@@ -70,6 +70,10 @@ pub struct FsConfig {
     pub max_cache_size_bytes: u64,
     /// Size of one ranged GET once a reader streams.
     pub read_part_size_bytes: u64,
+    /// Preferred multipart part size for uploads.
+    pub write_part_size_bytes: u64,
+    /// Where the private staging directory goes; `None` for the system's temporary directory.
+    pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

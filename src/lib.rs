@@ -14,3 +14,4 @@ pub mod daemon;
 pub mod fs;
 pub mod fuse;
 pub mod store;
+pub mod upload;

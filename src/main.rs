@@ -93,11 +93,17 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
         return Err(startup_failed(readiness, message));
     }
 
-    let fs = Arc::new(Filesystem::new(
+    let fs = match Filesystem::new(
         Arc::new(store),
         config.fs.clone(),
         config.store.max_concurrency,
-    ));
+    ) {
+        Ok(fs) => Arc::new(fs),
+        Err(error) => {
+            let message = format!("cannot create the staging directory: {error}");
+            return Err(startup_failed(readiness, message));
+        }
+    };
     let options = MountOptions {
         source: &config.store.bucket,
         access: config.access,

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bucketfs::config::{FsConfig, OwnerConfig, PosixMetadata, WriteMode};
-use bucketfs::fs::{Error, FileKind, Filesystem, OpenIntent, ROOT_INO};
+use bucketfs::fs::{Caller, Error, FileKind, Filesystem, OpenIntent, ROOT_INO, SetAttr};
 use bucketfs::store::memory::MemoryStore;
+use bucketfs::store::memory::{FailureKind, Verb};
+use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 
 const MIB: u64 = 1024 * 1024;
@@ -27,11 +29,13 @@ fn config(posix_metadata: PosixMetadata) -> FsConfig {
         metadata_ttl: Duration::from_secs(60),
         max_cache_size_bytes: 256 * MIB,
         read_part_size_bytes: 8 * MIB,
+        write_part_size_bytes: 8 * MIB,
+        cache_dir: None,
     }
 }
 
 fn mount(store: &Arc<MemoryStore>, posix_metadata: PosixMetadata) -> Filesystem<MemoryStore> {
-    Filesystem::new(Arc::clone(store), config(posix_metadata), 16)
+    Filesystem::new(Arc::clone(store), config(posix_metadata), 16).expect("staging directory")
 }
 
 fn random_bytes(len: u64, seed: u64) -> Vec<u8> {
@@ -269,7 +273,7 @@ async fn reads_at_random_offsets_return_the_right_bytes() {
         let end = (offset as usize + size as usize).min(data.len());
         assert_eq!(&got[..], &data[start..end], "offset {offset} size {size}");
     }
-    fs.release(fh);
+    fs.release(fh).await;
 }
 
 #[tokio::test]
@@ -323,13 +327,178 @@ async fn an_open_handle_never_mixes_versions() {
 }
 
 #[tokio::test]
-async fn opening_for_write_is_refused_until_writes_exist() {
+async fn a_read_only_mount_refuses_writes() {
     let store = Arc::new(MemoryStore::new());
     store.put("f", vec![0u8; 1]);
     let fs = mount(&store, PosixMetadata::FromHeaders);
     let ino = fs.lookup(ROOT_INO, "f").await.unwrap().attr.ino;
+    let write = OpenIntent::Write { truncate: false };
+    assert!(matches!(fs.open(ino, write).await, Err(Error::ReadOnly)));
+    let caller = Caller { uid: 0, gid: 0 };
     assert!(matches!(
-        fs.open(ino, OpenIntent::Write).await,
+        fs.create(ROOT_INO, "g", 0o644, caller).await,
         Err(Error::ReadOnly)
     ));
+    assert!(matches!(
+        fs.mkdir(ROOT_INO, "d", 0o755, caller).await,
+        Err(Error::ReadOnly)
+    ));
+    assert!(matches!(
+        fs.unlink(ROOT_INO, "f").await,
+        Err(Error::ReadOnly)
+    ));
+}
+
+fn writable(store: &Arc<MemoryStore>) -> Filesystem<MemoryStore> {
+    let mut config = config(PosixMetadata::FromHeaders);
+    config.write_mode = WriteMode::ReadWrite;
+    Filesystem::new(Arc::clone(store), config, 16).expect("staging directory")
+}
+
+const CALLER: Caller = Caller {
+    uid: 1234,
+    gid: 4321,
+};
+
+#[tokio::test]
+async fn a_created_file_is_uploaded_at_flush_with_s3fs_headers() {
+    let store = Arc::new(MemoryStore::new());
+    let fs = writable(&store);
+    let (entry, fh) = fs.create(ROOT_INO, "new.txt", 0o640, CALLER).await.unwrap();
+    fs.write(fh, 0, Bytes::from_static(b"hello "))
+        .await
+        .unwrap();
+    fs.write(fh, 6, Bytes::from_static(b"world")).await.unwrap();
+    assert!(
+        store.get("new.txt").is_none(),
+        "nothing in the bucket before the commit"
+    );
+    assert_eq!(
+        &fs.read(fh, 0, 100).await.unwrap()[..],
+        b"hello world",
+        "read-after-write"
+    );
+    assert_eq!(fs.getattr(entry.attr.ino).await.unwrap().attr.size, 11);
+    fs.flush(fh).await.unwrap();
+    let (data, metadata) = store.get("new.txt").expect("uploaded at flush");
+    assert_eq!(&data[..], b"hello world");
+    assert_eq!(metadata.get("mode").map(String::as_str), Some("33184"));
+    assert_eq!(metadata.get("uid").map(String::as_str), Some("1234"));
+    assert_eq!(metadata.get("gid").map(String::as_str), Some("4321"));
+    assert!(metadata.contains_key("mtime"));
+    fs.release(fh).await;
+}
+
+#[tokio::test]
+async fn a_failed_upload_fails_flush_and_a_retry_succeeds() {
+    let store = Arc::new(MemoryStore::new());
+    let fs = writable(&store);
+    let (_, fh) = fs.create(ROOT_INO, "f", 0o644, CALLER).await.unwrap();
+    fs.write(fh, 0, Bytes::from_static(b"data")).await.unwrap();
+    store.fail_next(Verb::Put, FailureKind::Other, 1);
+    assert!(matches!(
+        fs.flush(fh).await,
+        Err(Error::Upload(_) | Error::Store(_))
+    ));
+    assert!(store.get("f").is_none());
+    fs.flush(fh).await.expect("the staged data is still there");
+    assert_eq!(&store.get("f").unwrap().0[..], b"data");
+    fs.release(fh).await;
+}
+
+#[tokio::test]
+async fn a_large_file_is_uploaded_in_parts_and_failed_parts_abort_the_upload() {
+    let store = Arc::new(MemoryStore::new());
+    let fs = writable(&store);
+    let data = random_bytes(20 * MIB + 5, 7);
+    let (_, fh) = fs.create(ROOT_INO, "big", 0o644, CALLER).await.unwrap();
+    for (index, chunk) in data.chunks(MIB as usize).enumerate() {
+        fs.write(fh, index as u64 * MIB, Bytes::copy_from_slice(chunk))
+            .await
+            .unwrap();
+    }
+    store.fail_next(Verb::UploadPart, FailureKind::Other, 1);
+    assert!(fs.flush(fh).await.is_err());
+    assert_eq!(store.pending_uploads(), 0, "the failed upload was aborted");
+    fs.flush(fh).await.unwrap();
+    assert_eq!(store.get("big").unwrap().0, data);
+    assert_eq!(store.request_count(Verb::CompleteMultipart), 1);
+    fs.release(fh).await;
+}
+
+#[tokio::test]
+async fn truncate_shrinks_and_grows_with_zeros() {
+    let store = Arc::new(MemoryStore::new());
+    store.put("t", b"0123456789".to_vec());
+    let fs = writable(&store);
+    let ino = fs.lookup(ROOT_INO, "t").await.unwrap().attr.ino;
+    fs.setattr(
+        ino,
+        SetAttr {
+            size: Some(4),
+            ..SetAttr::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(&store.get("t").unwrap().0[..], b"0123");
+    fs.setattr(
+        ino,
+        SetAttr {
+            size: Some(8),
+            ..SetAttr::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(&store.get("t").unwrap().0[..], b"0123\0\0\0\0");
+}
+
+#[tokio::test]
+async fn rename_moves_files_and_directories() {
+    let store = Arc::new(MemoryStore::new());
+    store.put("a.txt", b"a".to_vec());
+    for i in 0..30 {
+        store.put(&format!("dir/sub/f{i}"), vec![i as u8]);
+    }
+    let fs = writable(&store);
+    fs.rename(ROOT_INO, "a.txt", ROOT_INO, "b.txt", false)
+        .await
+        .unwrap();
+    assert!(store.get("a.txt").is_none());
+    assert_eq!(&store.get("b.txt").unwrap().0[..], b"a");
+    fs.rename(ROOT_INO, "dir", ROOT_INO, "moved", false)
+        .await
+        .unwrap();
+    for i in 0..30 {
+        assert!(
+            store.get(&format!("dir/sub/f{i}")).is_none(),
+            "dir/sub/f{i} left behind"
+        );
+        assert_eq!(
+            store.get(&format!("moved/sub/f{i}")).unwrap().0[..],
+            [i as u8]
+        );
+    }
+    store.put("c.txt", b"c".to_vec());
+    assert!(matches!(
+        fs.rename(ROOT_INO, "c.txt", ROOT_INO, "b.txt", true).await,
+        Err(Error::Exists)
+    ));
+}
+
+#[tokio::test]
+async fn rmdir_refuses_a_non_empty_directory() {
+    let store = Arc::new(MemoryStore::new());
+    store.put("full/x", b"x".to_vec());
+    let fs = writable(&store);
+    assert!(matches!(
+        fs.rmdir(ROOT_INO, "full").await,
+        Err(Error::NotEmpty)
+    ));
+    let dir = fs.mkdir(ROOT_INO, "empty", 0o755, CALLER).await.unwrap();
+    assert_eq!(dir.attr.kind, FileKind::Directory);
+    assert!(store.get("empty/").is_some(), "mkdir writes a marker");
+    fs.rmdir(ROOT_INO, "empty").await.unwrap();
+    assert!(store.get("empty/").is_none());
 }

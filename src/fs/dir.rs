@@ -214,6 +214,25 @@ impl<S: ObjectStore> Filesystem<S> {
                     ..Stat::default()
                 },
             }));
+            // Files created here and not uploaded yet: listed once, from the
+            // inode table, at the end of the listing.
+            let created = self.created_names(stream.ino);
+            if !created.is_empty() {
+                resolved.retain(|entry| !created.contains(&entry.name));
+                if is_last_page {
+                    let inodes = self.inodes.lock().unwrap();
+                    for name in created {
+                        if let Some((_, inode)) = inodes.child(stream.ino, &name) {
+                            resolved.push(Resolved {
+                                name,
+                                kind: inode.kind,
+                                key: inode.key.clone(),
+                                stat: inode.stat.clone(),
+                            });
+                        }
+                    }
+                }
+            }
             resolved.sort_by(|a, b| a.name.cmp(&b.name));
             stream.page = resolved;
         }

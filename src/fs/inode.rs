@@ -22,6 +22,9 @@ pub struct Inode {
     pub stat: Stat,
     /// When `stat` was last confirmed by the store.
     pub validated_at: Instant,
+    /// Open for writing on this mount: `stat` is kept locally (its size is the
+    /// staged size) and what the store says must not overwrite it.
+    pub is_being_written: bool,
     lookups: u64,
 }
 
@@ -40,6 +43,7 @@ impl InodeTable {
             key: root_key,
             stat: root_stat,
             validated_at: Instant::now(),
+            is_being_written: false,
             // The kernel never forgets the root.
             lookups: 1,
         };
@@ -81,9 +85,11 @@ impl InodeTable {
             && let Some(inode) = self.inodes.get_mut(&ino)
             && inode.kind == kind
         {
-            inode.stat = stat;
-            inode.validated_at = Instant::now();
-            inode.key = key;
+            if !inode.is_being_written {
+                inode.stat = stat;
+                inode.validated_at = Instant::now();
+                inode.key = key;
+            }
             inode.lookups += 1;
             return ino;
         }
@@ -98,11 +104,47 @@ impl InodeTable {
                 key,
                 stat,
                 validated_at: Instant::now(),
+                is_being_written: false,
                 lookups: 1,
             },
         );
         self.children.insert(slot, ino);
         ino
+    }
+
+    /// Forgets the name (unlink, rmdir): the inode lives on while the kernel
+    /// holds it, but a lookup of the name no longer finds it.
+    pub fn unlink(&mut self, parent: u64, name: &str) -> Option<u64> {
+        self.children.remove(&(parent, name.to_owned()))
+    }
+
+    /// Moves a name; a child already at the destination loses its name. Keys
+    /// of the moved inode and, for a directory, of every inode below it, are
+    /// rewritten from `old_key` to `new_key`.
+    pub fn rename(
+        &mut self,
+        parent: u64,
+        name: &str,
+        new_parent: u64,
+        new_name: &str,
+        old_key: &str,
+        new_key: &str,
+    ) {
+        self.children.remove(&(new_parent, new_name.to_owned()));
+        if let Some(ino) = self.children.remove(&(parent, name.to_owned())) {
+            self.children.insert((new_parent, new_name.to_owned()), ino);
+            if let Some(inode) = self.inodes.get_mut(&ino) {
+                inode.parent = new_parent;
+                inode.name = new_name.to_owned();
+            }
+        }
+        for inode in self.inodes.values_mut() {
+            if let Some(rest) = inode.key.strip_prefix(old_key)
+                && (inode.key.len() == old_key.len() || old_key.ends_with('/'))
+            {
+                inode.key = format!("{new_key}{rest}");
+            }
+        }
     }
 
     /// One more kernel reference to an inode it already has (a lookup answered

@@ -27,14 +27,19 @@ use crate::cache::block::{BLOCK_SIZE_BYTES, BlockCache};
 use crate::cache::meta::{HeaderCache, NegativeCache, PosixHeaders};
 use crate::config::{FsConfig, PosixMetadata};
 use crate::store::{ObjectMeta, ObjectStore, StoreError};
+use crate::upload::{UploadConfig, UploadError};
 
 mod dir;
 mod inode;
 mod read;
+mod write;
+
+pub use write::{Caller, SetAttr};
 
 use dir::DirStream;
 use inode::InodeTable;
 use read::FileHandle;
+use write::OpenWrite;
 
 pub const ROOT_INO: u64 = 1;
 
@@ -73,6 +78,14 @@ pub enum Error {
     },
     #[error(transparent)]
     Store(Arc<StoreError>),
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("file exists")]
+    Exists,
+    #[error("invalid argument")]
+    InvalidArgument,
+    #[error("upload failed")]
+    Upload(#[source] Arc<UploadError>),
 }
 
 impl Error {
@@ -96,6 +109,15 @@ impl Error {
                 | StoreError::Other { .. },
                 _,
             ) => Error::Store(error),
+        }
+    }
+}
+
+impl From<UploadError> for Error {
+    fn from(error: UploadError) -> Self {
+        match error {
+            UploadError::Store(store) => Error::from_store(Arc::new(store), None),
+            staging @ UploadError::Staging(_) => Error::Upload(Arc::new(staging)),
         }
     }
 }
@@ -168,7 +190,10 @@ pub enum PageCache {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenIntent {
     Read,
-    Write,
+    /// With `truncate` (O_TRUNC) the old contents are not even fetched.
+    Write {
+        truncate: bool,
+    },
 }
 
 pub struct Filesystem<S> {
@@ -190,10 +215,20 @@ pub struct Filesystem<S> {
     next_handle: AtomicU64,
     warned_keys: Mutex<HashSet<String>>,
     mounted_at: SystemTime,
+    /// Files open for writing on this mount, by inode: every descriptor of a
+    /// file shares one staged copy.
+    writes: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<OpenWrite>>>>,
+    /// Names created here and not yet in the bucket, by parent directory, so
+    /// that listings show them from `create()` on.
+    created_here: Mutex<HashMap<u64, HashSet<String>>>,
+    upload: UploadConfig,
+    /// Private (0700) directory of anonymous staging files; removed on drop.
+    staging_dir: tempfile::TempDir,
 }
 
 impl<S: ObjectStore> Filesystem<S> {
-    pub fn new(store: Arc<S>, config: FsConfig, max_concurrency: usize) -> Self {
+    /// Fails only when the staging directory cannot be created.
+    pub fn new(store: Arc<S>, config: FsConfig, max_concurrency: usize) -> std::io::Result<Self> {
         let max_concurrency = max_concurrency.max(1);
         let part = config.read_part_size_bytes.max(BLOCK_SIZE_BYTES);
         // Bytes in flight count against the cache budget, so that the block
@@ -208,7 +243,16 @@ impl<S: ObjectStore> Filesystem<S> {
             mtime: Some(mounted_at),
             ..Stat::default()
         };
-        Filesystem {
+        let staging_parent = config.cache_dir.clone().unwrap_or_else(std::env::temp_dir);
+        // tempfile creates directories with mode 0700.
+        let staging_dir = tempfile::Builder::new()
+            .prefix("bucketfs-staging-")
+            .tempdir_in(staging_parent)?;
+        let upload = UploadConfig {
+            part_size_bytes: config.write_part_size_bytes,
+            max_parts_in_flight: max_concurrency.clamp(1, 8),
+        };
+        Ok(Filesystem {
             store,
             inodes: Mutex::new(InodeTable::new(config.prefix.clone(), root_stat)),
             headers: HeaderCache::new(HEADER_CACHE_ENTRIES),
@@ -223,8 +267,12 @@ impl<S: ObjectStore> Filesystem<S> {
             next_handle: AtomicU64::new(1),
             warned_keys: Mutex::new(HashSet::new()),
             mounted_at,
+            writes: Mutex::new(HashMap::new()),
+            created_here: Mutex::new(HashMap::new()),
+            upload,
+            staging_dir,
             config,
-        }
+        })
     }
 
     pub fn config(&self) -> &FsConfig {
@@ -299,7 +347,7 @@ impl<S: ObjectStore> Filesystem<S> {
         {
             let mut inodes = self.inodes.lock().unwrap();
             if let Some((ino, child)) = inodes.child(parent, name)
-                && self.is_fresh(child)
+                && (self.is_fresh(child) || child.is_being_written)
             {
                 let attr = self.attr(ino, child.kind, &child.stat);
                 inodes.add_lookup(ino);
@@ -383,12 +431,13 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     /// Refreshes a file's stat from the store once its TTL has passed.
-    /// Directories are not rechecked: their attributes come from the mount.
+    /// Directories are not rechecked: their attributes come from the mount;
+    /// nor are files this mount is writing: the local stat is the truth.
     async fn revalidate(&self, ino: u64) -> Result<()> {
         let key = {
             let inodes = self.inodes.lock().unwrap();
             let inode = inodes.get(ino).ok_or(Error::NotFound)?;
-            if inode.kind == FileKind::Directory || self.is_fresh(inode) {
+            if inode.kind == FileKind::Directory || inode.is_being_written || self.is_fresh(inode) {
                 return Ok(());
             }
             inode.key.clone()
@@ -403,7 +452,9 @@ impl<S: ObjectStore> Filesystem<S> {
         };
         let stat = self.stat_from_head(&key, &meta);
         let mut inodes = self.inodes.lock().unwrap();
-        if let Some(inode) = inodes.get_mut(ino) {
+        if let Some(inode) = inodes.get_mut(ino)
+            && !inode.is_being_written
+        {
             inode.stat = stat;
             inode.validated_at = std::time::Instant::now();
         }
@@ -418,12 +469,13 @@ impl<S: ObjectStore> Filesystem<S> {
                 return Err(Error::IsADirectory);
             }
         }
-        if intent == OpenIntent::Write {
-            // Writes arrive with the write-back buffer; until then every
-            // mount refuses them the way a read-only mount does.
-            return Err(Error::ReadOnly);
+        let writer = match intent {
+            OpenIntent::Read => None,
+            OpenIntent::Write { truncate } => Some(self.writer_for(ino, truncate).await?),
+        };
+        if writer.is_none() && !self.is_being_written(ino) {
+            self.revalidate(ino).await?;
         }
-        self.revalidate(ino).await?;
         let (key, stat) = {
             let inodes = self.inodes.lock().unwrap();
             let inode = inodes.get(ino).ok_or(Error::NotFound)?;
@@ -438,25 +490,48 @@ impl<S: ObjectStore> Filesystem<S> {
                 PageCache::Invalidate
             }
         };
-        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
-        let handle = FileHandle::new(key, stat.etag, stat.size);
-        self.files.lock().unwrap().insert(fh, Arc::new(handle));
-        Ok((fh, page_cache))
+        Ok((
+            self.add_handle(ino, key, stat, writer.is_some()),
+            page_cache,
+        ))
     }
 
-    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes> {
-        let handle = self
-            .files
+    fn add_handle(&self, ino: u64, key: String, stat: Stat, is_writer: bool) -> u64 {
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        let handle = FileHandle::new(ino, key, stat.etag, stat.size, is_writer);
+        self.files.lock().unwrap().insert(fh, Arc::new(handle));
+        fh
+    }
+
+    fn handle(&self, fh: u64) -> Result<Arc<FileHandle>> {
+        self.files
             .lock()
             .unwrap()
             .get(&fh)
             .cloned()
-            .ok_or(Error::BadHandle { fh })?;
+            .ok_or(Error::BadHandle { fh })
+    }
+
+    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes> {
+        let handle = self.handle(fh)?;
+        // Read-after-write: while this mount writes the file, every
+        // descriptor reads the staged copy.
+        let writer = self.writes.lock().unwrap().get(&handle.ino()).cloned();
+        if let Some(writer) = writer {
+            return writer.lock().await.read(offset, size as usize).await;
+        }
         self.read_handle(&handle, offset, size as u64).await
     }
 
-    pub fn release(&self, fh: u64) {
-        self.files.lock().unwrap().remove(&fh);
+    /// The last close of a handle. A writer's last handle commits what a
+    /// failed flush left staged, once more, and then drops the staged copy.
+    pub async fn release(&self, fh: u64) {
+        let handle = self.files.lock().unwrap().remove(&fh);
+        if let Some(handle) = handle
+            && handle.is_writer()
+        {
+            self.release_writer(handle.ino()).await;
+        }
     }
 
     pub fn opendir(&self, ino: u64) -> Result<u64> {

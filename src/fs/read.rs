@@ -30,6 +30,8 @@ const SEQUENTIAL_SLACK_BYTES: u64 = 2 * 1024 * 1024;
 const MAX_BLOCK_ATTEMPTS: usize = 4;
 
 pub struct FileHandle {
+    ino: u64,
+    is_writer: bool,
     key: Arc<str>,
     etag: Arc<str>,
     size: u64,
@@ -46,13 +48,24 @@ struct StreamState {
 }
 
 impl FileHandle {
-    pub fn new(key: String, etag: String, size: u64) -> Self {
+    pub fn new(ino: u64, key: String, etag: String, size: u64, is_writer: bool) -> Self {
         FileHandle {
+            ino,
+            is_writer,
             key: Arc::from(key),
             etag: Arc::from(etag),
             size,
             stream: Mutex::new(StreamState::default()),
         }
+    }
+
+    pub fn ino(&self) -> u64 {
+        self.ino
+    }
+
+    /// Opened for writing: holds a reference to the inode's `OpenWrite`.
+    pub fn is_writer(&self) -> bool {
+        self.is_writer
     }
 
     fn block(&self, index: u64) -> BlockKey {

@@ -13,6 +13,11 @@ pub fn errno(error: &Error) -> libc::c_int {
         Error::ReadOnly => libc::EROFS,
         Error::BadHandle { .. } => libc::EBADF,
         Error::AccessDenied { .. } => libc::EACCES,
+        Error::NotEmpty => libc::ENOTEMPTY,
+        Error::Exists => libc::EEXIST,
+        Error::InvalidArgument => libc::EINVAL,
+        // A commit that failed after retries: close() and fsync() report it.
+        Error::Upload(_) => libc::EIO,
         Error::Store(source) => match **source {
             // Reached only by races (an object deleted between two requests
             // of one operation); the name is gone, so ENOENT, not EIO.

@@ -22,7 +22,9 @@ use fuser::{
 };
 use tokio::runtime::Handle;
 
-use crate::fs::{self, Attr, Entry, FileKind, OpenIntent, PageCache};
+use bytes::Bytes;
+
+use crate::fs::{self, Attr, Caller, Entry, FileKind, OpenIntent, PageCache, SetAttr};
 use crate::store::ObjectStore;
 
 /// Readahead we ask the kernel for; it caps this at what it supports. Large,
@@ -99,6 +101,13 @@ fn reply_entry(reply: ReplyEntry, entry: &Entry) {
     reply.entry(&entry.ttl, &file_attr(&entry.attr), Generation(0));
 }
 
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
 fn name_of(name: &OsStr) -> Option<String> {
     // Keys are UTF-8 strings; a name that is not UTF-8 cannot exist in the bucket.
     name.to_str().map(str::to_owned)
@@ -117,6 +126,13 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
             .is_err()
         {
             log::info!("kernel does not support readdirplus; listing uses lookups");
+        }
+        // O_TRUNC arrives with open, so truncating a file never fetches it first.
+        if config
+            .add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC)
+            .is_err()
+        {
+            log::info!("kernel does not pass O_TRUNC to open");
         }
         Ok(())
     }
@@ -151,7 +167,9 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let intent = match flags.acc_mode() {
             OpenAccMode::O_RDONLY => OpenIntent::Read,
-            OpenAccMode::O_WRONLY | OpenAccMode::O_RDWR => OpenIntent::Write,
+            OpenAccMode::O_WRONLY | OpenAccMode::O_RDWR => OpenIntent::Write {
+                truncate: flags.0 & libc::O_TRUNC != 0,
+            },
         };
         let fs = Arc::clone(&self.fs);
         self.runtime.spawn(async move {
@@ -198,31 +216,47 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.fs.release(fh.0);
-        reply.ok();
+        let fs = Arc::clone(&self.fs);
+        self.runtime.spawn(async move {
+            fs.release(fh.0).await;
+            reply.ok();
+        });
     }
 
-    /// Nothing is buffered until writes exist, so close() has nothing to commit.
+    /// Every close(): the upload finishes before close() returns, and its
+    /// failure is close()'s.
     fn flush(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
+        ino: INodeNo,
+        fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        let fs = Arc::clone(&self.fs);
+        self.runtime.spawn(async move {
+            match fs.flush(fh.0).await {
+                Ok(()) => reply.ok(),
+                Err(error) => reply.error(failure("flush", ino.0, &error)),
+            }
+        });
     }
 
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
+        ino: INodeNo,
+        fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        let fs = Arc::clone(&self.fs);
+        self.runtime.spawn(async move {
+            match fs.flush(fh.0).await {
+                Ok(()) => reply.ok(),
+                Err(error) => reply.error(failure("fsync", ino.0, &error)),
+            }
+        });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -331,19 +365,16 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         );
     }
 
-    // Until the write path exists, every change is refused as on a read-only
-    // file system (rather than fuser's default ENOSYS, which tools misreport).
-
     fn setattr(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
-        _size: Option<u64>,
+        req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
         _atime: Option<fuser::TimeOrNow>,
-        _mtime: Option<fuser::TimeOrNow>,
+        mtime: Option<fuser::TimeOrNow>,
         _ctime: Option<SystemTime>,
         _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
@@ -352,7 +383,24 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        reply.error(Errno::EROFS);
+        let _ = req;
+        let change = SetAttr {
+            size,
+            mode,
+            uid,
+            gid,
+            mtime: mtime.map(|time| match time {
+                fuser::TimeOrNow::SpecificTime(time) => time,
+                fuser::TimeOrNow::Now => SystemTime::now(),
+            }),
+        };
+        let fs = Arc::clone(&self.fs);
+        self.runtime.spawn(async move {
+            match fs.setattr(ino.0, change).await {
+                Ok(entry) => reply.attr(&entry.ttl, &file_attr(&entry.attr)),
+                Err(error) => reply.error(failure("setattr", ino.0, &error)),
+            }
+        });
     }
 
     fn mknod(
@@ -365,27 +413,57 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(Errno::EROFS);
+        // Regular files come through create; devices, FIFOs and sockets
+        // cannot be objects.
+        reply.error(Errno::EPERM);
     }
 
     fn mkdir(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(Errno::EROFS);
+        let Some(name) = name_of(name) else {
+            return reply.error(Errno::EINVAL);
+        };
+        let caller = caller(req);
+        let fs = Arc::clone(&self.fs);
+        self.runtime.spawn(async move {
+            match fs.mkdir(parent.0, &name, mode & !umask, caller).await {
+                Ok(entry) => reply_entry(reply, &entry),
+                Err(error) => reply.error(failure("mkdir", parent.0, &error)),
+            }
+        });
     }
 
-    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let Some(name) = name_of(name) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let fs = Arc::clone(&self.fs);
+        self.runtime.spawn(async move {
+            match fs.unlink(parent.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(error) => reply.error(failure("unlink", parent.0, &error)),
+            }
+        });
     }
 
-    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let Some(name) = name_of(name) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let fs = Arc::clone(&self.fs);
+        self.runtime.spawn(async move {
+            match fs.rmdir(parent.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(error) => reply.error(failure("rmdir", parent.0, &error)),
+            }
+        });
     }
 
     fn symlink(
@@ -396,20 +474,37 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         _target: &Path,
         reply: ReplyEntry,
     ) {
-        reply.error(Errno::EROFS);
+        reply.error(Errno::EPERM);
     }
 
     fn rename(
         &self,
         _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        _flags: fuser::RenameFlags,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::EROFS);
+        let (Some(name), Some(new_name)) = (name_of(name), name_of(newname)) else {
+            return reply.error(Errno::EINVAL);
+        };
+        if flags.contains(fuser::RenameFlags::RENAME_EXCHANGE) {
+            // Two objects cannot swap keys atomically.
+            return reply.error(Errno::EINVAL);
+        }
+        let no_replace = flags.contains(fuser::RenameFlags::RENAME_NOREPLACE);
+        let fs = Arc::clone(&self.fs);
+        self.runtime.spawn(async move {
+            match fs
+                .rename(parent.0, &name, newparent.0, &new_name, no_replace)
+                .await
+            {
+                Ok(()) => reply.ok(),
+                Err(error) => reply.error(failure("rename", parent.0, &error)),
+            }
+        });
     }
 
     fn link(
@@ -420,20 +515,59 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         _newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        reply.error(Errno::EROFS);
+        // Objects cannot share contents under two keys.
+        reply.error(Errno::EPERM);
     }
 
     fn create(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
         _flags: i32,
         reply: fuser::ReplyCreate,
     ) {
-        reply.error(Errno::EROFS);
+        let Some(name) = name_of(name) else {
+            return reply.error(Errno::EINVAL);
+        };
+        let caller = caller(req);
+        let fs = Arc::clone(&self.fs);
+        self.runtime.spawn(async move {
+            match fs.create(parent.0, &name, mode & !umask, caller).await {
+                Ok((entry, fh)) => reply.created(
+                    &entry.ttl,
+                    &file_attr(&entry.attr),
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                ),
+                Err(error) => reply.error(failure("create", parent.0, &error)),
+            }
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: fuser::WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: fuser::ReplyWrite,
+    ) {
+        let data = Bytes::copy_from_slice(data);
+        let fs = Arc::clone(&self.fs);
+        self.runtime.spawn(async move {
+            match fs.write(fh.0, offset, data).await {
+                Ok(written) => reply.written(written),
+                Err(error) => reply.error(failure("write", ino.0, &error)),
+            }
+        });
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {

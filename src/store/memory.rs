@@ -6,21 +6,40 @@
 //! the next page starts strictly after it. This works because a key's entry
 //! never sorts before the entry of a smaller key.
 //!
-//! Tests change the bucket behind the filesystem's back with [`MemoryStore::put`]
-//! and [`MemoryStore::delete`], count requests per [`Verb`], and make the next
-//! requests fail with [`MemoryStore::fail_next`]. A request is counted before
-//! an injected failure is applied, as S3 would have received it.
+//! Writes follow S3 too. A multipart upload lives in a map under its upload id
+//! until `complete_multipart` or `abort_multipart` ends it; completing
+//! concatenates the listed parts in the listed order, after the checks S3
+//! makes (ascending part numbers, each part's ETag, every part but the last at
+//! least [`MIN_PART_SIZE_BYTES`]). What S3 rejects with a 4xx code of its own
+//! (EntityTooSmall, InvalidPart, NoSuchUpload, ...) is `StoreError::Other`
+//! whose source names the code. Every object version and every part gets an
+//! ETag no other one has had.
+//!
+//! Tests change the bucket behind the filesystem's back with the inherent
+//! [`MemoryStore::put`] and [`MemoryStore::delete`], which are not requests,
+//! read it back with [`MemoryStore::get`], count requests per [`Verb`], and
+//! make the next requests fail with [`MemoryStore::fail_next`]. A request is
+//! counted before an injected failure is applied, as S3 would have received
+//! it. The inherent `put` and `delete` shadow the trait verbs of the same
+//! name in method syntax; call those as `ObjectStore::put(&store, ...)`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::{Bound, Range};
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::{ListPage, ListedObject, ObjectMeta, ObjectStore, StoreError};
 
 const DELIMITER: char = '/';
+
+/// S3 rejects a CompleteMultipartUpload in which any part but the last is
+/// smaller than this (EntityTooSmall); see the S3 multipart upload limits.
+pub const MIN_PART_SIZE_BYTES: u64 = 5 * 1024 * 1024;
+
+/// S3 part numbers run from 1 to 10,000 (S3 multipart upload limits).
+const MAX_PART_NUMBER: u32 = 10_000;
 
 /// The store requests a test can count or make fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,6 +47,14 @@ pub enum Verb {
     Head,
     Get,
     List,
+    Put,
+    CreateMultipart,
+    UploadPart,
+    UploadPartCopy,
+    CompleteMultipart,
+    AbortMultipart,
+    Delete,
+    Copy,
 }
 
 /// Which `StoreError` an injected failure produces. `StoreError` itself is
@@ -82,16 +109,95 @@ struct StoredObject {
     user_metadata: HashMap<String, String>,
 }
 
+/// A multipart upload neither completed nor aborted.
+#[derive(Debug)]
+struct Upload {
+    key: String,
+    user_metadata: HashMap<String, String>,
+    /// By part number; uploading a number again replaces the part.
+    parts: BTreeMap<u32, StoredPart>,
+}
+
+#[derive(Debug)]
+struct StoredPart {
+    data: Bytes,
+    etag: String,
+}
+
 #[derive(Debug, Default)]
 struct State {
     objects: BTreeMap<String, StoredObject>,
-    /// Source of ETags; bumped on every put so that no two versions share one.
-    puts: u64,
+    /// By upload id.
+    uploads: HashMap<String, Upload>,
+    /// Source of ETags and upload ids; bumped for each so that no two object
+    /// versions, parts or uploads share one.
+    serial: u64,
     requests: HashMap<Verb, u64>,
     failures: HashMap<Verb, VecDeque<FailureKind>>,
 }
 
 impl State {
+    fn next_serial(&mut self) -> u64 {
+        self.serial += 1;
+        self.serial
+    }
+
+    /// Stores a new version of `key`; returns its ETag. A multipart object's
+    /// ETag ends in `-<parts>` as S3's does.
+    fn insert_object(
+        &mut self,
+        key: &str,
+        data: Bytes,
+        user_metadata: HashMap<String, String>,
+        parts: Option<usize>,
+    ) -> String {
+        let serial = self.next_serial();
+        let etag = match parts {
+            Some(parts) => format!("\"{serial:032x}-{parts}\""),
+            None => format!("\"{serial:032x}\""),
+        };
+        let object = StoredObject {
+            data,
+            etag: etag.clone(),
+            last_modified: SystemTime::now(),
+            user_metadata,
+        };
+        self.objects.insert(key.to_owned(), object);
+        etag
+    }
+
+    /// The source of a copy, if it exists and still has `source_etag`.
+    fn copy_source(
+        &self,
+        source_key: &str,
+        source_etag: Option<&str>,
+    ) -> Result<&StoredObject, StoreError> {
+        let source = self
+            .objects
+            .get(source_key)
+            .ok_or_else(|| StoreError::NotFound {
+                key: source_key.to_owned(),
+            })?;
+        if !etag_matches(source_etag, &source.etag) {
+            return Err(StoreError::PreconditionFailed {
+                key: source_key.to_owned(),
+            });
+        }
+        Ok(source)
+    }
+
+    /// The upload `upload_id` of `key`; S3 answers NoSuchUpload for an upload
+    /// of another key too.
+    fn upload_mut(&mut self, key: &str, upload_id: &str) -> Result<&mut Upload, StoreError> {
+        match self.uploads.get_mut(upload_id) {
+            Some(upload) if upload.key == key => Ok(upload),
+            _ => Err(rejected(
+                "NoSuchUpload",
+                format!("no upload {upload_id} of {key}"),
+            )),
+        }
+    }
+
     /// Counts the request, then consumes the next injected failure, if any.
     fn begin(&mut self, verb: Verb, key: &str) -> Result<(), StoreError> {
         *self.requests.entry(verb).or_default() += 1;
@@ -126,20 +232,22 @@ impl MemoryStore {
         data: impl Into<Bytes>,
         user_metadata: HashMap<String, String>,
     ) -> String {
-        let mut state = self.lock();
-        state.puts += 1;
-        let etag = format!("\"{:032x}\"", state.puts);
-        let object = StoredObject {
-            data: data.into(),
-            etag: etag.clone(),
-            last_modified: SystemTime::now(),
-            user_metadata: user_metadata
-                .into_iter()
-                .map(|(name, value)| (name.to_lowercase(), value))
-                .collect(),
-        };
-        state.objects.insert(key.to_owned(), object);
-        etag
+        self.lock()
+            .insert_object(key, data.into(), lower_cased(&user_metadata), None)
+    }
+
+    /// The data and user metadata of `key`, without counting a request.
+    pub fn get(&self, key: &str) -> Option<(Bytes, HashMap<String, String>)> {
+        self.lock()
+            .objects
+            .get(key)
+            .map(|object| (object.data.clone(), object.user_metadata.clone()))
+    }
+
+    /// Multipart uploads neither completed nor aborted: what a bucket
+    /// lifecycle rule would have to clean up.
+    pub fn pending_uploads(&self) -> usize {
+        self.lock().uploads.len()
     }
 
     /// Removes `key`; returns whether it existed.
@@ -216,11 +324,8 @@ impl ObjectStore for MemoryStore {
         let object = state.objects.get(key).ok_or_else(|| StoreError::NotFound {
             key: key.to_owned(),
         })?;
-        // S3 checks If-Match before the range, and `*` matches any version.
-        if let Some(etag) = if_match
-            && etag != "*"
-            && etag != object.etag
-        {
+        // S3 checks If-Match before the range.
+        if !etag_matches(if_match, &object.etag) {
             return Err(StoreError::PreconditionFailed {
                 key: key.to_owned(),
             });
@@ -284,6 +389,223 @@ impl ObjectStore for MemoryStore {
         }
         Ok(page)
     }
+
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        user_metadata: &HashMap<String, String>,
+    ) -> Result<String, StoreError> {
+        let mut state = self.lock();
+        state.begin(Verb::Put, key)?;
+        Ok(state.insert_object(key, body, lower_cased(user_metadata), None))
+    }
+
+    async fn create_multipart(
+        &self,
+        key: &str,
+        user_metadata: &HashMap<String, String>,
+    ) -> Result<String, StoreError> {
+        let mut state = self.lock();
+        state.begin(Verb::CreateMultipart, key)?;
+        let upload_id = format!("upload-{}", state.next_serial());
+        let upload = Upload {
+            key: key.to_owned(),
+            user_metadata: lower_cased(user_metadata),
+            parts: BTreeMap::new(),
+        };
+        state.uploads.insert(upload_id.clone(), upload);
+        Ok(upload_id)
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: Bytes,
+    ) -> Result<String, StoreError> {
+        let mut state = self.lock();
+        state.begin(Verb::UploadPart, key)?;
+        check_part_number(part_number)?;
+        state.upload_mut(key, upload_id)?;
+        let etag = format!("\"{:032x}\"", state.next_serial());
+        let part = StoredPart {
+            data: body,
+            etag: etag.clone(),
+        };
+        state
+            .upload_mut(key, upload_id)?
+            .parts
+            .insert(part_number, part);
+        Ok(etag)
+    }
+
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        source_key: &str,
+        source_range: Range<u64>,
+        source_etag: Option<&str>,
+    ) -> Result<String, StoreError> {
+        let mut state = self.lock();
+        state.begin(Verb::UploadPartCopy, source_key)?;
+        check_part_number(part_number)?;
+        state.upload_mut(key, upload_id)?;
+        let source = state.copy_source(source_key, source_etag)?;
+        let len = source.data.len() as u64;
+        // Unlike GetObject, S3 does not clamp a copy range: it must lie
+        // within the source.
+        if source_range.is_empty() || source_range.end > len {
+            return Err(rejected(
+                "InvalidArgument",
+                format!("range {source_range:?} is not within {len} bytes of {source_key}"),
+            ));
+        }
+        let data = source
+            .data
+            .slice(source_range.start as usize..source_range.end as usize);
+        let etag = format!("\"{:032x}\"", state.next_serial());
+        let part = StoredPart {
+            data,
+            etag: etag.clone(),
+        };
+        state
+            .upload_mut(key, upload_id)?
+            .parts
+            .insert(part_number, part);
+        Ok(etag)
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<String, StoreError> {
+        let mut state = self.lock();
+        state.begin(Verb::CompleteMultipart, key)?;
+        let upload = state.upload_mut(key, upload_id)?;
+        if parts.is_empty() {
+            return Err(rejected("MalformedXML", "no parts listed".to_owned()));
+        }
+        // The list is judged as a whole before any part is looked at.
+        if let Some(pair) = parts.windows(2).find(|pair| pair[0].0 >= pair[1].0) {
+            return Err(rejected(
+                "InvalidPartOrder",
+                format!("part {} listed after part {}", pair[1].0, pair[0].0),
+            ));
+        }
+        let mut chosen = Vec::with_capacity(parts.len());
+        for (index, (number, etag)) in parts.iter().enumerate() {
+            // S3 accepts the ETag with or without its quotes.
+            let part = upload
+                .parts
+                .get(number)
+                .filter(|part| part.etag.trim_matches('"') == etag.trim_matches('"'))
+                .ok_or_else(|| {
+                    rejected("InvalidPart", format!("no part {number} with ETag {etag}"))
+                })?;
+            let is_last = index + 1 == parts.len();
+            if !is_last && (part.data.len() as u64) < MIN_PART_SIZE_BYTES {
+                return Err(rejected(
+                    "EntityTooSmall",
+                    format!("part {number} has {} bytes", part.data.len()),
+                ));
+            }
+            chosen.push(part.data.clone());
+        }
+        let mut data = BytesMut::with_capacity(chosen.iter().map(Bytes::len).sum());
+        for part in &chosen {
+            data.extend_from_slice(part);
+        }
+        let upload = state
+            .uploads
+            .remove(upload_id)
+            .expect("the upload was found above under the same lock");
+        Ok(state.insert_object(key, data.freeze(), upload.user_metadata, Some(chosen.len())))
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        state.begin(Verb::AbortMultipart, key)?;
+        state.upload_mut(key, upload_id)?;
+        state.uploads.remove(upload_id);
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        state.begin(Verb::Delete, key)?;
+        state.objects.remove(key);
+        Ok(())
+    }
+
+    async fn copy(
+        &self,
+        source_key: &str,
+        destination_key: &str,
+        source_etag: Option<&str>,
+        user_metadata: Option<&HashMap<String, String>>,
+    ) -> Result<String, StoreError> {
+        let mut state = self.lock();
+        state.begin(Verb::Copy, source_key)?;
+        let source = state.copy_source(source_key, source_etag)?;
+        let user_metadata = match user_metadata {
+            Some(user_metadata) => lower_cased(user_metadata),
+            None if source_key == destination_key => {
+                return Err(rejected(
+                    "InvalidRequest",
+                    format!("copy of {source_key} onto itself changes nothing"),
+                ));
+            }
+            None => source.user_metadata.clone(),
+        };
+        let data = source.data.clone();
+        Ok(state.insert_object(destination_key, data, user_metadata, None))
+    }
+}
+
+/// Whether an object with `etag` satisfies If-Match `pinned`; `*` matches
+/// any version, as in S3.
+fn etag_matches(pinned: Option<&str>, etag: &str) -> bool {
+    pinned.is_none_or(|pinned| pinned == "*" || pinned == etag)
+}
+
+/// Metadata names as S3 stores them.
+fn lower_cased(user_metadata: &HashMap<String, String>) -> HashMap<String, String> {
+    user_metadata
+        .iter()
+        .map(|(name, value)| (name.to_lowercase(), value.clone()))
+        .collect()
+}
+
+fn check_part_number(part_number: u32) -> Result<(), StoreError> {
+    if (1..=MAX_PART_NUMBER).contains(&part_number) {
+        Ok(())
+    } else {
+        Err(rejected(
+            "InvalidArgument",
+            format!("part number {part_number} is not in 1..={MAX_PART_NUMBER}"),
+        ))
+    }
+}
+
+/// What S3 refuses with an error code of its own, which `StoreError` reports
+/// as `Other`.
+fn rejected(code: &'static str, detail: String) -> StoreError {
+    StoreError::Other {
+        source: Box::new(Rejected { code, detail }),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{code}: {detail}")]
+struct Rejected {
+    code: &'static str,
+    detail: String,
 }
 
 #[cfg(test)]
@@ -478,5 +800,286 @@ mod tests {
             block_on(store.get_range("k", 0..1, None)),
             Err(StoreError::NotFound { key }) if key == "k"
         ));
+    }
+
+    fn metadata(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
+    }
+
+    /// The code S3 would have answered, from the source of an `Other`.
+    fn rejection_code(err: StoreError) -> String {
+        match err {
+            StoreError::Other { source } => source.to_string(),
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+        .split(':')
+        .next()
+        .unwrap()
+        .to_owned()
+    }
+
+    fn part_of(len: usize, byte: u8) -> Bytes {
+        Bytes::from(vec![byte; len])
+    }
+
+    const MIN_PART: usize = MIN_PART_SIZE_BYTES as usize;
+
+    #[test]
+    fn put_stores_body_and_lower_cased_metadata() {
+        let store = MemoryStore::new();
+        let etag = block_on(ObjectStore::put(
+            &store,
+            "k",
+            Bytes::from_static(b"body"),
+            &metadata(&[("Mode", "0644")]),
+        ))
+        .unwrap();
+        let (data, user_metadata) = store.get("k").unwrap();
+        assert_eq!(data, "body");
+        assert_eq!(user_metadata, metadata(&[("mode", "0644")]));
+        assert_eq!(block_on(store.head("k")).unwrap().etag, etag);
+        assert_eq!(store.request_count(Verb::Put), 1);
+
+        let second =
+            block_on(ObjectStore::put(&store, "k", Bytes::new(), &HashMap::new())).unwrap();
+        assert_ne!(second, etag);
+        assert_eq!(store.get("k").unwrap(), (Bytes::new(), HashMap::new()));
+    }
+
+    #[test]
+    fn multipart_concatenates_listed_parts_in_order() {
+        let store = MemoryStore::new();
+        store.put("k", "old");
+        let upload = block_on(store.create_multipart("k", &metadata(&[("A", "1")]))).unwrap();
+        assert_eq!(store.pending_uploads(), 1);
+        let first = block_on(store.upload_part("k", &upload, 1, part_of(MIN_PART, b'a'))).unwrap();
+        // Replaced by the next upload of the same number, as in S3.
+        block_on(store.upload_part("k", &upload, 2, part_of(3, b'x'))).unwrap();
+        let second = block_on(store.upload_part("k", &upload, 2, part_of(1, b'b'))).unwrap();
+        // Uploaded but not listed: dropped at completion.
+        block_on(store.upload_part("k", &upload, 3, part_of(1, b'c'))).unwrap();
+        assert_eq!(
+            store.get("k").unwrap().0,
+            "old",
+            "nothing changes before completion"
+        );
+
+        let etag = block_on(store.complete_multipart(
+            "k",
+            &upload,
+            &[(1, first), (2, second.trim_matches('"').to_owned())],
+        ))
+        .unwrap();
+        let (data, user_metadata) = store.get("k").unwrap();
+        assert_eq!(data.len(), MIN_PART + 1);
+        assert!(data[..MIN_PART].iter().all(|&byte| byte == b'a'));
+        assert_eq!(data[MIN_PART], b'b');
+        assert_eq!(user_metadata, metadata(&[("a", "1")]));
+        assert!(etag.ends_with("-2\""), "{etag}");
+        assert_eq!(block_on(store.head("k")).unwrap().etag, etag);
+        assert_eq!(store.pending_uploads(), 0);
+        assert_eq!(
+            [
+                Verb::CreateMultipart,
+                Verb::UploadPart,
+                Verb::CompleteMultipart
+            ]
+            .map(|verb| store.request_count(verb)),
+            [1, 4, 1]
+        );
+        // The upload is gone: completing again is NoSuchUpload.
+        let again = block_on(store.complete_multipart("k", &upload, &[(1, "x".to_owned())]));
+        assert_eq!(rejection_code(again.unwrap_err()), "NoSuchUpload");
+    }
+
+    #[test]
+    fn complete_rejects_what_s3_rejects_and_keeps_the_upload() {
+        let store = MemoryStore::new();
+        let upload = block_on(store.create_multipart("k", &HashMap::new())).unwrap();
+        let small = block_on(store.upload_part("k", &upload, 1, part_of(MIN_PART - 1, 0))).unwrap();
+        let last = block_on(store.upload_part("k", &upload, 2, part_of(1, 1))).unwrap();
+        let complete = |parts: &[(u32, String)]| {
+            rejection_code(block_on(store.complete_multipart("k", &upload, parts)).unwrap_err())
+        };
+        assert_eq!(
+            complete(&[(1, small.clone()), (2, last.clone())]),
+            "EntityTooSmall"
+        );
+        assert_eq!(
+            complete(&[(2, last.clone()), (1, small.clone())]),
+            "InvalidPartOrder"
+        );
+        assert_eq!(complete(&[(1, last.clone())]), "InvalidPart");
+        assert_eq!(complete(&[(7, last.clone())]), "InvalidPart");
+        assert_eq!(complete(&[]), "MalformedXML");
+        assert_eq!(store.pending_uploads(), 1);
+        assert_eq!(store.get("k"), None);
+
+        // A single part may be small: it is the last.
+        let etag = block_on(store.complete_multipart("k", &upload, &[(1, small)])).unwrap();
+        assert_eq!(
+            block_on(store.head("k")).unwrap().size,
+            MIN_PART_SIZE_BYTES - 1
+        );
+        assert!(etag.ends_with("-1\""));
+    }
+
+    #[test]
+    fn uploads_are_tied_to_their_key_and_part_numbers_are_bounded() {
+        let store = MemoryStore::new();
+        let upload = block_on(store.create_multipart("k", &HashMap::new())).unwrap();
+        let err = block_on(store.upload_part("other", &upload, 1, part_of(1, 0))).unwrap_err();
+        assert_eq!(rejection_code(err), "NoSuchUpload");
+        let err = block_on(store.upload_part("k", "no-such-id", 1, part_of(1, 0))).unwrap_err();
+        assert_eq!(rejection_code(err), "NoSuchUpload");
+        for number in [0, MAX_PART_NUMBER + 1] {
+            let err = block_on(store.upload_part("k", &upload, number, part_of(1, 0))).unwrap_err();
+            assert_eq!(rejection_code(err), "InvalidArgument");
+        }
+        assert!(block_on(store.upload_part("k", &upload, MAX_PART_NUMBER, part_of(1, 0))).is_ok());
+    }
+
+    #[test]
+    fn abort_drops_the_parts() {
+        let store = MemoryStore::new();
+        let upload = block_on(store.create_multipart("k", &HashMap::new())).unwrap();
+        let part = block_on(store.upload_part("k", &upload, 1, part_of(1, 0))).unwrap();
+        block_on(store.abort_multipart("k", &upload)).unwrap();
+        assert_eq!(store.pending_uploads(), 0);
+        let err = block_on(store.complete_multipart("k", &upload, &[(1, part)])).unwrap_err();
+        assert_eq!(rejection_code(err), "NoSuchUpload");
+        let err = block_on(store.abort_multipart("k", &upload)).unwrap_err();
+        assert_eq!(rejection_code(err), "NoSuchUpload");
+        assert_eq!(store.get("k"), None);
+        assert_eq!(store.request_count(Verb::AbortMultipart), 2);
+    }
+
+    #[test]
+    fn upload_part_copy_takes_a_range_of_the_pinned_source() {
+        let store = MemoryStore::new();
+        let mut body = vec![b's'; MIN_PART];
+        body.extend_from_slice(b"tail");
+        let source_etag = store.put("source", body);
+        let upload = block_on(store.create_multipart("k", &HashMap::new())).unwrap();
+        let copy = |number, range: Range<u64>, etag: Option<&str>| {
+            block_on(store.upload_part_copy("k", &upload, number, "source", range, etag))
+        };
+        let first = copy(1, 0..MIN_PART_SIZE_BYTES, Some(&source_etag)).unwrap();
+        let end = MIN_PART_SIZE_BYTES + 4;
+        let second = copy(2, MIN_PART_SIZE_BYTES + 1..end, None).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(
+            rejection_code(copy(3, 0..end + 1, None).unwrap_err()),
+            "InvalidArgument"
+        );
+        assert_eq!(
+            rejection_code(copy(3, 2..2, None).unwrap_err()),
+            "InvalidArgument"
+        );
+        assert!(matches!(
+            copy(3, 0..1, Some("\"stale\"")),
+            Err(StoreError::PreconditionFailed { key }) if key == "source"
+        ));
+        assert!(matches!(
+            block_on(store.upload_part_copy("k", &upload, 3, "missing", 0..1, None)),
+            Err(StoreError::NotFound { key }) if key == "missing"
+        ));
+        block_on(store.complete_multipart("k", &upload, &[(1, first), (2, second)])).unwrap();
+        let data = store.get("k").unwrap().0;
+        assert_eq!(data.len(), MIN_PART + 3);
+        assert_eq!(&data[MIN_PART - 1..], b"sail");
+        assert_eq!(store.request_count(Verb::UploadPartCopy), 6);
+    }
+
+    #[test]
+    fn copy_replaces_or_keeps_metadata_and_checks_the_source_etag() {
+        let store = MemoryStore::new();
+        let etag = store.put_with_metadata("src", "data", metadata(&[("mode", "0644")]));
+        let kept = block_on(store.copy("src", "kept", Some(&etag), None)).unwrap();
+        assert_eq!(
+            store.get("kept").unwrap(),
+            (Bytes::from("data"), metadata(&[("mode", "0644")]))
+        );
+        assert_eq!(block_on(store.head("kept")).unwrap().etag, kept);
+
+        let replaced = metadata(&[("Mode", "0600")]);
+        block_on(store.copy("src", "replaced", None, Some(&replaced))).unwrap();
+        assert_eq!(
+            store.get("replaced").unwrap().1,
+            metadata(&[("mode", "0600")])
+        );
+
+        // Only a metadata change may copy an object onto itself.
+        let err = block_on(store.copy("src", "src", None, None)).unwrap_err();
+        assert_eq!(rejection_code(err), "InvalidRequest");
+        block_on(store.copy("src", "src", Some(&etag), Some(&HashMap::new()))).unwrap();
+        assert_eq!(
+            store.get("src").unwrap(),
+            (Bytes::from("data"), HashMap::new())
+        );
+
+        assert!(matches!(
+            block_on(store.copy("src", "late", Some(&etag), None)),
+            Err(StoreError::PreconditionFailed { key }) if key == "src"
+        ));
+        assert!(matches!(
+            block_on(store.copy("missing", "dst", None, None)),
+            Err(StoreError::NotFound { key }) if key == "missing"
+        ));
+        assert_eq!(store.get("late"), None);
+        assert_eq!(store.request_count(Verb::Copy), 6);
+    }
+
+    #[test]
+    fn delete_of_a_missing_key_succeeds() {
+        let store = store_with(&["k"]);
+        block_on(ObjectStore::delete(&store, "k")).unwrap();
+        assert_eq!(store.get("k"), None);
+        block_on(ObjectStore::delete(&store, "k")).unwrap();
+        assert_eq!(store.request_count(Verb::Delete), 2);
+    }
+
+    #[test]
+    fn write_verbs_fail_on_demand_without_side_effects() {
+        let store = store_with(&["src"]);
+        let verbs = [
+            Verb::Put,
+            Verb::CreateMultipart,
+            Verb::UploadPart,
+            Verb::UploadPartCopy,
+            Verb::CompleteMultipart,
+            Verb::AbortMultipart,
+            Verb::Delete,
+            Verb::Copy,
+        ];
+        let upload = block_on(store.create_multipart("k", &HashMap::new())).unwrap();
+        let part = block_on(store.upload_part("k", &upload, 1, part_of(1, 0))).unwrap();
+        for verb in verbs {
+            store.fail_next(verb, FailureKind::Timeout, 1);
+        }
+        let body = Bytes::from_static(b"new");
+        let none = HashMap::new();
+        let results = [
+            block_on(ObjectStore::put(&store, "src", body.clone(), &none)).map(drop),
+            block_on(store.create_multipart("k", &none)).map(drop),
+            block_on(store.upload_part("k", &upload, 2, body)).map(drop),
+            block_on(store.upload_part_copy("k", &upload, 2, "src", 0..1, None)).map(drop),
+            block_on(store.complete_multipart("k", &upload, &[(1, part.clone())])).map(drop),
+            block_on(store.abort_multipart("k", &upload)),
+            block_on(ObjectStore::delete(&store, "src")),
+            block_on(store.copy("src", "dst", None, None)).map(drop),
+        ];
+        for (verb, result) in verbs.iter().zip(results) {
+            assert!(matches!(result, Err(StoreError::Timeout)), "{verb:?}");
+        }
+        assert_eq!(store.get("src").unwrap().0, "src");
+        assert_eq!((store.get("k"), store.get("dst")), (None, None));
+        assert_eq!(store.pending_uploads(), 1);
+        // The queues are drained: the upload still completes with its one part.
+        block_on(store.complete_multipart("k", &upload, &[(1, part)])).unwrap();
+        assert_eq!(store.request_count(Verb::CompleteMultipart), 2);
     }
 }

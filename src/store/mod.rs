@@ -100,4 +100,75 @@ pub trait ObjectStore: Send + Sync + 'static {
         continuation: Option<&str>,
         max_keys: u32,
     ) -> impl Future<Output = Result<ListPage, StoreError>> + Send;
+
+    /// PutObject: creates or replaces `key` with `body` and user metadata
+    /// (names without the `x-amz-meta-` prefix). Returns the new ETag. The
+    /// object appears whole or not at all.
+    fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        user_metadata: &HashMap<String, String>,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// CreateMultipartUpload; returns the upload id. The caller must end the
+    /// upload with `complete_multipart` or `abort_multipart`.
+    fn create_multipart(
+        &self,
+        key: &str,
+        user_metadata: &HashMap<String, String>,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// UploadPart (numbers from 1); returns the part's ETag.
+    fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: Bytes,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// UploadPartCopy of `source_range` (end exclusive) of `source_key`,
+    /// failing with `PreconditionFailed` if the source no longer has
+    /// `source_etag` (when given). Returns the part's ETag.
+    fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        source_key: &str,
+        source_range: Range<u64>,
+        source_etag: Option<&str>,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// CompleteMultipartUpload with `(part number, ETag)` in ascending order;
+    /// returns the object's ETag. Only now does the object change.
+    fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// AbortMultipartUpload: drops the parts uploaded so far.
+    fn abort_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// DeleteObject. Deleting a missing key succeeds, as in S3.
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// CopyObject (single request: sources up to 5 GiB). With `user_metadata`
+    /// the copy's metadata is replaced (directive REPLACE), else copied.
+    /// With `source_etag`, fails with `PreconditionFailed` if the source
+    /// changed. Returns the new object's ETag.
+    fn copy(
+        &self,
+        source_key: &str,
+        destination_key: &str,
+        source_etag: Option<&str>,
+        user_metadata: Option<&HashMap<String, String>>,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
 }

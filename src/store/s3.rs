@@ -12,7 +12,13 @@
 //! (a few seconds), never hangs.
 //!
 //! SDK errors become `StoreError` in one place, [`map_error`]; nothing of the
-//! SDK leaves this file except as an opaque error source.
+//! SDK leaves this file except as an opaque error source. Copies report their
+//! errors against the source key: a missing key or a failed If-Match can only
+//! be the source's. S3 may answer a copy or a CompleteMultipartUpload with 200
+//! and an error in the body; the SDK turns those into service errors.
+//!
+//! Write bodies are `Bytes` handed to the SDK as they are, so a retry resends
+//! the same buffer without a copy.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -27,6 +33,7 @@ use aws_sdk_s3::config::Region;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 use bytes::{Bytes, BytesMut};
 
 use super::{ListPage, ListedObject, ObjectMeta, ObjectStore, StoreError};
@@ -264,6 +271,191 @@ impl ObjectStore for S3Store {
             next,
         })
     }
+
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        user_metadata: &HashMap<String, String>,
+    ) -> Result<String, StoreError> {
+        let output = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(body))
+            .set_metadata(non_empty(user_metadata))
+            .send()
+            .await
+            .map_err(|err| map_error(err, self.object(key)))?;
+        require_etag(output.e_tag, Verb::Put, key)
+    }
+
+    async fn create_multipart(
+        &self,
+        key: &str,
+        user_metadata: &HashMap<String, String>,
+    ) -> Result<String, StoreError> {
+        let output = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_metadata(non_empty(user_metadata))
+            .send()
+            .await
+            .map_err(|err| map_error(err, self.object(key)))?;
+        output.upload_id.ok_or_else(|| StoreError::Other {
+            source: Box::new(MissingField {
+                verb: Verb::CreateMultipart,
+                field: "UploadId",
+                key: key.to_owned(),
+            }),
+        })
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: Bytes,
+    ) -> Result<String, StoreError> {
+        let output = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(to_part_number(part_number)?)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|err| map_error(err, self.object(key)))?;
+        require_etag(output.e_tag, Verb::UploadPart, key)
+    }
+
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        source_key: &str,
+        source_range: Range<u64>,
+        source_etag: Option<&str>,
+    ) -> Result<String, StoreError> {
+        // S3 has no empty byte range; "bytes=a-(a-1)" would be rejected as
+        // malformed after a round trip.
+        if source_range.is_empty() {
+            return Err(StoreError::Other {
+                source: Box::new(EmptyCopyRange {
+                    source_key: source_key.to_owned(),
+                    start: source_range.start,
+                }),
+            });
+        }
+        let output = self
+            .client
+            .upload_part_copy()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(to_part_number(part_number)?)
+            .copy_source(copy_source(&self.bucket, source_key))
+            .copy_source_range(format!(
+                "bytes={}-{}",
+                source_range.start,
+                source_range.end - 1
+            ))
+            .set_copy_source_if_match(source_etag.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|err| map_error(err, self.object(source_key)))?;
+        let etag = output.copy_part_result.and_then(|result| result.e_tag);
+        require_etag(etag, Verb::UploadPartCopy, key)
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<String, StoreError> {
+        let completed = parts
+            .iter()
+            .map(|(number, etag)| {
+                Ok(CompletedPart::builder()
+                    .part_number(to_part_number(*number)?)
+                    .e_tag(etag)
+                    .build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let output = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(completed))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|err| map_error(err, self.object(key)))?;
+        require_etag(output.e_tag, Verb::CompleteMultipart, key)
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|err| map_error(err, self.object(key)))?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|err| map_error(err, self.object(key)))?;
+        Ok(())
+    }
+
+    async fn copy(
+        &self,
+        source_key: &str,
+        destination_key: &str,
+        source_etag: Option<&str>,
+        user_metadata: Option<&HashMap<String, String>>,
+    ) -> Result<String, StoreError> {
+        let directive = match user_metadata {
+            Some(_) => MetadataDirective::Replace,
+            None => MetadataDirective::Copy,
+        };
+        let output = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(destination_key)
+            .copy_source(copy_source(&self.bucket, source_key))
+            .metadata_directive(directive)
+            .set_metadata(user_metadata.and_then(non_empty))
+            .set_copy_source_if_match(source_etag.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|err| map_error(err, self.object(source_key)))?;
+        let etag = output.copy_object_result.and_then(|result| result.e_tag);
+        require_etag(etag, Verb::Copy, destination_key)
+    }
 }
 
 impl S3Store {
@@ -334,11 +526,19 @@ where
             let status = status.unwrap_or_default();
             let err = service.into_err();
             map_service_error(status, err.code(), err.message(), subject).unwrap_or_else(|| {
+                // Without a code, S3 sent no error at all: the SDK could not
+                // parse a response (a 200 from a store that names the XML
+                // root differently, for one), and says why in the source.
+                let message = match (err.code(), err.message()) {
+                    (_, Some(message)) => Some(message.to_owned()),
+                    (None, None) => err.source().map(display_chain),
+                    (Some(_), None) => None,
+                };
                 StoreError::Other {
                     source: Box::new(ServiceFailure {
                         status,
                         code: err.code().map(str::to_owned),
-                        message: err.message().map(str::to_owned),
+                        message,
                     }),
                 }
             })
@@ -388,6 +588,82 @@ fn map_service_error(
         _ => return None,
     };
     Some(error)
+}
+
+/// The write requests, named in errors about malformed responses.
+#[derive(Debug, Clone, Copy)]
+enum Verb {
+    Put,
+    CreateMultipart,
+    UploadPart,
+    UploadPartCopy,
+    CompleteMultipart,
+    Copy,
+}
+
+impl fmt::Display for Verb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verb::Put => "PutObject",
+            Verb::CreateMultipart => "CreateMultipartUpload",
+            Verb::UploadPart => "UploadPart",
+            Verb::UploadPartCopy => "UploadPartCopy",
+            Verb::CompleteMultipart => "CompleteMultipartUpload",
+            Verb::Copy => "CopyObject",
+        })
+    }
+}
+
+/// An ETag is what later pins reads and completes uploads; a response without
+/// one is malformed rather than "no ETag".
+fn require_etag(etag: Option<String>, verb: Verb, key: &str) -> Result<String, StoreError> {
+    etag.filter(|etag| !etag.is_empty())
+        .ok_or_else(|| StoreError::Other {
+            source: Box::new(MissingField {
+                verb,
+                field: "ETag",
+                key: key.to_owned(),
+            }),
+        })
+}
+
+/// The SDK sends an empty metadata map as no headers anyway; `None` says so.
+fn non_empty(user_metadata: &HashMap<String, String>) -> Option<HashMap<String, String>> {
+    (!user_metadata.is_empty()).then(|| user_metadata.clone())
+}
+
+/// S3 part numbers run from 1 to 10,000, sent as an i32.
+fn to_part_number(part_number: u32) -> Result<i32, StoreError> {
+    i32::try_from(part_number).map_err(|_| StoreError::Other {
+        source: Box::new(PartNumberOutOfRange { part_number }),
+    })
+}
+
+/// The `x-amz-copy-source` value: `bucket/key`, URL-encoded as S3 requires.
+/// The SDK sends the header as given, so the encoding is ours.
+fn copy_source(bucket: &str, key: &str) -> String {
+    let mut source = String::with_capacity(bucket.len() + 1 + key.len() * 3);
+    percent_encode_into(&mut source, bucket);
+    source.push('/');
+    percent_encode_into(&mut source, key);
+    source
+}
+
+/// Percent-encodes every byte of `text` except RFC 3986 unreserved characters
+/// and `/`, the set the AWS CLI and SDKs leave alone in a copy source. `+`
+/// is encoded too: servers that decode the value as a form field would read
+/// a literal one as a space.
+fn percent_encode_into(out: &mut String, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &byte in text.as_bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        }
+    }
 }
 
 fn status_of<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
@@ -453,6 +729,27 @@ struct TruncatedBody {
 #[error("listing of {prefix:?} is truncated but has no continuation token")]
 struct MissingContinuationToken {
     prefix: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{verb} response for {key} has no {field}")]
+struct MissingField {
+    verb: Verb,
+    field: &'static str,
+    key: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("part number {part_number} is out of range")]
+struct PartNumberOutOfRange {
+    part_number: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("empty byte range at {start} of {source_key} cannot be copied as a part")]
+struct EmptyCopyRange {
+    source_key: String,
+    start: u64,
 }
 
 #[cfg(test)]
@@ -600,5 +897,34 @@ mod tests {
             "HTTP 503 SlowDown: Please reduce your request rate."
         );
         assert!(matches!(list_error(412, None), StoreError::Other { .. }));
+    }
+
+    #[test]
+    fn copy_source_is_percent_encoded_keeping_slashes() {
+        assert_eq!(copy_source("bucket", "dir/file.txt"), "bucket/dir/file.txt");
+        assert_eq!(
+            copy_source("bucket", "a b/c+d%e#f?g&h=i"),
+            "bucket/a%20b/c%2Bd%25e%23f%3Fg%26h%3Di"
+        );
+        assert_eq!(copy_source("bucket", "é/ü~_-."), "bucket/%C3%A9/%C3%BC~_-.");
+    }
+
+    #[test]
+    fn missing_source_of_a_copy_is_not_found() {
+        use aws_sdk_s3::operation::copy_object::CopyObjectError;
+        let source = Subject::Object {
+            bucket: "bucket",
+            key: "source",
+        };
+        let err = CopyObjectError::generic(metadata(Some("NoSuchKey"), None));
+        assert!(matches!(
+            map_error(SdkError::service_error(err, response(404)), source),
+            StoreError::NotFound { key } if key == "source"
+        ));
+        let err = CopyObjectError::generic(metadata(Some("PreconditionFailed"), None));
+        assert!(matches!(
+            map_error(SdkError::service_error(err, response(412)), source),
+            StoreError::PreconditionFailed { key } if key == "source"
+        ));
     }
 }

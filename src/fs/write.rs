@@ -1,0 +1,728 @@
+//! Changing the namespace and file contents.
+//!
+//! A file open for writing has one `OpenWrite` on this mount, shared by all
+//! its descriptors: the staged copy (see `crate::upload`), its size, and the
+//! POSIX headers its object will carry. `flush` (each `close()`) and `fsync`
+//! commit it when dirty and return the upload's error, so `close()` is the
+//! durability point; the staged copy stays until the last descriptor is
+//! released, so a caller can retry. While a file is open for writing its
+//! inode's stat is local (`Inode::is_being_written`) and listings and
+//! lookups do not overwrite it.
+//!
+//! POSIX metadata is written as s3fs-fuse writes it: `x-amz-meta-mode`
+//! (decimal `st_mode`, type bits included), `-uid`, `-gid`, and `-mtime`
+//! (epoch seconds), so buckets written by either read the same under both.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream;
+
+use crate::cache::meta::PosixHeaders;
+use crate::config::WriteMode;
+use crate::fs::{Entry, Error, FileKind, Filesystem, Result, Stat, is_valid_name};
+use crate::store::{ObjectStore, StoreError};
+use crate::upload::Staging;
+
+/// Keys moved at once when a directory is renamed.
+const RENAME_PARALLELISM: usize = 16;
+
+pub struct OpenWrite {
+    ino: u64,
+    key: String,
+    staging: Staging,
+    size: u64,
+    is_dirty: bool,
+    /// Removed by `unlink` while open: nothing is uploaded any more.
+    is_unlinked: bool,
+    handles: usize,
+    headers: PosixHeaders,
+}
+
+impl OpenWrite {
+    pub async fn read(&self, offset: u64, size: usize) -> Result<Bytes> {
+        if offset >= self.size {
+            return Ok(Bytes::new());
+        }
+        let len = (self.size - offset).min(size as u64) as usize;
+        let mut bytes = self.staging.read_at(offset, len).await.map_err(upload_io)?;
+        if bytes.len() < len {
+            // A hole at the end of a grown file reads as zeros.
+            let mut padded = bytes.to_vec();
+            padded.resize(len, 0);
+            bytes = Bytes::from(padded);
+        }
+        Ok(bytes)
+    }
+}
+
+fn upload_io(error: std::io::Error) -> Error {
+    Error::from(crate::upload::UploadError::Staging(error))
+}
+
+/// User metadata in s3fs-fuse's format.
+fn s3fs_metadata(headers: &PosixHeaders) -> HashMap<String, String> {
+    let mut metadata = HashMap::new();
+    if let Some(mode) = headers.mode {
+        metadata.insert("mode".to_owned(), mode.to_string());
+    }
+    if let Some(uid) = headers.uid {
+        metadata.insert("uid".to_owned(), uid.to_string());
+    }
+    if let Some(gid) = headers.gid {
+        metadata.insert("gid".to_owned(), gid.to_string());
+    }
+    if let Some(mtime) = headers.mtime {
+        let seconds = mtime.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        metadata.insert("mtime".to_owned(), seconds.to_string());
+    }
+    metadata
+}
+
+/// What a setattr call changes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SetAttr {
+    pub size: Option<u64>,
+    /// Permission bits (the file type is kept).
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub mtime: Option<SystemTime>,
+}
+
+/// Who asks: new entries belong to the caller, as on a local file system.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl<S: ObjectStore> Filesystem<S> {
+    fn check_writable(&self) -> Result<()> {
+        match self.config.write_mode {
+            WriteMode::ReadOnly => Err(Error::ReadOnly),
+            WriteMode::ReadWrite => Ok(()),
+        }
+    }
+
+    pub(super) fn is_being_written(&self, ino: u64) -> bool {
+        self.writes.lock().unwrap().contains_key(&ino)
+    }
+
+    fn set_being_written(&self, ino: u64, is_being_written: bool) {
+        if let Some(inode) = self.inodes.lock().unwrap().get_mut(ino) {
+            inode.is_being_written = is_being_written;
+        }
+    }
+
+    /// The inode's shared `OpenWrite`, one more handle on it. Created staged
+    /// with the object's current contents unless `truncate`.
+    pub(super) async fn writer_for(
+        &self,
+        ino: u64,
+        truncate: bool,
+    ) -> Result<Arc<tokio::sync::Mutex<OpenWrite>>> {
+        self.check_writable()?;
+        let existing = self.writes.lock().unwrap().get(&ino).cloned();
+        if let Some(writer) = existing {
+            let mut open = writer.lock().await;
+            let is_current = self
+                .writes
+                .lock()
+                .unwrap()
+                .get(&ino)
+                .is_some_and(|current| Arc::ptr_eq(current, &writer));
+            if !is_current {
+                // Its last handle was released while we waited for it.
+                drop(open);
+                return Box::pin(self.writer_for(ino, truncate)).await;
+            }
+            open.handles += 1;
+            log::debug!("{}: joined open writer, {} handles", open.key, open.handles);
+            if truncate {
+                open.staging.set_len(0).await.map_err(upload_io)?;
+                open.size = 0;
+                open.is_dirty = true;
+                self.update_local_stat(&open);
+            }
+            drop(open);
+            return Ok(writer);
+        }
+        let (key, stat) = {
+            let inodes = self.inodes.lock().unwrap();
+            let inode = inodes.get(ino).ok_or(Error::NotFound)?;
+            (inode.key.clone(), inode.stat.clone())
+        };
+        log::debug!(
+            "{key}: staging {} bytes (ETag {})",
+            if truncate { 0 } else { stat.size },
+            stat.etag
+        );
+        let staging = Staging::new(self.staging_dir.path()).map_err(upload_io)?;
+        if !truncate && stat.size > 0 {
+            staging
+                .fill_from(&*self.store, &key, &stat.etag, stat.size, self.upload)
+                .await
+                .map_err(Error::from)?;
+        }
+        let open = OpenWrite {
+            ino,
+            key,
+            staging,
+            size: if truncate { 0 } else { stat.size },
+            is_dirty: truncate && stat.size > 0,
+            is_unlinked: false,
+            handles: 1,
+            headers: stat.headers,
+        };
+        let raced = {
+            let mut writes = self.writes.lock().unwrap();
+            match writes.get(&ino) {
+                // Another open staged it meanwhile: join it, ours is dropped
+                // unused. try_lock fails only while someone holds it; then
+                // take the slow path again.
+                Some(raced) => Some(match raced.try_lock() {
+                    Ok(mut other) => {
+                        other.handles += 1;
+                        Some(Arc::clone(raced))
+                    }
+                    Err(_) => None,
+                }),
+                None => {
+                    writes.insert(ino, Arc::new(tokio::sync::Mutex::new(open)));
+                    None
+                }
+            }
+        };
+        match raced {
+            Some(Some(joined)) => return Ok(joined),
+            Some(None) => return Box::pin(self.writer_for(ino, truncate)).await,
+            None => {}
+        }
+        let writer = self
+            .writes
+            .lock()
+            .unwrap()
+            .get(&ino)
+            .cloned()
+            .ok_or(Error::NotFound)?;
+        self.set_being_written(ino, true);
+        if truncate {
+            let open = writer.lock().await;
+            self.update_local_stat(&open);
+        }
+        Ok(writer)
+    }
+
+    fn update_local_stat(&self, open: &OpenWrite) {
+        if let Some(inode) = self.inodes.lock().unwrap().get_mut(open.ino) {
+            inode.stat.size = open.size;
+            inode.stat.headers = open.headers;
+            inode.stat.mtime = open.headers.mtime.or(inode.stat.mtime);
+        }
+    }
+
+    /// Drops one handle's reference; the last one commits anything still dirty.
+    pub(super) async fn release_writer(&self, ino: u64) {
+        let Some(writer) = self.writes.lock().unwrap().get(&ino).cloned() else {
+            return;
+        };
+        let mut open = writer.lock().await;
+        open.handles = open.handles.saturating_sub(1);
+        if open.handles > 0 {
+            return;
+        }
+        log::debug!(
+            "{}: last writer handle released (dirty: {})",
+            open.key,
+            open.is_dirty
+        );
+        if open.is_dirty
+            && !open.is_unlinked
+            && let Err(error) = self.commit(&mut open).await
+        {
+            log::error!(
+                "{}: last descriptor closed with an upload still failing; the new contents are lost: {error}",
+                open.key
+            );
+        }
+        self.writes.lock().unwrap().remove(&ino);
+        self.set_being_written(ino, false);
+    }
+
+    /// Uploads a dirty staged file; on success the object is the new contents.
+    async fn commit(&self, open: &mut OpenWrite) -> Result<()> {
+        if !open.is_dirty || open.is_unlinked {
+            return Ok(());
+        }
+        let metadata = s3fs_metadata(&open.headers);
+        let etag = open
+            .staging
+            .commit(&*self.store, &open.key, open.size, &metadata, self.upload)
+            .await
+            .map_err(|error| {
+                log::warn!("upload of {} failed: {error}", open.key);
+                Error::Upload(Arc::new(error))
+            })?;
+        log::debug!("committed {} ({} bytes, ETag {etag})", open.key, open.size);
+        open.is_dirty = false;
+        self.headers.insert(&open.key, &etag, open.headers);
+        let mut inodes = self.inodes.lock().unwrap();
+        if let Some(inode) = inodes.get_mut(open.ino) {
+            inode.stat.etag = etag;
+            inode.stat.size = open.size;
+            inode.validated_at = std::time::Instant::now();
+            let (parent, name) = (inode.parent, inode.name.clone());
+            drop(inodes);
+            if let Some(names) = self.created_here.lock().unwrap().get_mut(&parent) {
+                names.remove(&name);
+            }
+        }
+        Ok(())
+    }
+
+    /// `flush` and `fsync`: commit the handle's file if it is dirty.
+    pub async fn flush(&self, fh: u64) -> Result<()> {
+        let handle = self.handle(fh)?;
+        if !handle.is_writer() {
+            return Ok(());
+        }
+        let writer = self.writes.lock().unwrap().get(&handle.ino()).cloned();
+        match writer {
+            Some(writer) => self.commit(&mut *writer.lock().await).await,
+            None => Ok(()),
+        }
+    }
+
+    pub async fn write(&self, fh: u64, offset: u64, data: Bytes) -> Result<u32> {
+        let handle = self.handle(fh)?;
+        let writer = self
+            .writes
+            .lock()
+            .unwrap()
+            .get(&handle.ino())
+            .cloned()
+            .ok_or(Error::BadHandle { fh })?;
+        let mut open = writer.lock().await;
+        let len = data.len() as u64;
+        open.staging
+            .write_at(offset, data)
+            .await
+            .map_err(upload_io)?;
+        open.size = open.size.max(offset + len);
+        open.is_dirty = true;
+        open.headers.mtime = Some(SystemTime::now());
+        self.update_local_stat(&open);
+        Ok(len as u32)
+    }
+
+    /// Creates and opens a new empty file; it is listed from now on and
+    /// reaches the bucket at the first commit.
+    pub async fn create(
+        &self,
+        parent: u64,
+        name: &str,
+        mode: u32,
+        caller: Caller,
+    ) -> Result<(Entry, u64)> {
+        self.check_writable()?;
+        let parent_key = self.directory_key(parent)?;
+        if !is_valid_name(name) {
+            return Err(Error::InvalidArgument);
+        }
+        let key = format!("{parent_key}{name}");
+        let headers = PosixHeaders {
+            mode: Some(libc::S_IFREG | (mode & 0o7777)),
+            uid: Some(caller.uid),
+            gid: Some(caller.gid),
+            mtime: Some(SystemTime::now()),
+        };
+        let stat = Stat {
+            size: 0,
+            mtime: headers.mtime,
+            etag: String::new(),
+            headers,
+        };
+        let entry = self.remember(parent, name, FileKind::File, key.clone(), stat.clone());
+        let ino = entry.attr.ino;
+        let staging = Staging::new(self.staging_dir.path()).map_err(upload_io)?;
+        let open = OpenWrite {
+            ino,
+            key: key.clone(),
+            staging,
+            size: 0,
+            // An empty file is a file too: it is uploaded at the first close.
+            is_dirty: true,
+            is_unlinked: false,
+            handles: 1,
+            headers,
+        };
+        self.writes
+            .lock()
+            .unwrap()
+            .insert(ino, Arc::new(tokio::sync::Mutex::new(open)));
+        self.set_being_written(ino, true);
+        self.created_here
+            .lock()
+            .unwrap()
+            .entry(parent)
+            .or_default()
+            .insert(name.to_owned());
+        let fh = self.add_handle(ino, key, stat, true);
+        Ok((entry, fh))
+    }
+
+    pub async fn setattr(&self, ino: u64, change: SetAttr) -> Result<Entry> {
+        self.check_writable()?;
+        let kind = {
+            let inodes = self.inodes.lock().unwrap();
+            inodes.get(ino).ok_or(Error::NotFound)?.kind
+        };
+        if kind == FileKind::Directory {
+            if change.size.is_some() {
+                return Err(Error::IsADirectory);
+            }
+            self.set_directory_headers(ino, change).await?;
+            return self.getattr(ino).await;
+        }
+        let is_open = self.is_being_written(ino);
+        if change.size.is_some() || is_open {
+            // Through the staged copy: committed now unless a descriptor that
+            // will flush holds it.
+            let writer = self.writer_for(ino, change.size == Some(0)).await?;
+            {
+                let mut open = writer.lock().await;
+                if let Some(size) = change.size {
+                    open.staging.set_len(size).await.map_err(upload_io)?;
+                    open.size = size;
+                    open.headers.mtime = Some(SystemTime::now());
+                }
+                apply_headers(&mut open.headers, change);
+                open.is_dirty = true;
+                self.update_local_stat(&open);
+                if open.handles == 1 {
+                    self.commit(&mut open).await?;
+                }
+            }
+            self.release_writer(ino).await;
+        } else {
+            self.replace_headers(ino, change).await?;
+        }
+        self.getattr(ino).await
+    }
+
+    /// chmod, chown, utimens of a committed file: a CopyObject onto itself
+    /// that replaces the metadata and keeps the rest of it.
+    async fn replace_headers(&self, ino: u64, change: SetAttr) -> Result<()> {
+        let key = {
+            let inodes = self.inodes.lock().unwrap();
+            inodes.get(ino).ok_or(Error::NotFound)?.key.clone()
+        };
+        let meta = self.store.head(&key).await?;
+        let mut headers = PosixHeaders::from_user_metadata(&meta.user_metadata);
+        if headers.mode.is_none() {
+            let attr = self.getattr(ino).await?.attr;
+            headers.mode = Some(libc::S_IFREG | u32::from(attr.perm));
+        }
+        apply_headers(&mut headers, change);
+        let mut metadata = meta.user_metadata.clone();
+        metadata.extend(s3fs_metadata(&headers));
+        let etag = self
+            .store
+            .copy(&key, &key, Some(&meta.etag), Some(&metadata))
+            .await?;
+        self.headers.insert(&key, &etag, headers);
+        if let Some(inode) = self.inodes.lock().unwrap().get_mut(ino) {
+            inode.stat.etag = etag;
+            inode.stat.headers = headers;
+            inode.validated_at = std::time::Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Directory attributes live on its marker object, created if missing.
+    async fn set_directory_headers(&self, ino: u64, change: SetAttr) -> Result<()> {
+        let (key, mut headers) = {
+            let inodes = self.inodes.lock().unwrap();
+            let inode = inodes.get(ino).ok_or(Error::NotFound)?;
+            (inode.key.clone(), inode.stat.headers)
+        };
+        if key.is_empty() {
+            // The bucket's root has no marker to carry attributes.
+            return Err(Error::InvalidArgument);
+        }
+        if headers.mode.is_none() {
+            headers.mode = Some(libc::S_IFDIR | u32::from(self.config.owner.dir_mode));
+        }
+        apply_headers(&mut headers, change);
+        self.store
+            .put(&key, Bytes::new(), &s3fs_metadata(&headers))
+            .await?;
+        if let Some(inode) = self.inodes.lock().unwrap().get_mut(ino) {
+            inode.stat.headers = headers;
+        }
+        Ok(())
+    }
+
+    pub async fn unlink(&self, parent: u64, name: &str) -> Result<()> {
+        self.check_writable()?;
+        let parent_key = self.directory_key(parent)?;
+        let key = format!("{parent_key}{name}");
+        let child = self
+            .inodes
+            .lock()
+            .unwrap()
+            .child(parent, name)
+            .map(|(ino, inode)| (ino, inode.kind));
+        if let Some((_, FileKind::Directory)) = child {
+            return Err(Error::IsADirectory);
+        }
+        if let Some((ino, _)) = child {
+            let writer = self.writes.lock().unwrap().get(&ino).cloned();
+            if let Some(writer) = writer {
+                let mut open = writer.lock().await;
+                open.is_unlinked = true;
+                open.is_dirty = false;
+            }
+        }
+        self.store.delete(&key).await?;
+        self.inodes.lock().unwrap().unlink(parent, name);
+        self.forget_created(parent, name);
+        self.negative.insert(parent, name);
+        Ok(())
+    }
+
+    fn forget_created(&self, parent: u64, name: &str) {
+        if let Some(names) = self.created_here.lock().unwrap().get_mut(&parent) {
+            names.remove(name);
+        }
+    }
+
+    /// Writes the marker object `name/`, so the directory exists while empty.
+    pub async fn mkdir(&self, parent: u64, name: &str, mode: u32, caller: Caller) -> Result<Entry> {
+        self.check_writable()?;
+        let parent_key = self.directory_key(parent)?;
+        if !is_valid_name(name) {
+            return Err(Error::InvalidArgument);
+        }
+        let key = format!("{parent_key}{name}/");
+        let headers = PosixHeaders {
+            mode: Some(libc::S_IFDIR | (mode & 0o7777)),
+            uid: Some(caller.uid),
+            gid: Some(caller.gid),
+            mtime: Some(SystemTime::now()),
+        };
+        self.store
+            .put(&key, Bytes::new(), &s3fs_metadata(&headers))
+            .await?;
+        let stat = Stat {
+            mtime: headers.mtime,
+            headers,
+            ..Stat::default()
+        };
+        Ok(self.remember(parent, name, FileKind::Directory, key, stat))
+    }
+
+    /// ENOTEMPTY while any key lives under the prefix; removes the marker.
+    pub async fn rmdir(&self, parent: u64, name: &str) -> Result<()> {
+        self.check_writable()?;
+        let parent_key = self.directory_key(parent)?;
+        let prefix = format!("{parent_key}{name}/");
+        if self.has_children(&prefix).await? {
+            return Err(Error::NotEmpty);
+        }
+        if let Some((ino, _)) = self.inodes.lock().unwrap().child(parent, name)
+            && self
+                .created_here
+                .lock()
+                .unwrap()
+                .get(&ino)
+                .is_some_and(|names| !names.is_empty())
+        {
+            return Err(Error::NotEmpty);
+        }
+        self.store.delete(&prefix).await?;
+        self.inodes.lock().unwrap().unlink(parent, name);
+        self.negative.insert(parent, name);
+        Ok(())
+    }
+
+    /// Whether any key other than the marker lives under `prefix`.
+    async fn has_children(&self, prefix: &str) -> Result<bool> {
+        let page = self.store.list_page(prefix, false, None, 2).await?;
+        Ok(page.objects.iter().any(|object| object.key != prefix)
+            || !page.common_prefixes.is_empty())
+    }
+
+    /// rename(2). Files move by CopyObject and DeleteObject (a file being
+    /// written just changes the key its commit will write); directories move
+    /// key by key, which is not atomic: a failure part way leaves keys under
+    /// both names, none lost.
+    pub async fn rename(
+        &self,
+        parent: u64,
+        name: &str,
+        new_parent: u64,
+        new_name: &str,
+        no_replace: bool,
+    ) -> Result<()> {
+        self.check_writable()?;
+        if !is_valid_name(new_name) {
+            return Err(Error::InvalidArgument);
+        }
+        let source = self.lookup(parent, name).await?;
+        self.forget(source.attr.ino, 1);
+        let destination = match self.lookup(new_parent, new_name).await {
+            Ok(entry) => {
+                self.forget(entry.attr.ino, 1);
+                Some(entry.attr)
+            }
+            Err(Error::NotFound) => None,
+            Err(error) => return Err(error),
+        };
+        if no_replace && destination.is_some() {
+            return Err(Error::Exists);
+        }
+        let old_parent_key = self.directory_key(parent)?;
+        let new_parent_key = self.directory_key(new_parent)?;
+        match source.attr.kind {
+            FileKind::File => {
+                if destination.is_some_and(|d| d.kind == FileKind::Directory) {
+                    return Err(Error::IsADirectory);
+                }
+                let old_key = format!("{old_parent_key}{name}");
+                let new_key = format!("{new_parent_key}{new_name}");
+                self.rename_file(source.attr.ino, &old_key, &new_key)
+                    .await?;
+                self.inodes
+                    .lock()
+                    .unwrap()
+                    .rename(parent, name, new_parent, new_name, &old_key, &new_key);
+                if self.is_being_written(source.attr.ino) {
+                    self.forget_created(parent, name);
+                    self.created_here
+                        .lock()
+                        .unwrap()
+                        .entry(new_parent)
+                        .or_default()
+                        .insert(new_name.to_owned());
+                }
+            }
+            FileKind::Directory => {
+                if let Some(destination) = destination {
+                    if destination.kind == FileKind::File {
+                        return Err(Error::NotADirectory);
+                    }
+                    if self
+                        .has_children(&format!("{new_parent_key}{new_name}/"))
+                        .await?
+                    {
+                        return Err(Error::NotEmpty);
+                    }
+                }
+                let old_prefix = format!("{old_parent_key}{name}/");
+                let new_prefix = format!("{new_parent_key}{new_name}/");
+                if new_prefix.starts_with(&old_prefix) {
+                    return Err(Error::InvalidArgument);
+                }
+                self.rename_directory(&old_prefix, &new_prefix).await?;
+                self.inodes.lock().unwrap().rename(
+                    parent,
+                    name,
+                    new_parent,
+                    new_name,
+                    &old_prefix,
+                    &new_prefix,
+                );
+            }
+        }
+        self.negative.insert(parent, name);
+        self.negative.remove(new_parent, new_name);
+        Ok(())
+    }
+
+    async fn rename_file(&self, ino: u64, old_key: &str, new_key: &str) -> Result<()> {
+        let writer = self.writes.lock().unwrap().get(&ino).cloned();
+        if let Some(writer) = writer {
+            let mut open = writer.lock().await;
+            if open.is_dirty {
+                // The data lands under the new name at the next commit.
+                open.key = new_key.to_owned();
+                drop(open);
+                return match self.store.delete(old_key).await {
+                    Ok(()) | Err(StoreError::NotFound { .. }) => Ok(()),
+                    Err(error) => Err(error.into()),
+                };
+            }
+            open.key = new_key.to_owned();
+        }
+        self.store.copy(old_key, new_key, None, None).await?;
+        self.store.delete(old_key).await?;
+        Ok(())
+    }
+
+    async fn rename_directory(&self, old_prefix: &str, new_prefix: &str) -> Result<()> {
+        // Files of this directory still being written move with it.
+        let writers: Vec<_> = self.writes.lock().unwrap().values().cloned().collect();
+        for writer in writers {
+            let mut open = writer.lock().await;
+            if let Some(rest) = open.key.strip_prefix(old_prefix) {
+                open.key = format!("{new_prefix}{rest}");
+            }
+        }
+        loop {
+            // Moved keys leave the listing, so each round lists from the top
+            // rather than following a token into a listing that changed.
+            let page = self.store.list_page(old_prefix, false, None, 1000).await?;
+            let moves: Vec<(String, String)> = page
+                .objects
+                .into_iter()
+                .map(|object| {
+                    let new_key = format!("{new_prefix}{}", &object.key[old_prefix.len()..]);
+                    (object.key, new_key)
+                })
+                .collect();
+            let moves = moves.into_iter().map(|(old_key, new_key)| async move {
+                self.store.copy(&old_key, &new_key, None, None).await?;
+                self.store.delete(&old_key).await?;
+                Ok::<(), Error>(())
+            });
+            let mut moves = stream::iter(moves).buffer_unordered(RENAME_PARALLELISM);
+            while let Some(result) = moves.next().await {
+                result?;
+            }
+            if page.next.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Names created on this mount and not yet uploaded, for listings.
+    pub(super) fn created_names(&self, parent: u64) -> Vec<String> {
+        self.created_here
+            .lock()
+            .unwrap()
+            .get(&parent)
+            .map(|names| names.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+fn apply_headers(headers: &mut PosixHeaders, change: SetAttr) {
+    if let Some(mode) = change.mode {
+        let file_type = headers.mode.unwrap_or(libc::S_IFREG) & libc::S_IFMT;
+        headers.mode = Some(file_type | (mode & 0o7777));
+    }
+    if change.uid.is_some() {
+        headers.uid = change.uid;
+    }
+    if change.gid.is_some() {
+        headers.gid = change.gid;
+    }
+    if change.mtime.is_some() {
+        headers.mtime = change.mtime;
+    }
+}

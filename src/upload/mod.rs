@@ -1,0 +1,230 @@
+//! The write-back buffer: a file's new contents are staged locally and
+//! become an object only at a commit point (`flush`, i.e. every `close()`,
+//! and `fsync`).
+//!
+//! Staging is an anonymous temporary file in a private directory (mode 0700),
+//! never a path derived from a key: the kernel's page cache holds what fits
+//! in memory and the disk the rest, and the daemon's own memory stays bounded
+//! by the parts in flight. A commit uploads the staged bytes with one
+//! PutObject, or a multipart upload from the file in parallel parts; either
+//! way the object changes whole, at once, and a failed multipart upload is
+//! aborted so no parts are left behind.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream;
+
+use crate::store::{ObjectStore, StoreError};
+
+/// S3 allows at most this many parts in one multipart upload.
+const MAX_PARTS: u64 = 10_000;
+
+/// S3 rejects parts under 5 MiB (all but the last), only at completion.
+const MIN_PART_SIZE_BYTES: u64 = 5 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("staging file I/O failed: {0}")]
+    Staging(#[from] io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How commits upload.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadConfig {
+    /// Preferred multipart part size; grown for huge files (see `part_size_for`).
+    pub part_size_bytes: u64,
+    /// Parts uploaded at once by one commit.
+    pub max_parts_in_flight: usize,
+}
+
+/// The part size for an object of `size` bytes: the configured size, grown
+/// so that a 5 TiB object still fits in 10,000 parts, in whole MiB.
+pub fn part_size_for(size: u64, preferred: u64) -> u64 {
+    let least = size.div_ceil(MAX_PARTS);
+    let mib = 1024 * 1024;
+    preferred
+        .max(least.div_ceil(mib) * mib)
+        .max(MIN_PART_SIZE_BYTES)
+}
+
+/// A file's staged contents. Cheap to clone; clones share the file.
+#[derive(Clone)]
+pub struct Staging {
+    file: Arc<File>,
+}
+
+impl Staging {
+    /// An empty anonymous file in `directory`; it disappears with the last clone.
+    pub fn new(directory: &Path) -> io::Result<Self> {
+        Ok(Staging {
+            file: Arc::new(tempfile::tempfile_in(directory)?),
+        })
+    }
+
+    pub async fn write_at(&self, offset: u64, data: Bytes) -> io::Result<()> {
+        let file = Arc::clone(&self.file);
+        blocking(move || file.write_all_at(&data, offset)).await
+    }
+
+    /// Up to `len` bytes at `offset`; short only at the end of the staged data.
+    pub async fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        let file = Arc::clone(&self.file);
+        blocking(move || {
+            let mut buffer = vec![0u8; len];
+            let mut filled = 0;
+            while filled < len {
+                let n = file.read_at(&mut buffer[filled..], offset + filled as u64)?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            buffer.truncate(filled);
+            Ok(Bytes::from(buffer))
+        })
+        .await
+    }
+
+    /// Shrinks or grows (with zeros, as a sparse hole) to `size`.
+    pub async fn set_len(&self, size: u64) -> io::Result<()> {
+        let file = Arc::clone(&self.file);
+        blocking(move || file.set_len(size)).await
+    }
+
+    /// Fills the staging file with `size` bytes of an existing object, in
+    /// parallel ranged GETs pinned to `etag`.
+    pub async fn fill_from<S: ObjectStore>(
+        &self,
+        store: &S,
+        key: &str,
+        etag: &str,
+        size: u64,
+        config: UploadConfig,
+    ) -> Result<(), UploadError> {
+        let part = part_size_for(size, config.part_size_bytes);
+        let if_match = (!etag.is_empty()).then_some(etag);
+        let mut parts = stream::iter((0..size.div_ceil(part)).map(|index| {
+            let start = index * part;
+            let end = (start + part).min(size);
+            async move {
+                let bytes = store.get_range(key, start..end, if_match).await?;
+                self.write_at(start, bytes).await?;
+                Ok::<(), UploadError>(())
+            }
+        }))
+        .buffer_unordered(config.max_parts_in_flight.max(1));
+        while let Some(result) = parts.next().await {
+            result?;
+        }
+        self.set_len(size).await?;
+        Ok(())
+    }
+
+    /// Uploads `size` staged bytes as `key` with `user_metadata`; returns the
+    /// new ETag. The object changes only if this succeeds.
+    pub async fn commit<S: ObjectStore>(
+        &self,
+        store: &S,
+        key: &str,
+        size: u64,
+        user_metadata: &HashMap<String, String>,
+        config: UploadConfig,
+    ) -> Result<String, UploadError> {
+        let part = part_size_for(size, config.part_size_bytes);
+        if size <= part {
+            let body = self.read_at(0, size as usize).await?;
+            return Ok(store.put(key, body, user_metadata).await?);
+        }
+        let upload_id = store.create_multipart(key, user_metadata).await?;
+        match self
+            .upload_parts(store, key, &upload_id, size, part, config)
+            .await
+        {
+            Ok(parts) => match store.complete_multipart(key, &upload_id, &parts).await {
+                Ok(etag) => Ok(etag),
+                Err(error) => {
+                    abort_quietly(store, key, &upload_id).await;
+                    Err(error.into())
+                }
+            },
+            Err(error) => {
+                abort_quietly(store, key, &upload_id).await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn upload_parts<S: ObjectStore>(
+        &self,
+        store: &S,
+        key: &str,
+        upload_id: &str,
+        size: u64,
+        part: u64,
+        config: UploadConfig,
+    ) -> Result<Vec<(u32, String)>, UploadError> {
+        let count = size.div_ceil(part);
+        let mut uploads = stream::iter((0..count).map(|index| {
+            let start = index * part;
+            let len = part.min(size - start) as usize;
+            async move {
+                let body = self.read_at(start, len).await?;
+                if body.len() != len {
+                    return Err(UploadError::Staging(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "staging file shorter than the file size",
+                    )));
+                }
+                let number = index as u32 + 1;
+                let etag = store.upload_part(key, upload_id, number, body).await?;
+                Ok((number, etag))
+            }
+        }))
+        .buffer_unordered(config.max_parts_in_flight.max(1));
+        let mut parts = Vec::with_capacity(count as usize);
+        while let Some(result) = uploads.next().await {
+            parts.push(result?);
+        }
+        parts.sort_by_key(|(number, _)| *number);
+        Ok(parts)
+    }
+}
+
+async fn abort_quietly<S: ObjectStore>(store: &S, key: &str, upload_id: &str) {
+    if let Err(error) = store.abort_multipart(key, upload_id).await {
+        // The bucket's AbortIncompleteMultipartUpload rule is the backstop.
+        log::warn!("could not abort the failed multipart upload of {key}: {error}");
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|join| Err(io::Error::other(join)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_size_grows_so_5_tib_fits_in_10000_parts() {
+        let mib = 1024 * 1024;
+        assert_eq!(part_size_for(100 * mib, 8 * mib), 8 * mib);
+        let five_tib = 5 * 1024 * 1024 * mib;
+        let part = part_size_for(five_tib, 8 * mib);
+        assert!(five_tib.div_ceil(part) <= MAX_PARTS);
+        assert_eq!(part % mib, 0);
+    }
+}

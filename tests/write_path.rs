@@ -1,0 +1,286 @@
+//! The write path through a real mount, driven with ordinary tools (`cp`,
+//! shell redirections, `truncate`, `mv`, `mkdir`, `rmdir`, `rm`, `tar`,
+//! `chmod`, `touch`) and checked with an independent client, a second mount,
+//! or a remount.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{Bucket, ServerKind, random_bytes, run, write_local};
+
+const MIB: usize = 1024 * 1024;
+
+fn sh(cwd: &Path, script: &str) -> common::RunOutput {
+    run(Command::new("sh").arg("-c").arg(script).current_dir(cwd))
+}
+
+fn sh_status(cwd: &Path, script: &str) -> std::process::Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(cwd)
+        .output()
+        .expect("run sh")
+}
+
+#[test]
+fn cp_in_a_large_file_then_read_it_through_a_second_mount_and_a_direct_get() {
+    let bucket = Bucket::new(ServerKind::S3sFs);
+    let source = tempfile::tempdir().unwrap();
+    let body = random_bytes(42, 300 * MIB);
+    let local = write_local(source.path(), "big.bin", &body);
+    let first = bucket.mount(&[]);
+    run(Command::new("cp").arg(&local).arg(first.join("big.bin")));
+    // cp returned: close() committed the object, so every reader sees it.
+    assert_eq!(
+        bucket.get("big.bin"),
+        body,
+        "direct GET of the uploaded object"
+    );
+    let second = bucket.mount(&[]);
+    run(Command::new("cmp").arg(&local).arg(second.join("big.bin")));
+}
+
+#[test]
+fn appends_truncates_and_overwrites_behave_like_a_local_file() {
+    let bucket = Bucket::new(ServerKind::Moto);
+    let mount = bucket.mount(&[]);
+    let root = mount.path();
+    sh(
+        root,
+        "echo one >> log.txt && echo two >> log.txt && echo three >> log.txt",
+    );
+    assert_eq!(bucket.get("log.txt"), b"one\ntwo\nthree\n");
+    assert_eq!(sh(root, "cat log.txt").stdout_str(), "one\ntwo\nthree\n");
+
+    sh(root, "printf 0123456789 > t && truncate -s 4 t");
+    assert_eq!(bucket.get("t"), b"0123");
+    sh(root, "truncate -s 8 t");
+    assert_eq!(bucket.get("t"), b"0123\0\0\0\0");
+    assert_eq!(sh(root, "stat -c %s t").stdout_str().trim(), "8");
+
+    sh(
+        root,
+        "printf 'a long first version' > o && printf short > o",
+    );
+    assert_eq!(bucket.get("o"), b"short");
+
+    // Writes past the end leave a zero-filled hole; backward writes land.
+    sh(
+        root,
+        "printf Z | dd of=sparse bs=1 seek=100000 conv=notrunc 2>/dev/null && \
+         printf C | dd of=back bs=1 seek=2 conv=notrunc 2>/dev/null && \
+         printf B | dd of=back bs=1 seek=1 conv=notrunc 2>/dev/null && \
+         printf A | dd of=back bs=1 seek=0 conv=notrunc 2>/dev/null",
+    );
+    let sparse = bucket.get("sparse");
+    assert_eq!(sparse.len(), 100_001);
+    assert!(sparse[..100_000].iter().all(|b| *b == 0));
+    assert_eq!(bucket.get("back"), b"ABC");
+}
+
+#[test]
+fn read_after_write_before_close_from_the_same_and_another_descriptor() {
+    let bucket = Bucket::new(ServerKind::Moto);
+    let mount = bucket.mount(&[]);
+    let path = mount.join("live.txt");
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut writer = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    writer.write_all(b"not yet committed").unwrap();
+    writer.seek(SeekFrom::Start(0)).unwrap();
+    let mut same = String::new();
+    writer.read_to_string(&mut same).unwrap();
+    assert_eq!(same, "not yet committed");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "not yet committed");
+    let listing = sh(mount.path(), "ls -l live.txt").stdout_str();
+    assert!(
+        listing.contains(" 17 "),
+        "listed with its current size: {listing}"
+    );
+    drop(writer);
+    assert_eq!(bucket.get("live.txt"), b"not yet committed");
+}
+
+#[test]
+fn mv_mkdir_rmdir_and_rm_rf_change_the_bucket() {
+    let bucket = Bucket::new(ServerKind::Moto);
+    let mut tree = Vec::new();
+    for i in 0..200 {
+        tree.push((
+            format!("src/d{}/e{}/f{i}", i % 4, i % 3),
+            bytes::Bytes::from(format!("file {i}")),
+        ));
+    }
+    bucket.put_many(tree, 32);
+    bucket.put("a.txt", "A");
+    bucket.put("b.txt", "B");
+    let mount = bucket.mount(&[]);
+    let root = mount.path();
+
+    sh(root, "mv a.txt c.txt");
+    assert!(!bucket.list_keys("").contains("a.txt"));
+    assert_eq!(bucket.get("c.txt"), b"A");
+    sh(root, "mv c.txt b.txt");
+    assert_eq!(
+        bucket.get("b.txt"),
+        b"A",
+        "mv onto an existing file replaces it"
+    );
+
+    sh(root, "mv src dst");
+    assert!(
+        bucket.list_keys("src/").is_empty(),
+        "nothing left under the old name"
+    );
+    assert_eq!(bucket.list_keys("dst/").len(), 200);
+    assert_eq!(bucket.get("dst/d1/e1/f1"), b"file 1");
+    assert_eq!(
+        sh(root, "find dst -type f | wc -l").stdout_str().trim(),
+        "200"
+    );
+
+    let rmdir = sh_status(root, "rmdir dst/d0");
+    assert!(!rmdir.status.success());
+    assert!(
+        String::from_utf8_lossy(&rmdir.stderr).contains("Directory not empty"),
+        "{}",
+        String::from_utf8_lossy(&rmdir.stderr)
+    );
+
+    sh(root, "mkdir -p a/b/c && mkdir empty");
+    assert!(bucket.list_keys("").contains("a/b/c/"));
+    sh(root, "rm -rf dst");
+    assert!(
+        bucket.list_keys("dst/").is_empty(),
+        "rm -rf leaves no key behind"
+    );
+    drop(mount);
+
+    let again = bucket.mount(&[]);
+    assert_eq!(
+        sh(again.path(), "ls -d empty a/b/c").stdout_str(),
+        "a/b/c\nempty\n",
+        "directories survive a remount"
+    );
+    sh(again.path(), "rmdir empty");
+    assert!(!bucket.list_keys("").contains("empty/"));
+}
+
+#[test]
+fn chmod_chown_and_touch_persist_in_s3fs_headers() {
+    let bucket = Bucket::new(ServerKind::Moto);
+    bucket.put("f", "contents");
+    let mount = bucket.mount(&[]);
+    sh(
+        mount.path(),
+        "chmod 640 f && chown 1234:4321 f && touch -d @1600000000 f",
+    );
+    drop(mount);
+    let head = bucket
+        .block_on(
+            bucket
+                .client()
+                .head_object()
+                .bucket(&bucket.name)
+                .key("f")
+                .send(),
+        )
+        .expect("head f");
+    let metadata = head.metadata().cloned().unwrap_or_default();
+    assert_eq!(
+        metadata.get("mode").map(String::as_str),
+        Some("33184"),
+        "{metadata:?}"
+    );
+    assert_eq!(metadata.get("uid").map(String::as_str), Some("1234"));
+    assert_eq!(metadata.get("gid").map(String::as_str), Some("4321"));
+    assert_eq!(
+        metadata.get("mtime").map(String::as_str),
+        Some("1600000000")
+    );
+    let again = bucket.mount(&[]);
+    assert_eq!(
+        sh(again.path(), "stat -c '%a %u %g %Y' f")
+            .stdout_str()
+            .trim(),
+        "640 1234 4321 1600000000"
+    );
+    assert_eq!(
+        bucket.get("f"),
+        b"contents",
+        "attributes changed, contents kept"
+    );
+}
+
+#[test]
+fn tar_x_of_2000_files_matches_the_source() {
+    // moto, not s3s-fs: tar makes each directory before filling it, and
+    // s3s-fs keeps no `dir/` marker objects, so an empty directory vanishes.
+    let bucket = Bucket::new(ServerKind::Moto);
+    let source = tempfile::tempdir().unwrap();
+    for i in 0..2000 {
+        write_local(
+            source.path(),
+            &format!("tree/d{}/f{i}.txt", i % 20),
+            format!("file {i}\n").as_bytes(),
+        );
+    }
+    let archive = source.path().join("tree.tar");
+    run(Command::new("tar")
+        .arg("cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(source.path())
+        .arg("tree"));
+    let mount = bucket.mount(&[]);
+    run(Command::new("tar")
+        .arg("xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(mount.path()));
+    run(Command::new("diff")
+        .arg("-r")
+        .arg(source.path().join("tree"))
+        .arg(mount.join("tree")));
+    let files = bucket
+        .list_keys("tree/")
+        .into_iter()
+        .filter(|key| !key.ends_with('/'))
+        .count();
+    assert_eq!(
+        files, 2000,
+        "one object per file, beside the directory markers"
+    );
+}
+
+#[test]
+fn a_read_only_mount_refuses_every_write() {
+    let bucket = Bucket::new(ServerKind::Moto);
+    bucket.put("f", "x");
+    let mount = bucket.mount(&["--read-only"]);
+    for script in [
+        "touch new",
+        "echo y > f",
+        "mkdir d",
+        "rm f",
+        "mv f g",
+        "chmod 600 f",
+    ] {
+        let out = sh_status(mount.path(), script);
+        assert!(!out.status.success(), "{script} succeeded");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("Read-only file system"),
+            "{script}: {stderr}"
+        );
+    }
+    assert_eq!(bucket.get("f"), b"x");
+}
