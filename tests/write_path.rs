@@ -284,3 +284,38 @@ fn a_read_only_mount_refuses_every_write() {
     }
     assert_eq!(bucket.get("f"), b"x");
 }
+
+#[test]
+fn a_failed_upload_fails_close_and_a_retry_succeeds_once_the_store_is_back() {
+    use std::io::Write;
+    use std::os::fd::IntoRawFd;
+
+    let mut bucket = Bucket::new(ServerKind::S3sFs);
+    let mount = bucket.mount(&["--request-timeout", "2", "--max-attempts", "2"]);
+    let path = mount.join("precious.txt");
+    let mut file = std::fs::File::create(&path).unwrap();
+    file.write_all(b"must not be lost silently").unwrap();
+    bucket.server.stop();
+    let fd = file.into_raw_fd();
+    // SAFETY: fd came from into_raw_fd and is closed exactly once, here.
+    let rc = unsafe { libc::close(fd) };
+    let errno = std::io::Error::last_os_error().raw_os_error();
+    assert_eq!(
+        (rc, errno),
+        (-1, Some(libc::EIO)),
+        "close() reports the failed upload"
+    );
+
+    let source = tempfile::tempdir().unwrap();
+    let local = write_local(source.path(), "copy.txt", b"copied while the store is down");
+    let cp = Command::new("cp")
+        .arg(&local)
+        .arg(mount.join("copy.txt"))
+        .output()
+        .unwrap();
+    assert!(!cp.status.success(), "cp must fail when its upload fails");
+
+    bucket.server.restart();
+    run(Command::new("cp").arg(&local).arg(mount.join("copy.txt")));
+    assert_eq!(bucket.get("copy.txt"), b"copied while the store is down");
+}

@@ -117,27 +117,10 @@ impl S3Server {
             let port = free_port();
             let log_path = dir.path().join("server.log");
             let log = File::create(&log_path).expect("create server log");
-            let mut cmd = Command::new(&program);
-            match kind {
-                ServerKind::Moto => {
-                    cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-                }
-                ServerKind::S3sFs => {
-                    let root = dir.path().join("data");
-                    std::fs::create_dir(&root).expect("create s3s-fs root");
-                    cmd.args([
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        &port.to_string(),
-                        "--access-key",
-                        ACCESS_KEY,
-                        "--secret-key",
-                        SECRET_KEY,
-                    ])
-                    .arg(&root);
-                }
+            if kind == ServerKind::S3sFs {
+                std::fs::create_dir(dir.path().join("data")).expect("create s3s-fs root");
             }
+            let mut cmd = server_command(kind, &program, port, dir.path());
             cmd.stdin(Stdio::null())
                 .stdout(log.try_clone().expect("clone log handle"))
                 .stderr(log);
@@ -167,6 +150,33 @@ impl S3Server {
 
     pub fn kind(&self) -> ServerKind {
         self.kind
+    }
+
+    /// Kills the server, as a crashed or unreachable store would be.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port. Only s3s-fs keeps its
+    /// objects (on disk) across a restart.
+    pub fn restart(&mut self) {
+        self.stop();
+        let program = match self.kind {
+            ServerKind::Moto => locate_moto(),
+            ServerKind::S3sFs => locate_s3s_fs(),
+        };
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("open server log");
+        let mut cmd = server_command(self.kind, &program, self.port, self.dir.path());
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log);
+        self.child = cmd.spawn().expect("restart server");
+        self.wait_until_answering()
+            .expect("restarted server answers");
     }
 
     pub fn port(&self) -> u16 {
@@ -210,6 +220,29 @@ impl S3Server {
             thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+fn server_command(kind: ServerKind, program: &Path, port: u16, dir: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    match kind {
+        ServerKind::Moto => {
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        }
+        ServerKind::S3sFs => {
+            cmd.args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--access-key",
+                ACCESS_KEY,
+                "--secret-key",
+                SECRET_KEY,
+            ])
+            .arg(dir.join("data"));
+        }
+    }
+    cmd
 }
 
 impl Drop for S3Server {
