@@ -1,0 +1,639 @@
+//! The "no FUSE" baselines of `bench/run.sh`, and its fast way to fill a bucket.
+//!
+//! Every subcommand talks to the store through aws-sdk-s3 directly, with the
+//! same SDK and defaults bucketfs uses, so the gap between a figure here and
+//! the same workload through a mount is what the filesystem layer costs:
+//!
+//! - `read`: one object read front to back with ranged GETs of
+//!   `--part-size-mib`, `--concurrency` of them in flight, bytes consumed in
+//!   order and dropped (what bucketfs's read-ahead does for `cat`);
+//! - `ttfb`: one `GET bytes=0-0`, timed to its first body byte;
+//! - `list`: ListObjectsV2 pages with delimiter `/`, and with `--heads` a HEAD
+//!   per object, `--concurrency` in flight, started as pages arrive (what
+//!   `ls -l` costs when attributes come from object metadata);
+//! - `get-all`: list a prefix recursively and GET every object into a local
+//!   directory (the baseline of `cp -r`);
+//! - `create-bucket`, `put-tree`, `put-file`: set-up helpers (parallel PUTs,
+//!   multipart for large files).
+//!
+//! Measurements print one line of `name=value` pairs (e.g.
+//! `bytes=1073741824 seconds=1.234 mb_per_s=870.1`) for scripts to parse;
+//! MB is 10^6 bytes. The clock covers only the S3 work: client construction
+//! is excluded, the connection set-up of the first request is not.
+//!
+//! Endpoint and credentials come from the flags or the usual AWS environment
+//! (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`).
+//!
+//! ```text
+//! cargo run --release --example raw_client -- --endpoint-url http://127.0.0.1:9000 \
+//!     read --bucket b --key big --part-size-mib 8 --concurrency 16
+//! ```
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand};
+use futures::StreamExt;
+use tokio::io::AsyncReadExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+const MIB: u64 = 1024 * 1024;
+
+/// S3's page size limit for ListObjectsV2; bucketfs asks for full pages too.
+const LIST_PAGE_KEYS: i32 = 1000;
+
+/// `st_mode` of a regular file with permissions 0644, as s3fs writes it in
+/// `x-amz-meta-mode` (decimal, type bits included).
+const S3FS_FILE_MODE: u32 = 0o100644;
+
+#[derive(Debug, Parser)]
+#[command(about = "aws-sdk-s3 baselines and bucket set-up for bench/run.sh")]
+struct Cli {
+    /// S3 endpoint [default: $AWS_ENDPOINT_URL, else AWS]
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    endpoint_url: Option<String>,
+
+    /// Region to sign for
+    #[arg(long, global = true, default_value = "us-east-1")]
+    region: String,
+
+    /// Access key [default: the AWS credential chain]
+    #[arg(long, global = true, requires = "secret_access_key")]
+    access_key_id: Option<String>,
+
+    /// Secret key [default: the AWS credential chain]
+    #[arg(long, global = true, requires = "access_key_id")]
+    secret_access_key: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Read one object in order with parallel ranged GETs, discarding the bytes
+    Read {
+        #[command(flatten)]
+        object: ObjectArgs,
+        /// Size of one ranged GET, in MiB (bucketfs's --read-part-size default)
+        #[arg(long, default_value = "8")]
+        part_size_mib: u64,
+        /// Ranged GETs in flight (bucketfs's --max-concurrency default)
+        #[arg(long, default_value = "16")]
+        concurrency: usize,
+    },
+    /// Time to the first body byte of GET bytes=0-0
+    Ttfb {
+        #[command(flatten)]
+        object: ObjectArgs,
+    },
+    /// List one directory level (delimiter '/'), optionally with a HEAD per object
+    List {
+        #[arg(long)]
+        bucket: String,
+        /// Directory prefix, e.g. "dir/"
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Also HEAD every listed object (its user metadata holds the POSIX attributes)
+        #[arg(long)]
+        heads: bool,
+        /// HEADs in flight
+        #[arg(long, default_value = "16")]
+        concurrency: usize,
+    },
+    /// List a prefix recursively and GET every object into a local directory
+    GetAll {
+        #[arg(long)]
+        bucket: String,
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Local directory; keys are written below it relative to --prefix
+        #[arg(long)]
+        dest: PathBuf,
+        /// GETs in flight
+        #[arg(long, default_value = "16")]
+        concurrency: usize,
+    },
+    /// Create a bucket (succeeds if it already exists and is ours)
+    CreateBucket {
+        #[arg(long)]
+        bucket: String,
+    },
+    /// PUT COUNT objects of SIZE bytes of pseudo-random data under a prefix
+    PutTree(PutTreeArgs),
+    /// Upload a local file, with parallel multipart parts when it is larger than one part
+    PutFile {
+        #[command(flatten)]
+        object: ObjectArgs,
+        #[arg(long)]
+        file: PathBuf,
+        /// Multipart part size, in MiB (S3 needs at least 5)
+        #[arg(long, default_value = "16")]
+        part_size_mib: u64,
+        /// Parts uploaded in parallel
+        #[arg(long, default_value = "4")]
+        concurrency: usize,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ObjectArgs {
+    #[arg(long)]
+    bucket: String,
+    #[arg(long)]
+    key: String,
+}
+
+#[derive(Debug, Args)]
+struct PutTreeArgs {
+    #[arg(long)]
+    bucket: String,
+    /// Prefix of every key, e.g. "tree/"
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// Number of objects
+    #[arg(long)]
+    count: usize,
+    /// Size of each object, in bytes
+    #[arg(long)]
+    size: usize,
+    /// Spread the objects over this many subdirectories (0: all directly under the prefix)
+    #[arg(long, default_value = "0")]
+    dirs: usize,
+    /// Store s3fs-style POSIX attributes (x-amz-meta-mode/uid/gid/mtime) on each object
+    #[arg(long)]
+    posix_metadata: bool,
+    /// PUTs in flight
+    #[arg(long, default_value = "32")]
+    concurrency: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = build_client(&cli).await;
+    match cli.command {
+        Command::Read {
+            object,
+            part_size_mib,
+            concurrency,
+        } => read(&client, &object, part_size_mib * MIB, concurrency).await,
+        Command::Ttfb { object } => ttfb(&client, &object).await,
+        Command::List {
+            bucket,
+            prefix,
+            heads,
+            concurrency,
+        } => list(&client, &bucket, &prefix, heads, concurrency).await,
+        Command::GetAll {
+            bucket,
+            prefix,
+            dest,
+            concurrency,
+        } => get_all(&client, &bucket, &prefix, &dest, concurrency).await,
+        Command::CreateBucket { bucket } => create_bucket(&client, &bucket).await,
+        Command::PutTree(args) => put_tree(&client, &args).await,
+        Command::PutFile {
+            object,
+            file,
+            part_size_mib,
+            concurrency,
+        } => put_file(&client, &object, &file, part_size_mib * MIB, concurrency).await,
+    }
+}
+
+async fn build_client(cli: &Cli) -> Client {
+    let mut loader = aws_config::from_env().region(Region::new(cli.region.clone()));
+    if let Some(endpoint) = &cli.endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    if let (Some(key), Some(secret)) = (&cli.access_key_id, &cli.secret_access_key) {
+        loader = loader.credentials_provider(Credentials::new(key, secret, None, None, "flags"));
+    }
+    let sdk_config = loader.load().await;
+    let s3_config = aws_sdk_s3::config::Builder::from(&sdk_config)
+        .force_path_style(true)
+        // Only the set-up helpers upload. A checksum on every PUT would be
+        // computed, sent and stored for nothing; local S3 servers also differ
+        // in how well they handle the aws-chunked trailer it comes in.
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .build();
+    Client::from_conf(s3_config)
+}
+
+/// Prints one result line and its rate, MB being 10^6 bytes.
+fn report_rate(bytes: u64, started: Instant) {
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "bytes={bytes} seconds={seconds:.3} mb_per_s={:.1}",
+        bytes as f64 / 1e6 / seconds
+    );
+}
+
+async fn get_range(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    range: Range<u64>,
+) -> anyhow::Result<Bytes> {
+    let output = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .range(format!("bytes={}-{}", range.start, range.end - 1))
+        .send()
+        .await
+        .with_context(|| format!("GET {key} {range:?}"))?;
+    let data = output.body.collect().await?.into_bytes();
+    if data.len() as u64 != range.end - range.start {
+        bail!("GET {key} {range:?}: got {} bytes", data.len());
+    }
+    Ok(data)
+}
+
+async fn read(
+    client: &Client,
+    object: &ObjectArgs,
+    part_size_bytes: u64,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    // bucketfs learns the size from a lookup before the first read; so do we.
+    let head = client
+        .head_object()
+        .bucket(&object.bucket)
+        .key(&object.key)
+        .send()
+        .await
+        .with_context(|| format!("HEAD {}", object.key))?;
+    let size = u64::try_from(head.content_length.unwrap_or(0))?;
+    let ranges = (0..size)
+        .step_by(part_size_bytes as usize)
+        .map(move |start| start..(start + part_size_bytes).min(size));
+    // Each GET is its own task, so bodies are received on all worker threads;
+    // `buffered` starts them `concurrency` at a time and yields them in order.
+    let mut parts = futures::stream::iter(ranges)
+        .map(|range| {
+            let client = client.clone();
+            let (bucket, key) = (object.bucket.clone(), object.key.clone());
+            tokio::spawn(async move { get_range(&client, &bucket, &key, range).await })
+        })
+        .buffered(concurrency.max(1));
+    let mut bytes = 0u64;
+    while let Some(part) = parts.next().await {
+        bytes += part??.len() as u64;
+    }
+    if bytes != size {
+        bail!("read {bytes} bytes of a {size}-byte object");
+    }
+    report_rate(bytes, started);
+    Ok(())
+}
+
+async fn ttfb(client: &Client, object: &ObjectArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut output = client
+        .get_object()
+        .bucket(&object.bucket)
+        .key(&object.key)
+        .range("bytes=0-0")
+        .send()
+        .await
+        .with_context(|| format!("GET {} bytes=0-0", object.key))?;
+    let first = output.body.next().await.transpose()?;
+    let seconds = started.elapsed().as_secs_f64();
+    if first.is_none_or(|chunk| chunk.is_empty()) {
+        bail!("GET {} bytes=0-0 returned no byte", object.key);
+    }
+    println!("seconds={seconds:.4}");
+    Ok(())
+}
+
+/// One ListObjectsV2 page; `delimited` rolls deeper keys up into prefixes.
+async fn list_page(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    delimited: bool,
+    continuation: Option<String>,
+) -> anyhow::Result<(Vec<String>, usize, Option<String>)> {
+    let output = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .set_delimiter(delimited.then(|| "/".to_owned()))
+        .set_continuation_token(continuation)
+        .max_keys(LIST_PAGE_KEYS)
+        .send()
+        .await
+        .with_context(|| format!("ListObjectsV2 {prefix:?}"))?;
+    let keys = output
+        .contents
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|object| object.key)
+        .collect();
+    let prefixes = output.common_prefixes.unwrap_or_default().len();
+    let next = match output.is_truncated {
+        Some(true) => output.next_continuation_token,
+        _ => None,
+    };
+    Ok((keys, prefixes, next))
+}
+
+async fn list(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    heads: bool,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut tasks = JoinSet::new();
+    let (mut objects, mut prefixes, mut pages) = (0usize, 0usize, 0usize);
+    let mut continuation = None;
+    loop {
+        let (keys, page_prefixes, next) =
+            list_page(client, bucket, prefix, true, continuation).await?;
+        pages += 1;
+        objects += keys.len();
+        prefixes += page_prefixes;
+        if heads {
+            // Started while the next page is fetched, as a filesystem that
+            // prefetches attributes during readdir could.
+            for key in keys {
+                let (client, bucket) = (client.clone(), bucket.to_owned());
+                let permits = Arc::clone(&permits);
+                tasks.spawn(async move {
+                    let _permit = permits.acquire_owned().await?;
+                    client
+                        .head_object()
+                        .bucket(bucket)
+                        .key(&key)
+                        .send()
+                        .await
+                        .with_context(|| format!("HEAD {key}"))?;
+                    anyhow::Ok(())
+                });
+            }
+        }
+        continuation = next;
+        if continuation.is_none() {
+            break;
+        }
+    }
+    let mut head_count = 0usize;
+    while let Some(result) = tasks.join_next().await {
+        result??;
+        head_count += 1;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "objects={objects} prefixes={prefixes} pages={pages} heads={head_count} seconds={seconds:.3}"
+    );
+    Ok(())
+}
+
+async fn get_all(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    dest: &Path,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let mut tasks = JoinSet::new();
+    let mut objects = 0usize;
+    let mut continuation = None;
+    loop {
+        let (keys, _, next) = list_page(client, bucket, prefix, false, continuation).await?;
+        for key in keys {
+            let Some(relative) = key.strip_prefix(prefix).filter(|rest| !rest.is_empty()) else {
+                continue;
+            };
+            // A directory marker ("d/") has nothing to copy but its directory.
+            let path = dest.join(relative);
+            objects += 1;
+            let (client, bucket) = (client.clone(), bucket.to_owned());
+            let (permits, bytes) = (Arc::clone(&permits), Arc::clone(&bytes));
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await?;
+                if key.ends_with('/') {
+                    tokio::fs::create_dir_all(&path).await?;
+                    return anyhow::Ok(());
+                }
+                let output = client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(&key)
+                    .send()
+                    .await
+                    .with_context(|| format!("GET {key}"))?;
+                let data = output.body.collect().await?.into_bytes();
+                if let Some(parent) = path.parent() {
+                    tokio::fs::create_dir_all(parent).await?;
+                }
+                tokio::fs::write(&path, &data).await?;
+                bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                anyhow::Ok(())
+            });
+        }
+        continuation = next;
+        if continuation.is_none() {
+            break;
+        }
+    }
+    while let Some(result) = tasks.join_next().await {
+        result??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "objects={objects} bytes={} seconds={seconds:.3}",
+        bytes.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+async fn create_bucket(client: &Client, bucket: &str) -> anyhow::Result<()> {
+    match client.create_bucket().bucket(bucket).send().await {
+        Ok(_) => Ok(()),
+        Err(err)
+            if err
+                .as_service_error()
+                // s3s-fs answers BucketAlreadyExists even to the bucket's owner.
+                .is_some_and(|e| {
+                    e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists()
+                }) =>
+        {
+            Ok(())
+        }
+        Err(err) => Err(err).with_context(|| format!("CreateBucket {bucket}")),
+    }
+}
+
+/// Fills `buffer` with splitmix64 output: incompressible enough that no
+/// layer can shortcut it, and far faster than reading /dev/urandom.
+fn fill_pseudo_random(buffer: &mut [u8], seed: u64) {
+    let mut state = seed;
+    for chunk in buffer.chunks_mut(8) {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+    }
+}
+
+async fn put_tree(client: &Client, args: &PutTreeArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mtime = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    // SAFETY: getuid and getgid cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let mut tasks = JoinSet::new();
+    for index in 0..args.count {
+        let key = match args.dirs {
+            0 => format!("{}f{index:05}", args.prefix),
+            dirs => format!("{}d{:02}/f{index:05}", args.prefix, index % dirs),
+        };
+        let mut request = client.put_object().bucket(&args.bucket).key(&key);
+        if args.posix_metadata {
+            request = request
+                .metadata("mode", S3FS_FILE_MODE.to_string())
+                .metadata("uid", uid.to_string())
+                .metadata("gid", gid.to_string())
+                .metadata("mtime", mtime.to_string());
+        }
+        let size = args.size;
+        let permits = Arc::clone(&permits);
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await?;
+            let mut data = vec![0u8; size];
+            fill_pseudo_random(&mut data, index as u64);
+            request
+                .body(ByteStream::from(data))
+                .send()
+                .await
+                .with_context(|| format!("PUT {key}"))?;
+            anyhow::Ok(())
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result??;
+    }
+    println!(
+        "objects={} seconds={:.3}",
+        args.count,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn put_file(
+    client: &Client,
+    object: &ObjectArgs,
+    file: &Path,
+    part_size_bytes: u64,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let size = tokio::fs::metadata(file)
+        .await
+        .with_context(|| format!("{}", file.display()))?
+        .len();
+    let (bucket, key) = (&object.bucket, &object.key);
+    if size <= part_size_bytes {
+        client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(ByteStream::from(tokio::fs::read(file).await?))
+            .send()
+            .await
+            .with_context(|| format!("PUT {key}"))?;
+        report_rate(size, started);
+        return Ok(());
+    }
+    let upload_id = client
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .with_context(|| format!("CreateMultipartUpload {key}"))?
+        .upload_id
+        .context("CreateMultipartUpload returned no upload id")?;
+    let part_count = size.div_ceil(part_size_bytes);
+    let parts = futures::stream::iter(1..=part_count)
+        .map(|number| {
+            let (client, bucket, key) = (client.clone(), bucket.clone(), key.clone());
+            let (upload_id, file) = (upload_id.clone(), file.to_owned());
+            tokio::spawn(async move {
+                let offset = (number - 1) * part_size_bytes;
+                let len = part_size_bytes.min(size - offset);
+                let mut reader = tokio::fs::File::open(&file).await?;
+                tokio::io::AsyncSeekExt::seek(&mut reader, std::io::SeekFrom::Start(offset))
+                    .await?;
+                let mut data = vec![0u8; len as usize];
+                reader.read_exact(&mut data).await?;
+                let output = client
+                    .upload_part()
+                    .bucket(bucket)
+                    .key(&key)
+                    .upload_id(upload_id)
+                    .part_number(i32::try_from(number)?)
+                    .body(ByteStream::from(data))
+                    .send()
+                    .await
+                    .with_context(|| format!("UploadPart {key} #{number}"))?;
+                anyhow::Ok(
+                    CompletedPart::builder()
+                        .part_number(i32::try_from(number)?)
+                        .set_e_tag(output.e_tag)
+                        .build(),
+                )
+            })
+        })
+        .buffered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    let parts = parts
+        .into_iter()
+        .map(|joined| joined?)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    client
+        .complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .with_context(|| format!("CompleteMultipartUpload {key}"))?;
+    report_rate(size, started);
+    Ok(())
+}
