@@ -40,6 +40,8 @@ struct Resolved {
 
 pub struct DirStream {
     ino: u64,
+    /// Identifies this pass over the directory (see `Filesystem::is_fresh`).
+    generation: u64,
     prefix: String,
     page: Vec<Resolved>,
     /// Offset of `page[0]`.
@@ -51,9 +53,10 @@ pub struct DirStream {
 }
 
 impl DirStream {
-    pub fn new(ino: u64, prefix: String) -> Self {
+    pub fn new(ino: u64, prefix: String, generation: u64) -> Self {
         DirStream {
             ino,
+            generation,
             prefix,
             page: Vec::new(),
             page_offset: FIRST_CHILD_OFFSET,
@@ -63,8 +66,8 @@ impl DirStream {
         }
     }
 
-    fn restart(&mut self) {
-        *self = DirStream::new(self.ino, std::mem::take(&mut self.prefix));
+    fn restart(&mut self, generation: u64) {
+        *self = DirStream::new(self.ino, std::mem::take(&mut self.prefix), generation);
     }
 }
 
@@ -97,7 +100,10 @@ impl<S: ObjectStore> Filesystem<S> {
         }
         let offset = offset.max(FIRST_CHILD_OFFSET);
         if offset < stream.page_offset {
-            stream.restart();
+            stream.restart(
+                self.next_listing
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            );
         }
         while offset >= stream.page_offset + stream.page.len() as u64 && !stream.is_listed_to_end {
             self.next_page(&mut stream).await?;
@@ -111,12 +117,13 @@ impl<S: ObjectStore> Filesystem<S> {
             .skip(start)
             .take(ENTRIES_PER_CALL)
         {
-            let entry = self.remember(
+            let entry = self.remember_listed(
                 parent,
                 &child.name,
                 child.kind,
                 child.key.clone(),
                 child.stat.clone(),
+                Some(stream.generation),
             );
             entries.push(DirEntry {
                 name: child.name.clone(),
@@ -151,6 +158,12 @@ impl<S: ObjectStore> Filesystem<S> {
             stream.continuation = page.next.clone();
             let is_last_page = page.next.is_none();
             stream.is_listed_to_end = is_last_page;
+            if is_last_page {
+                self.completed_listings
+                    .lock()
+                    .unwrap()
+                    .put(stream.generation, std::time::Instant::now());
+            }
 
             let mut directories: Vec<(String, String)> = Vec::new();
             for prefix in &page.common_prefixes {

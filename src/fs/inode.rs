@@ -25,6 +25,9 @@ pub struct Inode {
     /// Open for writing on this mount: `stat` is kept locally (its size is the
     /// staged size) and what the store says must not overwrite it.
     pub is_being_written: bool,
+    /// The directory listing (by generation) that last reported this entry;
+    /// the entry is trusted until the TTL after that listing completed.
+    pub listed_in: Option<u64>,
     lookups: u64,
 }
 
@@ -44,6 +47,7 @@ impl InodeTable {
             stat: root_stat,
             validated_at: Instant::now(),
             is_being_written: false,
+            listed_in: None,
             // The kernel never forgets the root.
             lookups: 1,
         };
@@ -79,6 +83,7 @@ impl InodeTable {
         kind: FileKind,
         key: String,
         stat: Stat,
+        listed_in: Option<u64>,
     ) -> u64 {
         let slot = (parent, name.to_owned());
         if let Some(&ino) = self.children.get(&slot)
@@ -89,6 +94,7 @@ impl InodeTable {
                 inode.stat = stat;
                 inode.validated_at = Instant::now();
                 inode.key = key;
+                inode.listed_in = listed_in;
             }
             inode.lookups += 1;
             return ino;
@@ -105,6 +111,7 @@ impl InodeTable {
                 stat,
                 validated_at: Instant::now(),
                 is_being_written: false,
+                listed_in,
                 lookups: 1,
             },
         );
@@ -190,8 +197,8 @@ mod tests {
     #[test]
     fn forget_releases_inodes() {
         let mut table = InodeTable::new(String::new(), stat());
-        let a = table.remember(ROOT_INO, "a", FileKind::File, "a".into(), stat());
-        let again = table.remember(ROOT_INO, "a", FileKind::File, "a".into(), stat());
+        let a = table.remember(ROOT_INO, "a", FileKind::File, "a".into(), stat(), None);
+        let again = table.remember(ROOT_INO, "a", FileKind::File, "a".into(), stat(), None);
         assert_eq!(a, again, "a known name keeps its number");
         table.forget(a, 1);
         assert!(table.get(a).is_some(), "one reference left");
@@ -204,8 +211,15 @@ mod tests {
     #[test]
     fn a_name_that_changes_kind_gets_a_new_number() {
         let mut table = InodeTable::new(String::new(), stat());
-        let file = table.remember(ROOT_INO, "a", FileKind::File, "a".into(), stat());
-        let dir = table.remember(ROOT_INO, "a", FileKind::Directory, "a/".into(), stat());
+        let file = table.remember(ROOT_INO, "a", FileKind::File, "a".into(), stat(), None);
+        let dir = table.remember(
+            ROOT_INO,
+            "a",
+            FileKind::Directory,
+            "a/".into(),
+            stat(),
+            None,
+        );
         assert_ne!(file, dir);
         table.forget(file, 1);
         assert_eq!(table.child(ROOT_INO, "a").map(|(ino, _)| ino), Some(dir));

@@ -53,6 +53,10 @@ const HEADER_CACHE_ENTRIES: usize = 100_000;
 /// Negative lookups kept; tools probe few missing names at a time.
 const NEGATIVE_CACHE_ENTRIES: usize = 16_384;
 
+/// Completed listings remembered for freshness; older ones just expire
+/// their entries at the usual TTL.
+const COMPLETED_LISTINGS: usize = 4096;
+
 /// Problem keys warned about, at most; past this the warnings stop rather
 /// than the set growing with a pathological bucket.
 const MAX_WARNED_KEYS: usize = 10_000;
@@ -222,6 +226,9 @@ pub struct Filesystem<S> {
     /// that listings show them from `create()` on.
     created_here: Mutex<HashMap<u64, HashSet<String>>>,
     upload: UploadConfig,
+    next_listing: AtomicU64,
+    /// When each recent directory listing reached its end, by generation.
+    completed_listings: Mutex<lru::LruCache<u64, std::time::Instant>>,
     /// Private (0700) directory of anonymous staging files; removed on drop.
     staging_dir: tempfile::TempDir,
 }
@@ -270,6 +277,10 @@ impl<S: ObjectStore> Filesystem<S> {
             writes: Mutex::new(HashMap::new()),
             created_here: Mutex::new(HashMap::new()),
             upload,
+            next_listing: AtomicU64::new(1),
+            completed_listings: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(COMPLETED_LISTINGS).expect("non-zero"),
+            )),
             staging_dir,
             config,
         })
@@ -315,8 +326,21 @@ impl<S: ObjectStore> Filesystem<S> {
         }
     }
 
+    /// Whether what the store said about an entry is still trusted: for the
+    /// TTL after it was confirmed, or after the listing that reported it
+    /// completed. The latter matters for large directories: `ls -l` stats
+    /// every entry only after listing them all, which can take longer than
+    /// the TTL, and those entries must not cost a request each.
     fn is_fresh(&self, inode: &inode::Inode) -> bool {
-        inode.validated_at.elapsed() < self.config.metadata_ttl
+        let ttl = self.config.metadata_ttl;
+        inode.validated_at.elapsed() < ttl
+            || inode.listed_in.is_some_and(|generation| {
+                self.completed_listings
+                    .lock()
+                    .unwrap()
+                    .peek(&generation)
+                    .is_some_and(|completed| completed.elapsed() < ttl)
+            })
     }
 
     /// Logs a problem with a key once per mount.
@@ -344,46 +368,47 @@ impl<S: ObjectStore> Filesystem<S> {
         if !is_valid_name(name) {
             return Err(Error::NotFound);
         }
-        {
+        let known_kind = {
             let mut inodes = self.inodes.lock().unwrap();
-            if let Some((ino, child)) = inodes.child(parent, name)
-                && (self.is_fresh(child) || child.is_being_written)
-            {
-                let attr = self.attr(ino, child.kind, &child.stat);
-                inodes.add_lookup(ino);
-                return Ok(self.entry(attr));
+            match inodes.child(parent, name) {
+                Some((ino, child)) if self.is_fresh(child) || child.is_being_written => {
+                    let attr = self.attr(ino, child.kind, &child.stat);
+                    inodes.add_lookup(ino);
+                    return Ok(self.entry(attr));
+                }
+                Some((_, child)) => Some(child.kind),
+                None => None,
             }
-        }
+        };
         if self.negative.is_absent(parent, name) {
             return Err(Error::NotFound);
         }
         let key = format!("{parent_key}{name}");
         let dir_prefix = format!("{key}/");
-        let (head, listing) = {
-            let _permits = self
-                .metadata_requests
-                .acquire_many(2)
-                .await
-                .expect("never closed");
-            tokio::join!(
-                self.store.head(&key),
-                self.store.list_page(&dir_prefix, false, None, 1)
-            )
-        };
-        let listing = listing?;
-        let is_directory = !listing.objects.is_empty() || !listing.common_prefixes.is_empty();
-        if is_directory {
+        // A name already known is revalidated as what it was, with one
+        // request; only a change of kind (or a new name) costs both.
+        if known_kind == Some(FileKind::File) {
+            match self.head(&key).await {
+                Ok(meta) => {
+                    let stat = self.stat_from_head(&key, &meta);
+                    return Ok(self.remember(parent, name, FileKind::File, key, stat));
+                }
+                Err(StoreError::NotFound { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        if known_kind == Some(FileKind::Directory) && self.is_directory(&dir_prefix).await? {
+            return Ok(self.remember_directory(parent, name, dir_prefix));
+        }
+        let (head, is_directory) = tokio::join!(self.head(&key), self.is_directory(&dir_prefix));
+        if is_directory? {
             if head.is_ok() {
                 self.warn_once(
                     &key,
                     "an object shares its name with a directory; the directory is shown",
                 );
             }
-            let stat = Stat {
-                mtime: Some(self.mounted_at),
-                ..Stat::default()
-            };
-            return Ok(self.remember(parent, name, FileKind::Directory, dir_prefix, stat));
+            return Ok(self.remember_directory(parent, name, dir_prefix));
         }
         match head {
             Ok(meta) => {
@@ -398,10 +423,52 @@ impl<S: ObjectStore> Filesystem<S> {
         }
     }
 
+    async fn head(&self, key: &str) -> std::result::Result<ObjectMeta, StoreError> {
+        let _permit = self
+            .metadata_requests
+            .acquire()
+            .await
+            .expect("never closed");
+        self.store.head(key).await
+    }
+
+    /// Whether anything lives under `prefix`: one delimited one-key listing,
+    /// which a store answers from that directory alone.
+    async fn is_directory(&self, prefix: &str) -> Result<bool> {
+        let _permit = self
+            .metadata_requests
+            .acquire()
+            .await
+            .expect("never closed");
+        let page = self.store.list_page(prefix, true, None, 1).await?;
+        Ok(!page.objects.is_empty() || !page.common_prefixes.is_empty())
+    }
+
+    fn remember_directory(&self, parent: u64, name: &str, prefix: String) -> Entry {
+        let stat = Stat {
+            mtime: Some(self.mounted_at),
+            ..Stat::default()
+        };
+        self.remember(parent, name, FileKind::Directory, prefix, stat)
+    }
+
     fn remember(&self, parent: u64, name: &str, kind: FileKind, key: String, stat: Stat) -> Entry {
+        self.remember_listed(parent, name, kind, key, stat, None)
+    }
+
+    /// `remember`, for an entry reported by the listing `listed_in`.
+    fn remember_listed(
+        &self,
+        parent: u64,
+        name: &str,
+        kind: FileKind,
+        key: String,
+        stat: Stat,
+        listed_in: Option<u64>,
+    ) -> Entry {
         let attr = {
             let mut inodes = self.inodes.lock().unwrap();
-            let ino = inodes.remember(parent, name, kind, key, stat.clone());
+            let ino = inodes.remember(parent, name, kind, key, stat.clone(), listed_in);
             self.attr(ino, kind, &stat)
         };
         self.negative.remove(parent, name);
@@ -537,7 +604,7 @@ impl<S: ObjectStore> Filesystem<S> {
     pub fn opendir(&self, ino: u64) -> Result<u64> {
         let key = self.directory_key(ino)?;
         let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
-        let stream = DirStream::new(ino, key);
+        let stream = DirStream::new(ino, key, self.next_listing.fetch_add(1, Ordering::Relaxed));
         self.dirs
             .lock()
             .unwrap()
