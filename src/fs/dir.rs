@@ -18,7 +18,11 @@ use futures::stream::FuturesOrdered;
 use crate::cache::meta::PosixHeaders;
 use crate::config::PosixMetadata;
 use crate::fs::{DirEntry, Error, FileKind, Filesystem, Result, Stat, is_valid_name};
-use crate::store::{ListedObject, ObjectStore, StoreError};
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+
+use crate::store::{ListPage, ListedObject, ObjectStore, StoreError};
 
 /// Keys per ListObjectsV2 page: S3's maximum.
 const LIST_PAGE_KEYS: u32 = 1000;
@@ -50,6 +54,16 @@ pub struct DirStream {
     /// Files held back until the next page shows whether a prefix shadows them.
     carried: Vec<ListedObject>,
     is_listed_to_end: bool,
+    /// The next page, already being listed.
+    next_page_listing: Option<JoinHandle<std::result::Result<ListPage, StoreError>>>,
+}
+
+impl Drop for DirStream {
+    fn drop(&mut self) {
+        if let Some(listing) = self.next_page_listing.take() {
+            listing.abort();
+        }
+    }
 }
 
 impl DirStream {
@@ -63,6 +77,7 @@ impl DirStream {
             continuation: None,
             carried: Vec::new(),
             is_listed_to_end: false,
+            next_page_listing: None,
         }
     }
 
@@ -140,21 +155,41 @@ impl<S: ObjectStore> Filesystem<S> {
         stream.page_offset += stream.page.len() as u64;
         stream.page.clear();
         while stream.page.is_empty() && !stream.is_listed_to_end {
-            let page = {
-                let _permit = self
-                    .metadata_requests
-                    .acquire()
-                    .await
-                    .expect("never closed");
-                self.store
-                    .list_page(
-                        &stream.prefix,
-                        true,
-                        stream.continuation.as_deref(),
-                        LIST_PAGE_KEYS,
-                    )
-                    .await?
+            let page = match stream.next_page_listing.take() {
+                Some(listing) => listing.await.unwrap_or_else(|join| {
+                    Err(StoreError::Other {
+                        source: format!("listing task failed: {join}").into(),
+                    })
+                })?,
+                None => {
+                    let _permit = self
+                        .metadata_requests
+                        .acquire()
+                        .await
+                        .expect("never closed");
+                    self.store
+                        .list_page(
+                            &stream.prefix,
+                            true,
+                            stream.continuation.as_deref(),
+                            LIST_PAGE_KEYS,
+                        )
+                        .await?
+                }
             };
+            // The next page is listed while this one's HEADs run, as a
+            // client listing and HEADing by hand would overlap them.
+            if let Some(token) = page.next.clone() {
+                let store = Arc::clone(&self.store);
+                let requests = Arc::clone(&self.metadata_requests);
+                let prefix = stream.prefix.clone();
+                stream.next_page_listing = Some(tokio::spawn(async move {
+                    let _permit = requests.acquire_owned().await.expect("never closed");
+                    store
+                        .list_page(&prefix, true, Some(&token), LIST_PAGE_KEYS)
+                        .await
+                }));
+            }
             stream.continuation = page.next.clone();
             let is_last_page = page.next.is_none();
             stream.is_listed_to_end = is_last_page;
