@@ -109,8 +109,13 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
         access: config.access,
         write_mode: config.fs.write_mode,
     };
-    let mut session = match fuse::mount(fs, runtime.handle().clone(), &config.mountpoint, &options)
-    {
+    let mounted = fuse::mount(
+        Arc::clone(&fs),
+        runtime.handle().clone(),
+        &config.mountpoint,
+        &options,
+    );
+    let mut session = match mounted {
         Ok(session) => session,
         Err(error) => {
             let message = format!("cannot mount at {}: {error}", config.mountpoint.display());
@@ -145,7 +150,17 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
             _ = terminate.recv() => log::info!("SIGTERM: unmounting"),
             _ = interrupt.recv() => log::info!("SIGINT: unmounting"),
         }
-        unmounter.unmount().context("unmount failed")?;
+        // Nothing written is lost to a service stop: every dirty file is
+        // uploaded before the mount goes away.
+        let failures = fs.commit_all().await;
+        if failures > 0 {
+            log::error!("{failures} open file(s) could not be uploaded before exiting");
+        }
+        if let Err(error) = unmounter.unmount() {
+            // Files are still open (EBUSY): detach, as `umount -l` would.
+            log::warn!("unmount failed ({error}); detaching the busy mount");
+            fuse::unmount_lazily(&config.mountpoint).context("lazy unmount failed")?;
+        }
         finished_session(finished.await)
     })
 }

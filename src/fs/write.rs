@@ -700,6 +700,21 @@ impl<S: ObjectStore> Filesystem<S> {
         }
     }
 
+    /// Commits every dirty open file (on SIGTERM, before the daemon exits);
+    /// returns how many could not be uploaded.
+    pub async fn commit_all(&self) -> usize {
+        let writers: Vec<_> = self.writes.lock().unwrap().values().cloned().collect();
+        let mut failures = 0;
+        for writer in writers {
+            let mut open = writer.lock().await;
+            if let Err(error) = self.commit(&mut open).await {
+                log::error!("{}: upload at shutdown failed: {error}", open.key);
+                failures += 1;
+            }
+        }
+        failures
+    }
+
     /// Names created on this mount and not yet uploaded, for listings.
     pub(super) fn created_names(&self, parent: u64) -> Vec<String> {
         self.created_here

@@ -8,7 +8,7 @@
 mod errno;
 mod session;
 
-pub use session::{MountOptions, MountedSession, Unmounter, mount};
+pub use session::{MountOptions, MountedSession, Unmounter, mount, unmount_lazily};
 
 use std::ffi::OsStr;
 use std::path::Path;

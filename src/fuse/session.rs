@@ -33,6 +33,20 @@ impl Unmounter {
     }
 }
 
+/// Detaches a busy mount (`umount -l`): processes that still have files open
+/// keep them, and the session ends once they close them.
+pub fn unmount_lazily(mountpoint: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(mountpoint.as_os_str().as_bytes())?;
+    // SAFETY: path is a valid NUL-terminated string that outlives the call.
+    let rc = unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Mounts the filesystem. When this returns the kernel has completed the
 /// FUSE handshake, so the mount is live and requests queue until `run`.
 pub fn mount<S: ObjectStore>(
