@@ -51,6 +51,13 @@ else
   apt_install fuse3
   command -v fusermount3 >/dev/null 2>&1 || die "fusermount3 still missing after installing fuse3"
 fi
+# The write tests drive git, tar and the like inside a mount.
+for tool in git tar; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    say "$tool: installing with apt-get"
+    apt_install "$tool"
+  fi
+done
 [ -c /dev/fuse ] || say "WARNING: /dev/fuse is missing; mounts will fail (load the fuse module or run the container with --device /dev/fuse)"
 
 # 2. Patched s3s-fs (the second fake S3). Its first build is minutes of CPU, while the venv below

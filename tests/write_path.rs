@@ -319,3 +319,37 @@ fn a_failed_upload_fails_close_and_a_retry_succeeds_once_the_store_is_back() {
     run(Command::new("cp").arg(&local).arg(mount.join("copy.txt")));
     assert_eq!(bucket.get("copy.txt"), b"copied while the store is down");
 }
+
+#[test]
+fn a_file_renamed_before_close_lands_under_its_new_name() {
+    use std::io::Write;
+    let bucket = Bucket::new(ServerKind::Moto);
+    let mount = bucket.mount(&[]);
+    let mut file = std::fs::File::create(mount.join("draft.txt")).unwrap();
+    file.write_all(b"first half, ").unwrap();
+    std::fs::rename(mount.join("draft.txt"), mount.join("final.txt")).unwrap();
+    file.write_all(b"second half").unwrap();
+    drop(file);
+    let keys = bucket.list_keys("");
+    assert!(!keys.contains("draft.txt"), "old name gone: {keys:?}");
+    assert_eq!(bucket.get("final.txt"), b"first half, second half");
+}
+
+#[test]
+fn git_init_add_and_commit_work_inside_the_mount() {
+    let bucket = Bucket::new(ServerKind::Moto);
+    let mount = bucket.mount(&[]);
+    sh(
+        mount.path(),
+        "git init -q repo && cd repo && echo hello > README && git add README && \
+         git -c user.name=t -c user.email=t@example.com commit -q -m first && git log --oneline | wc -l",
+    );
+    assert_eq!(
+        sh(
+            &mount.join("repo"),
+            "git status --porcelain && git log --format=%s"
+        )
+        .stdout_str(),
+        "first\n"
+    );
+}
