@@ -75,7 +75,17 @@ fn startup_failed(readiness: Readiness, message: String) -> anyhow::Error {
     StartupFailed(message).into()
 }
 
+/// Allocations from this size up are mapped and unmapped directly. glibc
+/// otherwise raises its threshold after the first large free, and then keeps
+/// multi-MiB read parts in fragmented heaps it never returns, which measured
+/// 658 MiB peak RSS against a 512 MiB cache.
+const MMAP_THRESHOLD_BYTES: libc::c_int = 256 * 1024;
+
 fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
+    // SAFETY: mallopt only tunes the allocator; called before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("bucketfs-io")
