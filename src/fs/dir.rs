@@ -257,10 +257,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 name,
                 kind: FileKind::Directory,
                 key,
-                stat: Stat {
-                    mtime: Some(self.mounted_at),
-                    ..Stat::default()
-                },
+                stat: self.implicit_directory_stat(),
             }));
             // Files created here and not uploaded yet: listed once, from the
             // inode table, at the end of the listing.
@@ -306,12 +303,7 @@ impl<S: ObjectStore> Filesystem<S> {
                     {
                         Some(headers) => Stat { headers, ..listed },
                         None => {
-                            let _permit = self
-                                .metadata_requests
-                                .acquire()
-                                .await
-                                .expect("never closed");
-                            match self.store.head(&object.key).await {
+                            match self.head(&object.key).await {
                                 // Newer than the listing if the object changed in between.
                                 Ok(meta) => self.stat_from_head(&object.key, &meta),
                                 // Deleted since the listing: show what was listed.

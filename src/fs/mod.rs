@@ -286,10 +286,6 @@ impl<S: ObjectStore> Filesystem<S> {
         })
     }
 
-    pub fn config(&self) -> &FsConfig {
-        &self.config
-    }
-
     /// Turns what the store said into what `stat` shows: POSIX headers win
     /// over the mount options, unless the mount ignores them.
     fn attr(&self, ino: u64, kind: FileKind, stat: &Stat) -> Attr {
@@ -445,11 +441,22 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     fn remember_directory(&self, parent: u64, name: &str, prefix: String) -> Entry {
-        let stat = Stat {
+        self.remember(
+            parent,
+            name,
+            FileKind::Directory,
+            prefix,
+            self.implicit_directory_stat(),
+        )
+    }
+
+    /// A directory known only from keys under it: no size, ETag or headers of
+    /// its own, and the mount time as mtime.
+    fn implicit_directory_stat(&self) -> Stat {
+        Stat {
             mtime: Some(self.mounted_at),
             ..Stat::default()
-        };
-        self.remember(parent, name, FileKind::Directory, prefix, stat)
+        }
     }
 
     fn remember(&self, parent: u64, name: &str, kind: FileKind, key: String, stat: Stat) -> Entry {
@@ -509,14 +516,7 @@ impl<S: ObjectStore> Filesystem<S> {
             }
             inode.key.clone()
         };
-        let meta = {
-            let _permit = self
-                .metadata_requests
-                .acquire()
-                .await
-                .expect("never closed");
-            self.store.head(&key).await?
-        };
+        let meta = self.head(&key).await?;
         let stat = self.stat_from_head(&key, &meta);
         let mut inodes = self.inodes.lock().unwrap();
         if let Some(inode) = inodes.get_mut(ino)
@@ -630,10 +630,6 @@ impl<S: ObjectStore> Filesystem<S> {
             },
         };
         Ok((self.entry(dot), self.entry(dotdot)))
-    }
-
-    pub fn mounted_at(&self) -> SystemTime {
-        self.mounted_at
     }
 
     pub fn inode_count(&self) -> usize {
