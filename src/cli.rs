@@ -26,7 +26,8 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Arg, ArgAction, Command, CommandFactory, FromArgMatches, Parser};
 
 use crate::config::{
-    Access, FsConfig, MountConfig, OwnerConfig, PosixMetadata, StoreConfig, WriteMode,
+    Access, FsConfig, MountConfig, OwnerConfig, PosixMetadata, STREAM_RETAIN_BYTES, StoreConfig,
+    WriteMode,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -225,6 +226,14 @@ struct Cli {
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(5..=5120),
         default_value = "8", help_heading = "Writing")]
     write_part_size: u64,
+
+    /// Memory for parts on their way to the store, all files together
+    ///
+    /// Writers wait when it is spent, so the daemon does not grow under
+    /// writes. At least one write part.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(5..),
+        default_value = "256", help_heading = "Writing")]
+    max_write_buffer: u64,
 
     /// Directory for staging files being written [default: a private temporary directory]
     ///
@@ -441,6 +450,8 @@ impl Cli {
                 max_cache_size_bytes,
                 read_part_size_bytes,
                 write_part_size_bytes: self.write_part_size * MIB,
+                max_write_buffer_bytes: self.max_write_buffer * MIB,
+                stream_retain_bytes: STREAM_RETAIN_BYTES,
                 cache_dir: self.cache_dir,
             },
             access,
@@ -662,6 +673,8 @@ mod tests {
                 max_cache_size_bytes: 512 * MIB,
                 read_part_size_bytes: 8 * MIB,
                 write_part_size_bytes: 8 * MIB,
+                max_write_buffer_bytes: 256 * MIB,
+                stream_retain_bytes: STREAM_RETAIN_BYTES,
                 cache_dir: None,
             }
         );

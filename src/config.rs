@@ -57,6 +57,10 @@ pub struct OwnerConfig {
     pub dir_mode: u16,
 }
 
+/// Uploaded bytes of a streamed file kept staged: bounds its staging disk
+/// while keeping the recent end readable before close.
+pub const STREAM_RETAIN_BYTES: u64 = 64 * 1024 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FsConfig {
     /// Key prefix the mount root maps to: empty, or ending in `/`.
@@ -72,6 +76,11 @@ pub struct FsConfig {
     pub read_part_size_bytes: u64,
     /// Preferred multipart part size for uploads.
     pub write_part_size_bytes: u64,
+    /// Memory for parts in flight to and from the store, all writers together.
+    pub max_write_buffer_bytes: u64,
+    /// How much of a file streamed to the store stays staged (and readable)
+    /// before close; see `crate::upload::StreamingUpload`.
+    pub stream_retain_bytes: u64,
     /// Where the private staging directory goes; `None` for the system's temporary directory.
     pub cache_dir: Option<PathBuf>,
 }

@@ -30,6 +30,8 @@ fn config(posix_metadata: PosixMetadata) -> FsConfig {
         max_cache_size_bytes: 256 * MIB,
         read_part_size_bytes: 8 * MIB,
         write_part_size_bytes: 8 * MIB,
+        max_write_buffer_bytes: 64 * MIB,
+        stream_retain_bytes: bucketfs::config::STREAM_RETAIN_BYTES,
         cache_dir: None,
     }
 }
@@ -412,11 +414,13 @@ async fn a_large_file_is_uploaded_in_parts_and_failed_parts_abort_the_upload() {
     let fs = writable(&store);
     let data = random_bytes(20 * MIB + 5, 7);
     let (_, fh) = fs.create(ROOT_INO, "big", 0o644, CALLER).await.unwrap();
-    for (index, chunk) in data.chunks(MIB as usize).enumerate() {
+    // Written back to front, so nothing streams: the whole file goes at flush.
+    for (index, chunk) in data.chunks(MIB as usize).enumerate().rev() {
         fs.write(fh, index as u64 * MIB, Bytes::copy_from_slice(chunk))
             .await
             .unwrap();
     }
+    assert_eq!(store.request_count(Verb::UploadPart), 0);
     store.fail_next(Verb::UploadPart, FailureKind::Other, 1);
     assert!(fs.flush(fh).await.is_err());
     assert_eq!(store.pending_uploads(), 0, "the failed upload was aborted");

@@ -27,7 +27,7 @@ use crate::cache::block::{BLOCK_SIZE_BYTES, BlockCache};
 use crate::cache::meta::{HeaderCache, NegativeCache, PosixHeaders};
 use crate::config::{FsConfig, PosixMetadata};
 use crate::store::{ObjectMeta, ObjectStore, StoreError};
-use crate::upload::{UploadConfig, UploadError};
+use crate::upload::{UploadConfig, UploadError, WriteBudget};
 
 mod dir;
 mod inode;
@@ -90,6 +90,12 @@ pub enum Error {
     InvalidArgument,
     #[error("upload failed")]
     Upload(#[source] Arc<UploadError>),
+    /// Bytes of a file streamed to the store that left the staging file and
+    /// are not an object yet.
+    #[error("range already uploaded; readable and writable again after close")]
+    AlreadyUploaded,
+    #[error("file too large for S3")]
+    TooLarge,
 }
 
 impl Error {
@@ -122,6 +128,7 @@ impl From<UploadError> for Error {
         match error {
             UploadError::Store(store) => Error::from_store(Arc::new(store), None),
             staging @ UploadError::Staging(_) => Error::Upload(Arc::new(staging)),
+            UploadError::TooLarge => Error::TooLarge,
         }
     }
 }
@@ -258,6 +265,8 @@ impl<S: ObjectStore> Filesystem<S> {
         let upload = UploadConfig {
             part_size_bytes: config.write_part_size_bytes,
             max_parts_in_flight: max_concurrency.clamp(1, 8),
+            stream_retain_bytes: config.stream_retain_bytes,
+            budget: WriteBudget::new(config.max_write_buffer_bytes),
         };
         Ok(Filesystem {
             store,
@@ -585,7 +594,8 @@ impl<S: ObjectStore> Filesystem<S> {
         // descriptor reads the staged copy.
         let writer = self.writes.lock().unwrap().get(&handle.ino()).cloned();
         if let Some(writer) = writer {
-            return writer.lock().await.read(offset, size as usize).await;
+            let mut open = writer.lock().await;
+            return self.read_staged(&mut open, offset, size as usize).await;
         }
         self.read_handle(&handle, offset, size as u64).await
     }

@@ -25,7 +25,7 @@ use crate::cache::meta::PosixHeaders;
 use crate::config::WriteMode;
 use crate::fs::{Entry, Error, FileKind, Filesystem, Result, Stat, is_valid_name};
 use crate::store::{ObjectStore, StoreError};
-use crate::upload::Staging;
+use crate::upload::{Staging, StreamingUpload};
 
 /// Keys moved at once when a directory is renamed.
 const RENAME_PARALLELISM: usize = 16;
@@ -40,10 +40,31 @@ pub struct OpenWrite {
     is_unlinked: bool,
     handles: usize,
     headers: PosixHeaders,
+    /// Uploads parts while the file is written sequentially from empty;
+    /// `None` for any other pattern, which uploads the whole file at commit.
+    stream: Option<StreamingUpload>,
+    /// A streamed commit left bytes `[0, n)` out of the staging file: they
+    /// are fetched back from the object (pinned to the ETag) before use.
+    missing: Option<(u64, String)>,
 }
 
 impl OpenWrite {
-    pub async fn read(&self, offset: u64, size: usize) -> Result<Bytes> {
+    fn new(ino: u64, key: String, staging: Staging, headers: PosixHeaders) -> Self {
+        OpenWrite {
+            ino,
+            key,
+            staging,
+            size: 0,
+            is_dirty: false,
+            is_unlinked: false,
+            handles: 1,
+            headers,
+            stream: Some(StreamingUpload::new()),
+            missing: None,
+        }
+    }
+
+    async fn read(&self, offset: u64, size: usize) -> Result<Bytes> {
         if offset >= self.size {
             return Ok(Bytes::new());
         }
@@ -80,6 +101,16 @@ fn s3fs_metadata(headers: &PosixHeaders) -> HashMap<String, String> {
         metadata.insert("mtime".to_owned(), seconds.to_string());
     }
     metadata
+}
+
+/// The metadata a streamed upload is created with, before the file is
+/// complete: without `mtime`, so that the object's Last-Modified (its
+/// completion) stands for it, as s3fs reads an object without the header.
+fn streamed_metadata(headers: &PosixHeaders) -> HashMap<String, String> {
+    s3fs_metadata(&PosixHeaders {
+        mtime: None,
+        ..*headers
+    })
 }
 
 /// What a setattr call changes.
@@ -146,6 +177,10 @@ impl<S: ObjectStore> Filesystem<S> {
                 open.staging.set_len(0).await.map_err(upload_io)?;
                 open.size = 0;
                 open.is_dirty = true;
+                open.missing = None;
+                if let Some(stream) = open.stream.replace(StreamingUpload::new()) {
+                    stream.abandon(&self.store);
+                }
                 self.update_local_stat(&open);
             }
             drop(open);
@@ -164,20 +199,16 @@ impl<S: ObjectStore> Filesystem<S> {
         let staging = Staging::new(self.staging_dir.path()).map_err(upload_io)?;
         if !truncate && stat.size > 0 {
             staging
-                .fill_from(&*self.store, &key, &stat.etag, stat.size, self.upload)
+                .fill_from(&*self.store, &key, &stat.etag, stat.size, &self.upload)
                 .await
                 .map_err(Error::from)?;
         }
-        let open = OpenWrite {
-            ino,
-            key,
-            staging,
-            size: if truncate { 0 } else { stat.size },
-            is_dirty: truncate && stat.size > 0,
-            is_unlinked: false,
-            handles: 1,
-            headers: stat.headers,
-        };
+        let mut open = OpenWrite::new(ino, key, staging, stat.headers);
+        if !truncate {
+            open.size = stat.size;
+            open.stream = None;
+        }
+        open.is_dirty = truncate && stat.size > 0;
         let raced = {
             let mut writes = self.writes.lock().unwrap();
             match writes.get(&ino) {
@@ -249,6 +280,9 @@ impl<S: ObjectStore> Filesystem<S> {
                 open.key
             );
         }
+        if let Some(stream) = open.stream.take() {
+            stream.abandon(&self.store);
+        }
         self.writes.lock().unwrap().remove(&ino);
         self.set_being_written(ino, false);
     }
@@ -259,16 +293,22 @@ impl<S: ObjectStore> Filesystem<S> {
             return Ok(());
         }
         let metadata = s3fs_metadata(&open.headers);
-        let etag = open
-            .staging
-            .commit(&*self.store, &open.key, open.size, &metadata, self.upload)
-            .await
-            .map_err(|error| {
-                log::warn!("upload of {} failed: {error}", open.key);
-                Error::Upload(Arc::new(error))
-            })?;
+        let streamed = open.stream.as_ref().is_some_and(|s| s.has_upload());
+        let uploaded = if streamed {
+            self.finish_stream(open).await
+        } else {
+            open.staging
+                .commit(&*self.store, &open.key, open.size, &metadata, &self.upload)
+                .await
+        };
+        let etag = uploaded.map_err(|error| {
+            log::warn!("upload of {} failed: {error}", open.key);
+            Error::Upload(Arc::new(error))
+        })?;
+        open.stream = None;
         log::debug!("committed {} ({} bytes, ETag {etag})", open.key, open.size);
         open.is_dirty = false;
+
         self.headers.insert(&open.key, &etag, open.headers);
         let mut inodes = self.inodes.lock().unwrap();
         if let Some(inode) = inodes.get_mut(open.ino) {
@@ -282,6 +322,141 @@ impl<S: ObjectStore> Filesystem<S> {
             }
         }
         Ok(())
+    }
+
+    /// Completes a streamed upload. Bytes it dropped from staging are
+    /// fetched back from the new object if anything touches them later.
+    async fn finish_stream(
+        &self,
+        open: &mut OpenWrite,
+    ) -> std::result::Result<String, crate::upload::UploadError> {
+        let stream = open
+            .stream
+            .as_mut()
+            .expect("the caller checked for a stream");
+        let mut etag = stream
+            .finish(&open.staging, &self.store, open.size, &self.upload)
+            .await?;
+        let released = stream.released_through();
+        if stream.created_with() != Some(&streamed_metadata(&open.headers)) {
+            // chmod or chown while the parts were on their way.
+            let metadata = s3fs_metadata(&open.headers);
+            match self
+                .store
+                .copy(&open.key, &open.key, Some(&etag), Some(&metadata))
+                .await
+            {
+                Ok(copied) => etag = copied,
+                Err(error) => log::error!(
+                    "{}: uploaded, but its new mode or owner could not be set: {error}",
+                    open.key
+                ),
+            }
+        }
+        if released > 0 {
+            open.missing = Some((released, etag.clone()));
+        }
+        Ok(etag)
+    }
+
+    /// Fetches back what a streamed commit dropped from the staging file,
+    /// before anything reads or changes those bytes through it.
+    async fn restore_missing(&self, open: &mut OpenWrite) -> Result<()> {
+        if let Some((through, etag)) = open.missing.take() {
+            log::debug!("{}: restaging {through} uploaded bytes", open.key);
+            if let Err(error) = open
+                .staging
+                .fill_range(&*self.store, &open.key, &etag, 0..through, &self.upload)
+                .await
+            {
+                open.missing = Some((through, etag));
+                return Err(error.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Before a change at `offset`: a stream that cannot take it is given up
+    /// (the whole file goes at commit), unless it already dropped bytes.
+    async fn prepare_change(&self, open: &mut OpenWrite, offset: u64) -> Result<()> {
+        if let Some(stream) = &open.stream
+            && !stream.accepts_change_at(offset, open.size)
+        {
+            if stream.released_through() > 0 {
+                log::warn!(
+                    "{}: change at {offset} refused: bytes before {} are uploaded and not staged any more",
+                    open.key,
+                    stream.released_through()
+                );
+                return Err(Error::AlreadyUploaded);
+            }
+            log::debug!(
+                "{}: not written sequentially; uploaded whole at commit",
+                open.key
+            );
+            let stream = open.stream.take().expect("checked above");
+            stream.abandon(&self.store);
+        }
+        self.restore_missing(open).await
+    }
+
+    /// Read-after-write from the staged copy.
+    pub(super) async fn read_staged(
+        &self,
+        open: &mut OpenWrite,
+        offset: u64,
+        size: usize,
+    ) -> Result<Bytes> {
+        if let Some(stream) = &open.stream
+            && offset < stream.released_through()
+        {
+            log::warn!(
+                "{}: read at {offset} refused: the bytes are uploaded and not staged any more until close",
+                open.key
+            );
+            return Err(Error::AlreadyUploaded);
+        }
+        if open
+            .missing
+            .as_ref()
+            .is_some_and(|(through, _)| offset < *through)
+        {
+            self.restore_missing(open).await?;
+        }
+        open.read(offset, size).await
+    }
+
+    /// After a write or truncation that the stream accepted: its full parts
+    /// go to the store now. If the stream cannot start, the file is uploaded
+    /// whole at commit instead.
+    async fn upload_completed_parts(&self, open: &mut OpenWrite) -> Result<()> {
+        let Some(stream) = open.stream.as_mut() else {
+            return Ok(());
+        };
+        let metadata = streamed_metadata(&open.headers);
+        let result = stream
+            .after_write(
+                &open.staging,
+                &self.store,
+                &open.key,
+                &metadata,
+                open.size,
+                &self.upload,
+            )
+            .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(error) if stream.released_through() == 0 => {
+                log::warn!(
+                    "{}: streaming upload stopped, uploading at close: {error}",
+                    open.key
+                );
+                let stream = open.stream.take().expect("matched above");
+                stream.abandon(&self.store);
+                Ok(())
+            }
+            Err(error) => Err(Error::Upload(Arc::new(error))),
+        }
     }
 
     /// `flush` and `fsync`: commit the handle's file if it is dirty.
@@ -308,6 +483,7 @@ impl<S: ObjectStore> Filesystem<S> {
             .ok_or(Error::BadHandle { fh })?;
         let mut open = writer.lock().await;
         let len = data.len() as u64;
+        self.prepare_change(&mut open, offset).await?;
         open.staging
             .write_at(offset, data)
             .await
@@ -316,6 +492,7 @@ impl<S: ObjectStore> Filesystem<S> {
         open.is_dirty = true;
         open.headers.mtime = Some(SystemTime::now());
         self.update_local_stat(&open);
+        self.upload_completed_parts(&mut open).await?;
         Ok(len as u32)
     }
 
@@ -349,17 +526,9 @@ impl<S: ObjectStore> Filesystem<S> {
         let entry = self.remember(parent, name, FileKind::File, key.clone(), stat.clone());
         let ino = entry.attr.ino;
         let staging = Staging::new(self.staging_dir.path()).map_err(upload_io)?;
-        let open = OpenWrite {
-            ino,
-            key: key.clone(),
-            staging,
-            size: 0,
-            // An empty file is a file too: it is uploaded at the first close.
-            is_dirty: true,
-            is_unlinked: false,
-            handles: 1,
-            headers,
-        };
+        let mut open = OpenWrite::new(ino, key.clone(), staging, headers);
+        // An empty file is a file too: it is uploaded at the first close.
+        open.is_dirty = true;
         self.writes
             .lock()
             .unwrap()
@@ -396,6 +565,7 @@ impl<S: ObjectStore> Filesystem<S> {
             {
                 let mut open = writer.lock().await;
                 if let Some(size) = change.size {
+                    self.prepare_change(&mut open, size).await?;
                     open.staging.set_len(size).await.map_err(upload_io)?;
                     open.size = size;
                     open.headers.mtime = Some(SystemTime::now());
@@ -486,6 +656,9 @@ impl<S: ObjectStore> Filesystem<S> {
                 let mut open = writer.lock().await;
                 open.is_unlinked = true;
                 open.is_dirty = false;
+                if let Some(stream) = open.stream.take() {
+                    stream.abandon(&self.store);
+                }
             }
         }
         self.store.delete(&key).await?;
@@ -648,6 +821,17 @@ impl<S: ObjectStore> Filesystem<S> {
         let writer = self.writes.lock().unwrap().get(&ino).cloned();
         if let Some(writer) = writer {
             let mut open = writer.lock().await;
+            if let Some(stream) = open.stream.take_if(|stream| stream.has_upload()) {
+                if stream.released_through() == 0 {
+                    // Its upload is bound to the old key: start over at commit.
+                    stream.abandon(&self.store);
+                } else {
+                    // Not all of it is staged any more: finish it under the
+                    // old name, then move it like any object.
+                    open.stream = Some(stream);
+                    self.commit(&mut open).await?;
+                }
+            }
             if open.is_dirty {
                 // The data lands under the new name at the next commit.
                 open.key = new_key.to_owned();
@@ -658,6 +842,13 @@ impl<S: ObjectStore> Filesystem<S> {
                 };
             }
             open.key = new_key.to_owned();
+            let etag = self.store.copy(old_key, new_key, None, None).await?;
+            if let Some((_, missing_etag)) = open.missing.as_mut() {
+                *missing_etag = etag;
+            }
+            drop(open);
+            self.store.delete(old_key).await?;
+            return Ok(());
         }
         self.store.copy(old_key, new_key, None, None).await?;
         self.store.delete(old_key).await?;

@@ -18,6 +18,10 @@ pub fn errno(error: &Error) -> libc::c_int {
         Error::InvalidArgument => libc::EINVAL,
         // A commit that failed after retries: close() and fsync() report it.
         Error::Upload(_) => libc::EIO,
+        // As Mountpoint answers an out-of-order write: the call, not the
+        // system, is at fault, and retrying it cannot help before close.
+        Error::AlreadyUploaded => libc::EINVAL,
+        Error::TooLarge => libc::EFBIG,
         Error::Store(source) => match **source {
             // Reached only by races (an object deleted between two requests
             // of one operation); the name is gone, so ENOENT, not EIO.

@@ -8,7 +8,13 @@
 //! by the parts in flight. A commit uploads the staged bytes with one
 //! PutObject, or a multipart upload from the file in parallel parts; either
 //! way the object changes whole, at once, and a failed multipart upload is
-//! aborted so no parts are left behind.
+//! aborted so no parts are left behind. A file written sequentially from
+//! empty does not wait for the commit: `stream` uploads its parts while it is
+//! being written.
+//!
+//! Every byte this module holds in memory (parts on their way to or from the
+//! store) is reserved from one `WriteBudget` first, so all writers together
+//! stay within `--max-write-buffer`; when it is spent, writers wait.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -20,8 +26,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::store::{ObjectStore, StoreError};
+
+mod streaming;
+pub use streaming::StreamingUpload;
+
+const MIB: u64 = 1024 * 1024;
 
 /// S3 allows at most this many parts in one multipart upload.
 const MAX_PARTS: u64 = 10_000;
@@ -35,15 +47,54 @@ pub enum UploadError {
     Staging(#[from] io::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("file too large for a multipart upload of 10,000 parts")]
+    TooLarge,
 }
 
 /// How commits upload.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct UploadConfig {
     /// Preferred multipart part size; grown for huge files (see `part_size_for`).
     pub part_size_bytes: u64,
-    /// Parts uploaded at once by one commit.
+    /// Parts uploaded at once by one file.
     pub max_parts_in_flight: usize,
+    /// A streamed file keeps at most about this many uploaded bytes staged
+    /// (for reading back before close); older uploaded parts are dropped
+    /// from the staging file.
+    pub stream_retain_bytes: u64,
+    pub budget: WriteBudget,
+}
+
+/// Memory for parts in flight, shared by every file of the mount, in whole MiB.
+#[derive(Debug, Clone)]
+pub struct WriteBudget {
+    permits: Arc<Semaphore>,
+    capacity_mib: u32,
+}
+
+impl WriteBudget {
+    pub fn new(bytes: u64) -> Self {
+        let capacity_mib = bytes.div_ceil(MIB).clamp(1, u64::from(u32::MAX >> 3)) as u32;
+        WriteBudget {
+            permits: Arc::new(Semaphore::new(capacity_mib as usize)),
+            capacity_mib,
+        }
+    }
+
+    /// Waits until `bytes` fit. A single part larger than the whole budget
+    /// takes all of it rather than waiting forever.
+    pub async fn reserve(&self, bytes: u64) -> OwnedSemaphorePermit {
+        let mib = bytes.div_ceil(MIB).clamp(1, u64::from(self.capacity_mib)) as u32;
+        Arc::clone(&self.permits)
+            .acquire_many_owned(mib)
+            .await
+            .expect("the budget's semaphore is never closed")
+    }
+
+    /// MiB not reserved right now.
+    pub fn available_mib(&self) -> usize {
+        self.permits.available_permits()
+    }
 }
 
 /// The part size for an object of `size` bytes: the configured size, grown
@@ -94,10 +145,49 @@ impl Staging {
         .await
     }
 
+    /// Exactly `len` bytes at `offset`: the staged file must reach that far.
+    pub async fn read_exact_at(&self, offset: u64, len: usize) -> Result<Bytes, UploadError> {
+        let body = self.read_at(offset, len).await?;
+        if body.len() != len {
+            return Err(UploadError::Staging(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "staging file shorter than the file size",
+            )));
+        }
+        Ok(body)
+    }
+
     /// Shrinks or grows (with zeros, as a sparse hole) to `size`.
     pub async fn set_len(&self, size: u64) -> io::Result<()> {
         let file = Arc::clone(&self.file);
         blocking(move || file.set_len(size)).await
+    }
+
+    /// Gives the disk space of `range` back; it reads as zeros afterwards.
+    /// Best effort: where the file system cannot punch holes the bytes stay.
+    pub async fn release(&self, range: std::ops::Range<u64>) {
+        use std::os::fd::AsRawFd;
+        let file = Arc::clone(&self.file);
+        let punched = blocking(move || {
+            // SAFETY: fallocate on a descriptor we own, with plain integers.
+            let status = unsafe {
+                libc::fallocate(
+                    file.as_raw_fd(),
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    range.start as libc::off_t,
+                    (range.end - range.start) as libc::off_t,
+                )
+            };
+            if status == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        })
+        .await;
+        if let Err(error) = punched {
+            log::debug!("staging space not released: {error}");
+        }
     }
 
     /// Fills the staging file with `size` bytes of an existing object, in
@@ -108,14 +198,31 @@ impl Staging {
         key: &str,
         etag: &str,
         size: u64,
-        config: UploadConfig,
+        config: &UploadConfig,
     ) -> Result<(), UploadError> {
-        let part = part_size_for(size, config.part_size_bytes);
+        self.fill_range(store, key, etag, 0..size, config).await?;
+        self.set_len(size).await?;
+        Ok(())
+    }
+
+    /// Writes `range` of an existing object into the same range of the
+    /// staging file, in parallel ranged GETs pinned to `etag`.
+    pub async fn fill_range<S: ObjectStore>(
+        &self,
+        store: &S,
+        key: &str,
+        etag: &str,
+        range: std::ops::Range<u64>,
+        config: &UploadConfig,
+    ) -> Result<(), UploadError> {
+        let part = part_size_for(range.end, config.part_size_bytes);
         let if_match = (!etag.is_empty()).then_some(etag);
-        let mut parts = stream::iter((0..size.div_ceil(part)).map(|index| {
-            let start = index * part;
-            let end = (start + part).min(size);
+        let count = (range.end - range.start).div_ceil(part);
+        let mut parts = stream::iter((0..count).map(|index| {
+            let start = range.start + index * part;
+            let end = (start + part).min(range.end);
             async move {
+                let _memory = config.budget.reserve(end - start).await;
                 let bytes = store.get_range(key, start..end, if_match).await?;
                 self.write_at(start, bytes).await?;
                 Ok::<(), UploadError>(())
@@ -125,7 +232,6 @@ impl Staging {
         while let Some(result) = parts.next().await {
             result?;
         }
-        self.set_len(size).await?;
         Ok(())
     }
 
@@ -137,10 +243,11 @@ impl Staging {
         key: &str,
         size: u64,
         user_metadata: &HashMap<String, String>,
-        config: UploadConfig,
+        config: &UploadConfig,
     ) -> Result<String, UploadError> {
         let part = part_size_for(size, config.part_size_bytes);
         if size <= part {
+            let _memory = config.budget.reserve(size).await;
             let body = self.read_at(0, size as usize).await?;
             return Ok(store.put(key, body, user_metadata).await?);
         }
@@ -170,23 +277,18 @@ impl Staging {
         upload_id: &str,
         size: u64,
         part: u64,
-        config: UploadConfig,
+        config: &UploadConfig,
     ) -> Result<Vec<(u32, String)>, UploadError> {
         let count = size.div_ceil(part);
         let mut uploads = stream::iter((0..count).map(|index| {
             let start = index * part;
             let len = part.min(size - start) as usize;
             async move {
-                let body = self.read_at(start, len).await?;
-                if body.len() != len {
-                    return Err(UploadError::Staging(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "staging file shorter than the file size",
-                    )));
-                }
+                let _memory = config.budget.reserve(len as u64).await;
+                let body = self.read_exact_at(start, len).await?;
                 let number = index as u32 + 1;
                 let etag = store.upload_part(key, upload_id, number, body).await?;
-                Ok((number, etag))
+                Ok::<_, UploadError>((number, etag))
             }
         }))
         .buffer_unordered(config.max_parts_in_flight.max(1));
