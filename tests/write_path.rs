@@ -353,3 +353,55 @@ fn git_init_add_and_commit_work_inside_the_mount() {
         "first\n"
     );
 }
+
+#[test]
+fn symlinks_are_stored_as_s3fs_stores_them() {
+    let bucket = Bucket::new(ServerKind::Moto);
+    bucket.put("dir/target.txt", "pointed at\n");
+    let mount = bucket.mount(&[]);
+    sh(
+        mount.path(),
+        "ln -s dir/target.txt link && ln -s /etc/hostname dir/absolute",
+    );
+    assert_eq!(
+        sh(mount.path(), "readlink link").stdout_str(),
+        "dir/target.txt\n"
+    );
+    assert_eq!(sh(mount.path(), "cat link").stdout_str(), "pointed at\n");
+    assert_eq!(
+        sh(mount.path(), "stat -c '%F %a' link").stdout_str().trim(),
+        "symbolic link 777"
+    );
+    assert!(!sh_status(mount.path(), "ln -s other link").status.success());
+    drop(mount);
+
+    assert_eq!(
+        bucket.get("link"),
+        b"dir/target.txt",
+        "the body is the target"
+    );
+    let head = bucket
+        .block_on(
+            bucket
+                .client()
+                .head_object()
+                .bucket(&bucket.name)
+                .key("link")
+                .send(),
+        )
+        .expect("head link");
+    let mode = head.metadata().and_then(|m| m.get("mode").cloned());
+    assert_eq!(mode.as_deref(), Some("41471"), "S_IFLNK | 0777");
+
+    let again = bucket.mount(&[]);
+    assert_eq!(
+        sh(
+            again.path(),
+            "readlink dir/absolute && find . -type l | sort"
+        )
+        .stdout_str(),
+        "/etc/hostname\n./dir/absolute\n./link\n"
+    );
+    sh(again.path(), "rm link");
+    assert!(!bucket.list_keys("").contains("link"));
+}

@@ -32,6 +32,7 @@ use crate::upload::{UploadConfig, UploadError, WriteBudget};
 mod dir;
 mod inode;
 mod read;
+mod symlink;
 mod write;
 
 pub use write::{Caller, SetAttr};
@@ -145,6 +146,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub enum FileKind {
     File,
     Directory,
+    /// An object whose s3fs mode header says S_IFLNK; its body is the
+    /// target. The namespace treats it as a file: only `stat` tells.
+    Symlink,
 }
 
 /// What the store says about an entry, before the mount options apply.
@@ -303,9 +307,17 @@ impl<S: ObjectStore> Filesystem<S> {
             PosixMetadata::FromHeaders => stat.headers,
             PosixMetadata::ListingOnly => PosixHeaders::default(),
         };
+        let is_symlink = headers
+            .mode
+            .is_some_and(|mode| mode & libc::S_IFMT == libc::S_IFLNK);
+        let kind = match kind {
+            FileKind::File if is_symlink => FileKind::Symlink,
+            kind => kind,
+        };
         let default_perm = match kind {
             FileKind::File => owner.file_mode,
             FileKind::Directory => owner.dir_mode,
+            FileKind::Symlink => 0o777,
         };
         Attr {
             ino,
@@ -318,7 +330,7 @@ impl<S: ObjectStore> Filesystem<S> {
             uid: headers.uid.unwrap_or(owner.uid),
             gid: headers.gid.unwrap_or(owner.gid),
             nlink: match kind {
-                FileKind::File => 1,
+                FileKind::File | FileKind::Symlink => 1,
                 FileKind::Directory => 2,
             },
         }
@@ -361,7 +373,7 @@ impl<S: ObjectStore> Filesystem<S> {
         let inode = inodes.get(ino).ok_or(Error::NotFound)?;
         match inode.kind {
             FileKind::Directory => Ok(inode.key.clone()),
-            FileKind::File => Err(Error::NotADirectory),
+            FileKind::File | FileKind::Symlink => Err(Error::NotADirectory),
         }
     }
 

@@ -85,7 +85,7 @@ fn upload_io(error: std::io::Error) -> Error {
 }
 
 /// User metadata in s3fs-fuse's format.
-fn s3fs_metadata(headers: &PosixHeaders) -> HashMap<String, String> {
+pub(super) fn s3fs_metadata(headers: &PosixHeaders) -> HashMap<String, String> {
     let mut metadata = HashMap::new();
     if let Some(mode) = headers.mode {
         metadata.insert("mode".to_owned(), mode.to_string());
@@ -132,7 +132,7 @@ pub struct Caller {
 }
 
 impl<S: ObjectStore> Filesystem<S> {
-    fn check_writable(&self) -> Result<()> {
+    pub(super) fn check_writable(&self) -> Result<()> {
         match self.config.write_mode {
             WriteMode::ReadOnly => Err(Error::ReadOnly),
             WriteMode::ReadWrite => Ok(()),
@@ -762,7 +762,7 @@ impl<S: ObjectStore> Filesystem<S> {
         let old_parent_key = self.directory_key(parent)?;
         let new_parent_key = self.directory_key(new_parent)?;
         match source.attr.kind {
-            FileKind::File => {
+            FileKind::File | FileKind::Symlink => {
                 if destination.is_some_and(|d| d.kind == FileKind::Directory) {
                     return Err(Error::IsADirectory);
                 }
@@ -786,7 +786,7 @@ impl<S: ObjectStore> Filesystem<S> {
             }
             FileKind::Directory => {
                 if let Some(destination) = destination {
-                    if destination.kind == FileKind::File {
+                    if destination.kind != FileKind::Directory {
                         return Err(Error::NotADirectory);
                     }
                     if self

@@ -11,6 +11,7 @@ mod session;
 pub use session::{MountOptions, MountedSession, Unmounter, mount, unmount_lazily};
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -61,6 +62,7 @@ fn file_attr(attr: &Attr) -> FileAttr {
         kind: match attr.kind {
             FileKind::File => FileType::RegularFile,
             FileKind::Directory => FileType::Directory,
+            FileKind::Symlink => FileType::Symlink,
         },
         perm: attr.perm,
         nlink: attr.nlink,
@@ -468,13 +470,69 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
 
     fn symlink(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _link_name: &OsStr,
-        _target: &Path,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
         reply: ReplyEntry,
     ) {
-        reply.error(Errno::EPERM);
+        let Some(name) = name_of(link_name) else {
+            return reply.error(Errno::EINVAL);
+        };
+        let target = Bytes::copy_from_slice(target.as_os_str().as_bytes());
+        let caller = caller(req);
+        let fs = Arc::clone(&self.fs);
+        self.runtime.spawn(async move {
+            match fs.symlink(parent.0, &name, target, caller).await {
+                Ok(entry) => reply_entry(reply, &entry),
+                Err(error) => reply.error(failure("symlink", parent.0, &error)),
+            }
+        });
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: fuser::ReplyData) {
+        let fs = Arc::clone(&self.fs);
+        self.runtime.spawn(async move {
+            match fs.readlink(ino.0).await {
+                Ok(target) => reply.data(&target),
+                Err(error) => reply.error(failure("readlink", ino.0, &error)),
+            }
+        });
+    }
+
+    // Extended attributes are not stored. ENOSYS (rather than ENOTSUP) makes
+    // the kernel answer EOPNOTSUPP itself from then on, so `ls -l` and `cp -a`
+    // do not pay a round trip per file asking.
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: fuser::ReplyXattr,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: fuser::ReplyXattr) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::ENOSYS);
     }
 
     fn rename(
