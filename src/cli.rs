@@ -26,8 +26,8 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Arg, ArgAction, Command, CommandFactory, FromArgMatches, Parser};
 
 use crate::config::{
-    Access, FsConfig, MountConfig, OwnerConfig, PosixMetadata, STREAM_RETAIN_BYTES, StoreConfig,
-    WriteMode,
+    Access, FsConfig, MAX_SINGLE_COPY_BYTES, MountConfig, OwnerConfig, PosixMetadata,
+    STREAM_RETAIN_BYTES, StoreConfig, WriteMode,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -452,6 +452,7 @@ impl Cli {
                 write_part_size_bytes: self.write_part_size * MIB,
                 max_write_buffer_bytes: self.max_write_buffer * MIB,
                 stream_retain_bytes: STREAM_RETAIN_BYTES,
+                max_single_copy_bytes: MAX_SINGLE_COPY_BYTES,
                 cache_dir: self.cache_dir,
             },
             access,
@@ -675,6 +676,7 @@ mod tests {
                 write_part_size_bytes: 8 * MIB,
                 max_write_buffer_bytes: 256 * MIB,
                 stream_retain_bytes: STREAM_RETAIN_BYTES,
+                max_single_copy_bytes: MAX_SINGLE_COPY_BYTES,
                 cache_dir: None,
             }
         );

@@ -61,6 +61,9 @@ pub struct OwnerConfig {
 /// while keeping the recent end readable before close.
 pub const STREAM_RETAIN_BYTES: u64 = 64 * 1024 * 1024;
 
+/// S3's limit for CopyObject.
+pub const MAX_SINGLE_COPY_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FsConfig {
     /// Key prefix the mount root maps to: empty, or ending in `/`.
@@ -81,6 +84,9 @@ pub struct FsConfig {
     /// How much of a file streamed to the store stays staged (and readable)
     /// before close; see `crate::upload::StreamingUpload`.
     pub stream_retain_bytes: u64,
+    /// Largest object copied with one CopyObject (S3 allows 5 GiB); larger
+    /// ones (renames, attribute changes) are copied part by part.
+    pub max_single_copy_bytes: u64,
     /// Where the private staging directory goes; `None` for the system's temporary directory.
     pub cache_dir: Option<PathBuf>,
 }

@@ -32,6 +32,7 @@ fn config(posix_metadata: PosixMetadata) -> FsConfig {
         write_part_size_bytes: 8 * MIB,
         max_write_buffer_bytes: 64 * MIB,
         stream_retain_bytes: bucketfs::config::STREAM_RETAIN_BYTES,
+        max_single_copy_bytes: bucketfs::config::MAX_SINGLE_COPY_BYTES,
         cache_dir: None,
     }
 }

@@ -405,3 +405,25 @@ fn symlinks_are_stored_as_s3fs_stores_them() {
     sh(again.path(), "rm link");
     assert!(!bucket.list_keys("").contains("link"));
 }
+
+#[test]
+fn appending_to_a_large_object_keeps_it_whole() {
+    // s3s-fs: moto cannot complete multipart uploads for aws-sdk-s3.
+    let bucket = Bucket::new(ServerKind::S3sFs);
+    let mut body = random_bytes(43, 20 * MIB + 3);
+    bucket.put("big.log", body.clone());
+    let mount = bucket.mount(&[]);
+    sh(mount.path(), "printf 'one more line\\n' >> big.log");
+    body.extend_from_slice(b"one more line\n");
+    assert_eq!(bucket.get("big.log"), body);
+    sh(
+        mount.path(),
+        "printf 'X' | dd of=big.log bs=1 seek=9000000 conv=notrunc 2>/dev/null",
+    );
+    body[9_000_000] = b'X';
+    assert_eq!(bucket.get("big.log"), body);
+    // Unchanged parts were copied server side (a refused copy is logged
+    // and uploaded instead).
+    let log = mount.daemon_log();
+    assert!(!log.contains("not copied"), "{log}");
+}

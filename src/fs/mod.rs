@@ -270,6 +270,7 @@ impl<S: ObjectStore> Filesystem<S> {
             part_size_bytes: config.write_part_size_bytes,
             max_parts_in_flight: max_concurrency.clamp(1, 8),
             stream_retain_bytes: config.stream_retain_bytes,
+            max_single_copy_bytes: config.max_single_copy_bytes,
             budget: WriteBudget::new(config.max_write_buffer_bytes),
         };
         Ok(Filesystem {

@@ -25,7 +25,7 @@ use crate::cache::meta::PosixHeaders;
 use crate::config::WriteMode;
 use crate::fs::{Entry, Error, FileKind, Filesystem, Result, Stat, is_valid_name};
 use crate::store::{ObjectStore, StoreError};
-use crate::upload::{Staging, StreamingUpload};
+use crate::upload::{CopySource, DirtyRanges, Staging, StreamingUpload, Unchanged, copy_object};
 
 /// Keys moved at once when a directory is renamed.
 const RENAME_PARALLELISM: usize = 16;
@@ -46,6 +46,10 @@ pub struct OpenWrite {
     /// A streamed commit left bytes `[0, n)` out of the staging file: they
     /// are fetched back from the object (pinned to the ETag) before use.
     missing: Option<(u64, String)>,
+    /// The object the staged file equals outside `dirty`, so that a commit
+    /// copies unchanged parts server side instead of uploading them.
+    copy_source: Option<CopySource>,
+    dirty: DirtyRanges,
 }
 
 impl OpenWrite {
@@ -61,6 +65,8 @@ impl OpenWrite {
             headers,
             stream: Some(StreamingUpload::new()),
             missing: None,
+            copy_source: None,
+            dirty: DirtyRanges::default(),
         }
     }
 
@@ -178,6 +184,8 @@ impl<S: ObjectStore> Filesystem<S> {
                 open.size = 0;
                 open.is_dirty = true;
                 open.missing = None;
+                open.copy_source = None;
+                open.dirty.clear();
                 if let Some(stream) = open.stream.replace(StreamingUpload::new()) {
                     stream.abandon(&self.store);
                 }
@@ -207,6 +215,11 @@ impl<S: ObjectStore> Filesystem<S> {
         if !truncate {
             open.size = stat.size;
             open.stream = None;
+            open.copy_source = (!stat.etag.is_empty()).then(|| CopySource {
+                key: open.key.clone(),
+                etag: stat.etag.clone(),
+                size: stat.size,
+            });
         }
         open.is_dirty = truncate && stat.size > 0;
         let raced = {
@@ -297,8 +310,23 @@ impl<S: ObjectStore> Filesystem<S> {
         let uploaded = if streamed {
             self.finish_stream(open).await
         } else {
+            let unchanged = open
+                .copy_source
+                .as_ref()
+                .filter(|source| source.key == open.key)
+                .map(|source| Unchanged {
+                    source,
+                    dirty: &open.dirty,
+                });
             open.staging
-                .commit(&*self.store, &open.key, open.size, &metadata, &self.upload)
+                .commit(
+                    &*self.store,
+                    &open.key,
+                    open.size,
+                    &metadata,
+                    unchanged,
+                    &self.upload,
+                )
                 .await
         };
         let etag = uploaded.map_err(|error| {
@@ -308,6 +336,12 @@ impl<S: ObjectStore> Filesystem<S> {
         open.stream = None;
         log::debug!("committed {} ({} bytes, ETag {etag})", open.key, open.size);
         open.is_dirty = false;
+        open.copy_source = Some(CopySource {
+            key: open.key.clone(),
+            etag: etag.clone(),
+            size: open.size,
+        });
+        open.dirty.clear();
 
         self.headers.insert(&open.key, &etag, open.headers);
         let mut inodes = self.inodes.lock().unwrap();
@@ -489,6 +523,7 @@ impl<S: ObjectStore> Filesystem<S> {
             .await
             .map_err(upload_io)?;
         open.size = open.size.max(offset + len);
+        open.dirty.mark(offset..offset + len);
         open.is_dirty = true;
         open.headers.mtime = Some(SystemTime::now());
         self.update_local_stat(&open);
@@ -567,6 +602,8 @@ impl<S: ObjectStore> Filesystem<S> {
                 if let Some(size) = change.size {
                     self.prepare_change(&mut open, size).await?;
                     open.staging.set_len(size).await.map_err(upload_io)?;
+                    let changed_from = size.min(open.size);
+                    open.dirty.mark(changed_from..u64::MAX);
                     open.size = size;
                     open.headers.mtime = Some(SystemTime::now());
                 }
@@ -600,10 +637,16 @@ impl<S: ObjectStore> Filesystem<S> {
         apply_headers(&mut headers, change);
         let mut metadata = meta.user_metadata.clone();
         metadata.extend(s3fs_metadata(&headers));
-        let etag = self
-            .store
-            .copy(&key, &key, Some(&meta.etag), Some(&metadata))
-            .await?;
+        let etag = copy_object(
+            &*self.store,
+            &key,
+            &key,
+            meta.size,
+            Some(&meta.etag),
+            Some(&metadata),
+            &self.upload,
+        )
+        .await?;
         self.headers.insert(&key, &etag, headers);
         if let Some(inode) = self.inodes.lock().unwrap().get_mut(ino) {
             inode.stat.etag = etag;
@@ -656,6 +699,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 let mut open = writer.lock().await;
                 open.is_unlinked = true;
                 open.is_dirty = false;
+                open.copy_source = None;
                 if let Some(stream) = open.stream.take() {
                     stream.abandon(&self.store);
                 }
@@ -768,7 +812,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 }
                 let old_key = format!("{old_parent_key}{name}");
                 let new_key = format!("{new_parent_key}{new_name}");
-                self.rename_file(source.attr.ino, &old_key, &new_key)
+                self.rename_file(source.attr.ino, source.attr.size, &old_key, &new_key)
                     .await?;
                 self.inodes
                     .lock()
@@ -817,7 +861,7 @@ impl<S: ObjectStore> Filesystem<S> {
         Ok(())
     }
 
-    async fn rename_file(&self, ino: u64, old_key: &str, new_key: &str) -> Result<()> {
+    async fn rename_file(&self, ino: u64, size: u64, old_key: &str, new_key: &str) -> Result<()> {
         let writer = self.writes.lock().unwrap().get(&ino).cloned();
         if let Some(writer) = writer {
             let mut open = writer.lock().await;
@@ -835,6 +879,7 @@ impl<S: ObjectStore> Filesystem<S> {
             if open.is_dirty {
                 // The data lands under the new name at the next commit.
                 open.key = new_key.to_owned();
+                open.copy_source = None;
                 drop(open);
                 return match self.store.delete(old_key).await {
                     Ok(()) | Err(StoreError::NotFound { .. }) => Ok(()),
@@ -842,7 +887,12 @@ impl<S: ObjectStore> Filesystem<S> {
                 };
             }
             open.key = new_key.to_owned();
-            let etag = self.store.copy(old_key, new_key, None, None).await?;
+            let etag = self.copy_object(old_key, new_key, open.size).await?;
+            open.copy_source = Some(CopySource {
+                key: new_key.to_owned(),
+                etag: etag.clone(),
+                size: open.size,
+            });
             if let Some((_, missing_etag)) = open.missing.as_mut() {
                 *missing_etag = etag;
             }
@@ -850,9 +900,23 @@ impl<S: ObjectStore> Filesystem<S> {
             self.store.delete(old_key).await?;
             return Ok(());
         }
-        self.store.copy(old_key, new_key, None, None).await?;
+        self.copy_object(old_key, new_key, size).await?;
         self.store.delete(old_key).await?;
         Ok(())
+    }
+
+    /// Copies a whole object, metadata included, whatever its size.
+    async fn copy_object(&self, old_key: &str, new_key: &str, size: u64) -> Result<String> {
+        Ok(copy_object(
+            &*self.store,
+            old_key,
+            new_key,
+            size,
+            None,
+            None,
+            &self.upload,
+        )
+        .await?)
     }
 
     async fn rename_directory(&self, old_prefix: &str, new_prefix: &str) -> Result<()> {
@@ -868,19 +932,21 @@ impl<S: ObjectStore> Filesystem<S> {
             // Moved keys leave the listing, so each round lists from the top
             // rather than following a token into a listing that changed.
             let page = self.store.list_page(old_prefix, false, None, 1000).await?;
-            let moves: Vec<(String, String)> = page
+            let moves: Vec<(String, String, u64)> = page
                 .objects
                 .into_iter()
                 .map(|object| {
                     let new_key = format!("{new_prefix}{}", &object.key[old_prefix.len()..]);
-                    (object.key, new_key)
+                    (object.key, new_key, object.size)
                 })
                 .collect();
-            let moves = moves.into_iter().map(|(old_key, new_key)| async move {
-                self.store.copy(&old_key, &new_key, None, None).await?;
-                self.store.delete(&old_key).await?;
-                Ok::<(), Error>(())
-            });
+            let moves = moves
+                .into_iter()
+                .map(|(old_key, new_key, size)| async move {
+                    self.copy_object(&old_key, &new_key, size).await?;
+                    self.store.delete(&old_key).await?;
+                    Ok::<(), Error>(())
+                });
             let mut moves = stream::iter(moves).buffer_unordered(RENAME_PARALLELISM);
             while let Some(result) = moves.next().await {
                 result?;

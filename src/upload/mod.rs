@@ -30,7 +30,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::store::{ObjectStore, StoreError};
 
+mod copy;
 mod streaming;
+pub use copy::{CopySource, DirtyRanges, Unchanged, copy_object};
 pub use streaming::StreamingUpload;
 
 const MIB: u64 = 1024 * 1024;
@@ -62,6 +64,9 @@ pub struct UploadConfig {
     /// (for reading back before close); older uploaded parts are dropped
     /// from the staging file.
     pub stream_retain_bytes: u64,
+    /// Largest object one CopyObject may copy (S3: 5 GiB); larger ones are
+    /// copied part by part.
+    pub max_single_copy_bytes: u64,
     pub budget: WriteBudget,
 }
 
@@ -243,6 +248,7 @@ impl Staging {
         key: &str,
         size: u64,
         user_metadata: &HashMap<String, String>,
+        unchanged: Option<Unchanged<'_>>,
         config: &UploadConfig,
     ) -> Result<String, UploadError> {
         let part = part_size_for(size, config.part_size_bytes);
@@ -253,7 +259,7 @@ impl Staging {
         }
         let upload_id = store.create_multipart(key, user_metadata).await?;
         match self
-            .upload_parts(store, key, &upload_id, size, part, config)
+            .upload_parts(store, key, &upload_id, size, unchanged, config)
             .await
         {
             Ok(parts) => match store.complete_multipart(key, &upload_id, &parts).await {
@@ -276,17 +282,38 @@ impl Staging {
         key: &str,
         upload_id: &str,
         size: u64,
-        part: u64,
+        unchanged: Option<Unchanged<'_>>,
         config: &UploadConfig,
     ) -> Result<Vec<(u32, String)>, UploadError> {
+        let part = part_size_for(size, config.part_size_bytes);
         let count = size.div_ceil(part);
+        let unchanged = unchanged.as_ref();
         let mut uploads = stream::iter((0..count).map(|index| {
             let start = index * part;
             let len = part.min(size - start) as usize;
             async move {
+                let number = index as u32 + 1;
+                let range = start..start + len as u64;
+                if let Some(unchanged) = unchanged.filter(|u| u.covers(&range)) {
+                    let source = unchanged.source;
+                    let copied = store
+                        .upload_part_copy(
+                            key,
+                            upload_id,
+                            number,
+                            &source.key,
+                            range,
+                            Some(&source.etag),
+                        )
+                        .await;
+                    match copied {
+                        Ok(etag) => return Ok::<_, UploadError>((number, etag)),
+                        // The bytes are staged as well: upload them instead.
+                        Err(error) => log::debug!("{key}: part {number} not copied: {error}"),
+                    }
+                }
                 let _memory = config.budget.reserve(len as u64).await;
                 let body = self.read_exact_at(start, len).await?;
-                let number = index as u32 + 1;
                 let etag = store.upload_part(key, upload_id, number, body).await?;
                 Ok::<_, UploadError>((number, etag))
             }

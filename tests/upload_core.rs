@@ -1,12 +1,14 @@
-//! A file written sequentially from empty streams its parts to the store
-//! while it is written, driven through the filesystem core over the
-//! in-memory store, where request counts and failures can be controlled.
+//! How writes reach the store, driven through the filesystem core over the
+//! in-memory store, where request counts and failures can be controlled: a
+//! file written sequentially from empty streams its parts while it is
+//! written; a changed large file copies its unchanged parts server side; an
+//! object too large for one CopyObject is copied part by part.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bucketfs::config::{FsConfig, OwnerConfig, PosixMetadata, WriteMode};
-use bucketfs::fs::{Caller, Error, Filesystem, ROOT_INO, SetAttr};
+use bucketfs::fs::{Caller, Error, Filesystem, OpenIntent, ROOT_INO, SetAttr};
 use bucketfs::store::memory::{FailureKind, MemoryStore, Verb};
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
@@ -22,6 +24,16 @@ fn mount(
     store: &Arc<MemoryStore>,
     retain_bytes: u64,
     write_buffer_bytes: u64,
+) -> Filesystem<MemoryStore> {
+    let limit = bucketfs::config::MAX_SINGLE_COPY_BYTES;
+    mount_with_copy_limit(store, retain_bytes, write_buffer_bytes, limit)
+}
+
+fn mount_with_copy_limit(
+    store: &Arc<MemoryStore>,
+    retain_bytes: u64,
+    write_buffer_bytes: u64,
+    max_single_copy_bytes: u64,
 ) -> Filesystem<MemoryStore> {
     let config = FsConfig {
         prefix: String::new(),
@@ -39,6 +51,7 @@ fn mount(
         write_part_size_bytes: PART,
         max_write_buffer_bytes: write_buffer_bytes,
         stream_retain_bytes: retain_bytes,
+        max_single_copy_bytes,
         cache_dir: None,
     };
     Filesystem::new(Arc::clone(store), config, 4).expect("staging directory")
@@ -280,4 +293,105 @@ async fn rename_before_close_of_a_streamed_file_lands_under_the_new_name() {
     until_no_pending_uploads(&store).await;
     assert!(store.get("old").is_none());
     assert_eq!(store.get("new").unwrap().0, data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appending_to_a_large_object_copies_its_unchanged_parts() {
+    let store = Arc::new(MemoryStore::new());
+    let mut data = random_bytes(3 * PART + 5, 10);
+    store.put("log", data.clone());
+    let fs = mount(&store, 64 * MIB, 64 * MIB);
+    let ino = fs.lookup(ROOT_INO, "log").await.unwrap().attr.ino;
+    let (fh, _) = fs
+        .open(ino, OpenIntent::Write { truncate: false })
+        .await
+        .unwrap();
+    fs.write(fh, data.len() as u64, Bytes::from_static(b"appended"))
+        .await
+        .unwrap();
+    data.extend_from_slice(b"appended");
+    fs.flush(fh).await.unwrap();
+    assert_eq!(store.get("log").unwrap().0, data);
+    assert_eq!(store.request_count(Verb::UploadPartCopy), 3);
+    assert_eq!(
+        store.request_count(Verb::UploadPart),
+        1,
+        "only the changed part"
+    );
+
+    // The next commit copies from the object the last one made.
+    fs.write(fh, data.len() as u64, Bytes::from_static(b" again"))
+        .await
+        .unwrap();
+    data.extend_from_slice(b" again");
+    store.fail_next(Verb::UploadPartCopy, FailureKind::Other, 1);
+    fs.flush(fh).await.unwrap();
+    assert_eq!(
+        store.get("log").unwrap().0,
+        data,
+        "a failed copy is uploaded instead"
+    );
+    assert_eq!(store.request_count(Verb::UploadPartCopy), 6);
+    assert_eq!(store.request_count(Verb::UploadPart), 3);
+    fs.release(fh).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_in_the_middle_uploads_only_that_part() {
+    let store = Arc::new(MemoryStore::new());
+    let mut data = random_bytes(4 * PART, 11);
+    store.put("f", data.clone());
+    let fs = mount(&store, 64 * MIB, 64 * MIB);
+    let ino = fs.lookup(ROOT_INO, "f").await.unwrap().attr.ino;
+    let (fh, _) = fs
+        .open(ino, OpenIntent::Write { truncate: false })
+        .await
+        .unwrap();
+    let offset = 2 * PART + 100;
+    fs.write(fh, offset, Bytes::from_static(b"XY"))
+        .await
+        .unwrap();
+    data[offset as usize..offset as usize + 2].copy_from_slice(b"XY");
+    fs.flush(fh).await.unwrap();
+    fs.release(fh).await;
+    assert_eq!(store.get("f").unwrap().0, data);
+    assert_eq!(store.request_count(Verb::UploadPartCopy), 3);
+    assert_eq!(store.request_count(Verb::UploadPart), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_over_the_copy_limit_are_renamed_and_chmodded_part_by_part() {
+    let store = Arc::new(MemoryStore::new());
+    let data = random_bytes(3 * PART + 1, 12);
+    store.put_with_metadata(
+        "big",
+        data.clone(),
+        [("mode".to_owned(), "33188".to_owned())].into(),
+    );
+    let fs = mount_with_copy_limit(&store, 64 * MIB, 64 * MIB, PART);
+    fs.rename(ROOT_INO, "big", ROOT_INO, "moved", false)
+        .await
+        .unwrap();
+    assert!(store.get("big").is_none());
+    let (moved, metadata) = store.get("moved").unwrap();
+    assert_eq!(moved, data);
+    assert_eq!(metadata.get("mode").map(String::as_str), Some("33188"));
+    assert_eq!(store.request_count(Verb::Copy), 0);
+    assert!(store.request_count(Verb::UploadPartCopy) >= 1);
+
+    let ino = fs.lookup(ROOT_INO, "moved").await.unwrap().attr.ino;
+    fs.setattr(
+        ino,
+        SetAttr {
+            mode: Some(0o600),
+            ..SetAttr::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (chmodded, metadata) = store.get("moved").unwrap();
+    assert_eq!(chmodded, data);
+    assert_eq!(metadata.get("mode").map(String::as_str), Some("33152"));
+    assert_eq!(store.request_count(Verb::Copy), 0);
+    assert_eq!(store.pending_uploads(), 0);
 }
