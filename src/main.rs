@@ -125,14 +125,13 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
         &config.mountpoint,
         &options,
     );
-    let mut session = match mounted {
-        Ok(session) => session,
+    let (session, mut unmounter) = match mounted {
+        Ok(mounted) => mounted,
         Err(error) => {
             let message = format!("cannot mount at {}: {error}", config.mountpoint.display());
             return Err(startup_failed(readiness, message));
         }
     };
-    let mut unmounter = session.unmounter();
     let (finished_sender, finished) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("bucketfs-fuse".into())
