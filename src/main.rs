@@ -23,6 +23,7 @@ fn main() -> ExitCode {
     let config = match cli::parse_args(std::env::args_os()) {
         Ok(Parsed::Mount(config)) => *config,
         Ok(Parsed::Exit(exit)) => exit.print_and_exit(),
+        Ok(Parsed::FakeMount) => return ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("bucketfs: {error:#}");
             return ExitCode::from(2);
