@@ -574,6 +574,15 @@ fn resolve_mountpoint(path: &Path) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// Whether `path` is a mount whose FUSE daemon died ("Transport endpoint is
+/// not connected").
+pub fn is_dead_mount(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .err()
+        .and_then(|err| err.raw_os_error())
+        == Some(libc::ENOTCONN)
+}
+
 /// Reports why `path` cannot be mounted on, in one line for the user.
 pub fn check_mountpoint(path: &Path) -> Result<(), String> {
     let shown = path.display();

@@ -89,6 +89,29 @@ pub fn unmount_lazily(mountpoint: &Path) -> io::Result<()> {
     }
 }
 
+/// Detaches a mount whose daemon died. Unprivileged users may not call
+/// umount2, but fusermount3 lets them detach their own FUSE mounts.
+pub fn clear_dead_mount(mountpoint: &Path) -> io::Result<()> {
+    match unmount_lazily(mountpoint) {
+        Err(error) if error.raw_os_error() == Some(libc::EPERM) => {
+            let output = std::process::Command::new("fusermount3")
+                .args(["-u", "-z", "--"])
+                .arg(mountpoint)
+                .stdin(std::process::Stdio::null())
+                .output()?;
+            if output.status.success() {
+                Ok(())
+            } else {
+                Err(io::Error::other(format!(
+                    "fusermount3 -u -z: {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                )))
+            }
+        }
+        result => result,
+    }
+}
+
 /// The file system type `mount` and /proc/mounts show.
 const FS_TYPE: &str = "fuse.bucketfs";
 
