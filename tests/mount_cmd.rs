@@ -557,3 +557,47 @@ fn log_file_gets_the_mount_line_and_is_reopened_on_sighup() {
         assert!(!text.contains(ACCESS_KEY), "access key logged:\n{text}");
     }
 }
+
+#[test]
+fn dead_mount_of_a_killed_daemon_is_cleared_by_the_next_mount() {
+    let bucket = Bucket::new(ServerKind::Moto);
+    bucket.put("f.txt", "f\n");
+    let guard = DaemonGuard::new();
+    let mount = || {
+        let run = run_daemonized(
+            &bucket.target(),
+            &bucket.name,
+            guard.path(),
+            &[],
+            MOUNT_COMMAND_TIMEOUT,
+        );
+        assert!(
+            run.status.is_some_and(|s| s.success()),
+            "{}",
+            run.describe()
+        );
+    };
+    mount();
+    let pids = guard.daemon_pids();
+    assert_eq!(pids.len(), 1, "daemons: {pids:?}");
+    // SAFETY: kill(2); the pid serves our temporary mountpoint.
+    unsafe { libc::kill(pids[0] as libc::pid_t, libc::SIGKILL) };
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            std::fs::metadata(guard.path()).is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN))
+        }),
+        "killing the daemon did not leave a dead mount"
+    );
+
+    mount();
+    let table = std::fs::read_to_string("/proc/self/mounts").expect("read /proc/self/mounts");
+    let mountpoint = guard.path().to_str().unwrap();
+    let stacked = table
+        .lines()
+        .filter(|line| line.split(' ').nth(1) == Some(mountpoint))
+        .count();
+    assert_eq!(stacked, 1, "the dead mount is still there:\n{table}");
+    assert_eq!(read_through(&guard.join("f.txt")), "f\n");
+    run_ok(Command::new("umount").arg(guard.path()));
+    assert_unmounted_and_daemon_gone(&guard);
+}
