@@ -601,3 +601,71 @@ fn dead_mount_of_a_killed_daemon_is_cleared_by_the_next_mount() {
     run_ok(Command::new("umount").arg(guard.path()));
     assert_unmounted_and_daemon_gone(&guard);
 }
+
+/// A detached daemon without --log-file logs to syslog. glibc's syslog(3)
+/// always writes to /dev/log, so the daemon runs in a private mount
+/// namespace (unshare -m) where /dev is a fresh tmpfs whose /dev/log is our
+/// socket: the machine's /dev and syslog are left alone. The mount exists
+/// only in that namespace, so the script reads and unmounts there too.
+#[test]
+fn detached_daemon_logs_to_syslog() {
+    let bucket = Bucket::new(ServerKind::Moto);
+    bucket.put("f.txt", "f\n");
+    let guard = DaemonGuard::new();
+    let socket_dir = tempfile::tempdir().expect("temp dir");
+    let socket_path = socket_dir.path().join("log");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind syslog socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("socket timeout");
+
+    let script = r#"set -e
+mount -t tmpfs -o mode=755 tmpfs /dev
+mknod -m 666 /dev/fuse c 10 229
+mknod -m 666 /dev/null c 1 3
+touch /dev/log
+mount --bind "$SYSLOG_SOCKET" /dev/log
+"$@"
+test "$(cat "$MNT/f.txt")" = f
+umount "$MNT"
+"#;
+    let daemon = bucketfs_command(&bucket.target(), &bucket.name, guard.path(), &[]);
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(daemon.get_program())
+        .args(daemon.get_args())
+        .env("SYSLOG_SOCKET", &socket_path)
+        .env("MNT", guard.path());
+    for (name, value) in daemon.get_envs() {
+        match value {
+            Some(value) => cmd.env(name, value),
+            None => cmd.env_remove(name),
+        };
+    }
+    run_ok(&mut cmd);
+
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !lines.iter().any(|l: &String| l.ends_with("unmounted")) {
+        let n = socket.recv(&mut buf).unwrap_or_else(|e| {
+            panic!("syslog lines so far: {lines:#?}; then {e}");
+        });
+        lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let mount_line = format!(
+        "bucketfs {} mounted bucket {} ",
+        env!("CARGO_PKG_VERSION"),
+        bucket.name
+    );
+    // <30> is facility daemon (3 << 3) with priority info (6).
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<30>") && l.contains("bucketfs[") && l.contains(&mount_line)),
+        "{lines:#?}"
+    );
+    assert!(lines.iter().all(|l| !l.contains(SECRET_KEY)), "{lines:#?}");
+    if let Err(pids) = guard.wait_daemons_gone(DAEMON_EXIT_TIMEOUT) {
+        panic!("bucketfs {pids:?} still running after umount");
+    }
+}
