@@ -669,3 +669,42 @@ umount "$MNT"
         panic!("bucketfs {pids:?} still running after umount");
     }
 }
+
+#[test]
+fn sigint_with_a_file_open_detaches_and_exits_once_it_is_closed() {
+    let bucket = Bucket::new(ServerKind::Moto);
+    bucket.put("f.txt", "f\n");
+    let guard = DaemonGuard::new();
+    let run = run_daemonized(
+        &bucket.target(),
+        &bucket.name,
+        guard.path(),
+        &[],
+        MOUNT_COMMAND_TIMEOUT,
+    );
+    assert!(
+        run.status.is_some_and(|s| s.success()),
+        "{}",
+        run.describe()
+    );
+    let open = File::open(guard.join("f.txt")).expect("open f.txt");
+    let pids = guard.daemon_pids();
+    assert_eq!(pids.len(), 1, "daemons: {pids:?}");
+    // SAFETY: kill(2); the pid serves our temporary mountpoint.
+    unsafe { libc::kill(pids[0] as libc::pid_t, libc::SIGINT) };
+    // The busy mount is detached at once: gone from the table, still
+    // serving the file already open.
+    assert!(
+        wait_for(Duration::from_secs(10), || !is_mounted(guard.path())),
+        "still mounted after SIGINT"
+    );
+    let mut contents = String::new();
+    std::io::Read::read_to_string(&mut &open, &mut contents).expect("read the open file");
+    assert_eq!(contents, "f\n");
+    assert!(
+        !guard.daemon_pids().is_empty(),
+        "the daemon exited with a file still open"
+    );
+    drop(open);
+    assert_unmounted_and_daemon_gone(&guard);
+}
