@@ -13,6 +13,10 @@
 //! option, and the second pass parses those long options placed *before* the
 //! original arguments. Every option overrides its earlier occurrences, so an
 //! option typed on the command line wins over the same setting in `-o`.
+//!
+//! Run as `mount.bucketfs` (a link mount(8) finds for `-t bucketfs`), the
+//! arguments follow mount(8)'s helper convention instead and are rewritten
+//! into the bucketfs form first; see [`helper_args`].
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -26,8 +30,8 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Arg, ArgAction, Command, CommandFactory, FromArgMatches, Parser};
 
 use crate::config::{
-    Access, FsConfig, MAX_SINGLE_COPY_BYTES, MountConfig, OwnerConfig, PosixMetadata,
-    STREAM_RETAIN_BYTES, StoreConfig, WriteMode,
+    Access, FsConfig, LogConfig, MAX_SINGLE_COPY_BYTES, MountConfig, OwnerConfig, PosixMetadata,
+    STREAM_RETAIN_BYTES, StoreConfig, Verbosity, WriteMode,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -113,6 +117,16 @@ struct Cli {
     /// Stay in the foreground instead of detaching once mounted
     #[arg(short, long)]
     foreground: bool,
+
+    /// Log to this file instead of stderr (foreground) or syslog (detached)
+    ///
+    /// Reopened on SIGHUP, so logrotate can move it away.
+    #[arg(long, value_name = "PATH", help_heading = "Logging")]
+    log_file: Option<PathBuf>,
+
+    /// Log bucketfs's own detail (RUST_LOG, when set, takes precedence)
+    #[arg(long, help_heading = "Logging")]
+    debug: bool,
 
     /// Mount only the keys under this prefix, e.g. logs/2024/
     #[arg(long, value_name = "PREFIX", value_parser = parse_prefix, default_value = "",
@@ -255,7 +269,14 @@ pub enum Parsed {
     Mount(Box<MountConfig>),
     /// `--help` or `--version`: nothing to mount.
     Exit(EarlyExit),
+    /// `mount -f` ran the helper to "do everything but the mount": nothing
+    /// to do, and success.
+    FakeMount,
 }
+
+/// The name mount(8) runs for `-t bucketfs`: it looks for
+/// `mount.TYPE` in /sbin, /sbin/fs.d and /sbin/fs.
+pub const HELPER_NAME: &str = "mount.bucketfs";
 
 /// The text of `--help` or `--version`, which clap has already rendered.
 #[derive(Debug)]
@@ -288,7 +309,14 @@ pub fn command() -> Command {
 /// Usage errors come back as one line without the program name; the caller
 /// prints `bucketfs: {err}`.
 pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> anyhow::Result<Parsed> {
-    let args: Vec<OsString> = args.into_iter().collect();
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    let invoked_as = args.first().map(Path::new).and_then(Path::file_name);
+    if invoked_as == Some(OsStr::new(HELPER_NAME)) {
+        match helper_args(&args)? {
+            Some(rewritten) => args = rewritten,
+            None => return Ok(Parsed::FakeMount),
+        }
+    }
     let cmd = command();
     let tokenized = match cmd.clone().try_get_matches_from(&args) {
         Ok(matches) => matches,
@@ -314,6 +342,77 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> anyhow::Result<P
     };
     let cli = Cli::from_arg_matches(&matches).map_err(usage_error)?;
     Ok(Parsed::Mount(Box::new(cli.into_config()?)))
+}
+
+/// Rewrites mount(8)'s helper call, `mount.bucketfs SOURCE DIR [-sfnv]
+/// [-N NS] [-o OPTIONS] [-t TYPE]` (util-linux, mount(8) "External
+/// helpers"), as `bucketfs -o OPTIONS -- SOURCE DIR`. `None` for `-f`, a fake
+/// mount. `--help` and `--version` pass through to the bucketfs parser.
+fn helper_args(args: &[OsString]) -> anyhow::Result<Option<Vec<OsString>>> {
+    let Some((program, rest)) = args.split_first() else {
+        return Ok(Some(Vec::new()));
+    };
+    let passes_through = |arg: &OsString| {
+        ["--help", "-h", "--version", "-V"].contains(&arg.to_string_lossy().as_ref())
+    };
+    if rest.iter().any(passes_through) {
+        return Ok(Some(args.to_vec()));
+    }
+    // The convention puts SOURCE and DIR first, so a source that starts
+    // with '-' is still a source.
+    let [source, dir, flags @ ..] = rest else {
+        bail!("usage: {HELPER_NAME} SOURCE DIR [-sfnv] [-o OPTIONS]");
+    };
+    let mut options = Vec::new();
+    let mut fake = false;
+    let mut flags = flags.iter();
+    while let Some(arg) = flags.next() {
+        let bytes = arg.as_bytes();
+        match bytes {
+            b"-o" | b"-t" | b"-N" => {
+                let Some(value) = flags.next() else {
+                    bail!("{} needs a value", arg.to_string_lossy());
+                };
+                match bytes {
+                    b"-o" => options.push(value.clone()),
+                    // mount(8) passes the type it was given; it is ours.
+                    b"-t" => {}
+                    _ => bail!("mount namespaces (-N) are not supported"),
+                }
+            }
+            [b'-', b'o', value @ ..] => options.push(OsStr::from_bytes(value).to_owned()),
+            [b'-', letters @ ..] if !letters.is_empty() => {
+                for letter in letters {
+                    match letter {
+                        b'f' => fake = true,
+                        // Sloppy options, no mtab (there is none), verbose:
+                        // nothing to change for bucketfs.
+                        b's' | b'n' | b'v' => {}
+                        _ => bail!(
+                            "unknown {HELPER_NAME} flag '-{}' (mount(8) passes -s, -f, -n, -v, -o)",
+                            char::from(*letter)
+                        ),
+                    }
+                }
+            }
+            _ => bail!(
+                "unexpected argument '{}' after SOURCE and DIR",
+                arg.to_string_lossy()
+            ),
+        }
+    }
+    if fake {
+        return Ok(None);
+    }
+    let mut rewritten = vec![program.clone()];
+    for list in options {
+        rewritten.push("-o".into());
+        rewritten.push(list);
+    }
+    rewritten.push("--".into());
+    rewritten.push(source.clone());
+    rewritten.push(dir.clone());
+    Ok(Some(rewritten))
 }
 
 fn early_exit_or_error(err: clap::Error) -> anyhow::Result<Parsed> {
@@ -457,6 +556,20 @@ impl Cli {
             },
             access,
             foreground: self.foreground,
+            log: LogConfig {
+                file: self
+                    .log_file
+                    .map(|path| {
+                        std::path::absolute(&path)
+                            .map_err(|err| anyhow!("bad log file {}: {err}", path.display()))
+                    })
+                    .transpose()?,
+                verbosity: if self.debug {
+                    Verbosity::Debug
+                } else {
+                    Verbosity::Normal
+                },
+            },
         })
     }
 }
@@ -470,6 +583,15 @@ fn resolve_mountpoint(path: &Path) -> anyhow::Result<PathBuf> {
         Err(_) => std::path::absolute(path)
             .map_err(|err| anyhow!("bad mount point {}: {err}", path.display())),
     }
+}
+
+/// Whether `path` is a mount whose FUSE daemon died ("Transport endpoint is
+/// not connected").
+pub fn is_dead_mount(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .err()
+        .and_then(|err| err.raw_os_error())
+        == Some(libc::ENOTCONN)
 }
 
 /// Reports why `path` cannot be mounted on, in one line for the user.
@@ -624,6 +746,7 @@ mod tests {
         match parse_args(argv.map(OsString::from))? {
             Parsed::Mount(config) => Ok(*config),
             Parsed::Exit(exit) => panic!("unexpected early exit: {}", exit.text()),
+            Parsed::FakeMount => panic!("unexpected fake mount"),
         }
     }
 
@@ -875,6 +998,90 @@ mod tests {
         }
     }
 
+    fn parse_as_helper(args: &[&str]) -> anyhow::Result<Parsed> {
+        let argv = std::iter::once("/sbin/mount.bucketfs").chain(args.iter().copied());
+        parse_args(argv.map(OsString::from))
+    }
+
+    #[test]
+    fn mount_helper_convention() {
+        let Parsed::Mount(config) = parse_as_helper(&[
+            "bkt",
+            "/mnt",
+            "-s",
+            "-n",
+            "-v",
+            "-o",
+            "ro,endpoint_url=http://h:9000/x?a=b:c,prefix=a/b/,_netdev,nofail",
+            "-t",
+            "bucketfs",
+        ])
+        .unwrap() else {
+            panic!("not a mount");
+        };
+        assert_eq!(config.store.bucket, "bkt");
+        assert_eq!(config.mountpoint, PathBuf::from("/mnt"));
+        assert_eq!(config.fs.write_mode, WriteMode::ReadOnly);
+        assert_eq!(
+            config.store.endpoint_url.as_deref(),
+            Some("http://h:9000/x?a=b:c")
+        );
+        assert_eq!(config.fs.prefix, "a/b/");
+        // -f is mount(8)'s "fake", not --foreground.
+        assert!(!config.foreground);
+        assert!(matches!(
+            parse_as_helper(&["bkt", "/mnt", "-f", "-o", "rw"]).unwrap(),
+            Parsed::FakeMount
+        ));
+        assert!(matches!(
+            parse_as_helper(&["bkt", "/mnt", "-svf"]).unwrap(),
+            Parsed::FakeMount
+        ));
+        let Parsed::Mount(config) = parse_as_helper(&["-x", "/m", "-oro,foreground"]).unwrap()
+        else {
+            panic!("not a mount");
+        };
+        assert_eq!(config.store.bucket, "-x");
+        assert!(config.foreground);
+    }
+
+    #[test]
+    fn mount_helper_errors() {
+        let err = |args: &[&str]| format!("{:#}", parse_as_helper(args).unwrap_err());
+        assert_eq!(
+            err(&["bkt", "/mnt", "-o", "ro,bogus"]),
+            "unknown mount option 'bogus' (see bucketfs --help)"
+        );
+        assert!(err(&["bkt", "/mnt", "-N", "1234"]).contains("-N"));
+        assert!(err(&["bkt", "/mnt", "-x"]).contains("'-x'"));
+        assert!(err(&["bkt", "/mnt", "-o"]).contains("-o needs a value"));
+        assert!(err(&["bkt"]).starts_with("usage: mount.bucketfs SOURCE DIR"));
+        assert!(err(&["bkt", "/mnt", "extra"]).contains("'extra'"));
+        assert!(matches!(
+            parse_as_helper(&["--help"]).unwrap(),
+            Parsed::Exit(_)
+        ));
+    }
+
+    #[test]
+    fn logging_options() {
+        let config = parse_ok(&["bucket", "/mnt", "-o", "debug,log_file=rel/b.log"]);
+        assert_eq!(config.log.verbosity, Verbosity::Debug);
+        let file = config.log.file.unwrap();
+        assert!(
+            file.is_absolute() && file.ends_with("rel/b.log"),
+            "{file:?}"
+        );
+        let config = parse_ok(&["bucket", "/mnt"]);
+        assert_eq!(
+            config.log,
+            LogConfig {
+                file: None,
+                verbosity: Verbosity::Normal
+            }
+        );
+    }
+
     #[test]
     fn modes() {
         assert_eq!(parse_mode("644"), Ok(0o644));
@@ -983,6 +1190,7 @@ mod tests {
             match parse_args(argv.map(OsString::from)).unwrap() {
                 Parsed::Exit(exit) => exit.text(),
                 Parsed::Mount(config) => panic!("mounted: {config:?}"),
+                Parsed::FakeMount => panic!("fake mount"),
             }
         };
         let text = help(&["--help"]);

@@ -91,6 +91,24 @@ pub struct FsConfig {
     pub cache_dir: Option<PathBuf>,
 }
 
+/// How much the daemon logs, before `RUST_LOG`, which overrides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// Mounts, unmounts, warnings and errors.
+    Normal,
+    /// Also bucketfs's own detail: each failed lookup, each request's key.
+    Debug,
+}
+
+/// Where log lines go. Without a file: stderr in the foreground, syslog
+/// (journald) once detached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Absolute, as the daemon changes directory to `/`; reopened on SIGHUP.
+    pub file: Option<PathBuf>,
+    pub verbosity: Verbosity,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountConfig {
     pub mountpoint: PathBuf,
@@ -98,4 +116,5 @@ pub struct MountConfig {
     pub fs: FsConfig,
     pub access: Access,
     pub foreground: bool,
+    pub log: LogConfig,
 }

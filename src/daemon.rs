@@ -8,13 +8,21 @@
 //! or prints that line and exits 1. If the pipe closes without a line, the
 //! child died (a panic, a signal) and the parent says so.
 //!
+//! Under systemd (`Type=notify`), the same moment is also reported on
+//! `$NOTIFY_SOCKET` ([`Readiness::ready`] sends `READY=1`), and the start of
+//! an unmount with [`notify_stopping`].
+//!
 //! [`daemonize`] must run before any thread exists (the tokio runtime
 //! included): `fork` copies only the calling thread, so locks held by any
 //! other thread would stay locked forever in the child.
 
+use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
 
 /// The line a daemon writes once the mount is ready.
 const READY: &str = "ready";
@@ -82,8 +90,12 @@ impl Readiness {
     /// /dev/null, since the terminal they were may be gone at any time.
     pub fn ready(mut self) {
         let Some(mut pipe) = self.pipe.take() else {
+            notify_service_manager("READY=1");
             return;
         };
+        // systemd's main process is the parent, which exits as soon as it
+        // reads the pipe; MAINPID names the process to watch from now on.
+        notify_service_manager(&format!("READY=1\nMAINPID={}", std::process::id()));
         // Detach first, so that nothing reaches the terminal once the parent
         // has returned the prompt.
         if let Err(err) = redirect_stdio_to_null() {
@@ -106,6 +118,41 @@ impl Readiness {
             None => eprintln!("{line}"),
         }
     }
+}
+
+/// Tells systemd that the mount is going away (`STOPPING=1`).
+pub fn notify_stopping() {
+    notify_service_manager("STOPPING=1");
+}
+
+/// sd_notify(3): one datagram of newline-separated `KEY=VALUE` lines to the
+/// socket in `$NOTIFY_SOCKET`. Without the variable, not run as a systemd
+/// `Type=notify` service: nothing to do. A failure only costs systemd's view
+/// of the service, so it is logged, not returned.
+fn notify_service_manager(message: &str) {
+    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    match send_notification(&socket, message) {
+        Ok(()) => log::debug!("told systemd {message:?}"),
+        Err(error) => log::warn!("cannot notify systemd at {}: {error}", socket.display()),
+    }
+}
+
+fn send_notification(socket: &OsStr, message: &str) -> io::Result<()> {
+    let address = match socket.as_bytes().split_first() {
+        // systemd uses the abstract namespace for some sockets.
+        Some((b'@', name)) => SocketAddr::from_abstract_name(name)?,
+        Some((b'/', _)) => SocketAddr::from_pathname(socket)?,
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a unix socket path or @abstract name",
+            ));
+        }
+    };
+    UnixDatagram::unbound()?.send_to_addr(message.as_bytes(), &address)?;
+    Ok(())
 }
 
 /// The parent reads one line only, so a multi-line message would be cut.
@@ -269,6 +316,26 @@ mod tests {
         let (code, stderr) = run_daemon("died");
         assert_eq!(code, Some(1));
         assert_eq!(stderr.trim_end(), DIED_EARLY);
+    }
+
+    #[test]
+    fn notifications_reach_path_and_abstract_sockets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let listener = UnixDatagram::bind(&path).unwrap();
+        send_notification(path.as_os_str(), "READY=1").unwrap();
+        let mut buf = [0u8; 64];
+        let n = listener.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1");
+
+        let name = format!("bucketfs-test-notify-{}", std::process::id());
+        let address = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let listener = UnixDatagram::bind_addr(&address).unwrap();
+        send_notification(OsStr::new(&format!("@{name}")), "STOPPING=1").unwrap();
+        let n = listener.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"STOPPING=1");
+
+        assert!(send_notification(OsStr::new("vsock:2:1"), "READY=1").is_err());
     }
 
     #[test]

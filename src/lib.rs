@@ -13,5 +13,6 @@ pub mod config;
 pub mod daemon;
 pub mod fs;
 pub mod fuse;
+pub mod logging;
 pub mod store;
 pub mod upload;

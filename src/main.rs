@@ -11,9 +11,10 @@ use bucketfs::config::{MountConfig, WriteMode};
 use bucketfs::daemon::{self, Readiness};
 use bucketfs::fs::Filesystem;
 use bucketfs::fuse::{self, MountOptions};
+use bucketfs::logging;
 use bucketfs::store::s3::S3Store;
 use bucketfs::store::{ObjectStore, StoreError};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// The start-up check must answer at the prompt: a dead endpoint fails
 /// within this bound even when --request-timeout allows more.
@@ -23,11 +24,38 @@ fn main() -> ExitCode {
     let config = match cli::parse_args(std::env::args_os()) {
         Ok(Parsed::Mount(config)) => *config,
         Ok(Parsed::Exit(exit)) => exit.print_and_exit(),
+        Ok(Parsed::FakeMount) => return ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("bucketfs: {error:#}");
             return ExitCode::from(2);
         }
     };
+    let destination = match (&config.log.file, config.foreground) {
+        (Some(path), _) => logging::Destination::File(path),
+        (None, true) => logging::Destination::Stderr,
+        (None, false) => logging::Destination::Syslog,
+    };
+    // Before the fork, so that a log file that cannot be opened is reported
+    // at the prompt; opening a file or syslog starts no thread.
+    if let Err(error) = logging::init(destination, config.log.verbosity) {
+        eprintln!("bucketfs: cannot open the log: {error}");
+        return ExitCode::FAILURE;
+    }
+    if cli::is_dead_mount(&config.mountpoint) {
+        // Nothing can serve a dead mount again, and the caller asked for
+        // ours there: clearing it lets a restart after a crash (systemd's
+        // Restart=, a second `mount -a`) succeed without a human.
+        match fuse::clear_dead_mount(&config.mountpoint) {
+            Ok(()) => log::warn!(
+                "cleared the dead FUSE mount at {} (its daemon had died)",
+                config.mountpoint.display()
+            ),
+            Err(error) => log::warn!(
+                "cannot clear the dead FUSE mount at {}: {error}",
+                config.mountpoint.display()
+            ),
+        }
+    }
     if let Err(message) = cli::check_mountpoint(&config.mountpoint) {
         eprintln!("bucketfs: {message}");
         return ExitCode::FAILURE;
@@ -44,14 +72,6 @@ fn main() -> ExitCode {
             }
         }
     };
-    // A daemon's terminal shows only what went wrong while it starts.
-    let default_filter = if config.foreground {
-        "info,fuser=warn"
-    } else {
-        "warn"
-    };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
-        .init();
     match run(config, readiness) {
         Ok(()) => ExitCode::SUCCESS,
         // Already told through `Readiness::failed`, as the one line the user sees.
@@ -91,6 +111,13 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
         .thread_name("bucketfs-io")
         .build()
         .context("cannot start the I/O runtime")?;
+    // Watched from before the mount exists, so that a stop request during
+    // start-up is served (by unmounting) instead of killing the process and
+    // leaving a dead mount behind.
+    let mut signals = {
+        let _context = runtime.enter();
+        Signals::new().context("cannot watch signals")?
+    };
 
     let store = match runtime.block_on(S3Store::new(&config.store)) {
         Ok(store) => store,
@@ -125,14 +152,13 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
         &config.mountpoint,
         &options,
     );
-    let mut session = match mounted {
-        Ok(session) => session,
+    let (session, mut unmounter) = match mounted {
+        Ok(mounted) => mounted,
         Err(error) => {
             let message = format!("cannot mount at {}: {error}", config.mountpoint.display());
             return Err(startup_failed(readiness, message));
         }
     };
-    let mut unmounter = session.unmounter();
     let (finished_sender, finished) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("bucketfs-fuse".into())
@@ -152,14 +178,28 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
     readiness.ready();
 
     runtime.block_on(async move {
-        let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-        let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
         tokio::pin!(finished);
-        tokio::select! {
-            result = &mut finished => return finished_session(result),
-            _ = terminate.recv() => log::info!("SIGTERM: unmounting"),
-            _ = interrupt.recv() => log::info!("SIGINT: unmounting"),
+        loop {
+            tokio::select! {
+                result = &mut finished => {
+                    // Unmounted from outside (`umount`, `fusermount3 -u`).
+                    daemon::notify_stopping();
+                    return finished_session(result);
+                }
+                _ = signals.terminate.recv() => log::info!("SIGTERM: unmounting"),
+                _ = signals.interrupt.recv() => log::info!("SIGINT: unmounting"),
+                _ = signals.hangup.recv() => {
+                    match logging::reopen() {
+                        Ok(Some(path)) => log::info!("SIGHUP: reopened the log file {}", path.display()),
+                        Ok(None) => log::info!("SIGHUP: no log file to reopen"),
+                        Err(error) => log::error!("SIGHUP: cannot reopen the log file: {error}"),
+                    }
+                    continue;
+                }
+            }
+            break;
         }
+        daemon::notify_stopping();
         // Nothing written is lost to a service stop: every dirty file is
         // uploaded before the mount goes away.
         let failures = fs.commit_all().await;
@@ -173,6 +213,25 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
         }
         finished_session(finished.await)
     })
+}
+
+/// The signals that stop the daemon or rotate its log.
+struct Signals {
+    terminate: Signal,
+    interrupt: Signal,
+    /// Log rotation, as for most daemons; it no longer ends the process.
+    hangup: Signal,
+}
+
+impl Signals {
+    /// Must run inside the runtime's context.
+    fn new() -> std::io::Result<Signals> {
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
 }
 
 fn finished_session(
@@ -246,15 +305,31 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 /// includes credentials.
 fn describe_options(config: &MountConfig) -> String {
     let fs = &config.fs;
+    let store = &config.store;
     format!(
-        "{}, endpoint {}, region {}, access {:?}, uid {} gid {} file mode {:o} dir mode {:o}, metadata {:?}, \
-         metadata ttl {:?}, cache {} MiB, read part {} MiB, concurrency {}, request timeout {:?} x{} attempts",
+        "{}, endpoint {}, region {}, profile {}, {}{}access {:?}, uid {} gid {} file mode {:o} \
+         dir mode {:o}, metadata {:?}, metadata ttl {:?}, cache {} MiB, read part {} MiB, \
+         write part {} MiB, concurrency {}, request timeout {:?} x{} attempts",
         match fs.write_mode {
             WriteMode::ReadOnly => "read-only",
             WriteMode::ReadWrite => "read-write",
         },
-        config.store.endpoint_url.as_deref().unwrap_or("default"),
-        config.store.region.as_deref().unwrap_or("default"),
+        store
+            .endpoint_url
+            .as_deref()
+            .map_or_else(|| "default".into(), without_userinfo),
+        store.region.as_deref().unwrap_or("default"),
+        store.profile.as_deref().unwrap_or("default"),
+        if store.force_path_style {
+            "path-style, "
+        } else {
+            ""
+        },
+        if store.no_sign_request {
+            "unsigned, "
+        } else {
+            ""
+        },
         config.access,
         fs.owner.uid,
         fs.owner.gid,
@@ -264,8 +339,41 @@ fn describe_options(config: &MountConfig) -> String {
         fs.metadata_ttl,
         fs.max_cache_size_bytes >> 20,
         fs.read_part_size_bytes >> 20,
-        config.store.max_concurrency,
-        config.store.request_timeout,
-        config.store.max_attempts,
+        fs.write_part_size_bytes >> 20,
+        store.max_concurrency,
+        store.request_timeout,
+        store.max_attempts,
     )
+}
+
+/// An endpoint URL with any `user:password@` replaced, for the log.
+fn without_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
+    let authority_start = url.find("://").map_or(0, |scheme_end| scheme_end + 3);
+    let authority_end = url[authority_start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |end| authority_start + end);
+    match url[authority_start..authority_end].rfind('@') {
+        Some(at) => format!(
+            "{}***{}",
+            &url[..authority_start],
+            &url[authority_start + at..]
+        )
+        .into(),
+        None => url.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_userinfo;
+
+    #[test]
+    fn endpoint_credentials_are_not_logged() {
+        assert_eq!(without_userinfo("http://h:9000/p@x"), "http://h:9000/p@x");
+        assert_eq!(
+            without_userinfo("https://key:secret@h:9000/a"),
+            "https://***@h:9000/a"
+        );
+        assert_eq!(without_userinfo("key:secret@h"), "***@h");
+    }
 }

@@ -8,7 +8,9 @@
 mod errno;
 mod session;
 
-pub use session::{MountOptions, MountedSession, Unmounter, mount, unmount_lazily};
+pub use session::{
+    MountOptions, MountedSession, Unmounter, clear_dead_mount, mount, unmount_lazily,
+};
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

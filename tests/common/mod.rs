@@ -969,8 +969,9 @@ impl Drop for DaemonGuard {
     }
 }
 
-/// Live (non-zombie) processes running the bucketfs binary with `mountpoint`
-/// as an argument. A zombie has an empty cmdline and so never matches.
+/// Live (non-zombie) processes running the bucketfs binary (under its own
+/// name or as mount.bucketfs) with `mountpoint` as an argument. A zombie has
+/// an empty cmdline and so never matches.
 pub fn bucketfs_pids_for(mountpoint: &Path) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -993,10 +994,12 @@ pub fn bucketfs_pids_for(mountpoint: &Path) -> Vec<u32> {
             .filter(|a| !a.is_empty())
             .collect();
         let Some(first) = args.first() else { continue };
-        let runs_bucketfs = Path::new(OsStr::from_bytes(first))
+        let program = Path::new(OsStr::from_bytes(first))
             .file_name()
-            .map(OsStr::to_owned)
-            == bin_name;
+            .map(OsStr::to_owned);
+        // mount(8) runs the binary as the mount.bucketfs helper too.
+        let runs_bucketfs =
+            program == bin_name || program.as_deref() == Some(OsStr::new("mount.bucketfs"));
         if runs_bucketfs && args.iter().any(|a| *a == mountpoint.as_os_str().as_bytes()) {
             pids.push(pid);
         }
