@@ -427,3 +427,29 @@ fn appending_to_a_large_object_keeps_it_whole() {
     let log = mount.daemon_log();
     assert!(!log.contains("not copied"), "{log}");
 }
+
+#[test]
+fn rm_of_a_file_open_for_reading_gives_estale_on_uncached_reads() {
+    let bucket = Bucket::new(ServerKind::S3sFs);
+    bucket.put("open.bin", random_bytes(44, 20 * MIB));
+    let mount = bucket.mount(&[]);
+    // Reads the start, removes the file through the mount, then reads far
+    // past what the first read could have prefetched.
+    let script = "import errno, os
+fd = os.open('open.bin', os.O_RDONLY)
+os.read(fd, 100)
+os.unlink('open.bin')
+try:
+    os.pread(fd, 100, 19 * 1024 * 1024)
+    print('read')
+except OSError as error:
+    print(errno.errorcode[error.errno])
+";
+    let out = run(Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .current_dir(mount.path()));
+    assert_eq!(out.stdout_str().trim(), "ESTALE");
+    assert!(!bucket.list_keys("").contains("open.bin"));
+    assert!(!mount.join("open.bin").exists());
+}
