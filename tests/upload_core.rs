@@ -395,3 +395,18 @@ async fn objects_over_the_copy_limit_are_renamed_and_chmodded_part_by_part() {
     assert_eq!(store.request_count(Verb::Copy), 0);
     assert_eq!(store.pending_uploads(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_before_the_first_write_keeps_the_file_streaming() {
+    // `dd of=f` and shell redirects close a duplicate descriptor first.
+    let store = Arc::new(MemoryStore::new());
+    let fs = mount(&store, 64 * MIB, 64 * MIB);
+    let data = random_bytes(3 * PART, 13);
+    let (_, fh) = fs.create(ROOT_INO, "f", 0o644, CALLER).await.unwrap();
+    fs.flush(fh).await.unwrap();
+    write_all(&fs, fh, 0, &data).await;
+    assert_eq!(store.request_count(Verb::CreateMultipart), 1);
+    fs.flush(fh).await.unwrap();
+    assert_eq!(store.get("f").unwrap().0, data);
+    fs.release(fh).await;
+}

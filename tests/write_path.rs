@@ -453,3 +453,58 @@ except OSError as error:
     assert!(!bucket.list_keys("").contains("open.bin"));
     assert!(!mount.join("open.bin").exists());
 }
+
+/// Disk blocks held by the daemon's staging files (anonymous, so only
+/// reachable through its descriptors).
+fn staged_bytes(pid: u32, staging_parent: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    fds.flatten()
+        .filter(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|target| target.starts_with(staging_parent))
+        })
+        .filter_map(|fd| std::fs::metadata(fd.path()).ok())
+        .map(|meta| meta.blocks() * 512)
+        .sum()
+}
+
+#[test]
+fn a_large_sequential_write_keeps_little_on_the_staging_disk() {
+    let bucket = Bucket::new(ServerKind::S3sFs);
+    let staging = tempfile::tempdir().unwrap();
+    let staging_arg = staging.path().to_str().unwrap().to_owned();
+    let mount = bucket.mount(&["--cache-dir", &staging_arg, "--max-write-buffer", "64"]);
+    let pid = common::bucketfs_pids_for(mount.path())[0];
+    let size_mib = 400;
+    let writer = Command::new("dd")
+        .arg("if=/dev/urandom")
+        .arg(format!("of={}", mount.join("big.bin").display()))
+        .args(["bs=1M", &format!("count={size_mib}"), "status=none"])
+        .spawn()
+        .unwrap();
+    let sampler = std::thread::spawn({
+        let parent = staging.path().to_path_buf();
+        let mut writer = writer;
+        move || {
+            let mut most = 0;
+            while writer.try_wait().unwrap().is_none() {
+                most = most.max(staged_bytes(pid, &parent));
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            (most, writer.wait().unwrap())
+        }
+    });
+    let (most_staged, status) = sampler.join().unwrap();
+    assert!(status.success(), "dd failed: {status}");
+    assert_eq!(bucket.get("big.bin").len(), size_mib * MIB);
+    // The last 64 MiB written stay staged, plus the parts still uploading.
+    eprintln!("most staged: {} MiB", most_staged / MIB as u64);
+    assert!(
+        most_staged < 160 * MIB as u64,
+        "{} MiB staged while writing {size_mib} MiB\n{}",
+        most_staged / MIB as u64,
+        common::tail(&mount.daemon_log(), 30)
+    );
+}

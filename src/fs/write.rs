@@ -333,7 +333,14 @@ impl<S: ObjectStore> Filesystem<S> {
             log::warn!("upload of {} failed: {error}", open.key);
             Error::Upload(Arc::new(error))
         })?;
-        open.stream = None;
+        // An empty commit (a shell redirect or `dd` closes a duplicate
+        // descriptor before writing) leaves the file still writable as a
+        // stream; after any other, changes go whole through the staged copy.
+        if open.size > 0 {
+            open.stream = None;
+        } else if open.stream.is_some() {
+            open.stream = Some(StreamingUpload::new());
+        }
         log::debug!("committed {} ({} bytes, ETag {etag})", open.key, open.size);
         open.is_dirty = false;
         open.copy_source = Some(CopySource {
