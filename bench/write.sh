@@ -11,7 +11,8 @@
 #          streams with: min(--max-concurrency, 8) parts per file).
 #   small  `cp -r` of SMALL_COUNT local files of 4 KiB into the mount, files/s. Raw: PutObject of
 #          the same files one after another (bucketfs's close() is durable, so that is its floor).
-#   tar    `tar x` (as a user would: --no-same-owner) of a TAR_COUNT-file tree, seconds. Raw: the
+#   tar    `tar x` as a non-root user does it (--no-same-owner --no-same-permissions: s3fs fails to
+#          chmod directory markers on s3s-fs) of a TAR_COUNT-file tree, seconds. Raw: the
 #          extracted files PUT one after another.
 #   rss    peak RSS (VmHWM) of each daemon over the big write, against bucketfs's
 #          --max-write-buffer + --max-cache-size + 64 MiB.
@@ -64,7 +65,7 @@ BUCKETFS=$ROOT/target/release/bucketfs
 RAW=$ROOT/target/release/examples/raw_client
 CLK_TCK=$(getconf CLK_TCK)
 
-step() { echo "==> $*"; }
+step() { echo "==> $* [$(date +%T)]"; }
 note() { echo "    $*"; }
 die() { echo "bench: ERROR: $*" >&2; exit 1; }
 
@@ -414,7 +415,7 @@ if [[ " $WORKLOADS " == *" tar "* ]]; then
         [ "$(field objects "$out")" -eq "$TAR_COUNT" ] || die "raw put $out"
         seconds=$(field seconds "$out") durable=$seconds check=0
       else
-        tar_x() { tar -x --no-same-owner -f "$WORK/tree.tar" -C "$DEST"; }
+        tar_x() { tar -x --no-same-owner --no-same-permissions -f "$WORK/tree.tar" -C "$DEST"; }
         mounted_run tar "$tool" "$prefix" "$SRC/tree" tar_x
       fi
       raw delete-prefix --bucket "$BUCKET" --prefix "$prefix/" >/dev/null
