@@ -27,7 +27,8 @@
 # Usage: bench/write.sh [--quick]   (--quick: 64 MiB, 100 and 200 files, one round, ~2 minutes)
 # Knobs (environment): BENCH_RUNS (3), BENCH_BIG_MIB (1024), BENCH_SMALL_COUNT (1000),
 #   BENCH_TAR_COUNT (2000), BENCH_TOOLS ("bucketfs s3fs rclone raw"), BENCH_WORKLOADS
-#   ("big small tar"), BENCH_SERVER_LOG (RUST_LOG for s3s-fs; log copied to bench/last-server.log),
+#   ("big small tar"), BENCH_WRITE_COMMAND (dd: `dd bs=1M conv=fsync`; cp: `cp`, which closes no
+#   descriptor before the end), BENCH_SERVER_LOG (RUST_LOG for s3s-fs; log copied to bench/last-server.log),
 #   BENCH_BUCKETFS_LOG (RUST_LOG for bucketfs; its log copied to bench/last-bucketfs.log),
 #   BUCKETFS_BENCH_S3S_FS (an s3s-fs binary to use), BENCH_HOST_NETWORK=1 (stay in the host's
 #   network namespace).
@@ -43,6 +44,7 @@ SMALL_COUNT=${BENCH_SMALL_COUNT:-1000}
 TAR_COUNT=${BENCH_TAR_COUNT:-2000}
 TOOLS=${BENCH_TOOLS:-"bucketfs s3fs rclone raw"}
 WORKLOADS=${BENCH_WORKLOADS:-"big small tar"}
+WRITE_COMMAND=${BENCH_WRITE_COMMAND:-dd}
 if [ "${1:-}" = --quick ]; then
   RUNS=1 BIG_MIB=64 SMALL_COUNT=100 TAR_COUNT=200
 fi
@@ -340,7 +342,7 @@ mounted_run() {
 
 # ---------------------------------------------------------------------------------------------
 if [[ " $WORKLOADS " == *" big "* ]]; then
-  step "sequential write of $BIG_MIB MiB (dd bs=1M conv=fsync): $RUNS rounds; load $(load)"
+  step "sequential write of $BIG_MIB MiB ($WRITE_COMMAND): $RUNS rounds; load $(load)"
   for round in $(seq 1 "$RUNS"); do
     for tool in $(rotated "$TOOLS" "$round"); do
       prefix=big-$tool-$round
@@ -355,8 +357,12 @@ if [[ " $WORKLOADS " == *" big "* ]]; then
         client_cpu=$(awk '{ printf "%.2f", $1 + $2 }' "$WORK/time")
         server_cpu=$(ticks_to_seconds $(($(cpu_ticks "$server_pid") - server_before)))
       else
-        dd_big() { dd if="$SRC/big" of="$DEST/big" bs=1M conv=fsync status=none; }
-        mounted_run big "$tool" "$prefix" "$SRC/big" dd_big
+        case $WRITE_COMMAND in
+          dd) write_big() { dd if="$SRC/big" of="$DEST/big" bs=1M conv=fsync status=none; } ;;
+          cp) write_big() { cp "$SRC/big" "$DEST/big"; } ;;
+          *) die "BENCH_WRITE_COMMAND must be dd or cp" ;;
+        esac
+        mounted_run big "$tool" "$prefix" "$SRC/big" write_big
         record "rss:$tool" "$rss"
       fi
       if [ "$tool" = bucketfs ] && [ "$round" -eq 1 ]; then
