@@ -22,7 +22,7 @@
 # every tool: for the durable ones it shows the cost of that check (one HEAD per key, 16 in flight).
 #
 # Tools run in rotating order within each round so that background load spreads over all of them.
-# Needs root (FUSE mounts, the namespace). About 10 minutes on 2 cores with the defaults.
+# Needs root (FUSE mounts, the namespace). About 13 minutes on 2 busy cores with the defaults.
 #
 # Usage: bench/write.sh [--quick]   (--quick: 64 MiB, 100 and 200 files, one round, ~2 minutes)
 # Knobs (environment): BENCH_RUNS (3), BENCH_BIG_MIB (1024), BENCH_SMALL_COUNT (1000),
