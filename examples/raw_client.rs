@@ -1,4 +1,5 @@
-//! The "no FUSE" baselines of `bench/run.sh`, and its fast way to fill a bucket.
+//! The "no FUSE" baselines of `bench/run.sh` and `bench/write.sh`, and their
+//! fast way to fill a bucket.
 //!
 //! Every subcommand talks to the store through aws-sdk-s3 directly, with the
 //! same SDK and defaults bucketfs uses, so the gap between a figure here and
@@ -13,8 +14,16 @@
 //!   `ls -l` costs when attributes come from object metadata);
 //! - `get-all`: list a prefix recursively and GET every object into a local
 //!   directory (the baseline of `cp -r`);
-//! - `create-bucket`, `put-tree`, `put-file`: set-up helpers (parallel PUTs,
-//!   multipart for large files).
+//! - `put-file`: one local file as one PutObject, or as a multipart upload
+//!   with `--concurrency` parts of `--part-size-mib` in flight (the baseline
+//!   of a large sequential write, and a set-up helper);
+//! - `put-files`: every file under a local directory as one PutObject each,
+//!   one after another by default (the baseline of creating small files
+//!   through a mount whose `close()` is durable);
+//! - `wait`: HEAD the keys a local file or tree should have become until all
+//!   exist with the right sizes (when a write-back cache has really uploaded);
+//! - `create-bucket`, `put-tree`, `delete-prefix`: set-up and clean-up helpers
+//!   (parallel PUTs and DELETEs).
 //!
 //! Measurements print one line of `name=value` pairs (e.g.
 //! `bytes=1073741824 seconds=1.234 mb_per_s=870.1`) for scripts to parse;
@@ -33,11 +42,13 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation};
+use aws_sdk_s3::config::{
+    Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
@@ -57,7 +68,7 @@ const LIST_PAGE_KEYS: i32 = 1000;
 const S3FS_FILE_MODE: u32 = 0o100644;
 
 #[derive(Debug, Parser)]
-#[command(about = "aws-sdk-s3 baselines and bucket set-up for bench/run.sh")]
+#[command(about = "aws-sdk-s3 baselines and bucket set-up for bench/run.sh and bench/write.sh")]
 struct Cli {
     /// S3 endpoint [default: $AWS_ENDPOINT_URL, else AWS]
     #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
@@ -144,6 +155,46 @@ enum Command {
         #[arg(long, default_value = "4")]
         concurrency: usize,
     },
+    /// PUT every file under a local directory, key = prefix + relative path
+    PutFiles {
+        #[arg(long)]
+        bucket: String,
+        /// Prefix of every key, e.g. "small/"
+        #[arg(long, default_value = "")]
+        prefix: String,
+        #[arg(long)]
+        dir: PathBuf,
+        /// PUTs in flight; 1 sends each only after the previous one is answered
+        #[arg(long, default_value = "1")]
+        concurrency: usize,
+    },
+    /// Wait until the objects a local file or tree was written to exist with its sizes
+    Wait {
+        #[arg(long)]
+        bucket: String,
+        /// The key of a local file; for a local directory, the prefix of its files' keys
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Local file or directory whose copy in the bucket is awaited
+        #[arg(long)]
+        local: PathBuf,
+        /// HEADs in flight
+        #[arg(long, default_value = "16")]
+        concurrency: usize,
+        /// Give up after this many seconds
+        #[arg(long, default_value = "600")]
+        timeout_seconds: u64,
+    },
+    /// Delete every object under a prefix
+    DeletePrefix {
+        #[arg(long)]
+        bucket: String,
+        #[arg(long)]
+        prefix: String,
+        /// DELETEs in flight
+        #[arg(long, default_value = "16")]
+        concurrency: usize,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -215,6 +266,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             part_size_mib,
             concurrency,
         } => put_file(&client, &object, &file, part_size_mib * MIB, concurrency).await,
+        Command::PutFiles {
+            bucket,
+            prefix,
+            dir,
+            concurrency,
+        } => put_files(&client, &bucket, &prefix, &dir, concurrency).await,
+        Command::Wait {
+            bucket,
+            prefix,
+            local,
+            concurrency,
+            timeout_seconds,
+        } => {
+            let timeout = Duration::from_secs(timeout_seconds);
+            wait(&client, &bucket, &prefix, &local, concurrency, timeout).await
+        }
+        Command::DeletePrefix {
+            bucket,
+            prefix,
+            concurrency,
+        } => delete_prefix(&client, &bucket, &prefix, concurrency).await,
     }
 }
 
@@ -233,6 +305,10 @@ async fn build_client(cli: &Cli) -> Client {
         // computed, sent and stored for nothing; local S3 servers also differ
         // in how well they handle the aws-chunked trailer it comes in.
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        // s3s-fs answers a whole-object GET of a multipart object uploaded
+        // with part checksums (as bucketfs uploads) with a CRC32 of 00000000,
+        // which the SDK would reject; the bench checks contents by MD5 itself.
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
         .build();
     Client::from_conf(s3_config)
 }
@@ -635,5 +711,201 @@ async fn put_file(
         .await
         .with_context(|| format!("CompleteMultipartUpload {key}"))?;
     report_rate(size, started);
+    Ok(())
+}
+
+/// A local file and the key it is uploaded to.
+struct LocalFile {
+    path: PathBuf,
+    key: String,
+    size: u64,
+}
+
+/// The files under `local` (or `local` itself if it is a file) with their
+/// keys, in path order: the order `cp -r` and `tar` create them in is close
+/// enough, and a fixed order keeps runs comparable.
+fn local_files(local: &Path, prefix: &str) -> anyhow::Result<Vec<LocalFile>> {
+    let metadata = std::fs::metadata(local).with_context(|| format!("{}", local.display()))?;
+    if metadata.is_file() {
+        return Ok(vec![LocalFile {
+            path: local.to_owned(),
+            key: prefix.to_owned(),
+            size: metadata.len(),
+        }]);
+    }
+    let mut files = Vec::new();
+    let mut pending = vec![local.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
+            let entry = entry?;
+            let path = entry.path();
+            let file_type = entry.file_type()?;
+            if file_type.is_dir() {
+                pending.push(path);
+            } else if file_type.is_file() {
+                let relative = path.strip_prefix(local)?.to_string_lossy().into_owned();
+                files.push(LocalFile {
+                    key: format!("{prefix}{relative}"),
+                    size: entry.metadata()?.len(),
+                    path,
+                });
+            }
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+async fn put_files(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    dir: &Path,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let files = local_files(dir, prefix)?;
+    let started = Instant::now();
+    // Reading each file is part of the timed work, as it is for `cp`.
+    let results = futures::stream::iter(files)
+        .map(|file| {
+            let (client, bucket) = (client.clone(), bucket.to_owned());
+            async move {
+                let data = tokio::fs::read(&file.path)
+                    .await
+                    .with_context(|| format!("{}", file.path.display()))?;
+                client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(&file.key)
+                    .body(ByteStream::from(data))
+                    .send()
+                    .await
+                    .with_context(|| format!("PUT {}", file.key))?;
+                anyhow::Ok(file.size)
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    let objects = results.len();
+    let bytes = results.into_iter().sum::<anyhow::Result<u64>>()?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "objects={objects} bytes={bytes} seconds={seconds:.3} files_per_s={:.1}",
+        objects as f64 / seconds
+    );
+    Ok(())
+}
+
+/// How often a key that is not there yet is asked for again; small against
+/// the seconds an upload takes, large against one HEAD.
+const WAIT_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+fn unix_seconds(time: SystemTime) -> f64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64())
+}
+
+/// Prints `done_at`, the wall-clock time (Unix seconds) at which the last
+/// object was seen with its size. Objects already there are confirmed by one
+/// HEAD each, so `done_at` is an upper bound, late by about the time the
+/// HEADs take (`seconds` when nothing had to be waited for).
+async fn wait(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    local: &Path,
+    concurrency: usize,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let files = local_files(local, prefix)?;
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let results = futures::stream::iter(files)
+        .map(|file| {
+            let (client, bucket) = (client.clone(), bucket.to_owned());
+            async move {
+                let mut polls = 0u64;
+                loop {
+                    polls += 1;
+                    let head = client
+                        .head_object()
+                        .bucket(&bucket)
+                        .key(&file.key)
+                        .send()
+                        .await;
+                    let last = match head {
+                        Ok(output) if output.content_length == Some(file.size as i64) => {
+                            return anyhow::Ok((SystemTime::now(), polls));
+                        }
+                        Ok(output) => format!("size {:?}", output.content_length),
+                        // Not there yet (404), or any other answer: asked again until the deadline.
+                        Err(err) => format!("{err}"),
+                    };
+                    if Instant::now() >= deadline {
+                        bail!("{} not in the bucket after {timeout:?}: {last}", file.key);
+                    }
+                    tokio::time::sleep(WAIT_POLL_INTERVAL).await;
+                }
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    let objects = results.len();
+    let (mut done_at, mut heads) = (SystemTime::UNIX_EPOCH, 0u64);
+    for result in results {
+        let (seen_at, polls) = result?;
+        done_at = done_at.max(seen_at);
+        heads += polls;
+    }
+    println!(
+        "objects={objects} heads={heads} seconds={:.3} done_at={:.6}",
+        started.elapsed().as_secs_f64(),
+        unix_seconds(done_at)
+    );
+    Ok(())
+}
+
+async fn delete_prefix(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut keys = Vec::new();
+    let mut continuation = None;
+    loop {
+        let (page, _, next) = list_page(client, bucket, prefix, false, continuation).await?;
+        keys.extend(page);
+        continuation = next;
+        if continuation.is_none() {
+            break;
+        }
+    }
+    let objects = keys.len();
+    let results = futures::stream::iter(keys)
+        .map(|key| {
+            let (client, bucket) = (client.clone(), bucket.to_owned());
+            async move {
+                client
+                    .delete_object()
+                    .bucket(bucket)
+                    .key(&key)
+                    .send()
+                    .await
+                    .with_context(|| format!("DELETE {key}"))?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    results.into_iter().collect::<anyhow::Result<()>>()?;
+    println!(
+        "objects={objects} seconds={:.3}",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

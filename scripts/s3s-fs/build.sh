@@ -3,7 +3,8 @@
 # (default ${BUCKETFS_TEST_CACHE:-~/.cache/bucketfs-test}/s3s-fs-patched) and prints the binary's path.
 # The patch makes the server behave like S3 where stock s3s-fs does not:
 #   - HEAD/GET of a key that is a directory on its disk ("d" when "d/x" exists) answers 404, not 500;
-#     a "d/" key reads as an empty directory-marker object;
+#     a "d/" key reads as an empty directory-marker object, and a PUT of one answers its ETag
+#     (bucketfs's mkdir needs it, as every PUT's);
 #   - ListObjectsV2 returns an ETag for every object.
 # Usage: build.sh [--check] [DEST]   (--check: exit 0 if DEST holds a build of the current patch)
 # Progress goes to stderr so that stdout is only the path.
