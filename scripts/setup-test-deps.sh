@@ -2,7 +2,7 @@
 # Installs what the tests and the demo need, into fixed places the tests know about:
 #   - fuse3 (fusermount3, mount.fuse3) from apt, when missing;
 #   - a Python venv with moto[server] and awscli: $CACHE/venv;
-#   - s3s-fs 0.14.1 patched with scripts/s3s-fs/dir-keys.patch: $CACHE/s3s-fs-patched/target/release/s3s-fs.
+#   - s3s-fs 0.14.1 patched with scripts/s3s-fs/dir-keys.patch: $CACHE/s3s-fs-patched-2/target/release/s3s-fs.
 # CACHE is $BUCKETFS_TEST_CACHE, default ~/.cache/bucketfs-test. Idempotent: quick when all is cached.
 # Exports nothing. Options: --skip-s3s-fs (the demo does not need it; its first build takes minutes).
 set -euo pipefail
@@ -62,21 +62,21 @@ done
 
 # 2. Patched s3s-fs (the second fake S3). Its first build is minutes of CPU, while the venv below
 # is mostly download time, so the build runs in the background meanwhile.
-S3S_BIN=${BUCKETFS_TEST_S3S_FS:-$CACHE/s3s-fs-patched/target/release/s3s-fs}
+S3S_BIN=${BUCKETFS_TEST_S3S_FS:-$CACHE/s3s-fs-patched-2/target/release/s3s-fs}
 s3s_pid=
 if $skip_s3s; then
   say "s3s-fs: skipped (--skip-s3s-fs)"
 elif [ -n "${BUCKETFS_TEST_S3S_FS:-}" ] && [ -x "$BUCKETFS_TEST_S3S_FS" ]; then
   say "s3s-fs: using BUCKETFS_TEST_S3S_FS=$BUCKETFS_TEST_S3S_FS"
-elif "$ROOT/scripts/s3s-fs/build.sh" --check "$CACHE/s3s-fs-patched"; then
-  S3S_BIN=$CACHE/s3s-fs-patched/target/release/s3s-fs
+elif "$ROOT/scripts/s3s-fs/build.sh" --check "$CACHE/s3s-fs-patched-2"; then
+  S3S_BIN=$CACHE/s3s-fs-patched-2/target/release/s3s-fs
   say "s3s-fs: reusing $S3S_BIN"
 else
-  S3S_BIN=$CACHE/s3s-fs-patched/target/release/s3s-fs
+  S3S_BIN=$CACHE/s3s-fs-patched-2/target/release/s3s-fs
   say "s3s-fs: building patched s3s-fs 0.14.1 in the background (minutes the first time)"
   s3s_t0=$SECONDS
   # Own process group (setsid), so a failure here can stop the whole build, cargo included.
-  BUCKETFS_TEST_CACHE=$CACHE setsid "$ROOT/scripts/s3s-fs/build.sh" "$CACHE/s3s-fs-patched" >/dev/null &
+  BUCKETFS_TEST_CACHE=$CACHE setsid "$ROOT/scripts/s3s-fs/build.sh" "$CACHE/s3s-fs-patched-2" >/dev/null &
   s3s_pid=$!
   trap '[ -z "$s3s_pid" ] || kill -- -"$s3s_pid" 2>/dev/null || true' EXIT
 fi
@@ -108,7 +108,7 @@ else
 fi
 
 if [ -n "$s3s_pid" ]; then
-  say "s3s-fs: waiting for the build (log: $CACHE/s3s-fs-patched/build.log)"
+  say "s3s-fs: waiting for the build (log: $CACHE/s3s-fs-patched-2/build.log)"
   pid=$s3s_pid
   s3s_pid=
   wait "$pid" || die "s3s-fs build failed (see above)"

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Builds s3s-fs 0.14.1 with dir-keys.patch into DEST
-# (default ${BUCKETFS_TEST_CACHE:-~/.cache/bucketfs-test}/s3s-fs-patched) and prints the binary's path.
+# (default ${BUCKETFS_TEST_CACHE:-~/.cache/bucketfs-test}/s3s-fs-patched-2) and prints the binary's path.
 # The patch makes the server behave like S3 where stock s3s-fs does not:
 #   - HEAD/GET of a key that is a directory on its disk ("d" when "d/x" exists) answers 404, not 500;
 #     a "d/" key reads as an empty directory-marker object, and a PUT of one answers its ETag
 #     (bucketfs's mkdir needs it, as every PUT's);
 #   - ListObjectsV2 returns an ETag for every object.
+# The default DEST's number goes up whenever the patch changes, so that a checkout with the old
+# patch (another branch, a worktree) keeps its own build instead of rebuilding over this one.
 # Usage: build.sh [--check] [DEST]   (--check: exit 0 if DEST holds a build of the current patch)
 # Progress goes to stderr so that stdout is only the path.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 check_only=false
 if [ "${1:-}" = --check ]; then check_only=true; shift; fi
-DEST=${1:-${BUCKETFS_TEST_CACHE:-$HOME/.cache/bucketfs-test}/s3s-fs-patched}
+DEST=${1:-${BUCKETFS_TEST_CACHE:-$HOME/.cache/bucketfs-test}/s3s-fs-patched-2}
 BIN=$DEST/target/release/s3s-fs
 STAMP=$DEST/.dir-keys.patch.sha256   # which patch the binary was built with
 CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}

@@ -316,7 +316,7 @@ fn locate_s3s_fs() -> PathBuf {
         );
         return path;
     }
-    let cached = home_dir().join(".cache/bucketfs-test/s3s-fs-patched/target/release/s3s-fs");
+    let cached = home_dir().join(".cache/bucketfs-test/s3s-fs-patched-2/target/release/s3s-fs");
     assert!(
         cached.is_file(),
         "patched s3s-fs not found (checked $BUCKETFS_TEST_S3S_FS, {}); {SETUP_HINT}",
