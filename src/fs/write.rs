@@ -269,7 +269,7 @@ impl<S: ObjectStore> Filesystem<S> {
             })?;
         log::debug!("committed {} ({} bytes, ETag {etag})", open.key, open.size);
         open.is_dirty = false;
-        self.headers.insert(&open.key, &etag, open.headers);
+        self.meta.headers().insert(&open.key, &etag, open.headers);
         let mut inodes = self.inodes.lock().unwrap();
         if let Some(inode) = inodes.get_mut(open.ino) {
             inode.stat.etag = etag;
@@ -434,7 +434,7 @@ impl<S: ObjectStore> Filesystem<S> {
             .store
             .copy(&key, &key, Some(&meta.etag), Some(&metadata))
             .await?;
-        self.headers.insert(&key, &etag, headers);
+        self.meta.headers().insert(&key, &etag, headers);
         if let Some(inode) = self.inodes.lock().unwrap().get_mut(ino) {
             inode.stat.etag = etag;
             inode.stat.headers = headers;
