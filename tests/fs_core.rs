@@ -267,9 +267,9 @@ async fn concurrent_listings_and_lookups_share_their_heads() {
 }
 
 #[tokio::test]
-async fn the_lister_stays_one_page_ahead_of_the_reader() {
+async fn the_lister_stays_a_few_pages_ahead_of_the_reader() {
     let store = Arc::new(MemoryStore::new());
-    for i in 0..5000 {
+    for i in 0..8000 {
         store.put(&format!("d/f{i:05}"), vec![0u8; 1]);
     }
     let fs = mount(&store, PosixMetadata::ListingOnly);
@@ -280,8 +280,8 @@ async fn the_lister_stays_one_page_ahead_of_the_reader() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
         store.list_count() - lists,
-        3,
-        "the page read, the next one resolved, and the one after listed"
+        4,
+        "the page read, the next two resolved, and the one after listed"
     );
     for entry in entries.iter().filter(|e| e.counts_as_lookup) {
         fs.forget(entry.entry.attr.ino, 1);

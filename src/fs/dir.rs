@@ -54,11 +54,12 @@ const ENTRIES_PER_CALL: usize = 128;
 /// First child's offset, after `.` and `..`.
 const FIRST_CHILD_OFFSET: u64 = 2;
 
-/// Resolved pages the lister may hold that the reader has not taken. With
-/// one, the next page's HEADs and the LIST of the page after it run while
-/// the kernel reads the current page, which is all the overlap a client
-/// listing and HEADing by hand gets.
-const PAGES_AHEAD: usize = 1;
+/// Resolved pages the lister may hold that the reader has not taken. One
+/// would already let the next page's HEADs and the LIST after it run while
+/// the kernel reads the current page; the second absorbs a reader that is
+/// late for a moment (`ls` descheduled on a loaded machine), which with one
+/// stalled the LIST chain by 0.2-0.45 s a page on s3s-fs.
+const PAGES_AHEAD: usize = 2;
 
 struct Resolved {
     name: String,
@@ -131,9 +132,8 @@ impl DirStream {
     }
 }
 
-/// When listings last confirmed that a directory exists, by inode: under way
-/// (a page after the first in flight) or within the TTL of a page with
-/// entries.
+/// When listings last confirmed that a directory exists, by inode: a
+/// listing is under way, or was within the TTL.
 pub struct DirectoryConfirmations {
     ttl: Duration,
     by_directory: Mutex<HashMap<u64, Confirmation>>,
@@ -141,13 +141,14 @@ pub struct DirectoryConfirmations {
 
 #[derive(Default)]
 struct Confirmation {
-    pages_in_flight: usize,
+    listings_under_way: usize,
+    /// When the last listing stopped being under way.
     confirmed_at: Option<Instant>,
 }
 
 impl Confirmation {
     fn is_current(&self, ttl: Duration) -> bool {
-        self.pages_in_flight > 0 || self.confirmed_at.is_some_and(|at| at.elapsed() < ttl)
+        self.listings_under_way > 0 || self.confirmed_at.is_some_and(|at| at.elapsed() < ttl)
     }
 }
 
@@ -166,41 +167,33 @@ impl DirectoryConfirmations {
             .is_some_and(|confirmation| confirmation.is_current(self.ttl))
     }
 
-    fn confirm(&self, ino: u64) {
+    /// Marks a listing of `ino`, which has found entries, as under way until
+    /// the guard is dropped.
+    fn under_way(self: &Arc<Self>, ino: u64) -> UnderWay {
         let mut by_directory = self.by_directory.lock().unwrap();
         // Dropping what has expired keeps the map to the directories listed
         // within one TTL.
         by_directory.retain(|_, confirmation| confirmation.is_current(self.ttl));
-        by_directory.entry(ino).or_default().confirmed_at = Some(Instant::now());
-    }
-
-    fn page_in_flight(self: &Arc<Self>, ino: u64) -> PageInFlight {
-        let mut by_directory = self.by_directory.lock().unwrap();
-        by_directory.entry(ino).or_default().pages_in_flight += 1;
-        PageInFlight {
+        by_directory.entry(ino).or_default().listings_under_way += 1;
+        UnderWay {
             confirmations: Arc::clone(self),
             ino,
         }
     }
 }
 
-/// A continuation page of a directory being listed: the directory counts as
-/// confirmed until it is dropped.
-struct PageInFlight {
+/// A listing under way; its end starts the TTL of the confirmation.
+struct UnderWay {
     confirmations: Arc<DirectoryConfirmations>,
     ino: u64,
 }
 
-impl Drop for PageInFlight {
+impl Drop for UnderWay {
     fn drop(&mut self) {
-        let ttl = self.confirmations.ttl;
         let mut by_directory = self.confirmations.by_directory.lock().unwrap();
-        if let Some(confirmation) = by_directory.get_mut(&self.ino) {
-            confirmation.pages_in_flight -= 1;
-            if !confirmation.is_current(ttl) {
-                by_directory.remove(&self.ino);
-            }
-        }
+        let confirmation = by_directory.entry(self.ino).or_default();
+        confirmation.listings_under_way -= 1;
+        confirmation.confirmed_at = Some(Instant::now());
     }
 }
 
@@ -412,6 +405,11 @@ impl<S: ObjectStore> Filesystem<S> {
 /// Lists the directory `ino` (under `prefix`) from `continuation` to its end,
 /// resolving each page while the next is listed, and sends the pages in
 /// order. Stops after sending a failure, or when the reader is gone.
+///
+/// The listing counts as under way (its directory confirmed) from a page
+/// with entries until that page is handed over, and from then on for every
+/// page, except while it waits for the reader: a directory held open and not
+/// read is confirmed only for the TTL after its last page.
 async fn list_ahead<S: ObjectStore>(
     meta: Arc<MetadataRequests<S>>,
     listings: Arc<DirectoryConfirmations>,
@@ -421,7 +419,10 @@ async fn list_ahead<S: ObjectStore>(
     continuation: Option<String>,
     pages: mpsc::Sender<Result<ResolvedPage>>,
 ) {
-    let mut listing = list_page(&meta, &listings, ino, &prefix, continuation.as_deref()).await;
+    let mut listing = meta
+        .list_page(&prefix, continuation.as_deref(), LIST_PAGE_KEYS)
+        .await;
+    let mut has_found_entries = false;
     loop {
         let ListPage {
             objects,
@@ -434,17 +435,19 @@ async fn list_ahead<S: ObjectStore>(
                 return;
             }
         };
-        // Room for this page: the reader has taken the one before. Waiting
-        // here rather than at the send keeps the task one resolved page
-        // (and one LIST) ahead of the reader, not three.
+        has_found_entries |= !objects.is_empty() || !common_prefixes.is_empty();
+        // Room for this page. Waiting here rather than at the send keeps the
+        // task `PAGES_AHEAD` resolved pages and one LIST ahead of the
+        // reader, not a page and a LIST more.
         let Ok(slot) = pages.reserve().await else {
             return; // the reader is gone
         };
+        let under_way = has_found_entries.then(|| listings.under_way(ino));
         // The next LIST is polled first, so it takes a request permit before
         // this page's HEADs queue for theirs.
         let following = async {
             match next.as_deref() {
-                Some(token) => Some(list_page(&meta, &listings, ino, &prefix, Some(token)).await),
+                Some(token) => Some(meta.list_page(&prefix, Some(token), LIST_PAGE_KEYS).await),
                 None => None,
             }
         };
@@ -457,6 +460,7 @@ async fn list_ahead<S: ObjectStore>(
         });
         let is_failure = page.is_err();
         slot.send(page);
+        drop(under_way);
         if is_failure {
             return;
         }
@@ -465,24 +469,6 @@ async fn list_ahead<S: ObjectStore>(
             None => return,
         }
     }
-}
-
-/// One page of the listing of directory `ino`, which confirms the directory
-/// when it has entries.
-async fn list_page<S: ObjectStore>(
-    meta: &MetadataRequests<S>,
-    listings: &Arc<DirectoryConfirmations>,
-    ino: u64,
-    prefix: &str,
-    continuation: Option<&str>,
-) -> std::result::Result<ListPage, StoreError> {
-    // A continuation token means an earlier page of this listing had entries.
-    let _in_flight = continuation.map(|_| listings.page_in_flight(ino));
-    let page = meta.list_page(prefix, continuation, LIST_PAGE_KEYS).await?;
-    if !page.objects.is_empty() || !page.common_prefixes.is_empty() {
-        listings.confirm(ino);
-    }
-    Ok(page)
 }
 
 /// Attributes for listed files, in listing order: the listing's size, mtime
