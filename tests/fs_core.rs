@@ -220,6 +220,126 @@ async fn posix_headers_are_read_once_per_etag() {
     );
 }
 
+/// `count` objects `{prefix}f00000`... carrying s3fs headers.
+fn put_with_headers(store: &MemoryStore, prefix: &str, count: usize) {
+    let headers: HashMap<String, String> = [("mode", "33184"), ("uid", "7")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    for i in 0..count {
+        store.put_with_metadata(&format!("{prefix}f{i:05}"), vec![0u8; 1], headers.clone());
+    }
+}
+
+#[tokio::test]
+async fn a_listing_of_three_pages_sends_one_head_per_object() {
+    let store = Arc::new(MemoryStore::new());
+    put_with_headers(&store, "d/", 2500);
+    store.set_latency(Verb::Head, Duration::from_millis(1));
+    let fs = mount(&store, PosixMetadata::FromHeaders);
+    let d = fs.lookup(ROOT_INO, "d").await.unwrap().attr.ino;
+    let (heads, lists) = (store.head_count(), store.list_count());
+    let names = list(&fs, d).await;
+    assert_eq!(names.len(), 2 + 2500);
+    assert_eq!(store.head_count() - heads, 2500);
+    assert_eq!(store.list_count() - lists, 3);
+    let attr = fs.lookup(d, "f02499").await.unwrap().attr;
+    assert_eq!(
+        (attr.perm, attr.uid),
+        (0o640, 7),
+        "headers of the last page"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_listings_and_lookups_share_their_heads() {
+    let store = Arc::new(MemoryStore::new());
+    put_with_headers(&store, "", 1200);
+    store.set_latency(Verb::Head, Duration::from_millis(2));
+    let fs = mount(&store, PosixMetadata::FromHeaders);
+    let (first, second, looked_up) =
+        tokio::join!(list(&fs, ROOT_INO), list(&fs, ROOT_INO), async {
+            // Sent before either listing reaches the name, which then
+            // joins this HEAD or finds its headers cached.
+            let entry = fs.lookup(ROOT_INO, "f01100").await.unwrap();
+            fs.forget(entry.attr.ino, 1);
+        },);
+    let () = looked_up;
+    assert_eq!((first.len(), second.len()), (1202, 1202));
+    assert_eq!(store.head_count(), 1200, "one HEAD per object in all");
+}
+
+#[tokio::test]
+async fn the_lister_stays_a_few_pages_ahead_of_the_reader() {
+    let store = Arc::new(MemoryStore::new());
+    for i in 0..8000 {
+        store.put(&format!("d/f{i:05}"), vec![0u8; 1]);
+    }
+    let fs = mount(&store, PosixMetadata::ListingOnly);
+    let d = fs.lookup(ROOT_INO, "d").await.unwrap().attr.ino;
+    let lists = store.list_count();
+    let fh = fs.opendir(d).unwrap();
+    let entries = fs.readdirplus(fh, 0).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        store.list_count() - lists,
+        5,
+        "the page read, the next two resolved, and two more listed"
+    );
+    for entry in entries.iter().filter(|e| e.counts_as_lookup) {
+        fs.forget(entry.entry.attr.ino, 1);
+    }
+    fs.releasedir(fh);
+}
+
+#[tokio::test]
+async fn a_directory_being_listed_is_not_listed_again_by_its_lookup() {
+    let store = Arc::new(MemoryStore::new());
+    for i in 0..2500 {
+        store.put(&format!("d/f{i:05}"), vec![0u8; 1]);
+    }
+    let ttl = Duration::from_millis(200);
+    let fs = Filesystem::new(
+        Arc::clone(&store),
+        FsConfig {
+            metadata_ttl: ttl,
+            ..config(PosixMetadata::ListingOnly)
+        },
+        16,
+    )
+    .unwrap();
+    let d = fs.lookup(ROOT_INO, "d").await.unwrap().attr.ino;
+    tokio::time::sleep(ttl).await;
+    // Each later page takes longer than the TTL to list.
+    store.set_latency(Verb::List, ttl * 2);
+    let fh = fs.opendir(d).unwrap();
+    let mut offset = 0;
+    let mut lookup_lists = 0;
+    loop {
+        let entries = fs.readdirplus(fh, offset).await.unwrap();
+        let Some(last) = entries.last() else { break };
+        offset = last.next_offset;
+        for entry in entries.iter().filter(|e| e.counts_as_lookup) {
+            fs.forget(entry.entry.attr.ino, 1);
+        }
+        // What the kernel does on an `lstat` path walk once the entry of
+        // `d` has expired.
+        let lists = store.list_count();
+        let entry = fs.lookup(ROOT_INO, "d").await.unwrap();
+        fs.forget(entry.attr.ino, 1);
+        lookup_lists += store.list_count() - lists;
+    }
+    fs.releasedir(fh);
+    assert_eq!(lookup_lists, 0, "the listing confirmed d");
+
+    // Once the TTL after the listing has passed, d is checked again.
+    tokio::time::sleep(ttl * 2).await;
+    store.set_latency(Verb::List, Duration::ZERO);
+    let lists = store.list_count();
+    fs.lookup(ROOT_INO, "d").await.unwrap();
+    assert_eq!(store.list_count() - lists, 1);
+}
+
 #[tokio::test]
 async fn without_posix_metadata_a_listing_costs_no_head() {
     let store = Arc::new(MemoryStore::new());

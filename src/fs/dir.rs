@@ -2,26 +2,45 @@
 //!
 //! An open directory holds one page of resolved entries and the continuation
 //! token of the next, never the whole listing, so a directory of millions of
-//! keys costs one page of memory. Offsets number entries from the start of the
-//! listing (`.` is 0, `..` is 1, children from 2), so `readdir` resumes where
-//! the kernel stopped; an offset before the held page restarts the listing.
+//! keys costs a few pages of memory. Offsets number entries from the start of
+//! the listing (`.` is 0, `..` is 1, children from 2), so `readdir` resumes
+//! where the kernel stopped; an offset before the held page restarts the
+//! listing.
 //!
 //! A file `a` is hidden when a prefix `a/` exists. The prefix may come on a
 //! later page than the file (`a!` sorts between `a` and `a/`), so files that a
 //! later page could shadow are carried over to it before they are shown.
+//!
+//! Pages are listed and resolved ahead of the kernel by one task per open
+//! directory (`list_ahead`), as a client listing and HEADing by hand would
+//! do: as soon as a page arrives, the next one is requested and the page's
+//! HEADs (for POSIX headers) start, `--max-concurrency` at a time. The
+//! kernel's next readdirplus then usually finds its page resolved, and the
+//! LIST requests follow each other without waiting for the kernel. The task
+//! keeps at most `PAGES_AHEAD` resolved pages waiting, so it costs a bounded
+//! number of requests beyond what the reader consumes, and it is aborted when
+//! the directory is closed or rewound.
+//!
+//! A listing page also confirms that its directory exists. While a listing
+//! is under way, and for the TTL after its last page, a lookup of the
+//! directory needs no request (`DirectoryConfirmations`): during `ls -l` of a
+//! big directory the kernel revalidates the directory's own entry on the
+//! `lstat` path walks once its entry TTL runs out, and a one-key listing of
+//! it costs as much as a page on stores that read the whole directory for
+//! every listing (s3s-fs).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use futures::stream::FuturesOrdered;
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::cache::meta::PosixHeaders;
 use crate::config::PosixMetadata;
+use crate::fs::metadata::{Known, MetadataRequests};
 use crate::fs::{DirEntry, Error, FileKind, Filesystem, Result, Stat, is_valid_name};
-use std::sync::Arc;
-
-use tokio::task::JoinHandle;
-
 use crate::store::{ListPage, ListedObject, ObjectStore, StoreError};
 
 /// Keys per ListObjectsV2 page: S3's maximum.
@@ -35,11 +54,48 @@ const ENTRIES_PER_CALL: usize = 128;
 /// First child's offset, after `.` and `..`.
 const FIRST_CHILD_OFFSET: u64 = 2;
 
+/// Resolved pages the lister may hold that the reader has not taken. One
+/// would already let the next page's HEADs and the LIST after it run while
+/// the kernel reads the current page; the second absorbs a reader that is
+/// late for a moment (`ls` descheduled on a loaded machine), which with one
+/// stalled the LIST chain by 0.2-0.45 s a page on s3s-fs.
+const PAGES_AHEAD: usize = 2;
+
+/// Listed pages waiting for their HEADs. With one, the LIST chain stalled
+/// (0.3-0.4 s on s3s-fs) whenever a page's HEADs took longer than the next
+/// LIST; a client listing and HEADing by hand never stalls its LISTs.
+const LISTED_AHEAD: usize = 2;
+
 struct Resolved {
     name: String,
     kind: FileKind,
     key: String,
     stat: Stat,
+}
+
+/// A listed object with the attributes it is shown with.
+struct ListedFile {
+    key: String,
+    stat: Stat,
+}
+
+/// A page as the lister hands it over: files resolved, prefixes as listed.
+struct ResolvedPage {
+    files: Vec<ListedFile>,
+    common_prefixes: Vec<String>,
+    next: Option<String>,
+}
+
+/// The task listing ahead of one open directory, and its pages.
+struct Lister {
+    pages: mpsc::Receiver<Result<ResolvedPage>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Lister {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 pub struct DirStream {
@@ -50,20 +106,15 @@ pub struct DirStream {
     page: Vec<Resolved>,
     /// Offset of `page[0]`.
     page_offset: u64,
+    /// Token of the first page not taken from the lister yet; a new lister
+    /// starts there.
     continuation: Option<String>,
     /// Files held back until the next page shows whether a prefix shadows them.
-    carried: Vec<ListedObject>,
+    carried: Vec<ListedFile>,
     is_listed_to_end: bool,
-    /// The next page, already being listed.
-    next_page_listing: Option<JoinHandle<std::result::Result<ListPage, StoreError>>>,
-}
-
-impl Drop for DirStream {
-    fn drop(&mut self) {
-        if let Some(listing) = self.next_page_listing.take() {
-            listing.abort();
-        }
-    }
+    /// Started at the first page wanted; dropped (and aborted) on failure,
+    /// rewind and close.
+    lister: Option<Lister>,
 }
 
 impl DirStream {
@@ -77,12 +128,77 @@ impl DirStream {
             continuation: None,
             carried: Vec::new(),
             is_listed_to_end: false,
-            next_page_listing: None,
+            lister: None,
         }
     }
 
     fn restart(&mut self, generation: u64) {
         *self = DirStream::new(self.ino, std::mem::take(&mut self.prefix), generation);
+    }
+}
+
+/// When listings last confirmed that a directory exists, by inode: a
+/// listing is under way, or was within the TTL.
+pub struct DirectoryConfirmations {
+    ttl: Duration,
+    by_directory: Mutex<HashMap<u64, Confirmation>>,
+}
+
+#[derive(Default)]
+struct Confirmation {
+    listings_under_way: usize,
+    /// When the last listing stopped being under way.
+    confirmed_at: Option<Instant>,
+}
+
+impl Confirmation {
+    fn is_current(&self, ttl: Duration) -> bool {
+        self.listings_under_way > 0 || self.confirmed_at.is_some_and(|at| at.elapsed() < ttl)
+    }
+}
+
+impl DirectoryConfirmations {
+    pub fn new(ttl: Duration) -> Self {
+        DirectoryConfirmations {
+            ttl,
+            by_directory: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn is_confirmed(&self, ino: u64) -> bool {
+        let by_directory = self.by_directory.lock().unwrap();
+        by_directory
+            .get(&ino)
+            .is_some_and(|confirmation| confirmation.is_current(self.ttl))
+    }
+
+    /// Marks a listing of `ino`, which has found entries, as under way until
+    /// the guard is dropped.
+    fn under_way(self: &Arc<Self>, ino: u64) -> UnderWay {
+        let mut by_directory = self.by_directory.lock().unwrap();
+        // Dropping what has expired keeps the map to the directories listed
+        // within one TTL.
+        by_directory.retain(|_, confirmation| confirmation.is_current(self.ttl));
+        by_directory.entry(ino).or_default().listings_under_way += 1;
+        UnderWay {
+            confirmations: Arc::clone(self),
+            ino,
+        }
+    }
+}
+
+/// A listing under way; its end starts the TTL of the confirmation.
+struct UnderWay {
+    confirmations: Arc<DirectoryConfirmations>,
+    ino: u64,
+}
+
+impl Drop for UnderWay {
+    fn drop(&mut self) {
+        let mut by_directory = self.confirmations.by_directory.lock().unwrap();
+        let confirmation = by_directory.entry(self.ino).or_default();
+        confirmation.listings_under_way -= 1;
+        confirmation.confirmed_at = Some(Instant::now());
     }
 }
 
@@ -155,49 +271,37 @@ impl<S: ObjectStore> Filesystem<S> {
         stream.page_offset += stream.page.len() as u64;
         stream.page.clear();
         while stream.page.is_empty() && !stream.is_listed_to_end {
-            let page = match stream.next_page_listing.take() {
-                Some(listing) => listing.await.unwrap_or_else(|join| {
-                    Err(StoreError::Other {
-                        source: format!("listing task failed: {join}").into(),
-                    })
-                })?,
+            if stream.lister.is_none() {
+                stream.lister = Some(self.start_lister(
+                    stream.ino,
+                    stream.prefix.clone(),
+                    stream.continuation.clone(),
+                ));
+            }
+            let lister = stream.lister.as_mut().expect("just started");
+            let page = match lister.pages.recv().await {
+                Some(Ok(page)) => page,
+                // The next call starts a new lister at the same page.
+                Some(Err(error)) => {
+                    stream.lister = None;
+                    return Err(error);
+                }
                 None => {
-                    let _permit = self
-                        .metadata_requests
-                        .acquire()
-                        .await
-                        .expect("never closed");
-                    self.store
-                        .list_page(
-                            &stream.prefix,
-                            true,
-                            stream.continuation.as_deref(),
-                            LIST_PAGE_KEYS,
-                        )
-                        .await?
+                    stream.lister = None;
+                    return Err(Error::from(StoreError::Other {
+                        source: "listing task ended without a page".into(),
+                    }));
                 }
             };
-            // The next page is listed while this one's HEADs run, as a
-            // client listing and HEADing by hand would overlap them.
-            if let Some(token) = page.next.clone() {
-                let store = Arc::clone(&self.store);
-                let requests = Arc::clone(&self.metadata_requests);
-                let prefix = stream.prefix.clone();
-                stream.next_page_listing = Some(tokio::spawn(async move {
-                    let _permit = requests.acquire_owned().await.expect("never closed");
-                    store
-                        .list_page(&prefix, true, Some(&token), LIST_PAGE_KEYS)
-                        .await
-                }));
-            }
             stream.continuation = page.next.clone();
             let is_last_page = page.next.is_none();
             stream.is_listed_to_end = is_last_page;
             if is_last_page {
+                stream.lister = None;
                 self.completed_listings
                     .lock()
                     .unwrap()
-                    .put(stream.generation, std::time::Instant::now());
+                    .put(stream.generation, Instant::now());
             }
 
             let mut directories: Vec<(String, String)> = Vec::new();
@@ -215,44 +319,48 @@ impl<S: ObjectStore> Filesystem<S> {
             // The last key or prefix of this page: a prefix `f/` for a file
             // `f` can only come later if it sorts after everything here.
             let last_on_page = page
-                .objects
+                .files
                 .iter()
-                .map(|o| o.key.as_str())
+                .map(|file| file.key.as_str())
                 .chain(page.common_prefixes.iter().map(String::as_str))
                 .max()
                 .unwrap_or("")
                 .to_owned();
 
-            let mut files = Vec::new();
+            let mut resolved = Vec::with_capacity(page.files.len() + directories.len());
             let mut carried = Vec::new();
-            for object in std::mem::take(&mut stream.carried)
+            for file in std::mem::take(&mut stream.carried)
                 .into_iter()
-                .chain(page.objects)
+                .chain(page.files)
             {
-                if object.key == stream.prefix {
+                if file.key == stream.prefix {
                     continue; // this directory's own marker
                 }
-                let name = &object.key[stream.prefix.len()..];
+                let name = &file.key[stream.prefix.len()..];
                 if !is_valid_name(name) {
-                    self.warn_once(&object.key, "not a valid file name");
+                    self.warn_once(&file.key, "not a valid file name");
                     continue;
                 }
                 if directory_names.contains(name) {
                     self.warn_once(
-                        &object.key,
+                        &file.key,
                         "an object shares its name with a directory; the directory is shown",
                     );
                     continue;
                 }
-                if !is_last_page && format!("{}/", object.key).as_str() > last_on_page.as_str() {
-                    carried.push(object);
+                if !is_last_page && format!("{}/", file.key).as_str() > last_on_page.as_str() {
+                    carried.push(file);
                     continue;
                 }
-                files.push(object);
+                resolved.push(Resolved {
+                    name: name.to_owned(),
+                    kind: FileKind::File,
+                    key: file.key,
+                    stat: file.stat,
+                });
             }
             stream.carried = carried;
 
-            let mut resolved = self.resolve_files(&stream.prefix, files).await?;
             resolved.extend(directories.into_iter().map(|(name, key)| Resolved {
                 name,
                 kind: FileKind::Directory,
@@ -284,47 +392,146 @@ impl<S: ObjectStore> Filesystem<S> {
         Ok(())
     }
 
-    /// Attributes for listed files: the listing's size, mtime and ETag, plus
-    /// POSIX headers from the cache or from HEADs sent in parallel (bounded by
-    /// the request semaphore).
-    async fn resolve_files(&self, prefix: &str, files: Vec<ListedObject>) -> Result<Vec<Resolved>> {
-        let mut pending = FuturesOrdered::new();
-        for object in files {
-            pending.push_back(async move {
-                let listed = Stat {
-                    size: object.size,
-                    mtime: Some(object.last_modified),
-                    etag: object.etag.clone(),
-                    headers: PosixHeaders::default(),
-                };
-                let stat = match self.config.posix_metadata {
-                    PosixMetadata::ListingOnly => listed,
-                    PosixMetadata::FromHeaders => match self.headers.get(&object.key, &object.etag)
-                    {
-                        Some(headers) => Stat { headers, ..listed },
-                        None => {
-                            match self.head(&object.key).await {
-                                // Newer than the listing if the object changed in between.
-                                Ok(meta) => self.stat_from_head(&object.key, &meta),
-                                // Deleted since the listing: show what was listed.
-                                Err(StoreError::NotFound { .. }) => listed,
-                                Err(error) => return Err(Error::from(error)),
-                            }
-                        }
-                    },
-                };
-                Ok(Resolved {
-                    name: object.key[prefix.len()..].to_owned(),
-                    kind: FileKind::File,
-                    stat,
-                    key: object.key,
-                })
-            });
-        }
-        let mut resolved = Vec::with_capacity(pending.len());
-        while let Some(result) = pending.next().await {
-            resolved.push(result?);
-        }
-        Ok(resolved)
+    fn start_lister(&self, ino: u64, prefix: String, continuation: Option<String>) -> Lister {
+        let (sender, pages) = mpsc::channel(PAGES_AHEAD);
+        let task = tokio::spawn(list_ahead(
+            Arc::clone(&self.meta),
+            Arc::clone(&self.listings),
+            self.config.posix_metadata,
+            ino,
+            prefix,
+            continuation,
+            sender,
+        ));
+        Lister { pages, task }
     }
+}
+
+/// Lists the directory `ino` (under `prefix`) from `continuation` to its end
+/// and sends its pages, resolved, in order. Stops after sending a failure,
+/// or when the reader is gone.
+///
+/// Two loops run side by side, as a client listing and HEADing by hand
+/// would run them: one sends the LISTs back to back, a few pages ahead of the
+/// other (`LISTED_AHEAD`), which resolves each page as it arrives and keeps
+/// `PAGES_AHEAD` resolved pages for the reader. Tying each LIST to the end
+/// of the HEADs of the page before it instead left gaps in the LIST chain
+/// whenever a page's HEADs took longer than the next LIST.
+///
+/// The listing counts as under way (its directory confirmed) once a page
+/// has shown entries, except while it waits for room for the reader: a
+/// directory held open and not read is confirmed only for the TTL after.
+async fn list_ahead<S: ObjectStore>(
+    meta: Arc<MetadataRequests<S>>,
+    listings: Arc<DirectoryConfirmations>,
+    posix_metadata: PosixMetadata,
+    ino: u64,
+    prefix: String,
+    continuation: Option<String>,
+    pages: mpsc::Sender<Result<ResolvedPage>>,
+) {
+    let (listed_sender, mut listed) = mpsc::channel(LISTED_AHEAD);
+    let list = async {
+        let mut continuation = continuation;
+        loop {
+            // Room first, so that `LISTED_AHEAD` listed pages wait, not one more.
+            let Ok(slot) = listed_sender.reserve().await else {
+                return; // the resolving loop has stopped
+            };
+            let page = meta
+                .list_page(&prefix, continuation.as_deref(), LIST_PAGE_KEYS)
+                .await;
+            continuation = page.as_ref().ok().and_then(|page| page.next.clone());
+            slot.send(page);
+            if continuation.is_none() {
+                return; // the last page, or a failure
+            }
+        }
+    };
+    let resolve = async {
+        let mut has_found_entries = false;
+        loop {
+            let Ok(slot) = pages.reserve().await else {
+                return; // the reader is gone
+            };
+            let mut under_way = has_found_entries.then(|| listings.under_way(ino));
+            let Some(page) = listed.recv().await else {
+                return;
+            };
+            let ListPage {
+                objects,
+                common_prefixes,
+                next,
+            } = match page {
+                Ok(page) => page,
+                Err(error) => {
+                    slot.send(Err(Error::from(error)));
+                    return;
+                }
+            };
+            if !has_found_entries && (!objects.is_empty() || !common_prefixes.is_empty()) {
+                has_found_entries = true;
+                under_way = Some(listings.under_way(ino));
+            }
+            let is_last_page = next.is_none();
+            let page = resolve_files(&meta, posix_metadata, objects)
+                .await
+                .map(|files| ResolvedPage {
+                    files,
+                    common_prefixes,
+                    next,
+                });
+            let is_failure = page.is_err();
+            slot.send(page);
+            drop(under_way);
+            if is_failure || is_last_page {
+                return;
+            }
+        }
+    };
+    tokio::join!(list, resolve);
+}
+
+/// Attributes for listed files, in listing order: the listing's size, mtime
+/// and ETag, plus POSIX headers from the cache or from HEADs, at most
+/// `--max-concurrency` of them waiting for a request permit at a time, so
+/// that the next LIST never queues behind a whole page of HEADs.
+async fn resolve_files<S: ObjectStore>(
+    meta: &Arc<MetadataRequests<S>>,
+    posix_metadata: PosixMetadata,
+    objects: Vec<ListedObject>,
+) -> Result<Vec<ListedFile>> {
+    futures::stream::iter(objects)
+        .map(|object| resolve_file(meta, posix_metadata, object))
+        .buffered(meta.max_concurrency())
+        .try_collect()
+        .await
+}
+
+async fn resolve_file<S: ObjectStore>(
+    meta: &Arc<MetadataRequests<S>>,
+    posix_metadata: PosixMetadata,
+    object: ListedObject,
+) -> Result<ListedFile> {
+    let listed = Stat {
+        size: object.size,
+        mtime: Some(object.last_modified),
+        etag: object.etag.clone(),
+        headers: PosixHeaders::default(),
+    };
+    let stat = match posix_metadata {
+        PosixMetadata::ListingOnly => listed,
+        PosixMetadata::FromHeaders => match meta.headers_or_head(&object.key, &object.etag).await {
+            Known::Cached(headers) => Stat { headers, ..listed },
+            // Newer than the listing if the object changed in between.
+            Known::Head(Ok(head)) => Stat::from_head(&head),
+            // Deleted since the listing: show what was listed.
+            Known::Head(Err(error)) if matches!(*error, StoreError::NotFound { .. }) => listed,
+            Known::Head(Err(error)) => return Err(Error::from(error)),
+        },
+    };
+    Ok(ListedFile {
+        key: object.key,
+        stat,
+    })
 }

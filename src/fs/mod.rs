@@ -31,14 +31,16 @@ use crate::upload::{UploadConfig, UploadError, WriteBudget};
 
 mod dir;
 mod inode;
+mod metadata;
 mod read;
 mod symlink;
 mod write;
 
 pub use write::{Caller, SetAttr};
 
-use dir::DirStream;
+use dir::{DirStream, DirectoryConfirmations};
 use inode::InodeTable;
+use metadata::{HeadResult, MetadataRequests, Sharing};
 use read::FileHandle;
 use write::OpenWrite;
 
@@ -140,6 +142,12 @@ impl From<StoreError> for Error {
     }
 }
 
+impl From<Arc<StoreError>> for Error {
+    fn from(error: Arc<StoreError>) -> Self {
+        Error::from_store(error, None)
+    }
+}
+
 pub type Result<T> = std::result::Result<T, Error>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +167,17 @@ pub struct Stat {
     /// Empty for directories.
     pub etag: String,
     pub headers: PosixHeaders,
+}
+
+impl Stat {
+    fn from_head(meta: &ObjectMeta) -> Self {
+        Stat {
+            size: meta.size,
+            mtime: Some(meta.last_modified),
+            etag: meta.etag.clone(),
+            headers: PosixHeaders::from_user_metadata(&meta.user_metadata),
+        }
+    }
 }
 
 /// Attributes as `stat(2)` shows them.
@@ -215,12 +234,13 @@ pub struct Filesystem<S> {
     store: Arc<S>,
     config: FsConfig,
     inodes: Mutex<InodeTable>,
-    headers: HeaderCache,
     negative: NegativeCache,
     blocks: Arc<BlockCache<StoreError>>,
-    /// Bounds HEADs and LISTs in flight; GETs have their own, smaller bound
-    /// in bytes (see `read.rs`).
-    metadata_requests: Arc<Semaphore>,
+    /// HEADs and LISTs, with the header cache; GETs have their own, smaller
+    /// bound in bytes (see `read.rs`).
+    meta: Arc<MetadataRequests<S>>,
+    /// Directories that a listing under way or just completed found.
+    listings: Arc<DirectoryConfirmations>,
     read_requests: Arc<Semaphore>,
     /// Largest prefetch window of one reader.
     max_read_window_bytes: u64,
@@ -273,13 +293,18 @@ impl<S: ObjectStore> Filesystem<S> {
             max_single_copy_bytes: config.max_single_copy_bytes,
             budget: WriteBudget::new(config.max_write_buffer_bytes),
         };
+        let meta = Arc::new(MetadataRequests::new(
+            Arc::clone(&store),
+            max_concurrency,
+            HeaderCache::new(HEADER_CACHE_ENTRIES),
+        ));
         Ok(Filesystem {
             store,
             inodes: Mutex::new(InodeTable::new(config.prefix.clone(), root_stat)),
-            headers: HeaderCache::new(HEADER_CACHE_ENTRIES),
             negative: NegativeCache::new(config.metadata_ttl, NEGATIVE_CACHE_ENTRIES),
             blocks: Arc::new(BlockCache::new(cache_bytes)),
-            metadata_requests: Arc::new(Semaphore::new(max_concurrency)),
+            meta,
+            listings: Arc::new(DirectoryConfirmations::new(config.metadata_ttl)),
             read_requests: Arc::new(Semaphore::new(read_concurrency as usize)),
             max_read_window_bytes: (in_flight_bytes).min(cache_bytes / 2).max(BLOCK_SIZE_BYTES),
             files: Mutex::new(HashMap::new()),
@@ -389,7 +414,12 @@ impl<S: ObjectStore> Filesystem<S> {
         let known_kind = {
             let mut inodes = self.inodes.lock().unwrap();
             match inodes.child(parent, name) {
-                Some((ino, child)) if self.is_fresh(child) || child.is_being_written => {
+                Some((ino, child))
+                    if self.is_fresh(child)
+                        || child.is_being_written
+                        || (child.kind == FileKind::Directory
+                            && self.listings.is_confirmed(ino)) =>
+                {
                     let attr = self.attr(ino, child.kind, &child.stat);
                     inodes.add_lookup(ino);
                     return Ok(self.entry(attr));
@@ -406,19 +436,22 @@ impl<S: ObjectStore> Filesystem<S> {
         // A name already known is revalidated as what it was, with one
         // request; only a change of kind (or a new name) costs both.
         if known_kind == Some(FileKind::File) {
-            match self.head(&key).await {
+            match self.head(&key, Sharing::JoinInFlight).await {
                 Ok(meta) => {
-                    let stat = self.stat_from_head(&key, &meta);
+                    let stat = Stat::from_head(&meta);
                     return Ok(self.remember(parent, name, FileKind::File, key, stat));
                 }
-                Err(StoreError::NotFound { .. }) => {}
+                Err(error) if matches!(*error, StoreError::NotFound { .. }) => {}
                 Err(error) => return Err(error.into()),
             }
         }
         if known_kind == Some(FileKind::Directory) && self.is_directory(&dir_prefix).await? {
             return Ok(self.remember_directory(parent, name, dir_prefix));
         }
-        let (head, is_directory) = tokio::join!(self.head(&key), self.is_directory(&dir_prefix));
+        let (head, is_directory) = tokio::join!(
+            self.head(&key, Sharing::JoinInFlight),
+            self.is_directory(&dir_prefix)
+        );
         if is_directory? {
             if head.is_ok() {
                 self.warn_once(
@@ -430,10 +463,10 @@ impl<S: ObjectStore> Filesystem<S> {
         }
         match head {
             Ok(meta) => {
-                let stat = self.stat_from_head(&key, &meta);
+                let stat = Stat::from_head(&meta);
                 Ok(self.remember(parent, name, FileKind::File, key, stat))
             }
-            Err(StoreError::NotFound { .. }) => {
+            Err(error) if matches!(*error, StoreError::NotFound { .. }) => {
                 self.negative.insert(parent, name);
                 Err(Error::NotFound)
             }
@@ -441,24 +474,14 @@ impl<S: ObjectStore> Filesystem<S> {
         }
     }
 
-    async fn head(&self, key: &str) -> std::result::Result<ObjectMeta, StoreError> {
-        let _permit = self
-            .metadata_requests
-            .acquire()
-            .await
-            .expect("never closed");
-        self.store.head(key).await
+    async fn head(&self, key: &str, sharing: Sharing) -> HeadResult {
+        self.meta.head(key, sharing).await
     }
 
     /// Whether anything lives under `prefix`: one delimited one-key listing,
     /// which a store answers from that directory alone.
     async fn is_directory(&self, prefix: &str) -> Result<bool> {
-        let _permit = self
-            .metadata_requests
-            .acquire()
-            .await
-            .expect("never closed");
-        let page = self.store.list_page(prefix, true, None, 1).await?;
+        let page = self.meta.list_page(prefix, None, 1).await?;
         Ok(!page.objects.is_empty() || !page.common_prefixes.is_empty())
     }
 
@@ -504,23 +527,12 @@ impl<S: ObjectStore> Filesystem<S> {
         self.entry(attr)
     }
 
-    fn stat_from_head(&self, key: &str, meta: &ObjectMeta) -> Stat {
-        let headers = PosixHeaders::from_user_metadata(&meta.user_metadata);
-        self.headers.insert(key, &meta.etag, headers);
-        Stat {
-            size: meta.size,
-            mtime: Some(meta.last_modified),
-            etag: meta.etag.clone(),
-            headers,
-        }
-    }
-
     pub fn forget(&self, ino: u64, count: u64) {
         self.inodes.lock().unwrap().forget(ino, count);
     }
 
     pub async fn getattr(&self, ino: u64) -> Result<Entry> {
-        self.revalidate(ino).await?;
+        self.revalidate(ino, Sharing::JoinInFlight).await?;
         let inodes = self.inodes.lock().unwrap();
         let inode = inodes.get(ino).ok_or(Error::NotFound)?;
         Ok(self.entry(self.attr(ino, inode.kind, &inode.stat)))
@@ -529,7 +541,7 @@ impl<S: ObjectStore> Filesystem<S> {
     /// Refreshes a file's stat from the store once its TTL has passed.
     /// Directories are not rechecked: their attributes come from the mount;
     /// nor are files this mount is writing: the local stat is the truth.
-    async fn revalidate(&self, ino: u64) -> Result<()> {
+    async fn revalidate(&self, ino: u64, sharing: Sharing) -> Result<()> {
         let key = {
             let inodes = self.inodes.lock().unwrap();
             let inode = inodes.get(ino).ok_or(Error::NotFound)?;
@@ -538,8 +550,8 @@ impl<S: ObjectStore> Filesystem<S> {
             }
             inode.key.clone()
         };
-        let meta = self.head(&key).await?;
-        let stat = self.stat_from_head(&key, &meta);
+        let meta = self.head(&key, sharing).await?;
+        let stat = Stat::from_head(&meta);
         let mut inodes = self.inodes.lock().unwrap();
         if let Some(inode) = inodes.get_mut(ino)
             && !inode.is_being_written
@@ -563,7 +575,9 @@ impl<S: ObjectStore> Filesystem<S> {
             OpenIntent::Write { truncate } => Some(self.writer_for(ino, truncate).await?),
         };
         if writer.is_none() && !self.is_being_written(ino) {
-            self.revalidate(ino).await?;
+            // Close-to-open: a HEAD sent before this open may predate a
+            // change it must see.
+            self.revalidate(ino, Sharing::SendNew).await?;
         }
         let (key, stat) = {
             let inodes = self.inodes.lock().unwrap();

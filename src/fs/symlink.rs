@@ -46,7 +46,7 @@ impl<S: ObjectStore> Filesystem<S> {
             .store
             .put(&key, target, &s3fs_metadata(&headers))
             .await?;
-        self.headers.insert(&key, &etag, headers);
+        self.meta.headers().insert(&key, &etag, headers);
         self.negative.remove(parent, name);
         let stat = Stat {
             size,

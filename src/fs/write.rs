@@ -349,8 +349,7 @@ impl<S: ObjectStore> Filesystem<S> {
             size: open.size,
         });
         open.dirty.clear();
-
-        self.headers.insert(&open.key, &etag, open.headers);
+        self.meta.headers().insert(&open.key, &etag, open.headers);
         let mut inodes = self.inodes.lock().unwrap();
         if let Some(inode) = inodes.get_mut(open.ino) {
             inode.stat.etag = etag;
@@ -654,7 +653,7 @@ impl<S: ObjectStore> Filesystem<S> {
             &self.upload,
         )
         .await?;
-        self.headers.insert(&key, &etag, headers);
+        self.meta.headers().insert(&key, &etag, headers);
         if let Some(inode) = self.inodes.lock().unwrap().get_mut(ino) {
             inode.stat.etag = etag;
             inode.stat.headers = headers;

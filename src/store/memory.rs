@@ -20,13 +20,14 @@
 //! read it back with [`MemoryStore::get`], count requests per [`Verb`], and
 //! make the next requests fail with [`MemoryStore::fail_next`]. A request is
 //! counted before an injected failure is applied, as S3 would have received
-//! it. The inherent `put` and `delete` shadow the trait verbs of the same
+//! it. [`MemoryStore::set_latency`] makes HEADs or LISTs take time, so that
+//! tests can catch requests in flight. The inherent `put` and `delete` shadow the trait verbs of the same
 //! name in method syntax; call those as `ObjectStore::put(&store, ...)`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::{Bound, Range};
 use std::sync::{Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 
@@ -133,6 +134,7 @@ struct State {
     /// versions, parts or uploads share one.
     serial: u64,
     requests: HashMap<Verb, u64>,
+    latency: HashMap<Verb, Duration>,
     failures: HashMap<Verb, VecDeque<FailureKind>>,
 }
 
@@ -281,6 +283,20 @@ impl MemoryStore {
         queue.extend(std::iter::repeat_n(kind, count));
     }
 
+    /// Makes every later request of `verb` wait `latency` before it is
+    /// received (and counted). Only HEAD and LIST honour it; waiting needs a
+    /// tokio runtime.
+    pub fn set_latency(&self, verb: Verb, latency: Duration) {
+        self.lock().latency.insert(verb, latency);
+    }
+
+    async fn wait_latency(&self, verb: Verb) {
+        let latency = self.lock().latency.get(&verb).copied();
+        if let Some(latency) = latency {
+            tokio::time::sleep(latency).await;
+        }
+    }
+
     /// Drops every queued failure.
     pub fn clear_failures(&self) {
         self.lock().failures.clear();
@@ -297,6 +313,7 @@ impl MemoryStore {
 
 impl ObjectStore for MemoryStore {
     async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
+        self.wait_latency(Verb::Head).await;
         let mut state = self.lock();
         state.begin(Verb::Head, key)?;
         let object = state.objects.get(key).ok_or_else(|| StoreError::NotFound {
@@ -343,6 +360,7 @@ impl ObjectStore for MemoryStore {
         continuation: Option<&str>,
         max_keys: u32,
     ) -> Result<ListPage, StoreError> {
+        self.wait_latency(Verb::List).await;
         let mut state = self.lock();
         state.begin(Verb::List, prefix)?;
         let lower = match continuation {
