@@ -15,6 +15,6 @@ VERSION=$(sed -n 's/^Version: *//p' packaging/rpm/bucketfs.spec)
 git archive --format=tar.gz --prefix="bucketfs-$VERSION/" -o "$OUT/bucketfs-$VERSION.tar.gz" HEAD
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cargo vendor --locked --versioned-dirs "$work/vendor" >/dev/null
+cargo vendor --quiet --locked --versioned-dirs "$work/vendor" >/dev/null
 tar -C "$work" -czf "$OUT/bucketfs-$VERSION-vendor.tar.gz" vendor
 ls -1 "$OUT/bucketfs-$VERSION.tar.gz" "$OUT/bucketfs-$VERSION-vendor.tar.gz"
