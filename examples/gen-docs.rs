@@ -9,6 +9,10 @@
 //! so an option added to the CLI reaches `man bucketfs` and tab completion
 //! without anyone editing a copy. Only what the CLI cannot know is written
 //! here: where the packages put files, and related pages.
+//!
+//! tests/packaging.rs includes this file as a module and calls [`generate`],
+//! so the test packs documentation of the very code it tests without
+//! running cargo inside cargo.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -41,7 +45,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn generate(out_dir: &Path) -> io::Result<Vec<PathBuf>> {
+/// Writes every file into `out_dir` (created if missing); returns their paths.
+pub fn generate(out_dir: &Path) -> io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out_dir)?;
     let mut written = vec![write_man_page(out_dir)?];
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
