@@ -212,6 +212,11 @@ fn check_deb_contents(deb: &Path) {
         ("-rw-------", "./etc/bucketfs/example.conf"),
         ("-rw-r--r--", "./usr/share/man/man8/bucketfs.8.gz"),
         (
+            "lrwxrwxrwx",
+            "./usr/share/man/man8/mount.bucketfs.8.gz -> bucketfs.8.gz",
+        ),
+        ("-rw-r--r--", "./usr/share/doc/bucketfs/changelog.Debian.gz"),
+        (
             "-rw-r--r--",
             "./usr/share/bash-completion/completions/bucketfs",
         ),
