@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need, into fixed places the tests know about:
-#   - fuse3 (fusermount3, mount.fuse3) from apt, when missing;
+#   - fuse3 (fusermount3, mount.fuse3), git, tar and s3fs from apt, when missing;
 #   - a Python venv with moto[server] and awscli: $CACHE/venv;
-#   - s3s-fs 0.14.1 patched with scripts/s3s-fs/dir-keys.patch: $CACHE/s3s-fs-patched-2/target/release/s3s-fs.
+#   - s3s-fs 0.14.1 patched with scripts/s3s-fs/dir-keys.patch: $CACHE/s3s-fs-patched-2/target/release/s3s-fs;
+#   - packaging tools for tests/packaging.rs: systemd (systemd-analyze), rpm (rpmspec) and rpmlint
+#     from apt, and cargo-deb: $CACHE/cargo-deb/bin/cargo-deb.
 # CACHE is $BUCKETFS_TEST_CACHE, default ~/.cache/bucketfs-test. Idempotent: quick when all is cached.
 # Exports nothing. Options: --skip-s3s-fs (the demo does not need it; its first build takes minutes).
 set -euo pipefail
@@ -51,11 +53,21 @@ else
   apt_install fuse3
   command -v fusermount3 >/dev/null 2>&1 || die "fusermount3 still missing after installing fuse3"
 fi
-# The write tests drive git, tar and the like inside a mount.
-for tool in git tar; do
+# The write tests drive git, tar and the like inside a mount; tests/s3fs_interop.rs mounts the
+# same bucket with s3fs-fuse.
+for pair in git:git tar:tar s3fs:s3fs; do
+  tool=${pair%%:*} package=${pair#*:}
   if ! command -v "$tool" >/dev/null 2>&1; then
-    say "$tool: installing with apt-get"
-    apt_install "$tool"
+    say "$tool: installing $package with apt-get"
+    apt_install "$package"
+  fi
+done
+# Packaging checks: systemd-analyze verify on the units, rpmspec/rpmlint on the spec, dpkg for the .deb.
+for pair in systemd-analyze:systemd rpmspec:rpm rpmlint:rpmlint dpkg-deb:dpkg; do
+  tool=${pair%%:*} package=${pair#*:}
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    say "$tool: installing $package with apt-get"
+    apt_install "$package"
   fi
 done
 [ -c /dev/fuse ] || say "WARNING: /dev/fuse is missing; mounts will fail (load the fuse module or run the container with --device /dev/fuse)"
@@ -64,6 +76,9 @@ done
 # is mostly download time, so the build runs in the background meanwhile.
 S3S_BIN=${BUCKETFS_TEST_S3S_FS:-$CACHE/s3s-fs-patched-2/target/release/s3s-fs}
 s3s_pid=
+deb_pid=
+# A failure stops the background builds, each in its own process group (setsid), cargo included.
+trap 'for pid in $s3s_pid $deb_pid; do kill -- -"$pid" 2>/dev/null || true; done' EXIT
 if $skip_s3s; then
   say "s3s-fs: skipped (--skip-s3s-fs)"
 elif [ -n "${BUCKETFS_TEST_S3S_FS:-}" ] && [ -x "$BUCKETFS_TEST_S3S_FS" ]; then
@@ -75,13 +90,26 @@ else
   S3S_BIN=$CACHE/s3s-fs-patched-2/target/release/s3s-fs
   say "s3s-fs: building patched s3s-fs 0.14.1 in the background (minutes the first time)"
   s3s_t0=$SECONDS
-  # Own process group (setsid), so a failure here can stop the whole build, cargo included.
   BUCKETFS_TEST_CACHE=$CACHE setsid "$ROOT/scripts/s3s-fs/build.sh" "$CACHE/s3s-fs-patched-2" >/dev/null &
   s3s_pid=$!
-  trap '[ -z "$s3s_pid" ] || kill -- -"$s3s_pid" 2>/dev/null || true' EXIT
 fi
 
-# 3. moto + aws CLI venv. The stamp records the pinned requirements so changing them rebuilds the venv.
+# 3. cargo-deb, which tests/packaging.rs builds the .deb with. Pinned so every machine packs the
+# same way; a compile of a few minutes the first time, so it too runs in the background.
+CARGO_DEB_VERSION=3.8.0
+CARGO_DEB=$CACHE/cargo-deb/bin/cargo-deb
+if [ "$("$CARGO_DEB" --version 2>/dev/null)" = "cargo-deb $CARGO_DEB_VERSION" ]; then
+  say "cargo-deb: reusing $CARGO_DEB"
+else
+  say "cargo-deb: building cargo-deb $CARGO_DEB_VERSION in the background (minutes the first time)"
+  deb_t0=$SECONDS
+  mkdir -p "$CACHE/cargo-deb"
+  setsid cargo install --quiet --locked "cargo-deb@$CARGO_DEB_VERSION" --root "$CACHE/cargo-deb" \
+    >"$CACHE/cargo-deb/build.log" 2>&1 &
+  deb_pid=$!
+fi
+
+# 4. moto + aws CLI venv. The stamp records the pinned requirements so changing them rebuilds the venv.
 venv_ok() {
   [ "$(cat "$VENV/.bucketfs-reqs" 2>/dev/null)" = "$PY_REQS" ] &&
     "$VENV/bin/moto_server" --help >/dev/null 2>&1 &&
@@ -116,8 +144,19 @@ if [ -n "$s3s_pid" ]; then
   say "s3s-fs: done in $((SECONDS - s3s_t0))s"
 fi
 
+if [ -n "$deb_pid" ]; then
+  say "cargo-deb: waiting for the build (log: $CACHE/cargo-deb/build.log)"
+  pid=$deb_pid
+  deb_pid=
+  wait "$pid" || { tail -20 "$CACHE/cargo-deb/build.log" >&2; die "cargo install cargo-deb failed"; }
+  [ "$("$CARGO_DEB" --version 2>/dev/null)" = "cargo-deb $CARGO_DEB_VERSION" ] ||
+    die "cargo-deb built but $CARGO_DEB --version is not $CARGO_DEB_VERSION"
+  say "cargo-deb: done in $((SECONDS - deb_t0))s"
+fi
+
 say "ready:"
 say "  moto_server  $VENV/bin/moto_server"
 say "  aws          $VENV/bin/aws"
 $skip_s3s || say "  s3s-fs       $S3S_BIN"
 say "  fusermount3  $(command -v fusermount3)"
+say "  cargo-deb    $CARGO_DEB"

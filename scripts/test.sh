@@ -16,6 +16,7 @@ step "setup test dependencies"
 if [ -n "${BUCKETFS_TEST_CACHE:-}" ]; then
   export BUCKETFS_TEST_MOTO=${BUCKETFS_TEST_MOTO:-$BUCKETFS_TEST_CACHE/venv/bin/moto_server}
   export BUCKETFS_TEST_S3S_FS=${BUCKETFS_TEST_S3S_FS:-$BUCKETFS_TEST_CACHE/s3s-fs-patched-2/target/release/s3s-fs}
+  export BUCKETFS_TEST_CARGO_DEB=${BUCKETFS_TEST_CARGO_DEB:-$BUCKETFS_TEST_CACHE/cargo-deb/bin/cargo-deb}
 fi
 
 for tool in fmt clippy; do
