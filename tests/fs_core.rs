@@ -627,3 +627,65 @@ async fn rmdir_refuses_a_non_empty_directory() {
     fs.rmdir(ROOT_INO, "empty").await.unwrap();
     assert!(store.get("empty/").is_none());
 }
+
+#[tokio::test]
+async fn a_directory_takes_its_attributes_from_its_marker() {
+    let store = Arc::new(MemoryStore::new());
+    let headers: HashMap<String, String> = [
+        ("mode".to_owned(), (libc::S_IFDIR | 0o700).to_string()),
+        ("uid".to_owned(), "1234".to_owned()),
+    ]
+    .into();
+    store.put_with_metadata("marked/", Vec::<u8>::new(), headers);
+    store.put("marked/inside", vec![1u8]);
+    store.put("implicit/inside", vec![1u8]);
+    let fs = mount(&store, PosixMetadata::FromHeaders);
+
+    // Through a listing of the parent: one HEAD per directory.
+    let fh = fs.opendir(ROOT_INO).expect("opendir");
+    let entries = fs.readdirplus(fh, 0).await.expect("readdirplus");
+    let attr_of = |name: &str| {
+        entries
+            .iter()
+            .find(|entry| entry.name == name)
+            .map(|entry| entry.entry.attr)
+            .unwrap()
+    };
+    assert_eq!(
+        (attr_of("marked").perm, attr_of("marked").uid),
+        (0o700, 1234)
+    );
+    assert_eq!(
+        (attr_of("implicit").perm, attr_of("implicit").uid),
+        (0o755, 1000)
+    );
+    for entry in &entries {
+        if entry.counts_as_lookup {
+            fs.forget(entry.entry.attr.ino, 1);
+        }
+    }
+    fs.releasedir(fh);
+
+    // Through a lookup: the probe listing shows the marker first.
+    let fresh = mount(&store, PosixMetadata::FromHeaders);
+    let marked = fresh.lookup(ROOT_INO, "marked").await.unwrap().attr;
+    assert_eq!(
+        (marked.kind, marked.perm, marked.uid),
+        (FileKind::Directory, 0o700, 1234)
+    );
+    let implicit = fresh.lookup(ROOT_INO, "implicit").await.unwrap().attr;
+    assert_eq!(implicit.perm, 0o755);
+
+    // Without POSIX metadata, no marker is read.
+    let plain = mount(&store, PosixMetadata::ListingOnly);
+    let heads = store.head_count();
+    assert_eq!(
+        plain.lookup(ROOT_INO, "marked").await.unwrap().attr.perm,
+        0o755
+    );
+    assert_eq!(
+        store.head_count() - heads,
+        1,
+        "only the HEAD of a file named `marked`"
+    );
+}

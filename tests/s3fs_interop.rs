@@ -111,6 +111,14 @@ fn what_s3fs_writes_bucketfs_reads_with_the_same_attributes() {
     );
     assert_eq!(sh(mount.path(), "cat made/link"), "from s3fs\n");
     assert_eq!(sh(mount.path(), "readlink made/link"), "by/s3fs.txt\n");
+    // A directory's attributes live on its marker object: seen by lookup
+    // (stat) and by a listing of its parent (ls -l).
+    assert_eq!(
+        sh(mount.path(), "stat -c '%F %a' made").trim(),
+        "directory 700"
+    );
+    let listed = sh(mount.path(), "ls -ld made/by . && ls -l");
+    assert!(listed.contains("drwx------"), "{listed}");
 }
 
 #[test]

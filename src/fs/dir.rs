@@ -39,7 +39,7 @@ use tokio::task::JoinHandle;
 
 use crate::cache::meta::PosixHeaders;
 use crate::config::PosixMetadata;
-use crate::fs::metadata::{Known, MetadataRequests};
+use crate::fs::metadata::{Known, MetadataRequests, Sharing};
 use crate::fs::{DirEntry, Error, FileKind, Filesystem, Result, Stat, is_valid_name};
 use crate::store::{ListPage, ListedObject, ObjectStore, StoreError};
 
@@ -83,6 +83,8 @@ struct ListedFile {
 struct ResolvedPage {
     files: Vec<ListedFile>,
     common_prefixes: Vec<String>,
+    /// Attributes from the marker objects of those directories that have one.
+    directory_stats: HashMap<String, Stat>,
     next: Option<String>,
 }
 
@@ -361,11 +363,16 @@ impl<S: ObjectStore> Filesystem<S> {
             }
             stream.carried = carried;
 
-            resolved.extend(directories.into_iter().map(|(name, key)| Resolved {
-                name,
-                kind: FileKind::Directory,
-                key,
-                stat: self.implicit_directory_stat(),
+            let mut directory_stats = page.directory_stats;
+            resolved.extend(directories.into_iter().map(|(name, key)| {
+                Resolved {
+                    name,
+                    kind: FileKind::Directory,
+                    stat: directory_stats
+                        .remove(&key)
+                        .unwrap_or_else(|| self.implicit_directory_stat()),
+                    key,
+                }
             }));
             // Files created here and not uploaded yet: listed once, from the
             // inode table, at the end of the listing.
@@ -474,13 +481,16 @@ async fn list_ahead<S: ObjectStore>(
                 under_way = Some(listings.under_way(ino));
             }
             let is_last_page = next.is_none();
-            let page = resolve_files(&meta, posix_metadata, objects)
-                .await
-                .map(|files| ResolvedPage {
-                    files,
-                    common_prefixes,
-                    next,
-                });
+            let (files, directory_stats) = tokio::join!(
+                resolve_files(&meta, posix_metadata, objects),
+                resolve_directories(&meta, posix_metadata, &common_prefixes)
+            );
+            let page = files.map(|files| ResolvedPage {
+                files,
+                common_prefixes,
+                directory_stats,
+                next,
+            });
             let is_failure = page.is_err();
             slot.send(page);
             drop(under_way);
@@ -506,6 +516,60 @@ async fn resolve_files<S: ObjectStore>(
         .buffered(meta.max_concurrency())
         .try_collect()
         .await
+}
+
+/// Attributes of listed directories from their marker objects (`d/`), where
+/// they have one: s3fs and `chmod` here keep a directory's mode, owner and
+/// mtime there. One HEAD per directory, as s3fs does; the listing of the
+/// parent does not say which directories have markers.
+async fn resolve_directories<S: ObjectStore>(
+    meta: &Arc<MetadataRequests<S>>,
+    posix_metadata: PosixMetadata,
+    prefixes: &[String],
+) -> HashMap<String, Stat> {
+    if posix_metadata == PosixMetadata::ListingOnly {
+        return HashMap::new();
+    }
+    let found: Vec<Option<(String, Stat)>> = futures::stream::iter(prefixes.to_vec())
+        .map(|prefix| {
+            let meta = Arc::clone(meta);
+            async move {
+                let stat = directory_marker_stat(&meta, &prefix, None).await;
+                stat.map(|stat| (prefix, stat))
+            }
+        })
+        .buffered(meta.max_concurrency())
+        .collect()
+        .await;
+    found.into_iter().flatten().collect()
+}
+
+/// A directory's attributes from its marker object `prefix`: `listed` when a
+/// listing showed it (so cached headers need no request), else a HEAD.
+/// `None` without a marker, or when it cannot be read: attributes are not
+/// worth failing a listing or lookup over; the mount options stand in.
+pub(super) async fn directory_marker_stat<S: ObjectStore>(
+    meta: &Arc<MetadataRequests<S>>,
+    prefix: &str,
+    listed: Option<&ListedObject>,
+) -> Option<Stat> {
+    let stat = match listed {
+        Some(marker) => match meta.headers_or_head(prefix, &marker.etag).await {
+            Known::Cached(headers) => Stat {
+                size: 0,
+                mtime: Some(marker.last_modified),
+                etag: String::new(),
+                headers,
+            },
+            Known::Head(head) => Stat::from_head(&head.ok()?),
+        },
+        None => Stat::from_head(&meta.head(prefix, Sharing::JoinInFlight).await.ok()?),
+    };
+    Some(Stat {
+        size: 0,
+        etag: String::new(),
+        ..stat
+    })
 }
 
 async fn resolve_file<S: ObjectStore>(

@@ -445,21 +445,23 @@ impl<S: ObjectStore> Filesystem<S> {
                 Err(error) => return Err(error.into()),
             }
         }
-        if known_kind == Some(FileKind::Directory) && self.is_directory(&dir_prefix).await? {
-            return Ok(self.remember_directory(parent, name, dir_prefix));
+        if known_kind == Some(FileKind::Directory)
+            && let Some(stat) = self.probe_directory(&dir_prefix).await?
+        {
+            return Ok(self.remember(parent, name, FileKind::Directory, dir_prefix, stat));
         }
-        let (head, is_directory) = tokio::join!(
+        let (head, directory) = tokio::join!(
             self.head(&key, Sharing::JoinInFlight),
-            self.is_directory(&dir_prefix)
+            self.probe_directory(&dir_prefix)
         );
-        if is_directory? {
+        if let Some(stat) = directory? {
             if head.is_ok() {
                 self.warn_once(
                     &key,
                     "an object shares its name with a directory; the directory is shown",
                 );
             }
-            return Ok(self.remember_directory(parent, name, dir_prefix));
+            return Ok(self.remember(parent, name, FileKind::Directory, dir_prefix, stat));
         }
         match head {
             Ok(meta) => {
@@ -478,21 +480,22 @@ impl<S: ObjectStore> Filesystem<S> {
         self.meta.head(key, sharing).await
     }
 
-    /// Whether anything lives under `prefix`: one delimited one-key listing,
-    /// which a store answers from that directory alone.
-    async fn is_directory(&self, prefix: &str) -> Result<bool> {
+    /// A directory's attributes if anything lives under `prefix`: one
+    /// delimited one-key listing, which a store answers from that directory
+    /// alone, and shows its marker first if it has one.
+    async fn probe_directory(&self, prefix: &str) -> Result<Option<Stat>> {
         let page = self.meta.list_page(prefix, None, 1).await?;
-        Ok(!page.objects.is_empty() || !page.common_prefixes.is_empty())
-    }
-
-    fn remember_directory(&self, parent: u64, name: &str, prefix: String) -> Entry {
-        self.remember(
-            parent,
-            name,
-            FileKind::Directory,
-            prefix,
-            self.implicit_directory_stat(),
-        )
+        if page.objects.is_empty() && page.common_prefixes.is_empty() {
+            return Ok(None);
+        }
+        let marker = page.objects.first().filter(|object| object.key == prefix);
+        let stat = match (self.config.posix_metadata, marker) {
+            (PosixMetadata::FromHeaders, Some(marker)) => {
+                dir::directory_marker_stat(&self.meta, prefix, Some(marker)).await
+            }
+            _ => None,
+        };
+        Ok(Some(stat.unwrap_or_else(|| self.implicit_directory_stat())))
     }
 
     /// A directory known only from keys under it: no size, ETag or headers of
