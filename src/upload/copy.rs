@@ -7,7 +7,7 @@ use std::ops::Range;
 use futures::StreamExt;
 use futures::stream;
 
-use super::{MIB, UploadConfig, UploadError, abort_quietly, part_size_for};
+use super::{MIB, UploadConfig, UploadError, complete_or_abort, part_size_for};
 use crate::store::ObjectStore;
 
 /// Parts of a multipart copy: large, since no byte passes through us, and
@@ -119,29 +119,16 @@ pub async fn copy_object<S: ObjectStore>(
             Ok::<_, UploadError>((number, etag))
         }
     });
-    let mut copies = stream::iter(copies).buffer_unordered(config.max_parts_in_flight.max(1));
-    let mut parts = Vec::new();
-    while let Some(result) = copies.next().await {
-        match result {
-            Ok(part) => parts.push(part),
-            Err(error) => {
-                drop(copies);
-                abort_quietly(store, destination_key, &upload_id).await;
-                return Err(error);
-            }
+    let copied = async {
+        let mut copies = stream::iter(copies).buffer_unordered(config.max_parts_in_flight.max(1));
+        let mut parts = Vec::new();
+        while let Some(part) = copies.next().await {
+            parts.push(part?);
         }
-    }
-    parts.sort_by_key(|(number, _)| *number);
-    match store
-        .complete_multipart(destination_key, &upload_id, &parts)
-        .await
-    {
-        Ok(etag) => Ok(etag),
-        Err(error) => {
-            abort_quietly(store, destination_key, &upload_id).await;
-            Err(error.into())
-        }
-    }
+        parts.sort_by_key(|(number, _)| *number);
+        Ok(parts)
+    };
+    complete_or_abort(store, destination_key, &upload_id, copied).await
 }
 
 #[cfg(test)]

@@ -258,22 +258,8 @@ impl Staging {
             return Ok(store.put(key, body, user_metadata).await?);
         }
         let upload_id = store.create_multipart(key, user_metadata).await?;
-        match self
-            .upload_parts(store, key, &upload_id, size, unchanged, config)
-            .await
-        {
-            Ok(parts) => match store.complete_multipart(key, &upload_id, &parts).await {
-                Ok(etag) => Ok(etag),
-                Err(error) => {
-                    abort_quietly(store, key, &upload_id).await;
-                    Err(error.into())
-                }
-            },
-            Err(error) => {
-                abort_quietly(store, key, &upload_id).await;
-                Err(error)
-            }
-        }
+        let parts = self.upload_parts(store, key, &upload_id, size, unchanged, config);
+        complete_or_abort(store, key, &upload_id, parts).await
     }
 
     async fn upload_parts<S: ObjectStore>(
@@ -326,6 +312,28 @@ impl Staging {
         parts.sort_by_key(|(number, _)| *number);
         Ok(parts)
     }
+}
+
+/// Completes the multipart upload `upload_id` with the parts that `parts`
+/// sends; if sending or completing fails, aborts it, so that no parts are
+/// left behind, and returns the error.
+async fn complete_or_abort<S: ObjectStore>(
+    store: &S,
+    key: &str,
+    upload_id: &str,
+    parts: impl Future<Output = Result<Vec<(u32, String)>, UploadError>>,
+) -> Result<String, UploadError> {
+    let completed = match parts.await {
+        Ok(parts) => store
+            .complete_multipart(key, upload_id, &parts)
+            .await
+            .map_err(UploadError::from),
+        Err(error) => Err(error),
+    };
+    if completed.is_err() {
+        abort_quietly(store, key, upload_id).await;
+    }
+    completed
 }
 
 async fn abort_quietly<S: ObjectStore>(store: &S, key: &str, upload_id: &str) {
