@@ -46,17 +46,7 @@ fn moto_keeps_odd_keys_and_metadata_and_stops_on_drop() {
     }
 
     bucket.put_with_metadata("meta", "m", &[("mode", "33184"), ("uid", "1234")]);
-    let head = bucket
-        .block_on(
-            bucket
-                .client()
-                .head_object()
-                .bucket(&bucket.name)
-                .key("meta")
-                .send(),
-        )
-        .expect("head meta");
-    let metadata = head.metadata().expect("metadata");
+    let metadata = bucket.metadata("meta");
     assert_eq!(metadata.get("mode").map(String::as_str), Some("33184"));
     assert_eq!(metadata.get("uid").map(String::as_str), Some("1234"));
     assert!(bucket.last_modified_secs("meta") > 1_600_000_000);

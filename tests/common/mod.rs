@@ -540,6 +540,15 @@ impl Bucket {
         })
     }
 
+    /// The object's user metadata (`x-amz-meta-*`, names without the prefix).
+    pub fn metadata(&self, key: &str) -> std::collections::HashMap<String, String> {
+        let out = self
+            .rt
+            .block_on(self.client.head_object().bucket(&self.name).key(key).send())
+            .unwrap_or_else(|e| panic!("head {key:?}: {}", sdk_error(&e)));
+        out.metadata().cloned().unwrap_or_default()
+    }
+
     /// LastModified in whole seconds since the epoch, as HEAD reports it.
     pub fn last_modified_secs(&self, key: &str) -> i64 {
         let out = self
