@@ -689,3 +689,75 @@ async fn a_directory_takes_its_attributes_from_its_marker() {
         "only the HEAD of a file named `marked`"
     );
 }
+
+/// `cp -r` into a new directory: every file name is looked up (and missed)
+/// before it is created; the directory's contents are known, so those
+/// lookups cost no request, and after the TTL one listing answers them again.
+#[tokio::test]
+async fn new_names_in_a_directory_being_filled_cost_no_lookup_requests() {
+    let store = Arc::new(MemoryStore::new());
+    let mut config = config(PosixMetadata::FromHeaders);
+    config.write_mode = WriteMode::ReadWrite;
+    config.metadata_ttl = Duration::from_millis(300);
+    let fs = Filesystem::new(Arc::clone(&store), config, 16).expect("staging directory");
+    assert!(fs.lookup(ROOT_INO, "out").await.is_err());
+    let dir = fs
+        .mkdir(ROOT_INO, "out", 0o755, CALLER)
+        .await
+        .unwrap()
+        .attr
+        .ino;
+    let (heads, lists) = (store.head_count(), store.list_count());
+    let create = |name: String| {
+        let fs = &fs;
+        async move {
+            assert!(matches!(fs.lookup(dir, &name).await, Err(Error::NotFound)));
+            let (_, fh) = fs.create(dir, &name, 0o644, CALLER).await.unwrap();
+            fs.write(fh, 0, Bytes::from(name.clone())).await.unwrap();
+            fs.flush(fh).await.unwrap();
+            fs.release(fh).await;
+        }
+    };
+    for index in 0..20 {
+        create(format!("f{index:02}")).await;
+    }
+    assert_eq!(store.head_count(), heads, "no HEAD for a new name");
+    assert_eq!(store.list_count(), lists, "no listing while fresh");
+
+    // Another host adds a file; it shows once the snapshot has aged out.
+    store.put("out/theirs", b"x".to_vec());
+    assert!(matches!(
+        fs.lookup(dir, "theirs").await,
+        Err(Error::NotFound)
+    ));
+    // A slow writer: names keep missing while the snapshot ages.
+    for index in 0..4 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let name = format!("missing{index}");
+        assert!(matches!(fs.lookup(dir, &name).await, Err(Error::NotFound)));
+    }
+    for index in 20..40 {
+        create(format!("f{index:02}")).await;
+    }
+    assert_eq!(store.head_count(), heads, "still no HEAD for a new name");
+    assert_eq!(
+        store.list_count(),
+        lists + 1,
+        "one listing answers them all"
+    );
+    assert!(fs.lookup(dir, "theirs").await.is_ok(), "seen after the TTL");
+
+    // The mount's own files are never hidden by a snapshot, also after the
+    // kernel forgot them and the directory was listed again.
+    let f05 = fs.lookup(dir, "f05").await.unwrap().attr.ino;
+    fs.forget(f05, 2);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    // Idle for a TTL: the first miss asks the store, the second lists.
+    assert!(fs.lookup(dir, "nope").await.is_err());
+    let lists = store.list_count();
+    assert!(fs.lookup(dir, "nope2").await.is_err());
+    assert_eq!(store.list_count(), lists + 1);
+    assert_eq!(fs.lookup(dir, "f05").await.unwrap().attr.size, 3);
+    fs.unlink(dir, "f06").await.unwrap();
+    assert!(matches!(fs.lookup(dir, "f06").await, Err(Error::NotFound)));
+}

@@ -29,6 +29,7 @@ use crate::config::{FsConfig, PosixMetadata};
 use crate::store::{ObjectMeta, ObjectStore, StoreError};
 use crate::upload::{UploadConfig, UploadError, WriteBudget};
 
+mod contents;
 mod dir;
 mod inode;
 mod metadata;
@@ -38,6 +39,7 @@ mod write;
 
 pub use write::{Caller, SetAttr};
 
+use contents::{DirectoryContents, Known};
 use dir::{DirStream, DirectoryConfirmations};
 use inode::InodeTable;
 use metadata::{HeadResult, MetadataRequests, Sharing};
@@ -241,6 +243,8 @@ pub struct Filesystem<S> {
     meta: Arc<MetadataRequests<S>>,
     /// Directories that a listing under way or just completed found.
     listings: Arc<DirectoryConfirmations>,
+    /// Whole listings of directories where lookups keep missing.
+    contents: DirectoryContents,
     read_requests: Arc<Semaphore>,
     /// Largest prefetch window of one reader.
     max_read_window_bytes: u64,
@@ -305,6 +309,7 @@ impl<S: ObjectStore> Filesystem<S> {
             blocks: Arc::new(BlockCache::new(cache_bytes)),
             meta,
             listings: Arc::new(DirectoryConfirmations::new(config.metadata_ttl)),
+            contents: DirectoryContents::new(config.metadata_ttl),
             read_requests: Arc::new(Semaphore::new(read_concurrency as usize)),
             max_read_window_bytes: (in_flight_bytes).min(cache_bytes / 2).max(BLOCK_SIZE_BYTES),
             files: Mutex::new(HashMap::new()),
@@ -431,6 +436,14 @@ impl<S: ObjectStore> Filesystem<S> {
         if self.negative.is_absent(parent, name) {
             return Err(Error::NotFound);
         }
+        let known_kind = match known_kind {
+            Some(kind) => Some(kind),
+            None => match self.known_in_directory(parent, &parent_key, name).await {
+                Known::Absent => return Err(Error::NotFound),
+                Known::Present(kind) => Some(kind),
+                Known::Unknown => None,
+            },
+        };
         let key = format!("{parent_key}{name}");
         let dir_prefix = format!("{key}/");
         // A name already known is revalidated as what it was, with one
@@ -470,6 +483,8 @@ impl<S: ObjectStore> Filesystem<S> {
             }
             Err(error) if matches!(*error, StoreError::NotFound { .. }) => {
                 self.negative.insert(parent, name);
+                self.contents.set(parent, name, None);
+                self.contents.missed(parent);
                 Err(Error::NotFound)
             }
             Err(error) => Err(error.into()),
@@ -527,6 +542,7 @@ impl<S: ObjectStore> Filesystem<S> {
             self.attr(ino, kind, &stat)
         };
         self.negative.remove(parent, name);
+        self.contents.set(parent, name, Some(kind));
         self.entry(attr)
     }
 

@@ -360,6 +360,7 @@ impl<S: ObjectStore> Filesystem<S> {
             if let Some(names) = self.created_here.lock().unwrap().get_mut(&parent) {
                 names.remove(&name);
             }
+            self.contents.set(parent, &name, Some(FileKind::File));
         }
         Ok(())
     }
@@ -715,6 +716,7 @@ impl<S: ObjectStore> Filesystem<S> {
         self.inodes.lock().unwrap().unlink(parent, name);
         self.forget_created(parent, name);
         self.negative.insert(parent, name);
+        self.contents.set(parent, name, None);
         Ok(())
     }
 
@@ -746,7 +748,9 @@ impl<S: ObjectStore> Filesystem<S> {
             headers,
             ..Stat::default()
         };
-        Ok(self.remember(parent, name, FileKind::Directory, key, stat))
+        let entry = self.remember(parent, name, FileKind::Directory, key, stat);
+        self.contents.created(entry.attr.ino);
+        Ok(entry)
     }
 
     /// ENOTEMPTY while any key lives under the prefix; removes the marker.
@@ -768,8 +772,11 @@ impl<S: ObjectStore> Filesystem<S> {
             return Err(Error::NotEmpty);
         }
         self.store.delete(&prefix).await?;
-        self.inodes.lock().unwrap().unlink(parent, name);
+        if let Some(ino) = self.inodes.lock().unwrap().unlink(parent, name) {
+            self.contents.remove_directory(ino);
+        }
         self.negative.insert(parent, name);
+        self.contents.set(parent, name, None);
         Ok(())
     }
 
@@ -864,6 +871,12 @@ impl<S: ObjectStore> Filesystem<S> {
         }
         self.negative.insert(parent, name);
         self.negative.remove(new_parent, new_name);
+        self.contents.set(parent, name, None);
+        let moved_kind = match source.attr.kind {
+            FileKind::Directory => FileKind::Directory,
+            FileKind::File | FileKind::Symlink => FileKind::File,
+        };
+        self.contents.set(new_parent, new_name, Some(moved_kind));
         Ok(())
     }
 
