@@ -50,6 +50,23 @@ impl<S: ObjectStore> FuseAdapter<S> {
     pub fn new(fs: Arc<fs::Filesystem<S>>, runtime: Handle) -> Self {
         FuseAdapter { fs, runtime }
     }
+
+    /// Runs `work` on the dispatch thread up to its first wait, and hands it
+    /// to the runtime only if it has to wait (for the network, the disk or a
+    /// lock). Most requests of a tool creating small files (lookups answered
+    /// from cache, create, write, getattr, release) never wait, and each hop
+    /// to a runtime thread and back costs two wake-ups, which on a small VM
+    /// cost more than the work. A future that returns pending registers the
+    /// runtime task's waker when the runtime polls it again, as the `Future`
+    /// contract requires, so nothing waits on the throw-away waker used here.
+    fn run(&self, work: impl Future<Output = ()> + Send + 'static) {
+        let _runtime = self.runtime.enter();
+        let mut work = Box::pin(work);
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        if work.as_mut().poll(&mut context).is_pending() {
+            self.runtime.spawn(work);
+        }
+    }
 }
 
 fn file_attr(attr: &Attr) -> FileAttr {
@@ -146,7 +163,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
             return reply.error(Errno::ENOENT);
         };
         let fs = Arc::clone(&self.fs);
-        self.runtime.spawn(async move {
+        self.run(async move {
             match fs.lookup(parent.0, &name).await {
                 Ok(entry) => reply_entry(reply, &entry),
                 Err(error) => reply.error(failure("lookup", parent.0, &error)),
@@ -160,7 +177,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let fs = Arc::clone(&self.fs);
-        self.runtime.spawn(async move {
+        self.run(async move {
             match fs.getattr(ino.0).await {
                 Ok(entry) => reply.attr(&entry.ttl, &file_attr(&entry.attr)),
                 Err(error) => reply.error(failure("getattr", ino.0, &error)),
@@ -176,7 +193,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
             },
         };
         let fs = Arc::clone(&self.fs);
-        self.runtime.spawn(async move {
+        self.run(async move {
             match fs.open(ino.0, intent).await {
                 Ok((fh, page_cache)) => {
                     let flags = match page_cache {
@@ -202,7 +219,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         reply: fuser::ReplyData,
     ) {
         let fs = Arc::clone(&self.fs);
-        self.runtime.spawn(async move {
+        self.run(async move {
             match fs.read(fh.0, offset, size).await {
                 Ok(bytes) => reply.data(&bytes),
                 Err(error) => reply.error(failure("read", ino.0, &error)),
@@ -221,7 +238,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         reply: ReplyEmpty,
     ) {
         let fs = Arc::clone(&self.fs);
-        self.runtime.spawn(async move {
+        self.run(async move {
             fs.release(fh.0).await;
             reply.ok();
         });
@@ -238,7 +255,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         reply: ReplyEmpty,
     ) {
         let fs = Arc::clone(&self.fs);
-        self.runtime.spawn(async move {
+        self.run(async move {
             match fs.flush(fh.0).await {
                 Ok(()) => reply.ok(),
                 Err(error) => reply.error(failure("flush", ino.0, &error)),
@@ -255,7 +272,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         reply: ReplyEmpty,
     ) {
         let fs = Arc::clone(&self.fs);
-        self.runtime.spawn(async move {
+        self.run(async move {
             match fs.flush(fh.0).await {
                 Ok(()) => reply.ok(),
                 Err(error) => reply.error(failure("fsync", ino.0, &error)),
@@ -279,7 +296,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         mut reply: ReplyDirectoryPlus,
     ) {
         let fs = Arc::clone(&self.fs);
-        self.runtime.spawn(async move {
+        self.run(async move {
             let entries = match fs.readdirplus(fh.0, offset).await {
                 Ok(entries) => entries,
                 Err(error) => return reply.error(failure("readdirplus", ino.0, &error)),
@@ -319,7 +336,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         mut reply: ReplyDirectory,
     ) {
         let fs = Arc::clone(&self.fs);
-        self.runtime.spawn(async move {
+        self.run(async move {
             let entries = match fs.readdirplus(fh.0, offset).await {
                 Ok(entries) => entries,
                 Err(error) => return reply.error(failure("readdir", ino.0, &error)),
@@ -399,7 +416,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
             }),
         };
         let fs = Arc::clone(&self.fs);
-        self.runtime.spawn(async move {
+        self.run(async move {
             match fs.setattr(ino.0, change).await {
                 Ok(entry) => reply.attr(&entry.ttl, &file_attr(&entry.attr)),
                 Err(error) => reply.error(failure("setattr", ino.0, &error)),
@@ -436,7 +453,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         };
         let caller = caller(req);
         let fs = Arc::clone(&self.fs);
-        self.runtime.spawn(async move {
+        self.run(async move {
             match fs.mkdir(parent.0, &name, mode & !umask, caller).await {
                 Ok(entry) => reply_entry(reply, &entry),
                 Err(error) => reply.error(failure("mkdir", parent.0, &error)),
@@ -449,7 +466,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
             return reply.error(Errno::ENOENT);
         };
         let fs = Arc::clone(&self.fs);
-        self.runtime.spawn(async move {
+        self.run(async move {
             match fs.unlink(parent.0, &name).await {
                 Ok(()) => reply.ok(),
                 Err(error) => reply.error(failure("unlink", parent.0, &error)),
@@ -462,7 +479,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
             return reply.error(Errno::ENOENT);
         };
         let fs = Arc::clone(&self.fs);
-        self.runtime.spawn(async move {
+        self.run(async move {
             match fs.rmdir(parent.0, &name).await {
                 Ok(()) => reply.ok(),
                 Err(error) => reply.error(failure("rmdir", parent.0, &error)),
@@ -484,7 +501,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         let target = Bytes::copy_from_slice(target.as_os_str().as_bytes());
         let caller = caller(req);
         let fs = Arc::clone(&self.fs);
-        self.runtime.spawn(async move {
+        self.run(async move {
             match fs.symlink(parent.0, &name, target, caller).await {
                 Ok(entry) => reply_entry(reply, &entry),
                 Err(error) => reply.error(failure("symlink", parent.0, &error)),
@@ -494,7 +511,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: fuser::ReplyData) {
         let fs = Arc::clone(&self.fs);
-        self.runtime.spawn(async move {
+        self.run(async move {
             match fs.readlink(ino.0).await {
                 Ok(target) => reply.data(&target),
                 Err(error) => reply.error(failure("readlink", ino.0, &error)),
@@ -556,7 +573,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         }
         let no_replace = flags.contains(fuser::RenameFlags::RENAME_NOREPLACE);
         let fs = Arc::clone(&self.fs);
-        self.runtime.spawn(async move {
+        self.run(async move {
             match fs
                 .rename(parent.0, &name, newparent.0, &new_name, no_replace)
                 .await
@@ -594,7 +611,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         };
         let caller = caller(req);
         let fs = Arc::clone(&self.fs);
-        self.runtime.spawn(async move {
+        self.run(async move {
             match fs.create(parent.0, &name, mode & !umask, caller).await {
                 Ok((entry, fh)) => reply.created(
                     &entry.ttl,
@@ -622,7 +639,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
     ) {
         let data = Bytes::copy_from_slice(data);
         let fs = Arc::clone(&self.fs);
-        self.runtime.spawn(async move {
+        self.run(async move {
             match fs.write(fh.0, offset, data).await {
                 Ok(written) => reply.written(written),
                 Err(error) => reply.error(failure("write", ino.0, &error)),
