@@ -583,6 +583,7 @@ async fn truncate_shrinks_and_grows_with_zeros() {
 async fn rename_moves_files_and_directories() {
     let store = Arc::new(MemoryStore::new());
     store.put("a.txt", b"a".to_vec());
+    store.put("c.txt", b"c".to_vec());
     for i in 0..30 {
         store.put(&format!("dir/sub/f{i}"), vec![i as u8]);
     }
@@ -605,7 +606,6 @@ async fn rename_moves_files_and_directories() {
             [i as u8]
         );
     }
-    store.put("c.txt", b"c".to_vec());
     assert!(matches!(
         fs.rename(ROOT_INO, "c.txt", ROOT_INO, "b.txt", true).await,
         Err(Error::Exists)

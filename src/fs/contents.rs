@@ -6,7 +6,8 @@
 //! directory. One listing of the directory answers every miss for the TTL.
 //!
 //! A directory gets such a snapshot when this mount creates it (it is empty
-//! then), or when it has a second miss within the TTL: it is listed whole,
+//! then), or when it has a second miss within a second (or the TTL, if
+//! shorter): it is listed whole,
 //! up to `MAX_LISTED_PAGES` pages. While the snapshot is younger than the
 //! TTL, a name it lacks is absent without a request, which is the trust a
 //! negative lookup already gets. Once it is older, the next miss lists the
@@ -36,6 +37,11 @@ const MAX_LISTED_PAGES: usize = 4;
 /// Directories tracked at once; each holds at most
 /// `MAX_LISTED_PAGES * PAGE_KEYS` names (a few hundred KiB).
 const TRACKED_DIRECTORIES: usize = 64;
+
+/// Two misses within this time (or the TTL, if shorter) make a directory
+/// busy enough to list whole: a tool filling it misses many times a second,
+/// while a long TTL alone says nothing about how busy a directory is.
+const BUSY_WINDOW: Duration = Duration::from_secs(1);
 
 /// How long a directory found too large is not listed whole again.
 const TOO_LARGE_BACKOFF: Duration = Duration::from_secs(60);
@@ -117,7 +123,9 @@ impl DirectoryContents {
                 }
             });
         }
-        let is_busy = contents.last_miss.is_some_and(|at| at.elapsed() < self.ttl);
+        let is_busy = contents
+            .last_miss
+            .is_some_and(|at| at.elapsed() < self.ttl.min(BUSY_WINDOW));
         let is_too_large = contents
             .too_large_at
             .is_some_and(|at| at.elapsed() < TOO_LARGE_BACKOFF);
