@@ -241,10 +241,11 @@ struct Cli {
         default_value = "8", help_heading = "Writing")]
     write_part_size: u64,
 
-    /// Memory for parts on their way to the store, all files together
+    /// Memory for files being written, all files together
     ///
-    /// Writers wait when it is spent, so the daemon does not grow under
-    /// writes. At least one write part.
+    /// A quarter holds small files (up to 1 MiB each) staged in memory; the
+    /// rest, parts on their way to or from the store. Writers wait when that
+    /// is spent, so the daemon does not grow under writes.
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(5..),
         default_value = "256", help_heading = "Writing")]
     max_write_buffer: u64,

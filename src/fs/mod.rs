@@ -27,7 +27,7 @@ use crate::cache::block::{BLOCK_SIZE_BYTES, BlockCache};
 use crate::cache::meta::{HeaderCache, NegativeCache, PosixHeaders};
 use crate::config::{FsConfig, PosixMetadata};
 use crate::store::{ObjectMeta, ObjectStore, StoreError};
-use crate::upload::{UploadConfig, UploadError, WriteBudget};
+use crate::upload::{StagingArea, UploadConfig, UploadError, WriteBudget};
 
 mod contents;
 mod dir;
@@ -264,8 +264,9 @@ pub struct Filesystem<S> {
     next_listing: AtomicU64,
     /// When each recent directory listing reached its end, by generation.
     completed_listings: Mutex<lru::LruCache<u64, std::time::Instant>>,
-    /// Private (0700) directory of anonymous staging files; removed on drop.
-    staging_dir: tempfile::TempDir,
+    /// Memory for small files being written, and a private (0700)
+    /// directory of anonymous staging files for the rest; removed on drop.
+    staging: StagingArea,
 }
 
 impl<S: ObjectStore> Filesystem<S> {
@@ -286,16 +287,16 @@ impl<S: ObjectStore> Filesystem<S> {
             ..Stat::default()
         };
         let staging_parent = config.cache_dir.clone().unwrap_or_else(std::env::temp_dir);
-        // tempfile creates directories with mode 0700.
-        let staging_dir = tempfile::Builder::new()
-            .prefix("bucketfs-staging-")
-            .tempdir_in(staging_parent)?;
+        // --max-write-buffer bounds both: a quarter for small files staged in
+        // memory, the rest for parts on their way to or from the store.
+        let small_files_bytes = config.max_write_buffer_bytes / 4;
+        let staging = StagingArea::new(&staging_parent, small_files_bytes)?;
         let upload = UploadConfig {
             part_size_bytes: config.write_part_size_bytes,
             max_parts_in_flight: max_concurrency.clamp(1, 8),
             stream_retain_bytes: config.stream_retain_bytes,
             max_single_copy_bytes: config.max_single_copy_bytes,
-            budget: WriteBudget::new(config.max_write_buffer_bytes),
+            budget: WriteBudget::new(config.max_write_buffer_bytes - small_files_bytes),
         };
         let meta = Arc::new(MetadataRequests::new(
             Arc::clone(&store),
@@ -325,7 +326,7 @@ impl<S: ObjectStore> Filesystem<S> {
             completed_listings: Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(COMPLETED_LISTINGS).expect("non-zero"),
             )),
-            staging_dir,
+            staging,
             config,
         })
     }

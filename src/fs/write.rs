@@ -204,7 +204,7 @@ impl<S: ObjectStore> Filesystem<S> {
             if truncate { 0 } else { stat.size },
             stat.etag
         );
-        let staging = Staging::new(self.staging_dir.path()).map_err(upload_io)?;
+        let staging = self.staging.stage();
         if !truncate && stat.size > 0 {
             staging
                 .fill_from(&*self.store, &key, &stat.etag, stat.size, &self.upload)
@@ -567,7 +567,7 @@ impl<S: ObjectStore> Filesystem<S> {
         };
         let entry = self.remember(parent, name, FileKind::File, key.clone(), stat.clone());
         let ino = entry.attr.ino;
-        let staging = Staging::new(self.staging_dir.path()).map_err(upload_io)?;
+        let staging = self.staging.stage();
         let mut open = OpenWrite::new(ino, key.clone(), staging, headers);
         // An empty file is a file too: it is uploaded at the first close.
         open.is_dirty = true;

@@ -2,10 +2,11 @@
 //! become an object only at a commit point (`flush`, i.e. every `close()`,
 //! and `fsync`).
 //!
-//! Staging is an anonymous temporary file in a private directory (mode 0700),
-//! never a path derived from a key: the kernel's page cache holds what fits
-//! in memory and the disk the rest, and the daemon's own memory stays bounded
-//! by the parts in flight. A commit uploads the staged bytes with one
+//! Staging (`staging.rs`) is memory for small files and otherwise an
+//! anonymous temporary file in a private directory (mode 0700), never a path
+//! derived from a key: the kernel's page cache holds what fits in memory and
+//! the disk the rest, and the daemon's own memory stays bounded by the small
+//! files and the parts in flight. A commit uploads the staged bytes with one
 //! PutObject, or a multipart upload from the file in parallel parts; either
 //! way the object changes whole, at once, and a failed multipart upload is
 //! aborted so no parts are left behind. A file written sequentially from
@@ -17,10 +18,7 @@
 //! stay within `--max-write-buffer`; when it is spent, writers wait.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -31,8 +29,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::store::{ObjectStore, StoreError};
 
 mod copy;
+mod staging;
 mod streaming;
 pub use copy::{CopySource, DirtyRanges, Unchanged, copy_object};
+pub use staging::{Staging, StagingArea};
 pub use streaming::StreamingUpload;
 
 const MIB: u64 = 1024 * 1024;
@@ -112,44 +112,7 @@ pub fn part_size_for(size: u64, preferred: u64) -> u64 {
         .max(MIN_PART_SIZE_BYTES)
 }
 
-/// A file's staged contents. Cheap to clone; clones share the file.
-#[derive(Clone)]
-pub struct Staging {
-    file: Arc<File>,
-}
-
 impl Staging {
-    /// An empty anonymous file in `directory`; it disappears with the last clone.
-    pub fn new(directory: &Path) -> io::Result<Self> {
-        Ok(Staging {
-            file: Arc::new(tempfile::tempfile_in(directory)?),
-        })
-    }
-
-    pub async fn write_at(&self, offset: u64, data: Bytes) -> io::Result<()> {
-        let file = Arc::clone(&self.file);
-        blocking(move || file.write_all_at(&data, offset)).await
-    }
-
-    /// Up to `len` bytes at `offset`; short only at the end of the staged data.
-    pub async fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes> {
-        let file = Arc::clone(&self.file);
-        blocking(move || {
-            let mut buffer = vec![0u8; len];
-            let mut filled = 0;
-            while filled < len {
-                let n = file.read_at(&mut buffer[filled..], offset + filled as u64)?;
-                if n == 0 {
-                    break;
-                }
-                filled += n;
-            }
-            buffer.truncate(filled);
-            Ok(Bytes::from(buffer))
-        })
-        .await
-    }
-
     /// Exactly `len` bytes at `offset`: the staged file must reach that far.
     pub async fn read_exact_at(&self, offset: u64, len: usize) -> Result<Bytes, UploadError> {
         let body = self.read_at(offset, len).await?;
@@ -160,39 +123,6 @@ impl Staging {
             )));
         }
         Ok(body)
-    }
-
-    /// Shrinks or grows (with zeros, as a sparse hole) to `size`.
-    pub async fn set_len(&self, size: u64) -> io::Result<()> {
-        let file = Arc::clone(&self.file);
-        blocking(move || file.set_len(size)).await
-    }
-
-    /// Gives the disk space of `range` back; it reads as zeros afterwards.
-    /// Best effort: where the file system cannot punch holes the bytes stay.
-    pub async fn release(&self, range: std::ops::Range<u64>) {
-        use std::os::fd::AsRawFd;
-        let file = Arc::clone(&self.file);
-        let punched = blocking(move || {
-            // SAFETY: fallocate on a descriptor we own, with plain integers.
-            let status = unsafe {
-                libc::fallocate(
-                    file.as_raw_fd(),
-                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                    range.start as libc::off_t,
-                    (range.end - range.start) as libc::off_t,
-                )
-            };
-            if status == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::last_os_error())
-            }
-        })
-        .await;
-        if let Err(error) = punched {
-            log::debug!("staging space not released: {error}");
-        }
     }
 
     /// Fills the staging file with `size` bytes of an existing object, in
@@ -341,14 +271,6 @@ async fn abort_quietly<S: ObjectStore>(store: &S, key: &str, upload_id: &str) {
         // The bucket's AbortIncompleteMultipartUpload rule is the backstop.
         log::warn!("could not abort the failed multipart upload of {key}: {error}");
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|join| Err(io::Error::other(join)))
 }
 
 #[cfg(test)]
