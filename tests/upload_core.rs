@@ -410,3 +410,40 @@ async fn a_flush_before_the_first_write_keeps_the_file_streaming() {
     assert_eq!(store.get("f").unwrap().0, data);
     fs.release(fh).await;
 }
+
+/// Writes that straddle part boundaries, and a rewrite of bytes not cut into
+/// a part yet, stream and give the object exactly what was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_parts_hold_exactly_the_written_bytes() {
+    let store = Arc::new(MemoryStore::new());
+    let fs = mount(&store, 64 * MIB, 64 * MIB);
+    // 1 MiB writes end on part boundaries; 3 MiB + 1 byte writes never do.
+    for (step, name) in [(MIB as usize, "aligned"), (3 * MIB as usize + 1, "odd")] {
+        let mut data = random_bytes(3 * PART + 777, step as u64);
+        let (_, fh) = fs.create(ROOT_INO, name, 0o640, CALLER).await.unwrap();
+        let rewrite_at = PART as usize + 6 * MIB as usize + 2; // part 2, not cut yet
+        let mut offset = 0;
+        while offset < data.len() {
+            let end = (offset + step).min(data.len());
+            fs.write(
+                fh,
+                offset as u64,
+                Bytes::copy_from_slice(&data[offset..end]),
+            )
+            .await
+            .unwrap();
+            offset = end;
+            if offset > rewrite_at && offset <= rewrite_at + step {
+                let patch = random_bytes(1000, 3);
+                data[rewrite_at - 1000..rewrite_at].copy_from_slice(&patch);
+                fs.write(fh, rewrite_at as u64 - 1000, Bytes::from(patch))
+                    .await
+                    .unwrap();
+            }
+        }
+        fs.flush(fh).await.unwrap();
+        assert_eq!(store.get(name).expect("complete").0, data, "{name}");
+        fs.release(fh).await;
+    }
+    assert_eq!(store.request_count(Verb::Put), 0, "both streamed");
+}
