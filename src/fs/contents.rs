@@ -88,6 +88,14 @@ impl Contents {
     }
 }
 
+/// How listing a directory whole ended.
+enum Listed {
+    Names(HashMap<String, FileKind>),
+    /// More than `MAX_LISTED_PAGES` pages.
+    TooLarge,
+    Failed,
+}
+
 enum Check {
     Answer(Known),
     /// Stale or missing snapshot of a directory where names keep missing.
@@ -188,35 +196,25 @@ impl DirectoryContents {
         Instant::now()
     }
 
-    /// Installs a listing sent at `started`: `None` when the directory was
-    /// too large or the listing failed.
-    fn listing_done(
-        &self,
-        directory: u64,
-        started: Instant,
-        listed: Option<HashMap<String, FileKind>>,
-        is_too_large: bool,
-    ) {
+    /// Installs the outcome of a listing sent at `started`.
+    fn listing_done(&self, directory: u64, started: Instant, listed: Listed) {
         let mut directories = self.directories.lock().unwrap();
         let Some(contents) = directories.peek_mut(&directory) else {
             return; // removed meanwhile
         };
         let changes = contents.changes_while_listing.take().unwrap_or_default();
-        match listed {
-            Some(names) => {
-                contents.names = names;
-                contents.listed_at = Some(started);
-                for (name, kind) in changes {
-                    contents.set(&name, kind);
-                }
+        if let Listed::Names(names) = listed {
+            contents.names = names;
+            contents.listed_at = Some(started);
+            for (name, kind) in changes {
+                contents.set(&name, kind);
             }
-            None => {
-                contents.names.clear();
-                contents.listed_at = None;
-                if is_too_large {
-                    contents.too_large_at = Some(Instant::now());
-                }
-            }
+            return;
+        }
+        contents.names.clear();
+        contents.listed_at = None;
+        if matches!(listed, Listed::TooLarge) {
+            contents.too_large_at = Some(Instant::now());
         }
     }
 }
@@ -242,26 +240,21 @@ impl<S: ObjectStore> Filesystem<S> {
             return known;
         }
         let started = self.contents.listing_started(directory);
-        match self.list_names(prefix).await {
-            Ok(names) => {
-                let is_too_large = names.is_none();
-                self.contents
-                    .listing_done(directory, started, names, is_too_large)
-            }
-            Err(error) => {
-                log::debug!("listing {prefix:?} for lookups failed: {error}");
-                self.contents.listing_done(directory, started, None, false);
-            }
-        }
+        let listed = self.list_names(prefix).await.unwrap_or_else(|error| {
+            log::debug!("listing {prefix:?} for lookups failed: {error}");
+            Listed::Failed
+        });
+        self.contents.listing_done(directory, started, listed);
         match self.contents.check(directory, name) {
             Check::Answer(known) => known,
             Check::List(_) => Known::Unknown,
         }
     }
 
-    /// Every name under `prefix`, or `None` past `MAX_LISTED_PAGES`. A name
-    /// that is both a file and a directory is the directory, as elsewhere.
-    async fn list_names(&self, prefix: &str) -> Result<Option<HashMap<String, FileKind>>> {
+    /// Every name under `prefix`, unless it takes more than
+    /// `MAX_LISTED_PAGES` pages. A name that is both a file and a directory
+    /// is the directory, as elsewhere.
+    async fn list_names(&self, prefix: &str) -> Result<Listed> {
         let mut names = HashMap::new();
         let mut continuation = None;
         for _ in 0..MAX_LISTED_PAGES {
@@ -283,10 +276,10 @@ impl<S: ObjectStore> Filesystem<S> {
             }
             continuation = page.next;
             if continuation.is_none() {
-                return Ok(Some(names));
+                return Ok(Listed::Names(names));
             }
         }
-        Ok(None)
+        Ok(Listed::TooLarge)
     }
 }
 
@@ -349,7 +342,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        contents.listing_done(3, started, Some(listed), false);
+        contents.listing_done(3, started, Listed::Names(listed));
         let known = |name| match contents.check(3, name) {
             Check::Answer(known) => known,
             Check::List(_) => panic!("listed just now"),
@@ -364,7 +357,7 @@ mod tests {
         let contents = DirectoryContents::new(TTL);
         contents.missed(3);
         let started = contents.listing_started(3);
-        contents.listing_done(3, started, None, true);
+        contents.listing_done(3, started, Listed::TooLarge);
         contents.missed(3);
         assert!(matches!(
             contents.check(3, "x"),
