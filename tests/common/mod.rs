@@ -158,6 +158,17 @@ impl S3Server {
         let _ = self.child.wait();
     }
 
+    /// Freezes the server (SIGSTOP): connections still open at the TCP level
+    /// but nothing answers, as with a black-holed endpoint.
+    pub fn pause(&self) {
+        assert!(signal_server(&self.child, "STOP"), "cannot pause the server");
+    }
+
+    /// Lets a paused server answer again (SIGCONT).
+    pub fn resume(&self) {
+        assert!(signal_server(&self.child, "CONT"), "cannot resume the server");
+    }
+
     /// Starts the server again on the same port. Only s3s-fs keeps its
     /// objects (on disk) across a restart.
     pub fn restart(&mut self) {
@@ -247,6 +258,9 @@ fn server_command(kind: ServerKind, program: &Path, port: u16, dir: &Path) -> Co
 
 impl Drop for S3Server {
     fn drop(&mut self) {
+        // SIGKILL ends a stopped process too; CONT first so that nothing it
+        // started stays frozen.
+        let _ = signal_server(&self.child, "CONT");
         let _ = self.child.kill();
         let _ = self.child.wait();
         if thread::panicking() {
@@ -258,6 +272,16 @@ impl Drop for S3Server {
             );
         }
     }
+}
+
+/// Whether `kill -SIGNAL` reached the server.
+fn signal_server(child: &Child, signal: &str) -> bool {
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 fn http_answers(addr: SocketAddr) -> bool {
