@@ -202,9 +202,13 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
         daemon::notify_stopping();
         // Nothing written is lost to a service stop: every dirty file is
         // uploaded before the mount goes away.
-        let failures = fs.commit_all().await;
-        if failures > 0 {
-            log::error!("{failures} open file(s) could not be uploaded before exiting");
+        let failed = fs.commit_all().await;
+        if !failed.is_empty() {
+            log::error!(
+                "{} open file(s) could not be uploaded before exiting: {}",
+                failed.len(),
+                failed.join(", ")
+            );
         }
         if let Err(error) = unmounter.unmount() {
             // Files are still open (EBUSY): detach, as `umount -l` would.

@@ -29,22 +29,25 @@ use crate::config::{FsConfig, PosixMetadata};
 use crate::store::{ObjectMeta, ObjectStore, StoreError};
 use crate::upload::{StagingArea, UploadConfig, UploadError, WriteBudget};
 
+mod attrs;
 mod contents;
 mod dir;
 mod inode;
 mod metadata;
+mod namespace;
 mod read;
 mod symlink;
 mod write;
 
-pub use write::{Caller, SetAttr};
+pub use attrs::SetAttr;
+pub use write::Caller;
 
 use contents::{DirectoryContents, Known};
 use dir::{DirStream, DirectoryConfirmations};
 use inode::InodeTable;
 use metadata::{HeadResult, MetadataRequests, Sharing};
 use read::FileHandle;
-use write::OpenWrite;
+use write::{Discard, WriterRef, WriterTable, discard_with};
 
 pub const ROOT_INO: u64 = 1;
 
@@ -235,7 +238,8 @@ pub enum OpenIntent {
 pub struct Filesystem<S> {
     store: Arc<S>,
     config: FsConfig,
-    inodes: Mutex<InodeTable>,
+    /// Shared with the writers' guards, which let go of an inode on drop.
+    inodes: Arc<Mutex<InodeTable>>,
     negative: NegativeCache,
     blocks: Arc<BlockCache<StoreError>>,
     /// HEADs and LISTs, with the header cache; GETs have their own, smaller
@@ -256,7 +260,10 @@ pub struct Filesystem<S> {
     mounted_at: SystemTime,
     /// Files open for writing on this mount, by inode: every descriptor of a
     /// file shares one staged copy.
-    writes: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<OpenWrite>>>>,
+    writes: Arc<WriterTable>,
+    /// The writer reference each descriptor open for writing holds.
+    writer_handles: Mutex<HashMap<u64, WriterRef>>,
+    discard: Discard,
     /// Names created here and not yet in the bucket, by parent directory, so
     /// that listings show them from `create()` on.
     created_here: Mutex<HashMap<u64, HashSet<String>>>,
@@ -303,9 +310,13 @@ impl<S: ObjectStore> Filesystem<S> {
             max_concurrency,
             HeaderCache::new(HEADER_CACHE_ENTRIES),
         ));
+        let discard = discard_with(&store);
         Ok(Filesystem {
             store,
-            inodes: Mutex::new(InodeTable::new(config.prefix.clone(), root_stat)),
+            inodes: Arc::new(Mutex::new(InodeTable::new(
+                config.prefix.clone(),
+                root_stat,
+            ))),
             negative: NegativeCache::new(config.metadata_ttl, NEGATIVE_CACHE_ENTRIES),
             blocks: Arc::new(BlockCache::new(cache_bytes)),
             meta,
@@ -319,7 +330,9 @@ impl<S: ObjectStore> Filesystem<S> {
             next_handle: AtomicU64::new(1),
             warned_keys: Mutex::new(HashSet::new()),
             mounted_at,
-            writes: Mutex::new(HashMap::new()),
+            writes: Arc::new(Mutex::new(HashMap::new())),
+            writer_handles: Mutex::new(HashMap::new()),
+            discard,
             created_here: Mutex::new(HashMap::new()),
             upload,
             next_listing: AtomicU64::new(1),
@@ -613,16 +626,16 @@ impl<S: ObjectStore> Filesystem<S> {
                 PageCache::Invalidate
             }
         };
-        Ok((
-            self.add_handle(ino, key, stat, writer.is_some()),
-            page_cache,
-        ))
+        Ok((self.add_handle(ino, key, stat, writer), page_cache))
     }
 
-    fn add_handle(&self, ino: u64, key: String, stat: Stat, is_writer: bool) -> u64 {
+    fn add_handle(&self, ino: u64, key: String, stat: Stat, writer: Option<WriterRef>) -> u64 {
         let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
-        let handle = FileHandle::new(ino, key, stat.etag, stat.size, is_writer);
+        let handle = FileHandle::new(ino, key, stat.etag, stat.size, writer.is_some());
         self.files.lock().unwrap().insert(fh, Arc::new(handle));
+        if let Some(writer) = writer {
+            self.writer_handles.lock().unwrap().insert(fh, writer);
+        }
         fh
     }
 
@@ -641,7 +654,7 @@ impl<S: ObjectStore> Filesystem<S> {
         // descriptor reads the staged copy.
         let writer = self.writes.lock().unwrap().get(&handle.ino()).cloned();
         if let Some(writer) = writer {
-            let mut open = writer.lock().await;
+            let mut open = writer.open.lock().await;
             return self.read_staged(&mut open, offset, size as usize).await;
         }
         self.read_handle(&handle, offset, size as u64).await
@@ -650,11 +663,10 @@ impl<S: ObjectStore> Filesystem<S> {
     /// The last close of a handle. A writer's last handle commits what a
     /// failed flush left staged, once more, and then drops the staged copy.
     pub async fn release(&self, fh: u64) {
-        let handle = self.files.lock().unwrap().remove(&fh);
-        if let Some(handle) = handle
-            && handle.is_writer()
-        {
-            self.release_writer(handle.ino()).await;
+        self.files.lock().unwrap().remove(&fh);
+        let writer = self.writer_handles.lock().unwrap().remove(&fh);
+        if let Some(writer) = writer {
+            self.release_writer(writer).await;
         }
     }
 

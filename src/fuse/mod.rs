@@ -59,12 +59,24 @@ impl<S: ObjectStore> FuseAdapter<S> {
     /// cost more than the work. A future that returns pending registers the
     /// runtime task's waker when the runtime polls it again, as the `Future`
     /// contract requires, so nothing waits on the throw-away waker used here.
+    ///
+    /// A panic in a request ends that request only: caught here on the
+    /// dispatch thread, or by the runtime on its threads. Either way the
+    /// request's future is dropped, and with it its reply, which fuser then
+    /// answers with EIO; the dispatch loop and every other request go on.
     fn run(&self, work: impl Future<Output = ()> + Send + 'static) {
         let _runtime = self.runtime.enter();
         let mut work = Box::pin(work);
         let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-        if work.as_mut().poll(&mut context).is_pending() {
-            self.runtime.spawn(work);
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            work.as_mut().poll(&mut context)
+        }));
+        match polled {
+            Ok(std::task::Poll::Pending) => {
+                self.runtime.spawn(work);
+            }
+            Ok(std::task::Poll::Ready(())) => {}
+            Err(_) => log::error!("a request panicked; it fails with EIO and the mount goes on"),
         }
     }
 }

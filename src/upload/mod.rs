@@ -150,6 +150,7 @@ impl Staging {
         range: std::ops::Range<u64>,
         config: &UploadConfig,
     ) -> Result<(), UploadError> {
+        let whole = range.clone();
         let part = part_size_for(range.end, config.part_size_bytes);
         let if_match = (!etag.is_empty()).then_some(etag);
         let count = (range.end - range.start).div_ceil(part);
@@ -167,6 +168,7 @@ impl Staging {
         while let Some(result) = parts.next().await {
             result?;
         }
+        self.restaged(whole);
         Ok(())
     }
 

@@ -14,6 +14,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -53,6 +54,7 @@ impl StagingArea {
                 data: Vec::new(),
                 reserved: None,
             }))),
+            released_below: Arc::new(AtomicU64::new(0)),
             directory: self.directory.path().to_owned(),
             memory_units: Arc::clone(&self.memory_units),
         }
@@ -74,6 +76,10 @@ enum Stage {
 #[derive(Clone)]
 pub struct Staging {
     inner: Arc<Mutex<Stage>>,
+    /// Bytes before this offset were given back (`release`) and read as
+    /// zeros: they are not the file's until `restaged`. Reading them is an
+    /// error, so that no upload ever sends zeros for bytes we do not hold.
+    released_below: Arc<AtomicU64>,
     directory: PathBuf,
     memory_units: Arc<Semaphore>,
 }
@@ -144,8 +150,15 @@ impl Staging {
         blocking(move || file.write_all_at(&data, offset)).await
     }
 
-    /// Up to `len` bytes at `offset`; short only at the end of the staged data.
+    /// Up to `len` bytes at `offset`; short only at the end of the staged
+    /// data. Fails for bytes given back by `release` and not restaged.
     pub async fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        let released_below = self.released_below.load(Ordering::Acquire);
+        if offset < released_below && len > 0 {
+            return Err(io::Error::other(format!(
+                "bytes {offset}..{released_below} were uploaded and are not staged any more"
+            )));
+        }
         let file = {
             let stage = self.inner.lock().unwrap();
             match &*stage {
@@ -175,6 +188,7 @@ impl Staging {
 
     /// Shrinks or grows (with zeros, as a sparse hole on disk) to `size`.
     pub async fn set_len(&self, size: u64) -> io::Result<()> {
+        self.released_below.fetch_min(size, Ordering::AcqRel);
         let file = {
             let mut stage = self.inner.lock().unwrap();
             match (self.place(&mut stage, Some(size))?, &mut *stage) {
@@ -189,11 +203,18 @@ impl Staging {
         blocking(move || file.set_len(size)).await
     }
 
-    /// Gives the disk space of `range` back; it reads as zeros afterwards.
-    /// Best effort: where the file system cannot punch holes the bytes stay.
-    /// Contents in memory are small and stay.
+    /// Gives the disk space of `range` back, which must start at or before
+    /// the bytes given back so far: a streamed upload gives its parts back
+    /// in file order. They cannot be read until `restaged`. Best effort:
+    /// where the file system cannot punch holes the bytes stay. Contents in
+    /// memory are small and stay.
     pub async fn release(&self, range: std::ops::Range<u64>) {
         use std::os::fd::AsRawFd;
+        let _ = self
+            .released_below
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |below| {
+                (range.start <= below).then_some(below.max(range.end))
+            });
         let file = match &*self.inner.lock().unwrap() {
             Stage::File(file) => Arc::clone(file),
             Stage::Memory(_) => return,
@@ -218,6 +239,16 @@ impl Staging {
         if let Err(error) = punched {
             log::debug!("staging space not released: {error}");
         }
+    }
+
+    /// After `range` was written back from the object: given-back bytes it
+    /// covers from the start are the file's again.
+    pub fn restaged(&self, range: std::ops::Range<u64>) {
+        let _ = self
+            .released_below
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |below| {
+                (range.start == 0 && range.end >= below).then_some(0)
+            });
     }
 
     /// Whether the contents are in memory (for tests of where they went).

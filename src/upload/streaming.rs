@@ -104,11 +104,21 @@ impl StreamingUpload {
     /// Whether bytes from `offset` on can change without touching a part
     /// already cut; the file must also have no hole before `offset`.
     pub fn accepts_change_at(&self, offset: u64, size: u64) -> bool {
-        let writable_from = match self.short_tail {
-            Some(number) => self.uploaded[&number].range.start,
-            None => self.cut_through,
-        };
+        let writable_from = self
+            .short_tail_range()
+            .map_or(self.cut_through, |range| range.start);
         writable_from <= offset && offset <= size
+    }
+
+    /// Where the short last part sent by an unfinished commit lies, whether
+    /// its upload succeeded or failed. A part still in flight is not
+    /// rewritable: only `finish` leaves a short tail, and it waits for it.
+    fn short_tail_range(&self) -> Option<Range<u64>> {
+        let number = self.short_tail?;
+        self.uploaded
+            .get(&number)
+            .map(|part| part.range.clone())
+            .or_else(|| self.failed.get(&number).cloned())
     }
 
     /// After the staged file grew or changed at its end to `size` bytes:
@@ -224,11 +234,22 @@ impl StreamingUpload {
         });
     }
 
+    /// Takes back the short last part of an unfinished commit, uploaded or
+    /// failed, so that it is cut again at its full size as the file grows:
+    /// only the last part of an upload may be short.
     fn recut_short_tail(&mut self) {
-        if let Some(number) = self.short_tail.take()
-            && let Some(part) = self.uploaded.remove(&number)
-        {
-            self.cut_through = part.range.start;
+        let Some(number) = self.short_tail else {
+            return;
+        };
+        let range = match self.uploaded.remove(&number) {
+            Some(part) => Some(part.range),
+            None => self.failed.remove(&number),
+        };
+        // A tail still in flight is taken back by a later call, once
+        // `wait_for_oldest` has filed it.
+        if let Some(range) = range {
+            self.short_tail = None;
+            self.cut_through = range.start;
             self.next_number = number;
         }
     }

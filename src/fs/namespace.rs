@@ -1,0 +1,325 @@
+//! Changing the namespace: unlink, mkdir, rmdir, rename.
+//!
+//! S3 has no rename: a file moves by CopyObject then DeleteObject, so both
+//! names exist for a moment and never neither. A file open with changes is
+//! uploaded under its new name before the old one goes, and a failed upload
+//! fails the rename with both the old name and the staged changes kept.
+
+use futures::StreamExt;
+use futures::stream;
+
+use crate::cache::meta::PosixHeaders;
+use crate::fs::write::s3fs_metadata;
+use crate::fs::{Caller, Entry, Error, FileKind, Filesystem, Result, Stat, is_valid_name};
+use crate::store::{ObjectStore, StoreError};
+use crate::upload::{CopySource, copy_object};
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+/// Keys moved at once when a directory is renamed.
+const RENAME_PARALLELISM: usize = 16;
+
+impl<S: ObjectStore> Filesystem<S> {
+    pub async fn unlink(&self, parent: u64, name: &str) -> Result<()> {
+        self.check_writable()?;
+        let parent_key = self.directory_key(parent)?;
+        let key = format!("{parent_key}{name}");
+        let child = self
+            .inodes
+            .lock()
+            .unwrap()
+            .child(parent, name)
+            .map(|(ino, inode)| (ino, inode.kind));
+        if let Some((_, FileKind::Directory)) = child {
+            return Err(Error::IsADirectory);
+        }
+        let writer = child.and_then(|(ino, _)| self.writes.lock().unwrap().get(&ino).cloned());
+        match writer {
+            // Locked across the delete, so that no commit of it recreates
+            // the key in between.
+            Some(writer) => {
+                let mut open = writer.open.lock().await;
+                self.store.delete(&key).await?;
+                open.unlink(&self.store);
+            }
+            None => self.store.delete(&key).await?,
+        }
+        self.inodes.lock().unwrap().unlink(parent, name);
+        self.forget_created(parent, name);
+        self.negative.insert(parent, name);
+        self.contents.set(parent, name, None);
+        Ok(())
+    }
+
+    fn forget_created(&self, parent: u64, name: &str) {
+        if let Some(names) = self.created_here.lock().unwrap().get_mut(&parent) {
+            names.remove(name);
+        }
+    }
+
+    /// Writes the marker object `name/`, so the directory exists while empty.
+    pub async fn mkdir(&self, parent: u64, name: &str, mode: u32, caller: Caller) -> Result<Entry> {
+        self.check_writable()?;
+        let parent_key = self.directory_key(parent)?;
+        if !is_valid_name(name) {
+            return Err(Error::InvalidArgument);
+        }
+        let key = format!("{parent_key}{name}/");
+        let headers = PosixHeaders {
+            mode: Some(libc::S_IFDIR | (mode & 0o7777)),
+            uid: Some(caller.uid),
+            gid: Some(caller.gid),
+            mtime: Some(SystemTime::now()),
+        };
+        self.store
+            .put(&key, Bytes::new(), &s3fs_metadata(&headers))
+            .await?;
+        let stat = Stat {
+            mtime: headers.mtime,
+            headers,
+            ..Stat::default()
+        };
+        let entry = self.remember(parent, name, FileKind::Directory, key, stat);
+        self.contents.created(entry.attr.ino);
+        Ok(entry)
+    }
+
+    /// ENOTEMPTY while any key lives under the prefix; removes the marker.
+    pub async fn rmdir(&self, parent: u64, name: &str) -> Result<()> {
+        self.check_writable()?;
+        let parent_key = self.directory_key(parent)?;
+        let prefix = format!("{parent_key}{name}/");
+        if self.has_children(&prefix).await? {
+            return Err(Error::NotEmpty);
+        }
+        if let Some((ino, _)) = self.inodes.lock().unwrap().child(parent, name)
+            && self
+                .created_here
+                .lock()
+                .unwrap()
+                .get(&ino)
+                .is_some_and(|names| !names.is_empty())
+        {
+            return Err(Error::NotEmpty);
+        }
+        self.store.delete(&prefix).await?;
+        if let Some(ino) = self.inodes.lock().unwrap().unlink(parent, name) {
+            self.contents.remove_directory(ino);
+        }
+        self.negative.insert(parent, name);
+        self.contents.set(parent, name, None);
+        Ok(())
+    }
+
+    /// Whether any key other than the marker lives under `prefix`.
+    async fn has_children(&self, prefix: &str) -> Result<bool> {
+        let page = self.store.list_page(prefix, false, None, 2).await?;
+        Ok(page.objects.iter().any(|object| object.key != prefix)
+            || !page.common_prefixes.is_empty())
+    }
+
+    /// rename(2). Files move by CopyObject and DeleteObject (a file being
+    /// written just changes the key its commit will write); directories move
+    /// key by key, which is not atomic: a failure part way leaves keys under
+    /// both names, none lost.
+    pub async fn rename(
+        &self,
+        parent: u64,
+        name: &str,
+        new_parent: u64,
+        new_name: &str,
+        no_replace: bool,
+    ) -> Result<()> {
+        self.check_writable()?;
+        if !is_valid_name(new_name) {
+            return Err(Error::InvalidArgument);
+        }
+        let source = self.lookup(parent, name).await?;
+        self.forget(source.attr.ino, 1);
+        let destination = match self.lookup(new_parent, new_name).await {
+            Ok(entry) => {
+                self.forget(entry.attr.ino, 1);
+                Some(entry.attr)
+            }
+            Err(Error::NotFound) => None,
+            Err(error) => return Err(error),
+        };
+        if no_replace && destination.is_some() {
+            return Err(Error::Exists);
+        }
+        let old_parent_key = self.directory_key(parent)?;
+        let new_parent_key = self.directory_key(new_parent)?;
+        match source.attr.kind {
+            FileKind::File | FileKind::Symlink => {
+                if destination.is_some_and(|d| d.kind == FileKind::Directory) {
+                    return Err(Error::IsADirectory);
+                }
+                let old_key = format!("{old_parent_key}{name}");
+                let new_key = format!("{new_parent_key}{new_name}");
+                let etag = self
+                    .rename_file(source.attr.ino, source.attr.size, &old_key, &new_key)
+                    .await?;
+                let mut inodes = self.inodes.lock().unwrap();
+                inodes.rename(parent, name, new_parent, new_name, &old_key, &new_key);
+                // A copy has an ETag of its own: a handle opened under the
+                // new name must pin that one, not the old object's.
+                if let Some(etag) = etag
+                    && let Some(inode) = inodes.get_mut(source.attr.ino)
+                {
+                    inode.stat.etag = etag;
+                    inode.validated_at = std::time::Instant::now();
+                }
+                drop(inodes);
+                if self.is_being_written(source.attr.ino) {
+                    self.forget_created(parent, name);
+                    self.created_here
+                        .lock()
+                        .unwrap()
+                        .entry(new_parent)
+                        .or_default()
+                        .insert(new_name.to_owned());
+                }
+            }
+            FileKind::Directory => {
+                if let Some(destination) = destination {
+                    if destination.kind != FileKind::Directory {
+                        return Err(Error::NotADirectory);
+                    }
+                    if self
+                        .has_children(&format!("{new_parent_key}{new_name}/"))
+                        .await?
+                    {
+                        return Err(Error::NotEmpty);
+                    }
+                }
+                let old_prefix = format!("{old_parent_key}{name}/");
+                let new_prefix = format!("{new_parent_key}{new_name}/");
+                if new_prefix.starts_with(&old_prefix) {
+                    return Err(Error::InvalidArgument);
+                }
+                self.rename_directory(&old_prefix, &new_prefix).await?;
+                self.inodes.lock().unwrap().rename(
+                    parent,
+                    name,
+                    new_parent,
+                    new_name,
+                    &old_prefix,
+                    &new_prefix,
+                );
+            }
+        }
+        self.negative.insert(parent, name);
+        self.negative.remove(new_parent, new_name);
+        self.contents.set(parent, name, None);
+        let moved_kind = match source.attr.kind {
+            FileKind::Directory => FileKind::Directory,
+            FileKind::File | FileKind::Symlink => FileKind::File,
+        };
+        self.contents.set(new_parent, new_name, Some(moved_kind));
+        Ok(())
+    }
+
+    /// Moves a file's object; returns the ETag of the object under the new
+    /// name, when there is one yet.
+    async fn rename_file(
+        &self,
+        ino: u64,
+        size: u64,
+        old_key: &str,
+        new_key: &str,
+    ) -> Result<Option<String>> {
+        let writer = self.writes.lock().unwrap().get(&ino).cloned();
+        let Some(writer) = writer else {
+            let etag = self.copy_object(old_key, new_key, size).await?;
+            self.store.delete(old_key).await?;
+            return Ok(Some(etag));
+        };
+        let mut open = writer.open.lock().await;
+        if open.is_unlinked() {
+            open.key = new_key.to_owned();
+            return Ok(None);
+        }
+        if !open.detach_stream_for_rename(&self.store) {
+            // Its stream gave bytes back from staging: only completing it
+            // under the old name keeps them; then it moves as an object.
+            self.commit(&mut open).await?;
+        }
+        let etag = if open.needs_commit() {
+            // The changes land under the new name before the old one goes.
+            open.key = new_key.to_owned();
+            if let Err(error) = self.commit(&mut open).await {
+                open.key = old_key.to_owned();
+                return Err(error);
+            }
+            open.committed_object().map(|object| object.etag.clone())
+        } else {
+            let size = open.size;
+            let etag = self.copy_object(old_key, new_key, size).await?;
+            open.moved_to(CopySource {
+                key: new_key.to_owned(),
+                etag: etag.clone(),
+                size,
+            });
+            Some(etag)
+        };
+        drop(open);
+        match self.store.delete(old_key).await {
+            Ok(()) | Err(StoreError::NotFound { .. }) => Ok(etag),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Copies a whole object, metadata included, whatever its size.
+    async fn copy_object(&self, old_key: &str, new_key: &str, size: u64) -> Result<String> {
+        Ok(copy_object(
+            &*self.store,
+            old_key,
+            new_key,
+            size,
+            None,
+            None,
+            &self.upload,
+        )
+        .await?)
+    }
+
+    async fn rename_directory(&self, old_prefix: &str, new_prefix: &str) -> Result<()> {
+        // Files of this directory still being written move with it.
+        let writers: Vec<_> = self.writes.lock().unwrap().values().cloned().collect();
+        for writer in writers {
+            let mut open = writer.open.lock().await;
+            if let Some(rest) = open.key.strip_prefix(old_prefix) {
+                open.key = format!("{new_prefix}{rest}");
+            }
+        }
+        loop {
+            // Moved keys leave the listing, so each round lists from the top
+            // rather than following a token into a listing that changed.
+            let page = self.store.list_page(old_prefix, false, None, 1000).await?;
+            let moves: Vec<(String, String, u64)> = page
+                .objects
+                .into_iter()
+                .map(|object| {
+                    let new_key = format!("{new_prefix}{}", &object.key[old_prefix.len()..]);
+                    (object.key, new_key, object.size)
+                })
+                .collect();
+            let moves = moves
+                .into_iter()
+                .map(|(old_key, new_key, size)| async move {
+                    self.copy_object(&old_key, &new_key, size).await?;
+                    self.store.delete(&old_key).await?;
+                    Ok::<(), Error>(())
+                });
+            let mut moves = stream::iter(moves).buffer_unordered(RENAME_PARALLELISM);
+            while let Some(result) = moves.next().await {
+                result?;
+            }
+            if page.next.is_none() {
+                return Ok(());
+            }
+        }
+    }
+}
