@@ -1,0 +1,153 @@
+//! A reference model of the write path. proptest draws sequences of file
+//! operations over three names (`a`, `b` and `d/c`), runs them through the
+//! filesystem core (`fs::Filesystem` over `MemoryStore`, no FUSE) and
+//! through a model (a `BTreeMap` from key to the bytes and mode the store
+//! must hold, plus the contents of each file open for writing), and
+//! compares the two after every step. Each step runs in its own tokio task:
+//! a panic or a hang (30 s) is a failure like any other.
+//!
+//! The operations are those of a process on a mount, as the kernel sends
+//! them: create (`open(O_CREAT|O_TRUNC)`, which opens the file when the
+//! lookup finds it), open for reading, for writing and for writing with
+//! O_TRUNC, writes at offsets (at the end, inside, past the end, and sizes
+//! around the 5 MiB part size, split into 1 MiB calls), reads, fsync, close
+//! (flush then release), truncate and ftruncate, chmod, rename (onto an
+//! existing name too, and while open and dirty), unlink (also while open);
+//! and, from outside, another client's PUT or DELETE of a key, and store
+//! requests of one verb failing (1 to 3 of them, Timeout or Other) during
+//! one operation. Failures not consumed by that operation are dropped.
+//!
+//! What the model requires:
+//! - After every step the store holds exactly the model's objects, bytes and
+//!   `x-amz-meta-mode`. Objects change only when this mount commits
+//!   (a successful fsync or close, a truncate or chmod of a file nobody has
+//!   open, a rename, an unlink) or another client acts.
+//! - A successful fsync or flush of a dirty file makes its key hold exactly
+//!   the file's bytes and mode. A failed one returns an error and leaves the
+//!   store as it was; a later successful one catches up.
+//! - The last release of a dirty file commits it (close-to-open): it may
+//!   fail only while failures are injected, and then leaves the store as it
+//!   was.
+//! - Reads through a file open for writing on this mount, by any of its
+//!   handles, return its bytes as written (holes and truncated-then-grown
+//!   ranges as zeros). A read handle opened while nobody wrote the file
+//!   returns the version it opened or fails with `Stale` once the key
+//!   changed; one opened while the file was being written returns, after
+//!   the writer is gone, a range of a single version the key has held.
+//! - Any operation may fail with a store error while failures are injected,
+//!   and then changes nothing (a failed write writes nothing, a failed
+//!   truncate or chmod leaves the object and the open file as they were, a
+//!   failed unlink leaves the file in place), except rename (below).
+//!   Without injected failures no operation fails, except with
+//!   `AlreadyUploaded` (the documented limit of streaming: bytes of a file
+//!   written from empty leave staging once their part is uploaded) for a
+//!   read, write or truncate of a file emptied since its last non-empty
+//!   commit that has reached a part plus `--stream-retain` bytes.
+//!
+//! Where the semantics are loose, the model chooses:
+//! - Another client's write to a key open here: the last close wins. A
+//!   dirty file's next commit replaces whatever the other client put; a
+//!   clean open file is not uploaded again, so the other client's object
+//!   stays, while this mount's handles go on reading their staged copy.
+//!   Another client's delete is the same: a dirty file comes back at its
+//!   commit.
+//! - chmod of a file open for writing changes the mode its next commit
+//!   writes; the object's mode changes then, not at once.
+//! - Rename of a file open and dirty: the old key is gone at once. If it
+//!   held committed bytes, the new key holds them or the new contents at
+//!   once: no name may lose bytes that were committed. If it never held
+//!   any, the new key may keep what it held until the file's commit.
+//! - Rename onto a file open here: that file loses its name (as an unlinked
+//!   one): its later commits upload nothing.
+//! - A failed rename may leave the store half way (S3 has no atomic rename),
+//!   but the object that the old name held must be under one of the two
+//!   names, and an open file must be found under one of them.
+//! - Metadata TTL is zero, so that every lookup asks the store and an open
+//!   sees the object as it is (close-to-open) without the model knowing
+//!   what the file system cached.
+//!
+//! CI runs `DEFAULT_CASES` cases from the fixed `DEFAULT_SEED` (ChaCha) and
+//! prints the seed and the shrunk sequence on failure; `REFTEST_SEED` and
+//! `REFTEST_CASES` override them to explore. Failure persistence is off: a
+//! sequence worth keeping becomes a named regression test below, each a
+//! failure the property found, shrunk, replayed as a plain test.
+
+use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestCaseError, TestRunner};
+
+// The crate root resolves modules beside it, as a mod.rs does.
+mod reftest {
+    pub mod harness;
+    pub mod ops;
+}
+
+use reftest::harness::run_case;
+use reftest::ops::{At, FailVerb, Name, Op, OpenMode, Retain, case};
+
+const DEFAULT_SEED: u64 = 0x6275_636b_6574_6673; // "bucketfs"
+const DEFAULT_CASES: u32 = 2000;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+fn the_file_system_matches_the_model() {
+    let seed = env_or("REFTEST_SEED", DEFAULT_SEED);
+    let cases = env_or("REFTEST_CASES", DEFAULT_CASES);
+    let config = Config {
+        cases,
+        rng_algorithm: RngAlgorithm::ChaCha,
+        rng_seed: RngSeed::Fixed(seed),
+        failure_persistence: None,
+        max_shrink_iters: 4000,
+        ..Config::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let started = std::time::Instant::now();
+    let mut runner = TestRunner::new(config);
+    let result = runner.run(&case(), |(retain, ops)| {
+        runtime
+            .block_on(run_case(retain, &ops))
+            .map_err(TestCaseError::fail)
+    });
+    eprintln!(
+        "reference model: {cases} cases from seed {seed} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    if let Err(error) = result {
+        panic!("reference model failed (REFTEST_SEED={seed} REFTEST_CASES={cases}): {error}");
+    }
+}
+
+/// Replays a shrunk sequence the property found.
+async fn replay(retain: Retain, ops: Vec<Op>) {
+    if let Err(error) = run_case(retain, &ops).await {
+        panic!("{error}");
+    }
+}
+
+// Regression tests: each a shrunk sequence the property found, named for
+// the bug. Each fails on the main of 2026-12-02 (4be7202).
+
+/// `mv d/c a` while `a` is open for writing: `a`'s open file lost its name,
+/// but its close still uploads its (empty) contents over the object that
+/// was renamed there, so `d/c`'s bytes are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_replaced_by_rename_uploads_over_the_new_object_at_close() {
+    replay(
+        Retain::Nothing,
+        vec![
+            Op::OtherPut(Name::C, 1),
+            Op::Create(Name::A),
+            Op::Rename(Name::C, Name::A),
+        ],
+    )
+    .await;
+}

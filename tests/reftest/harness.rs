@@ -1,0 +1,1123 @@
+//! Runs a sequence of `Op`s against a `Filesystem` over a `MemoryStore`
+//! and against the model, and compares them after every step. The rules the
+//! model enforces are stated in the `//!` doc of `tests/reftest.rs`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bucketfs::config::{FsConfig, OwnerConfig, PosixMetadata, WriteMode};
+use bucketfs::fs::{Caller, Error, Filesystem, OpenIntent, ROOT_INO, SetAttr};
+use bucketfs::store::memory::MemoryStore;
+use bytes::Bytes;
+
+use super::ops::{At, Name, Op, OpenMode, PART, Retain};
+
+const MIB: u64 = 1024 * 1024;
+
+/// Bytes one case may write through the file system, all writes together;
+/// past it writes shrink to 4 KiB, so that a case stays fast.
+const MAX_CASE_WRITE_BYTES: u64 = 24 * MIB;
+
+/// A step that takes this long is hung (a lock never released, a task
+/// waiting for a part that never comes); a healthy step takes milliseconds.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+const CALLER: Caller = Caller {
+    uid: 1234,
+    gid: 4321,
+};
+
+type Fs = Filesystem<MemoryStore>;
+
+/// Situations to steer clear of, named in `REFTEST_SKIP` (comma-separated):
+/// while a known bug is being fixed, the property can look past it for
+/// others. CI sets none.
+fn skips(situation: &str) -> bool {
+    std::env::var("REFTEST_SKIP")
+        .is_ok_and(|skip| skip.split(',').any(|name| name.trim() == situation))
+}
+
+/// An object as the model expects the store to hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Object {
+    bytes: Arc<Vec<u8>>,
+    /// Permission bits of `x-amz-meta-mode`; `None` when another client
+    /// wrote it without one (not checked).
+    mode: Option<u16>,
+}
+
+/// The one staged copy of a file open for writing, shared by its handles.
+#[derive(Debug)]
+struct Writer {
+    /// `None` once unlinked or replaced by a rename: the file lives on for
+    /// its handles but nothing is uploaded any more.
+    name: Option<Name>,
+    content: Vec<u8>,
+    mode: Option<u16>,
+    is_dirty: bool,
+    handles: usize,
+    /// The file was emptied (created or truncated to 0) and has not had a
+    /// non-empty commit since: it may be streaming, so bytes may have left
+    /// staging once a part went (`AlreadyUploaded` until the next commit).
+    may_stream: bool,
+    /// Largest size since `may_stream` was set.
+    streamed_size: u64,
+}
+
+impl Writer {
+    fn may_refuse_as_already_uploaded(&self, retain: Retain) -> bool {
+        self.may_stream && self.streamed_size >= PART + retain.bytes()
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Pin {
+    /// Opened for reading while no writer existed: reads see this version
+    /// of the object or fail with `Stale` once the key changed.
+    Version {
+        name: Name,
+        bytes: Arc<Vec<u8>>,
+        generation: u64,
+    },
+    /// Opened while a writer existed: reads see the staged copy while the
+    /// writer lives, and afterwards some single version the key has held.
+    Unknown { name: Name },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    Found(u64),
+    Missing,
+    /// The lookup failed under injected failures: the step cannot go on.
+    Failed,
+}
+
+#[derive(Debug)]
+struct Handle {
+    fh: u64,
+    ino: u64,
+    is_writer: bool,
+    pin: Pin,
+}
+
+pub struct Harness {
+    store: Arc<MemoryStore>,
+    fs: Arc<Fs>,
+    retain: Retain,
+    subdirectory: u64,
+    objects: BTreeMap<Name, Object>,
+    /// Bumped at every change of a key, for `Pin::Version`.
+    generations: HashMap<Name, u64>,
+    /// Every version each key has held, for `Pin::Unknown`.
+    history: HashMap<Name, Vec<Arc<Vec<u8>>>>,
+    writers: HashMap<u64, Writer>,
+    handles: Vec<Handle>,
+    /// Failures were injected for the step running: store errors may surface.
+    is_failing: bool,
+    written_bytes: u64,
+    next_write_id: u64,
+    log: Vec<String>,
+}
+
+fn config(retain: Retain) -> FsConfig {
+    FsConfig {
+        prefix: String::new(),
+        owner: OwnerConfig {
+            uid: 1000,
+            gid: 1000,
+            file_mode: 0o644,
+            dir_mode: 0o755,
+        },
+        write_mode: WriteMode::ReadWrite,
+        posix_metadata: PosixMetadata::FromHeaders,
+        // Every lookup asks the store, so the model need not know what the
+        // file system cached: an open sees the object as it is now.
+        metadata_ttl: Duration::ZERO,
+        max_cache_size_bytes: 64 * MIB,
+        read_part_size_bytes: 8 * MIB,
+        write_part_size_bytes: PART,
+        max_write_buffer_bytes: 64 * MIB,
+        stream_retain_bytes: retain.bytes(),
+        max_single_copy_bytes: bucketfs::config::MAX_SINGLE_COPY_BYTES,
+        cache_dir: None,
+    }
+}
+
+/// Bytes that no two writes share, and never zero, so that a hole, a stale
+/// version or bytes of another write show.
+fn pattern(id: u64, offset: u64, len: usize) -> Vec<u8> {
+    let salt = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (0..len as u64)
+        .map(|i| {
+            let x = (offset + i).wrapping_mul(0x2545_F491_4F6C_DD1D) ^ salt;
+            1 + ((x >> 29) % 255) as u8
+        })
+        .collect()
+}
+
+fn describe_difference(actual: &[u8], expected: &[u8]) -> String {
+    let first = actual
+        .iter()
+        .zip(expected)
+        .position(|(a, e)| a != e)
+        .unwrap_or(actual.len().min(expected.len()));
+    let zeros = actual.get(first..).map_or(0, |rest| {
+        rest.iter()
+            .zip(&expected[first.min(expected.len())..])
+            .take_while(|(a, e)| **a == 0 && **e != 0)
+            .count()
+    });
+    let mut text = format!(
+        "{} bytes, expected {}; first difference at {first}",
+        actual.len(),
+        expected.len()
+    );
+    if zeros > 0 {
+        text.push_str(&format!(" ({zeros} zero bytes where data was written)"));
+    }
+    text
+}
+
+fn octal(mode: Option<u16>) -> String {
+    mode.map_or_else(|| "none".to_owned(), |mode| format!("{mode:o}"))
+}
+
+fn panic_message(error: tokio::task::JoinError) -> String {
+    match error.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "a panic".to_owned()),
+        Err(error) => error.to_string(),
+    }
+}
+
+/// Bytes in `[offset, offset + len)` of `content`, as a read returns them.
+fn slice(content: &[u8], offset: u64, len: u64) -> &[u8] {
+    let start = (offset as usize).min(content.len());
+    let end = (offset.saturating_add(len) as usize).min(content.len());
+    &content[start..end]
+}
+
+fn is_store_error(error: &Error) -> bool {
+    matches!(error, Error::Store(_) | Error::Upload(_))
+}
+
+impl Harness {
+    pub async fn new(retain: Retain) -> Result<Harness, String> {
+        let store = Arc::new(MemoryStore::new());
+        store.put("d/", Vec::new());
+        let fs = Filesystem::new(Arc::clone(&store), config(retain), 4)
+            .map_err(|error| format!("no staging directory: {error}"))?;
+        let fs = Arc::new(fs);
+        let subdirectory = fs
+            .lookup(ROOT_INO, "d")
+            .await
+            .map_err(|error| format!("lookup of d: {error}"))?
+            .attr
+            .ino;
+        Ok(Harness {
+            store,
+            fs,
+            retain,
+            subdirectory,
+            objects: BTreeMap::new(),
+            generations: HashMap::new(),
+            history: HashMap::new(),
+            writers: HashMap::new(),
+            handles: Vec::new(),
+            is_failing: false,
+            written_bytes: 0,
+            next_write_id: 1,
+            log: Vec::new(),
+        })
+    }
+
+    /// Runs `f` on the file system in its own task: a panic or a hang is a
+    /// failure of the step, not of the test process.
+    async fn call<T, F>(&self, what: &str, f: impl FnOnce(Arc<Fs>) -> F) -> Result<T, String>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let task = tokio::spawn(f(Arc::clone(&self.fs)));
+        match tokio::time::timeout(STEP_TIMEOUT, task).await {
+            Err(_) => Err(format!("{what} hung for {STEP_TIMEOUT:?}")),
+            Ok(Err(join)) => Err(format!("{what} panicked: {}", panic_message(join))),
+            Ok(Ok(value)) => Ok(value),
+        }
+    }
+
+    fn parent(&self, name: Name) -> u64 {
+        if name.is_in_subdirectory() {
+            self.subdirectory
+        } else {
+            ROOT_INO
+        }
+    }
+
+    fn writer_named(&self, name: Name) -> Option<u64> {
+        self.writers
+            .iter()
+            .find(|(_, writer)| writer.name == Some(name))
+            .map(|(ino, _)| *ino)
+    }
+
+    fn exists(&self, name: Name) -> bool {
+        self.writer_named(name).is_some() || self.objects.contains_key(&name)
+    }
+
+    fn set_object(&mut self, name: Name, object: Option<Object>) {
+        *self.generations.entry(name).or_default() += 1;
+        match object {
+            Some(object) => {
+                self.history
+                    .entry(name)
+                    .or_default()
+                    .push(Arc::clone(&object.bytes));
+                self.objects.insert(name, object);
+            }
+            None => {
+                self.objects.remove(&name);
+            }
+        }
+    }
+
+    /// An error is acceptable from an operation only while store failures
+    /// are injected.
+    fn allow_failure(&self, what: &str, error: &Error) -> Result<(), String> {
+        if self.is_failing && (is_store_error(error) || matches!(error, Error::Stale { .. })) {
+            Ok(())
+        } else {
+            Err(format!("{what} failed: {error:?}"))
+        }
+    }
+
+    /// What the store holds under `name`, without counting a request.
+    fn stored(&self, name: Name) -> Option<Object> {
+        self.store.get(name.key()).map(|(bytes, metadata)| Object {
+            bytes: Arc::new(bytes.to_vec()),
+            mode: metadata
+                .get("mode")
+                .and_then(|mode| mode.parse::<u32>().ok())
+                .map(|mode| (mode & 0o7777) as u16),
+        })
+    }
+
+    fn matches(expected: Option<&Object>, actual: Option<&Object>) -> bool {
+        match (expected, actual) {
+            (None, None) => true,
+            (Some(expected), Some(actual)) => {
+                expected.bytes == actual.bytes
+                    && (expected.mode.is_none() || expected.mode == actual.mode)
+            }
+            _ => false,
+        }
+    }
+
+    /// The store holds exactly the model's objects.
+    fn check_store(&self) -> Result<(), String> {
+        for name in Name::ALL {
+            let expected = self.objects.get(&name);
+            let actual = self.stored(name);
+            if !Self::matches(expected, actual.as_ref()) {
+                return Err(format!(
+                    "store key {:?}: {}",
+                    name.key(),
+                    self.explain(name, expected, actual.as_ref())
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn explain(&self, name: Name, expected: Option<&Object>, actual: Option<&Object>) -> String {
+        match (expected, actual) {
+            (None, Some(actual)) => format!("holds {} bytes, expected none", actual.bytes.len()),
+            (Some(expected), None) => {
+                format!("is missing, expected {} bytes", expected.bytes.len())
+            }
+            (Some(expected), Some(actual)) if expected.bytes == actual.bytes => format!(
+                "mode {}, expected {}",
+                octal(actual.mode),
+                octal(expected.mode)
+            ),
+            (Some(expected), Some(actual)) => {
+                let mut text = describe_difference(&actual.bytes, &expected.bytes);
+                let older = self
+                    .history
+                    .get(&name)
+                    .is_some_and(|versions| versions.iter().any(|v| **v == *actual.bytes));
+                if older {
+                    text.push_str(" (an older version)");
+                }
+                text
+            }
+            (None, None) => "matches".to_owned(),
+        }
+    }
+
+    async fn lookup(&self, name: Name) -> Result<Result<Option<u64>, Error>, String> {
+        let parent = self.parent(name);
+        let result = self
+            .call("lookup", move |fs| async move {
+                fs.lookup(parent, name.file_name()).await
+            })
+            .await?;
+        Ok(match result {
+            Ok(entry) => Ok(Some(entry.attr.ino)),
+            Err(Error::NotFound) => Ok(None),
+            Err(error) => Err(error),
+        })
+    }
+
+    /// Looks a name up as the kernel does before acting on it, and checks
+    /// that the answer is the model's.
+    async fn resolve(&self, name: Name) -> Result<Lookup, String> {
+        match self.lookup(name).await? {
+            Err(error) => {
+                self.allow_failure("lookup", &error)?;
+                Ok(Lookup::Failed)
+            }
+            Ok(None) if self.exists(name) => Err(format!(
+                "lookup of {:?} found nothing; the model has it",
+                name.key()
+            )),
+            Ok(None) => Ok(Lookup::Missing),
+            Ok(Some(_)) if !self.exists(name) => Err(format!(
+                "lookup of {:?} found a file; the model has none",
+                name.key()
+            )),
+            Ok(Some(ino)) => match self.writer_named(name) {
+                Some(writer) if writer != ino => Err(format!(
+                    "lookup of {:?} gave inode {ino}, the open file is {writer}",
+                    name.key()
+                )),
+                _ => Ok(Lookup::Found(ino)),
+            },
+        }
+    }
+
+    fn handle_index(&self, index: u8, writers_only: bool) -> Option<usize> {
+        let candidates: Vec<usize> = (0..self.handles.len())
+            .filter(|&i| !writers_only || self.handles[i].is_writer)
+            .collect();
+        (!candidates.is_empty()).then(|| candidates[index as usize % candidates.len()])
+    }
+
+    pub async fn step(&mut self, op: &Op) -> Result<(), String> {
+        match op {
+            Op::Failing {
+                verb,
+                count,
+                timeout,
+                op,
+            } => {
+                self.store
+                    .fail_next(verb.verb(), Op::failure_kind(*timeout), usize::from(*count));
+                self.is_failing = true;
+                let result = Box::pin(self.step(op)).await;
+                self.store.clear_failures();
+                self.is_failing = false;
+                result
+            }
+            Op::Create(name) => self.create(*name).await,
+            Op::Open(name, mode) => self.open(*name, *mode).await,
+            Op::Write { handle, at, len } => self.write(*handle, *at, *len).await,
+            Op::Read { handle, at, len } => self.read(*handle, *at, *len).await,
+            Op::Fsync(handle) => {
+                if let Some(index) = self.handle_index(*handle, false) {
+                    self.flush(index).await?;
+                }
+                Ok(())
+            }
+            Op::Close(handle) => match self.handle_index(*handle, false) {
+                Some(index) => self.close(index).await,
+                None => Ok(()),
+            },
+            Op::Truncate(name, at) => match self.resolve(*name).await? {
+                Lookup::Found(ino) => self.truncate(ino, Some(*name), *at).await,
+                Lookup::Missing | Lookup::Failed => Ok(()),
+            },
+            Op::Ftruncate(handle, at) => match self.handle_index(*handle, true) {
+                Some(index) => {
+                    let ino = self.handles[index].ino;
+                    let name = self.writers.get(&ino).and_then(|w| w.name);
+                    self.truncate(ino, name, *at).await
+                }
+                None => Ok(()),
+            },
+            Op::Chmod(name, mode) => self.chmod(*name, *mode).await,
+            Op::Rename(from, to) => self.rename(*from, *to).await,
+            Op::Unlink(name) => self.unlink(*name).await,
+            Op::OtherPut(name, len) => {
+                let id = self.next_write_id;
+                self.next_write_id += 1;
+                let bytes = pattern(id, 0, *len as usize);
+                self.store.put(name.key(), bytes.clone());
+                self.set_object(
+                    *name,
+                    Some(Object {
+                        bytes: Arc::new(bytes),
+                        mode: None,
+                    }),
+                );
+                Ok(())
+            }
+            Op::OtherDelete(name) => {
+                self.store.delete(name.key());
+                self.set_object(*name, None);
+                Ok(())
+            }
+        }
+    }
+
+    async fn create(&mut self, name: Name) -> Result<(), String> {
+        // The kernel looks the name up first and opens what it finds.
+        match self.resolve(name).await? {
+            Lookup::Found(ino) => return self.open_inode(name, ino, OpenMode::WriteTruncate).await,
+            Lookup::Failed => return Ok(()),
+            Lookup::Missing => {}
+        }
+        let parent = self.parent(name);
+        let result = self
+            .call("create", move |fs| async move {
+                fs.create(parent, name.file_name(), 0o644, CALLER).await
+            })
+            .await?;
+        let (entry, fh) = match result {
+            Ok(created) => created,
+            Err(error) => return self.allow_failure("create", &error),
+        };
+        let ino = entry.attr.ino;
+        if self.writers.contains_key(&ino) {
+            return Err(format!("create gave inode {ino}, which an open file has"));
+        }
+        self.writers.insert(
+            ino,
+            Writer {
+                name: Some(name),
+                content: Vec::new(),
+                mode: Some(0o644),
+                is_dirty: true,
+                handles: 1,
+                may_stream: true,
+                streamed_size: 0,
+            },
+        );
+        self.handles.push(Handle {
+            fh,
+            ino,
+            is_writer: true,
+            pin: Pin::Unknown { name },
+        });
+        Ok(())
+    }
+
+    async fn open(&mut self, name: Name, mode: OpenMode) -> Result<(), String> {
+        match self.resolve(name).await? {
+            Lookup::Found(ino) => self.open_inode(name, ino, mode).await,
+            Lookup::Missing | Lookup::Failed => Ok(()),
+        }
+    }
+
+    async fn open_inode(&mut self, name: Name, ino: u64, mode: OpenMode) -> Result<(), String> {
+        let intent = match mode {
+            OpenMode::Read => OpenIntent::Read,
+            OpenMode::Write => OpenIntent::Write { truncate: false },
+            OpenMode::WriteTruncate => OpenIntent::Write { truncate: true },
+        };
+        let result = self
+            .call("open", move |fs| async move { fs.open(ino, intent).await })
+            .await?;
+        let fh = match result {
+            Ok((fh, _)) => fh,
+            Err(error) => return self.allow_failure("open", &error),
+        };
+        let is_writer = mode != OpenMode::Read;
+        let pin = match (self.writers.get(&ino), self.objects.get(&name)) {
+            (None, Some(object)) if !is_writer => Pin::Version {
+                name,
+                bytes: Arc::clone(&object.bytes),
+                generation: self.generations.get(&name).copied().unwrap_or(0),
+            },
+            _ => Pin::Unknown { name },
+        };
+        if is_writer {
+            let truncate = mode == OpenMode::WriteTruncate;
+            match self.writers.get_mut(&ino) {
+                Some(writer) => {
+                    writer.handles += 1;
+                    if truncate {
+                        writer.content.clear();
+                        writer.is_dirty = true;
+                        writer.may_stream = true;
+                        writer.streamed_size = 0;
+                    }
+                }
+                None => {
+                    let object = self.objects.get(&name).cloned().ok_or_else(|| {
+                        format!("open for writing of {:?} with no object", name.key())
+                    })?;
+                    self.writers.insert(
+                        ino,
+                        Writer {
+                            name: Some(name),
+                            content: if truncate {
+                                Vec::new()
+                            } else {
+                                object.bytes.to_vec()
+                            },
+                            mode: object.mode,
+                            is_dirty: truncate && !object.bytes.is_empty(),
+                            handles: 1,
+                            may_stream: truncate,
+                            streamed_size: 0,
+                        },
+                    );
+                }
+            }
+        }
+        self.handles.push(Handle {
+            fh,
+            ino,
+            is_writer,
+            pin,
+        });
+        Ok(())
+    }
+
+    async fn write(&mut self, handle: u8, at: At, len: u32) -> Result<(), String> {
+        let Some(index) = self.handle_index(handle, true) else {
+            return Ok(());
+        };
+        let (fh, ino) = (self.handles[index].fh, self.handles[index].ino);
+        let size = self.writers[&ino].content.len() as u64;
+        let offset = at.resolve(size);
+        let mut len = u64::from(len);
+        if self.written_bytes + len > MAX_CASE_WRITE_BYTES {
+            len = len.min(4096);
+        }
+        self.written_bytes += len;
+        let id = self.next_write_id;
+        self.next_write_id += 1;
+        let data = pattern(id, offset, len as usize);
+        // At least one call, so that an empty write is made too.
+        let mut chunks: Vec<&[u8]> = data.chunks(MIB as usize).collect();
+        if chunks.is_empty() {
+            chunks.push(&[]);
+        }
+        let mut chunk_offset = offset;
+        for chunk in chunks {
+            let bytes = Bytes::copy_from_slice(chunk);
+            let result = self
+                .call("write", move |fs| async move {
+                    fs.write(fh, chunk_offset, bytes).await
+                })
+                .await?;
+            let writer = self.writers.get_mut(&ino).expect("handle of a writer");
+            match result {
+                Ok(written) if written as usize == chunk.len() => {}
+                Ok(written) => {
+                    return Err(format!(
+                        "write of {} bytes at {chunk_offset} wrote {written}",
+                        chunk.len()
+                    ));
+                }
+                Err(Error::AlreadyUploaded)
+                    if writer.may_refuse_as_already_uploaded(self.retain) =>
+                {
+                    return Ok(());
+                }
+                Err(error) => return self.allow_failure("write", &error),
+            }
+            let end = chunk_offset as usize + chunk.len();
+            if writer.content.len() < end {
+                writer.content.resize(end, 0);
+            }
+            writer.content[chunk_offset as usize..end].copy_from_slice(chunk);
+            writer.is_dirty = true;
+            writer.streamed_size = writer.streamed_size.max(writer.content.len() as u64);
+            chunk_offset += chunk.len() as u64;
+        }
+        Ok(())
+    }
+
+    async fn read(&mut self, handle: u8, at: At, len: u32) -> Result<(), String> {
+        let Some(index) = self.handle_index(handle, false) else {
+            return Ok(());
+        };
+        let (fh, ino) = (self.handles[index].fh, self.handles[index].ino);
+        let size = match (self.writers.get(&ino), &self.handles[index].pin) {
+            (Some(writer), _) => writer.content.len(),
+            (None, Pin::Version { bytes, .. }) => bytes.len(),
+            (None, Pin::Unknown { name }) => self.objects.get(name).map_or(0, |o| o.bytes.len()),
+        };
+        let offset = at.resolve(size as u64);
+        let result = self
+            .call("read", move |fs| async move { fs.read(fh, offset, len).await })
+            .await?;
+        let len = u64::from(len);
+        if let Some(writer) = self.writers.get(&ino) {
+            return match result {
+                Ok(bytes) if *bytes == *slice(&writer.content, offset, len) => Ok(()),
+                Ok(bytes) => Err(format!(
+                    "read of {len} at {offset} through the open file: {}",
+                    describe_difference(&bytes, slice(&writer.content, offset, len))
+                )),
+                Err(Error::AlreadyUploaded)
+                    if writer.may_refuse_as_already_uploaded(self.retain) =>
+                {
+                    Ok(())
+                }
+                Err(error) => self.allow_failure("read", &error),
+            };
+        }
+        match (&self.handles[index].pin, result) {
+            (Pin::Version { bytes: pinned, .. }, Ok(bytes)) => {
+                let expected = slice(pinned, offset, len);
+                if *bytes == *expected {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "read of {len} at {offset} through a read handle: {}",
+                        describe_difference(&bytes, expected)
+                    ))
+                }
+            }
+            (Pin::Version {
+                name, generation, ..
+            }, Err(Error::Stale { .. })) => {
+                if self.generations.get(name).copied().unwrap_or(0) != *generation
+                    || self.is_failing
+                {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "read of {:?} through a read handle is stale; the object did not change",
+                        name.key()
+                    ))
+                }
+            }
+            (Pin::Unknown { name }, Ok(bytes)) => {
+                let any_version = bytes.is_empty()
+                    || self.history.get(name).is_some_and(|versions| {
+                        versions
+                            .iter()
+                            .any(|v| v.len() >= offset as usize + bytes.len()
+                                && *bytes == v[offset as usize..offset as usize + bytes.len()])
+                    });
+                if any_version {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "read of {len} at {offset} of {:?} through a handle opened while it was written: {} bytes of no single version",
+                        name.key(),
+                        bytes.len()
+                    ))
+                }
+            }
+            // A handle opened while the file was written pins no version:
+            // once the writer is gone it may find the key changed.
+            (Pin::Unknown { .. }, Err(Error::Stale { .. } | Error::Store(_))) => Ok(()),
+            (_, Err(error)) => self.allow_failure("read", &error),
+        }
+    }
+
+    /// One flush (fsync, or the flush of a close); returns whether it succeeded.
+    async fn flush(&mut self, index: usize) -> Result<bool, String> {
+        let (fh, ino) = (self.handles[index].fh, self.handles[index].ino);
+        let result = self
+            .call("flush", move |fs| async move { fs.flush(fh).await })
+            .await?;
+        match result {
+            Ok(()) => {
+                if self.handles[index].is_writer {
+                    self.committed(ino);
+                }
+                self.check_store()
+                    .map_err(|error| format!("after a successful flush: {error}"))?;
+                Ok(true)
+            }
+            Err(error) => {
+                self.allow_failure("flush", &error)?;
+                self.check_store()
+                    .map_err(|error| format!("after a failed flush: {error}"))?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// A commit of the writer `ino` succeeded: its name holds its content.
+    fn committed(&mut self, ino: u64) {
+        let Some(writer) = self.writers.get_mut(&ino) else {
+            return;
+        };
+        let Some(name) = writer.name else { return };
+        if !writer.is_dirty {
+            return;
+        }
+        writer.is_dirty = false;
+        if !writer.content.is_empty() {
+            writer.may_stream = false;
+        }
+        let object = Object {
+            bytes: Arc::new(writer.content.clone()),
+            mode: writer.mode,
+        };
+        self.set_object(name, Some(object));
+    }
+
+    async fn close(&mut self, index: usize) -> Result<(), String> {
+        let flushed = self.flush(index).await?;
+        let handle = self.handles.remove(index);
+        let fh = handle.fh;
+        self.call("release", move |fs| async move { fs.release(fh).await })
+            .await?;
+        if !handle.is_writer {
+            return self.check_store();
+        }
+        let writer = self.writers.get_mut(&handle.ino).expect("handle of a writer");
+        writer.handles -= 1;
+        if writer.handles > 0 {
+            return self.check_store();
+        }
+        let writer = self.writers.remove(&handle.ino).expect("checked");
+        if let (Some(name), true) = (writer.name, writer.is_dirty) {
+            // The last release commits what the failed flush could not; it
+            // may fail again only while failures are injected.
+            let object = Object {
+                bytes: Arc::new(writer.content),
+                mode: writer.mode,
+            };
+            let actual = self.stored(name);
+            if Self::matches(Some(&object), actual.as_ref()) {
+                self.set_object(name, Some(object));
+            } else if !(self.is_failing && !flushed) {
+                return Err(format!(
+                    "after the last release of a dirty file, store key {:?}: {}",
+                    name.key(),
+                    self.explain(name, Some(&object), actual.as_ref())
+                ));
+            }
+        }
+        self.check_store()
+    }
+
+    async fn truncate(&mut self, ino: u64, name: Option<Name>, at: At) -> Result<(), String> {
+        let current = match (self.writers.get(&ino), name) {
+            (Some(writer), _) => writer.content.len(),
+            (None, Some(name)) => self.objects.get(&name).map_or(0, |o| o.bytes.len()),
+            (None, None) => return Ok(()),
+        };
+        let size = at.resolve(current as u64);
+        let change = SetAttr {
+            size: Some(size),
+            ..SetAttr::default()
+        };
+        let result = self
+            .call("truncate", move |fs| async move {
+                fs.setattr(ino, change).await
+            })
+            .await?;
+        match result {
+            Ok(entry) if entry.attr.size != size => {
+                return Err(format!(
+                    "truncate to {size} answered size {}",
+                    entry.attr.size
+                ));
+            }
+            Ok(_) => {}
+            Err(Error::AlreadyUploaded)
+                if self
+                    .writers
+                    .get(&ino)
+                    .is_some_and(|w| w.may_refuse_as_already_uploaded(self.retain)) =>
+            {
+                return self.check_store();
+            }
+            // ftruncate of an unlinked file: its inode has no name to find.
+            Err(Error::NotFound) if name.is_none() => return self.check_store(),
+            Err(error) => {
+                self.allow_failure("truncate", &error)?;
+                return self
+                    .check_store()
+                    .map_err(|error| format!("after a failed truncate: {error}"));
+            }
+        }
+        match self.writers.get_mut(&ino) {
+            Some(writer) => {
+                writer.content.resize(size as usize, 0);
+                writer.is_dirty = true;
+                if size == 0 {
+                    writer.may_stream = true;
+                    writer.streamed_size = 0;
+                }
+            }
+            None => {
+                let name = name.expect("checked above");
+                let mut object = self.objects.get(&name).cloned().ok_or_else(|| {
+                    format!("truncate of {:?} succeeded with no object", name.key())
+                })?;
+                let mut bytes = object.bytes.to_vec();
+                bytes.resize(size as usize, 0);
+                object.bytes = Arc::new(bytes);
+                self.set_object(name, Some(object));
+            }
+        }
+        self.check_store()
+            .map_err(|error| format!("after a truncate: {error}"))
+    }
+
+    async fn chmod(&mut self, name: Name, mode: u16) -> Result<(), String> {
+        let Lookup::Found(ino) = self.resolve(name).await? else {
+            return Ok(());
+        };
+        let change = SetAttr {
+            mode: Some(u32::from(mode)),
+            ..SetAttr::default()
+        };
+        let result = self
+            .call("chmod", move |fs| async move { fs.setattr(ino, change).await })
+            .await?;
+        match result {
+            Ok(entry) if entry.attr.perm != mode => {
+                return Err(format!("chmod {mode:o} answered {:o}", entry.attr.perm));
+            }
+            Ok(_) => {}
+            Err(error) => {
+                self.allow_failure("chmod", &error)?;
+                return self
+                    .check_store()
+                    .map_err(|error| format!("after a failed chmod: {error}"));
+            }
+        }
+        match self.writers.get_mut(&ino) {
+            Some(writer) => {
+                writer.mode = Some(mode);
+                writer.is_dirty = true;
+            }
+            None => {
+                let mut object = self.objects.get(&name).cloned().ok_or_else(|| {
+                    format!("chmod of {:?} succeeded with no object", name.key())
+                })?;
+                object.mode = Some(mode);
+                self.set_object(name, Some(object));
+            }
+        }
+        self.check_store()
+            .map_err(|error| format!("after a chmod: {error}"))
+    }
+
+    async fn rename(&mut self, from: Name, to: Name) -> Result<(), String> {
+        if from == to {
+            return Ok(());
+        }
+        // The kernel looks both names up first.
+        let Lookup::Found(_) = self.resolve(from).await? else {
+            return Ok(());
+        };
+        if self.resolve(to).await? == Lookup::Failed {
+            return Ok(());
+        }
+        if skips("rename-onto-open") && self.writer_named(to).is_some() {
+            return Ok(());
+        }
+        let (parent, new_parent) = (self.parent(from), self.parent(to));
+        let result = self
+            .call("rename", move |fs| async move {
+                fs.rename(parent, from.file_name(), new_parent, to.file_name(), false)
+                    .await
+            })
+            .await?;
+        let moving = self.writer_named(from);
+        let replaced = self.writer_named(to);
+        let old_from = self.objects.get(&from).cloned();
+        let old_to = self.objects.get(&to).cloned();
+        let (actual_from, actual_to) = (self.stored(from), self.stored(to));
+        if let Err(error) = result {
+            self.allow_failure("rename", &error)?;
+            // No bytes lost: what `from` held is still under one of the names.
+            if let Some(old) = &old_from
+                && !Self::matches(Some(old), actual_from.as_ref())
+                && !Self::matches(Some(old), actual_to.as_ref())
+            {
+                return Err(format!(
+                    "a failed rename lost the object {:?}: it is under neither name",
+                    from.key()
+                ));
+            }
+            return self.after_failed_rename(from, to, moving).await;
+        }
+        match moving.map(|ino| &self.writers[&ino]) {
+            Some(writer) if writer.is_dirty => {
+                let content = Object {
+                    bytes: Arc::new(writer.content.clone()),
+                    mode: writer.mode,
+                };
+                // The new contents land under `to` at the next commit; until
+                // then `to` may hold the last committed contents of `from`,
+                // and must if there were any: no name may lose them.
+                let allowed: Vec<Option<&Object>> = match &old_from {
+                    Some(old) => vec![Some(old), Some(&content)],
+                    None => vec![old_to.as_ref(), None, Some(&content)],
+                };
+                if !allowed
+                    .iter()
+                    .any(|object| Self::matches(*object, actual_to.as_ref()))
+                {
+                    return Err(format!(
+                        "after renaming the dirty open file {:?} to {:?}, the new name {}",
+                        from.key(),
+                        to.key(),
+                        match (&old_from, &actual_to) {
+                            (Some(_), None) => format!(
+                                "holds nothing: the committed contents of {:?} are lost",
+                                from.key()
+                            ),
+                            _ => self.explain(to, old_from.as_ref(), actual_to.as_ref()),
+                        }
+                    ));
+                }
+                self.set_object(to, actual_to);
+            }
+            _ => self.set_object(to, old_from),
+        }
+        self.set_object(from, None);
+        if let Some(ino) = replaced {
+            self.writers.get_mut(&ino).expect("found above").name = None;
+        }
+        if let Some(ino) = moving {
+            self.writers.get_mut(&ino).expect("found above").name = Some(to);
+        }
+        self.check_store()
+            .map_err(|error| format!("after a rename: {error}"))
+    }
+
+    /// After a failed rename the model takes the store as it is (checked to
+    /// have lost nothing) and asks the namespace where the open file went.
+    async fn after_failed_rename(
+        &mut self,
+        from: Name,
+        to: Name,
+        moving: Option<u64>,
+    ) -> Result<(), String> {
+        let (actual_from, actual_to) = (self.stored(from), self.stored(to));
+        if !Self::matches(self.objects.get(&from), actual_from.as_ref()) {
+            self.set_object(from, actual_from);
+        }
+        if !Self::matches(self.objects.get(&to), actual_to.as_ref()) {
+            self.set_object(to, actual_to);
+        }
+        let Some(ino) = moving else {
+            return Ok(());
+        };
+        let at_from = self.lookup(from).await?;
+        let at_to = self.lookup(to).await?;
+        match (at_from, at_to) {
+            (Ok(Some(found)), _) if found == ino => Ok(()),
+            (_, Ok(Some(found))) if found == ino => {
+                if let Some(replaced) = self.writer_named(to) {
+                    self.writers.get_mut(&replaced).expect("found").name = None;
+                }
+                self.writers.get_mut(&ino).expect("found").name = Some(to);
+                Ok(())
+            }
+            _ => Err(format!(
+                "after a failed rename the open file {:?} is under neither name",
+                from.key()
+            )),
+        }
+    }
+
+    async fn unlink(&mut self, name: Name) -> Result<(), String> {
+        let Lookup::Found(_) = self.resolve(name).await? else {
+            return Ok(());
+        };
+        let parent = self.parent(name);
+        let result = self
+            .call("unlink", move |fs| async move {
+                fs.unlink(parent, name.file_name()).await
+            })
+            .await?;
+        match result {
+            Ok(()) => {
+                self.set_object(name, None);
+                if let Some(ino) = self.writer_named(name) {
+                    self.writers.get_mut(&ino).expect("found").name = None;
+                }
+                self.check_store()
+                    .map_err(|error| format!("after an unlink: {error}"))
+            }
+            Err(error) => {
+                self.allow_failure("unlink", &error)?;
+                self.check_store()
+                    .map_err(|error| format!("after a failed unlink: {error}"))
+            }
+        }
+    }
+
+    /// Closes every handle, then reads every file back through a fresh
+    /// open, and waits for abandoned multipart uploads to be aborted.
+    pub async fn finish(&mut self) -> Result<(), String> {
+        while !self.handles.is_empty() {
+            self.close(self.handles.len() - 1).await?;
+        }
+        for name in Name::ALL {
+            let Lookup::Found(ino) = self.resolve(name).await? else {
+                continue;
+            };
+            let expected = Arc::clone(&self.objects[&name].bytes);
+            let len = expected.len() as u32 + 1;
+            let bytes = self
+                .call("read back", move |fs| async move {
+                    let (fh, _) = fs.open(ino, OpenIntent::Read).await?;
+                    let bytes = fs.read(fh, 0, len).await;
+                    fs.release(fh).await;
+                    bytes
+                })
+                .await?
+                .map_err(|error| format!("read back of {:?} failed: {error:?}", name.key()))?;
+            if *bytes != *expected {
+                return Err(format!(
+                    "read back of {:?} after closing everything: {}",
+                    name.key(),
+                    describe_difference(&bytes, &expected)
+                ));
+            }
+        }
+        for _ in 0..500 {
+            if self.store.pending_uploads() == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Err(format!(
+            "{} multipart uploads left behind",
+            self.store.pending_uploads()
+        ))
+    }
+
+    pub fn log(&mut self, line: String) {
+        self.log.push(line);
+    }
+}
+
+/// Runs one case: every step, then `finish`. The error names the step.
+pub async fn run_case(retain: Retain, ops: &[Op]) -> Result<(), String> {
+    let mut harness = Harness::new(retain).await?;
+    for (index, op) in ops.iter().enumerate() {
+        harness.log(format!("{index}: {op:?}"));
+        harness
+            .step(op)
+            .await
+            .map_err(|error| format!("step {index} ({op:?}): {error}"))?;
+    }
+    harness
+        .finish()
+        .await
+        .map_err(|error| format!("at the end: {error}"))
+}
