@@ -240,3 +240,59 @@ async fn a_failed_unlink_of_an_open_file_still_drops_its_upload() {
     )
     .await;
 }
+
+/// A file streamed from empty drops its uploaded parts from staging and,
+/// after the commit, fetches them back from the object when touched. Once
+/// this mount has unlinked the file, that object is gone: every later write
+/// or read of the still-open file fails with NotFound (ENOENT on write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlinked_open_file_cannot_fetch_back_its_streamed_bytes() {
+    replay(
+        Retain::Nothing,
+        vec![
+            Op::Create(Name::B),
+            Op::Write {
+                handle: 0,
+                at: At::End,
+                len: 10 * 1024 * 1024,
+            },
+            Op::Fsync(0),
+            Op::Unlink(Name::B),
+            Op::Write {
+                handle: 0,
+                at: At::End,
+                len: 0,
+            },
+        ],
+    )
+    .await;
+}
+
+/// Bug 3 by another path: a truncate refused with `AlreadyUploaded` (the
+/// bytes it would cut have left staging) returns before releasing the
+/// writer it joined, so the file's last close never comes: the inode stays
+/// "being written", and its name outlives the object another client
+/// deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncate_refused_as_already_uploaded_leaks_its_writer() {
+    replay(
+        Retain::Nothing,
+        vec![
+            Op::Create(Name::C),
+            Op::Write {
+                handle: 0,
+                at: At::End,
+                len: 10 * 1024 * 1024,
+            },
+            Op::Write {
+                handle: 0,
+                at: At::End,
+                len: 0,
+            },
+            Op::Ftruncate(0, At::Within(7552)),
+            Op::Close(0),
+            Op::OtherDelete(Name::C),
+        ],
+    )
+    .await;
+}

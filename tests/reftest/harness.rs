@@ -843,6 +843,14 @@ impl Harness {
         {
             return Ok(());
         }
+        if self.skips("truncate-streamed")
+            && self
+                .writers
+                .get(&ino)
+                .is_some_and(|w| w.may_refuse_as_already_uploaded(self.retain))
+        {
+            return Ok(());
+        }
         let current = match (self.writers.get(&ino), name) {
             (Some(writer), _) => writer.content.len(),
             (None, Some(name)) => self.objects.get(&name).map_or(0, |o| o.bytes.len()),
@@ -1076,6 +1084,13 @@ impl Harness {
     }
 
     async fn unlink(&mut self, name: Name) -> Result<(), String> {
+        if self.skips("unlink-streamed")
+            && self
+                .writer_named(name)
+                .is_some_and(|ino| self.writers[&ino].streamed_size >= PART)
+        {
+            return Ok(());
+        }
         let Lookup::Found(_) = self.resolve(name).await? else {
             return Ok(());
         };
