@@ -296,3 +296,30 @@ async fn a_truncate_refused_as_already_uploaded_leaks_its_writer() {
     )
     .await;
 }
+
+/// A rename of a clean open file whose CopyObject fails returns an error
+/// and leaves the name where it was, but the open file already took the
+/// new key: its next commit uploads under a name the namespace does not
+/// show, and the old name keeps the old bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_rename_of_an_open_file_still_moves_its_next_commit() {
+    replay(
+        Retain::Nothing,
+        vec![
+            Op::Create(Name::A),
+            Op::Fsync(0),
+            Op::Failing {
+                verb: FailVerb::Copy,
+                count: 1,
+                timeout: false,
+                op: Box::new(Op::Rename(Name::A, Name::B)),
+            },
+            Op::Write {
+                handle: 0,
+                at: At::End,
+                len: 0,
+            },
+        ],
+    )
+    .await;
+}
