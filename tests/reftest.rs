@@ -323,3 +323,30 @@ async fn a_failed_rename_of_an_open_file_still_moves_its_next_commit() {
     )
     .await;
 }
+
+/// Like the unlink above, from another client: after a streamed commit the
+/// dropped bytes are fetched back pinned to the committed ETag, so once
+/// another client replaces the object every write and read of the file
+/// still open here fails with ESTALE, instead of the last close winning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_clients_put_makes_a_streamed_open_file_unwritable() {
+    replay(
+        Retain::Nothing,
+        vec![
+            Op::Create(Name::B),
+            Op::Write {
+                handle: 0,
+                at: At::End,
+                len: 5 * 1024 * 1024 + 1,
+            },
+            Op::Fsync(0),
+            Op::OtherPut(Name::B, 3),
+            Op::Write {
+                handle: 0,
+                at: At::End,
+                len: 0,
+            },
+        ],
+    )
+    .await;
+}
