@@ -84,7 +84,7 @@ use reftest::harness::{run_case, skips_from_env};
 use reftest::ops::{At, FailVerb, Name, Op, OpenMode, Retain, case};
 
 const DEFAULT_SEED: u64 = 0x6275_636b_6574_6673; // "bucketfs"
-const DEFAULT_CASES: u32 = 2000;
+const DEFAULT_CASES: u32 = 3000;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -103,6 +103,8 @@ fn the_file_system_matches_the_model() {
         rng_seed: RngSeed::Fixed(seed),
         failure_persistence: None,
         max_shrink_iters: 4000,
+        // Shrinking a failure found so far took seconds; bound it anyway.
+        max_shrink_time: 120_000,
         ..Config::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

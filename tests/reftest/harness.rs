@@ -121,7 +121,6 @@ pub struct Harness {
     is_failing: bool,
     written_bytes: u64,
     next_write_id: u64,
-    log: Vec<String>,
     skip: Vec<String>,
 }
 
@@ -240,7 +239,6 @@ impl Harness {
             is_failing: false,
             written_bytes: 0,
             next_write_id: 1,
-            log: Vec::new(),
             skip,
         })
     }
@@ -692,7 +690,10 @@ impl Harness {
         };
         let offset = at.resolve(size as u64);
         let result = self
-            .call("read", move |fs| async move { fs.read(fh, offset, len).await })
+            .call(
+                "read",
+                move |fs| async move { fs.read(fh, offset, len).await },
+            )
             .await?;
         let len = u64::from(len);
         if let Some(writer) = self.writers.get(&ino) {
@@ -722,9 +723,12 @@ impl Harness {
                     ))
                 }
             }
-            (Pin::Version {
-                name, generation, ..
-            }, Err(Error::Stale { .. })) => {
+            (
+                Pin::Version {
+                    name, generation, ..
+                },
+                Err(Error::Stale { .. }),
+            ) => {
                 if self.generations.get(name).copied().unwrap_or(0) != *generation
                     || self.is_failing
                 {
@@ -739,10 +743,10 @@ impl Harness {
             (Pin::Unknown { name }, Ok(bytes)) => {
                 let any_version = bytes.is_empty()
                     || self.history.get(name).is_some_and(|versions| {
-                        versions
-                            .iter()
-                            .any(|v| v.len() >= offset as usize + bytes.len()
-                                && *bytes == v[offset as usize..offset as usize + bytes.len()])
+                        versions.iter().any(|v| {
+                            v.len() >= offset as usize + bytes.len()
+                                && *bytes == v[offset as usize..offset as usize + bytes.len()]
+                        })
                     });
                 if any_version {
                     Ok(())
@@ -818,7 +822,10 @@ impl Harness {
         if !handle.is_writer {
             return self.check_store();
         }
-        let writer = self.writers.get_mut(&handle.ino).expect("handle of a writer");
+        let writer = self
+            .writers
+            .get_mut(&handle.ino)
+            .expect("handle of a writer");
         writer.handles -= 1;
         if writer.handles > 0 {
             return self.check_store();
@@ -834,7 +841,7 @@ impl Harness {
             let actual = self.stored(name);
             if Self::matches(Some(&object), actual.as_ref()) {
                 self.set_object(name, Some(object));
-            } else if !(self.is_failing && !flushed) {
+            } else if !self.is_failing || flushed {
                 return Err(format!(
                     "after the last release of a dirty file, store key {:?}: {}",
                     name.key(),
@@ -939,7 +946,10 @@ impl Harness {
             ..SetAttr::default()
         };
         let result = self
-            .call("chmod", move |fs| async move { fs.setattr(ino, change).await })
+            .call(
+                "chmod",
+                move |fs| async move { fs.setattr(ino, change).await },
+            )
             .await?;
         match result {
             Ok(entry) if entry.attr.perm != mode => {
@@ -959,9 +969,10 @@ impl Harness {
                 writer.is_dirty = true;
             }
             None => {
-                let mut object = self.objects.get(&name).cloned().ok_or_else(|| {
-                    format!("chmod of {:?} succeeded with no object", name.key())
-                })?;
+                let mut object =
+                    self.objects.get(&name).cloned().ok_or_else(|| {
+                        format!("chmod of {:?} succeeded with no object", name.key())
+                    })?;
                 object.mode = Some(mode);
                 self.set_object(name, Some(object));
             }
@@ -1181,17 +1192,12 @@ impl Harness {
             self.store.pending_uploads()
         ))
     }
-
-    pub fn log(&mut self, line: String) {
-        self.log.push(line);
-    }
 }
 
 /// Runs one case: every step, then `finish`. The error names the step.
 pub async fn run_case(retain: Retain, ops: &[Op], skip: Vec<String>) -> Result<(), String> {
     let mut harness = Harness::new(retain, skip).await?;
     for (index, op) in ops.iter().enumerate() {
-        harness.log(format!("{index}: {op:?}"));
         harness
             .step(op)
             .await
