@@ -61,7 +61,10 @@
 //!   one): its later commits upload nothing.
 //! - A failed rename may leave the store half way (S3 has no atomic rename),
 //!   but the object that the old name held must be under one of the two
-//!   names, and an open file must be found under one of them.
+//!   names, and an open file must be found under one of them, the name its
+//!   next commit then writes.
+//! - Rename of a clean open file whose object another client deleted may
+//!   fail with NotFound: there is nothing to move (last close wins).
 //! - Metadata TTL is zero, so that every lookup asks the store and an open
 //!   sees the object as it is (close-to-open) without the model knowing
 //!   what the file system cached.
@@ -71,6 +74,14 @@
 //! `REFTEST_CASES` override them to explore. Failure persistence is off: a
 //! sequence worth keeping becomes a named regression test below, each a
 //! failure the property found, shrunk, replayed as a plain test.
+//!
+//! `REFTEST_SKIP` (comma-separated, for exploring only; CI sets none and the
+//! regression tests ignore it) steers the property clear of known bugs so
+//! that it can find others: `rename-onto-open`, `rename-dirty`,
+//! `failing-setattr`, `after-failed-fsync`, `failing-unlink`,
+//! `streamed-object-changes`, `truncate-streamed`, `failing-rename`,
+//! `chmod-streamed`. With all of them set, seeds 1 to 6 and the default
+//! pass 3000 cases each on the main of 2026-12-02.
 
 use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestCaseError, TestRunner};
 
