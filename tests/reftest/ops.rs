@@ -162,9 +162,11 @@ impl Op {
     }
 }
 
-/// How much of the stream's uploaded bytes stay staged (`--stream-retain`):
-/// none, so that streamed bytes leave staging at once, or more than a case
-/// ever writes.
+/// How many uploaded bytes of a streamed file stay staged
+/// (`FsConfig::stream_retain_bytes`): none, so that streamed bytes leave
+/// staging at once, or more than a case ever writes. A mount keeps
+/// `STREAM_RETAIN_BYTES` (64 MiB, not an option): `Nothing` stands for a file
+/// past 64 MiB plus a part, at the cost of a 10 MiB one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retain {
     Nothing,
