@@ -91,7 +91,7 @@ mod reftest {
     pub mod ops;
 }
 
-use reftest::harness::{run_case, skips_from_env};
+use reftest::harness::{request_totals, run_case, skips_from_env};
 use reftest::ops::{At, FailVerb, Name, Op, OpenMode, Retain, case};
 
 const DEFAULT_SEED: u64 = 0x6275_636b_6574_6673; // "bucketfs"
@@ -132,8 +132,9 @@ fn the_file_system_matches_the_model() {
             .map_err(TestCaseError::fail)
     });
     eprintln!(
-        "reference model: {cases} cases from seed {seed} in {:.1} s",
-        started.elapsed().as_secs_f64()
+        "reference model: {cases} cases from seed {seed} in {:.1} s; requests: {}",
+        started.elapsed().as_secs_f64(),
+        request_totals()
     );
     if let Err(error) = result {
         panic!("reference model failed (REFTEST_SEED={seed} REFTEST_CASES={cases}): {error}");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bucketfs::config::{FsConfig, OwnerConfig, PosixMetadata, WriteMode};
 use bucketfs::fs::{Caller, Error, Filesystem, OpenIntent, ROOT_INO, SetAttr};
-use bucketfs::store::memory::MemoryStore;
+use bucketfs::store::memory::{MemoryStore, Verb};
 use bytes::Bytes;
 
 use super::ops::{At, Name, Op, OpenMode, PART, Retain};
@@ -550,6 +550,17 @@ impl Harness {
 /// Runs one case: every step, then `finish`. The error names the step.
 pub async fn run_case(retain: Retain, ops: &[Op], skip: Vec<String>) -> Result<(), String> {
     let mut harness = Harness::new(retain, skip).await?;
+    let result = run_steps(&mut harness, ops).await;
+    let mut totals = REQUESTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for (total, verb) in totals.iter_mut().zip(COUNTED_VERBS) {
+        *total += harness.store.request_count(verb);
+    }
+    result
+}
+
+async fn run_steps(harness: &mut Harness, ops: &[Op]) -> Result<(), String> {
     for (index, op) in ops.iter().enumerate() {
         harness
             .step(op)
@@ -560,4 +571,30 @@ pub async fn run_case(retain: Retain, ops: &[Op], skip: Vec<String>) -> Result<(
         .finish()
         .await
         .map_err(|error| format!("at the end: {error}"))
+}
+
+/// Requests of these verbs that the cases run so far sent, to show that
+/// the property reaches multipart uploads, part copies and renames.
+const COUNTED_VERBS: [Verb; 6] = [
+    Verb::Put,
+    Verb::CreateMultipart,
+    Verb::UploadPart,
+    Verb::UploadPartCopy,
+    Verb::CompleteMultipart,
+    Verb::Copy,
+];
+
+static REQUESTS: std::sync::Mutex<[u64; 6]> = std::sync::Mutex::new([0; 6]);
+
+/// `COUNTED_VERBS` and their totals, for the property's summary line.
+pub fn request_totals() -> String {
+    let totals = *REQUESTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    COUNTED_VERBS
+        .iter()
+        .zip(totals)
+        .map(|(verb, total)| format!("{verb:?} {total}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
