@@ -32,6 +32,7 @@
 mod errors;
 mod health;
 mod retry;
+mod send_queue;
 mod transport;
 
 use std::collections::HashMap;

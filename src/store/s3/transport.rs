@@ -13,6 +13,10 @@
 //! S3 copies or assembles gigabytes) wait up to the server-work timeout for
 //! their headers instead, once their body is sent.
 //!
+//! Bytes hyper has handed to the kernel may still be on their way: while
+//! the connection's send queue shrinks (see `send_queue`), the request is
+//! moving too.
+//!
 //! Every attempt is admitted by the endpoint's [`EndpointHealth`] first and
 //! reports to it how it ended.
 
@@ -24,6 +28,7 @@ use std::time::Duration;
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::{Builder, ConnectorBuilder, tls};
 use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::connection::CaptureSmithyConnection;
 use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
@@ -41,6 +46,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use super::health::{EndpointHealth, Outcome, Wait};
+use super::send_queue;
 
 /// Request bodies are handed to hyper in slices of this size, so that the
 /// slowest transfer still counted as moving is this much per stall timeout
@@ -138,14 +144,25 @@ impl HttpConnector for StallGuard {
                 pending: Bytes::new(),
                 progress: Arc::clone(&progress),
             });
+            // The SDK may have asked for the connection already; share it.
+            let connection = match request.extension::<CaptureSmithyConnection>() {
+                Some(capture) => capture.clone(),
+                None => {
+                    let capture = CaptureSmithyConnection::new();
+                    request.add_extension(capture.clone());
+                    capture
+                }
+            };
             let answer_wait = match wait {
                 Wait::Ordinary => bounds.stall,
                 Wait::ServerWork => bounds.server_work,
             };
             let response = inner.call(request);
             tokio::pin!(response);
+            let mut last_queue = None;
             loop {
                 let deadline = progress.deadline(bounds.stall, answer_wait);
+                let wake = deadline.min(Instant::now() + bounds.stall / 2);
                 tokio::select! {
                     result = &mut response => {
                         return match result {
@@ -163,7 +180,20 @@ impl HttpConnector for StallGuard {
                             }
                         };
                     }
-                    () = tokio::time::sleep_until(deadline) => {
+                    () = tokio::time::sleep_until(wake) => {
+                        // Bytes the kernel took may still be leaving.
+                        let queue = connection.get().and_then(|connection| {
+                            send_queue::unacknowledged_bytes(
+                                connection.local_addr()?,
+                                connection.remote_addr()?,
+                            )
+                        });
+                        if let (Some(queue), Some(last)) = (queue, last_queue)
+                            && queue < last
+                        {
+                            progress.touch();
+                        }
+                        last_queue = queue;
                         if progress.deadline(bounds.stall, answer_wait) <= Instant::now() {
                             ticket.finish(Outcome::NoAnswer);
                             let phase = progress.phase();
@@ -220,6 +250,11 @@ impl Progress {
 
     fn moved(&self, phase: Phase) {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = (Instant::now(), phase);
+    }
+
+    /// Progress seen elsewhere than in the body: the phase stays.
+    fn touch(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).0 = Instant::now();
     }
 
     fn phase(&self) -> Phase {
