@@ -137,7 +137,7 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
         Arc::clone(&store),
         config.store.bucket.clone(),
         config.fs.prefix.clone(),
-        stale_uploads::min_age(),
+        stale_uploads::STALE_UPLOAD_AGE,
     ));
 
     let fs = match Filesystem::new(store, config.fs.clone(), config.store.max_concurrency) {

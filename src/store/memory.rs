@@ -570,7 +570,7 @@ impl ObjectStore for MemoryStore {
             .map(|(upload_id, upload)| PendingUpload {
                 key: upload.key.clone(),
                 upload_id: upload_id.clone(),
-                initiated: upload.initiated,
+                initiated: Some(upload.initiated),
             })
             .collect();
         // S3 lists by key, then by initiation time.

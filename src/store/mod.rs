@@ -52,7 +52,8 @@ pub struct ListPage {
 pub struct PendingUpload {
     pub key: String,
     pub upload_id: String,
-    pub initiated: SystemTime,
+    /// `None` when the store does not say.
+    pub initiated: Option<SystemTime>,
 }
 
 /// One page of ListMultipartUploads.

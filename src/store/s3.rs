@@ -573,7 +573,9 @@ impl ObjectStore for S3Store {
             .into_iter()
             .filter_map(|upload| {
                 Some(PendingUpload {
-                    initiated: to_system_time(upload.initiated.as_ref()),
+                    initiated: upload
+                        .initiated
+                        .and_then(|time| SystemTime::try_from(time).ok()),
                     key: upload.key?,
                     upload_id: upload.upload_id?,
                 })

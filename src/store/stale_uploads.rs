@@ -13,18 +13,6 @@ use super::{ObjectStore, PendingUpload, StoreError};
 /// own lifecycle examples abort incomplete uploads after 1 to 7 days.
 pub const STALE_UPLOAD_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// Overrides [`STALE_UPLOAD_AGE`], in seconds, so that a test can see
-/// uploads it has just started reported; not a user setting.
-pub const STALE_UPLOAD_AGE_ENV: &str = "BUCKETFS_TEST_STALE_UPLOAD_AGE_SECS";
-
-/// [`STALE_UPLOAD_AGE`] unless a test overrides it.
-pub fn min_age() -> Duration {
-    std::env::var(STALE_UPLOAD_AGE_ENV)
-        .ok()
-        .and_then(|secs| secs.parse().ok())
-        .map_or(STALE_UPLOAD_AGE, Duration::from_secs)
-}
-
 /// One page is one bounded request at mount; 1,000 is S3's page size.
 const MAX_UPLOADS_LISTED: u32 = 1000;
 
@@ -56,9 +44,11 @@ pub async fn find<S: ObjectStore>(
         .into_iter()
         // A store that lists keys outside the prefix is not believed.
         .filter(|upload| upload.key.starts_with(prefix))
+        // An upload of unknown age is not called abandoned.
         .filter(|upload| {
-            now.duration_since(upload.initiated)
-                .is_ok_and(|age| age > min_age)
+            upload.initiated.is_some_and(|initiated| {
+                now.duration_since(initiated).is_ok_and(|age| age > min_age)
+            })
         })
         .collect();
     stale.sort_by_key(|upload| upload.initiated);
@@ -99,8 +89,9 @@ pub async fn report<S: ObjectStore>(
         }
     };
     for upload in &found.stale {
-        let age_hours = SystemTime::now()
-            .duration_since(upload.initiated)
+        let age_hours = upload
+            .initiated
+            .and_then(|initiated| SystemTime::now().duration_since(initiated).ok())
             .map_or(0, |age| age.as_secs() / 3600);
         log::warn!(
             "incomplete multipart upload of {:?} started {age_hours} h ago; its parts are \
@@ -185,7 +176,7 @@ mod tests {
         let upload = PendingUpload {
             key: "dir/it's here.txt".to_owned(),
             upload_id: "abc-123_X.y".to_owned(),
-            initiated: SystemTime::UNIX_EPOCH,
+            initiated: None,
         };
         assert_eq!(
             abort_command("my-bucket", &upload),
