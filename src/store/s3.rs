@@ -31,6 +31,7 @@
 
 mod errors;
 mod health;
+mod resume;
 mod retry;
 mod send_queue;
 mod transport;
@@ -50,13 +51,13 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
-use aws_smithy_types::byte_stream::error::Error as ByteStreamError;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use self::errors::{Subject, display_chain, map_error, status_of};
 use self::health::EndpointHealth;
+use self::resume::{ResumedBody, body_error};
 use self::retry::{Attempts, Retry, classify};
-use self::transport::{Bounds, Stalled};
+use self::transport::Bounds;
 use super::{
     ListPage, ListedObject, ObjectMeta, ObjectStore, PendingUpload, PendingUploadPage, StoreError,
     Verb,
@@ -600,76 +601,6 @@ impl S3Store {
         Subject::Bucket {
             bucket: &self.bucket,
         }
-    }
-}
-
-/// The bytes of one ranged GET, gathered over the responses it took.
-struct ResumedBody {
-    start: u64,
-    /// Exclusive; lowered to the object's end once a response tells it.
-    end: u64,
-    chunks: Vec<Bytes>,
-    received_len: u64,
-}
-
-impl ResumedBody {
-    fn new(start: u64, end: u64) -> ResumedBody {
-        ResumedBody {
-            start,
-            end,
-            chunks: Vec::new(),
-            received_len: 0,
-        }
-    }
-
-    fn received_len(&self) -> u64 {
-        self.received_len
-    }
-
-    /// Where the next response must start.
-    fn next_offset(&self) -> u64 {
-        self.start + self.received_len
-    }
-
-    fn is_complete(&self) -> bool {
-        self.next_offset() >= self.end
-    }
-
-    /// Keeps every byte of `body` that arrives, up to an error or its end.
-    async fn read(&mut self, mut body: ByteStream) -> Result<(), ByteStreamError> {
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk?;
-            self.received_len += chunk.len() as u64;
-            self.chunks.push(chunk);
-        }
-        Ok(())
-    }
-
-    /// A body that arrived in one chunk is returned without a copy.
-    fn into_bytes(mut self) -> Bytes {
-        if self.chunks.len() <= 1 {
-            return self.chunks.pop().unwrap_or_default();
-        }
-        let mut data = BytesMut::with_capacity(self.received_len as usize);
-        for chunk in &self.chunks {
-            data.extend_from_slice(chunk);
-        }
-        data.freeze()
-    }
-}
-
-/// A GetObject body that broke off: a stall is a timeout, anything else
-/// (a reset, a connection closed early) another failure.
-fn body_error(err: ByteStreamError) -> StoreError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
-    while let Some(error) = source {
-        if error.is::<Stalled>() {
-            return StoreError::Timeout;
-        }
-        source = error.source();
-    }
-    StoreError::Other {
-        source: Box::new(err),
     }
 }
 
