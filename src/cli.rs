@@ -158,16 +158,38 @@ struct Cli {
     #[arg(long, help_heading = "Bucket")]
     no_sign_request: bool,
 
-    /// Time limit on one request attempt, in seconds
+    /// Seconds without a byte moving after which a request attempt fails
     ///
-    /// A call fails with EIO once every attempt has failed.
-    #[arg(long, value_name = "SECONDS", value_parser = parse_timeout, default_value = "30",
-        help_heading = "Requests")]
-    request_timeout: Duration,
+    /// Counted in every phase: connecting, sending, awaiting the answer,
+    /// receiving; a slow transfer that keeps moving never times out. Once the
+    /// endpoint leaves a request unanswered, further requests fail at once
+    /// until one probe gets an answer, so a dead endpoint gives EIO within
+    /// about twice this. --request-timeout is the former name.
+    #[arg(long, visible_alias = "request-timeout", value_name = "SECONDS",
+        value_parser = parse_timeout, default_value = "10", help_heading = "Requests")]
+    stall_timeout: Duration,
 
-    /// Attempts per request, the first included
+    /// Time limit on opening a connection (TCP and TLS), in seconds
     ///
-    /// Retries back off exponentially.
+    /// Capped at --stall-timeout.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_timeout, default_value = "5",
+        help_heading = "Requests")]
+    connect_timeout: Duration,
+
+    /// Seconds to wait for the answer to a server-side copy
+    ///
+    /// CopyObject (renames, attribute changes), UploadPartCopy and
+    /// CompleteMultipartUpload move no bytes while the store works on
+    /// gigabytes; this bounds that wait instead of --stall-timeout.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_timeout, default_value = "300",
+        help_heading = "Requests")]
+    copy_timeout: Duration,
+
+    /// Failed attempts in a row per request, the first included
+    ///
+    /// Throttling, 5xx, resets and timeouts are retried after a jittered
+    /// exponential back-off; other errors fail at once. A read that breaks off
+    /// resumes where it stopped.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
         default_value = "3", help_heading = "Requests")]
     max_attempts: u32,
@@ -486,7 +508,11 @@ fn translate_mount_options<'a>(
 /// The argument behind `--{long}`, if it may be spelled as a mount option.
 fn mount_option_arg<'c>(cmd: &'c Command, long: &str) -> Option<&'c Arg> {
     cmd.get_arguments().find(|arg| {
-        arg.get_long() == Some(long)
+        let is_named = arg.get_long() == Some(long)
+            || arg
+                .get_visible_aliases()
+                .is_some_and(|aliases| aliases.contains(&long));
+        is_named
             && !matches!(
                 arg.get_action(),
                 ArgAction::Help | ArgAction::HelpShort | ArgAction::HelpLong | ArgAction::Version
@@ -522,7 +548,9 @@ impl Cli {
                 profile: self.profile,
                 force_path_style: self.force_path_style,
                 no_sign_request: self.no_sign_request,
-                request_timeout: self.request_timeout,
+                stall_timeout: self.stall_timeout,
+                connect_timeout: self.connect_timeout,
+                copy_timeout: self.copy_timeout,
                 max_attempts: self.max_attempts,
                 max_concurrency: self.max_concurrency,
             },
@@ -775,7 +803,9 @@ mod tests {
                 profile: None,
                 force_path_style: false,
                 no_sign_request: false,
-                request_timeout: Duration::from_secs(30),
+                stall_timeout: Duration::from_secs(10),
+                connect_timeout: Duration::from_secs(5),
+                copy_timeout: Duration::from_secs(300),
                 max_attempts: 3,
                 max_concurrency: 16,
             }
@@ -867,8 +897,28 @@ mod tests {
         assert_eq!(config.fs.read_part_size_bytes, 16 * MIB);
         assert_eq!(config.store.max_concurrency, 4);
         assert_eq!(config.fs.posix_metadata, PosixMetadata::ListingOnly);
-        assert_eq!(config.store.request_timeout, Duration::from_millis(2500));
+        assert_eq!(config.store.stall_timeout, Duration::from_millis(2500));
         assert_eq!(config.store.max_attempts, 1);
+    }
+
+    #[test]
+    fn timeouts_have_long_and_mount_option_forms() {
+        let config = parse_ok(&[
+            "--stall-timeout",
+            "20",
+            "--connect-timeout=1.5",
+            "-o",
+            "copy_timeout=600,request_timeout=7",
+            "bucket",
+            "/mnt",
+        ]);
+        // The command line wins over -o, under either name.
+        assert_eq!(config.store.stall_timeout, Duration::from_secs(20));
+        assert_eq!(config.store.connect_timeout, Duration::from_millis(1500));
+        assert_eq!(config.store.copy_timeout, Duration::from_secs(600));
+        let config = parse_ok(&["-o", "stall_timeout=3", "bucket", "/mnt"]);
+        assert_eq!(config.store.stall_timeout, Duration::from_secs(3));
+        assert!(parse_err(&["--copy-timeout", "0", "b", "/mnt"]).contains("--copy-timeout"));
     }
 
     #[test]

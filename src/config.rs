@@ -16,9 +16,18 @@ pub struct StoreConfig {
     pub force_path_style: bool,
     /// Anonymous requests for public buckets: no credentials are looked up.
     pub no_sign_request: bool,
-    /// Bound on one request attempt, retries excluded.
-    pub request_timeout: Duration,
-    /// Attempts per request, the first included (the SDK's standard retry mode).
+    /// An attempt fails once no byte has moved for this long, in any phase
+    /// (connecting, sending, awaiting the answer, receiving); a transfer that
+    /// keeps moving is never cut.
+    pub stall_timeout: Duration,
+    /// Bound on establishing a connection (TCP and TLS), capped at
+    /// `stall_timeout`.
+    pub connect_timeout: Duration,
+    /// Wait for the answer to a request the store works on before answering
+    /// (CopyObject, UploadPartCopy, CompleteMultipartUpload), once sent.
+    pub copy_timeout: Duration,
+    /// Failed attempts in a row per request, the first included; a resumed
+    /// GET that received bytes counts again from one.
     pub max_attempts: u32,
     /// Requests in flight to the store, all kinds together.
     pub max_concurrency: usize,

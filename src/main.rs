@@ -13,6 +13,7 @@ use bucketfs::fs::Filesystem;
 use bucketfs::fuse::{self, MountOptions};
 use bucketfs::logging;
 use bucketfs::store::s3::S3Store;
+use bucketfs::store::stale_uploads;
 use bucketfs::store::{ObjectStore, StoreError};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -130,11 +131,16 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
         return Err(startup_failed(readiness, message));
     }
 
-    let fs = match Filesystem::new(
-        Arc::new(store),
-        config.fs.clone(),
-        config.store.max_concurrency,
-    ) {
+    let store = Arc::new(store);
+    // In the background: the mount waits for no more than the bucket check.
+    runtime.spawn(stale_uploads::report(
+        Arc::clone(&store),
+        config.store.bucket.clone(),
+        config.fs.prefix.clone(),
+        stale_uploads::STALE_UPLOAD_AGE,
+    ));
+
+    let fs = match Filesystem::new(store, config.fs.clone(), config.store.max_concurrency) {
         Ok(fs) => Arc::new(fs),
         Err(error) => {
             let message = format!("cannot create the staging directory: {error}");
@@ -313,7 +319,8 @@ fn describe_options(config: &MountConfig) -> String {
     format!(
         "{}, endpoint {}, region {}, profile {}, {}{}access {:?}, uid {} gid {} file mode {:o} \
          dir mode {:o}, metadata {:?}, metadata ttl {:?}, cache {} MiB, read part {} MiB, \
-         write part {} MiB, concurrency {}, request timeout {:?} x{} attempts",
+         write part {} MiB, concurrency {}, stall timeout {:?}, connect timeout {:?}, copy timeout \
+         {:?}, {} attempts",
         match fs.write_mode {
             WriteMode::ReadOnly => "read-only",
             WriteMode::ReadWrite => "read-write",
@@ -345,7 +352,9 @@ fn describe_options(config: &MountConfig) -> String {
         fs.read_part_size_bytes >> 20,
         fs.write_part_size_bytes >> 20,
         store.max_concurrency,
-        store.request_timeout,
+        store.stall_timeout,
+        store.connect_timeout,
+        store.copy_timeout,
         store.max_attempts,
     )
 }

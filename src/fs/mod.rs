@@ -607,16 +607,22 @@ impl<S: ObjectStore> Filesystem<S> {
             OpenIntent::Read => None,
             OpenIntent::Write { truncate } => Some(self.writer_for(ino, truncate).await?),
         };
-        if writer.is_none() && !self.is_being_written(ino) {
+        let reads_the_store = writer.is_none() && !self.is_being_written(ino);
+        if reads_the_store {
             // Close-to-open: a HEAD sent before this open may predate a
             // change it must see.
             self.revalidate(ino, Sharing::SendNew).await?;
         }
-        let (key, stat) = {
+        let (key, mut stat) = {
             let inodes = self.inodes.lock().unwrap();
             let inode = inodes.get(ino).ok_or(Error::NotFound)?;
             (inode.key.clone(), inode.stat.clone())
         };
+        // Blocks are cached by ETag and every GET is pinned to it; a store
+        // that lists no ETags leaves finding it to one HEAD.
+        if reads_the_store && stat.etag.is_empty() {
+            stat = Stat::from_head(&self.head(&key, Sharing::SendNew).await?);
+        }
         let page_cache = {
             let mut last = self.last_opened_etag.lock().unwrap();
             let previous = last.insert(ino, stat.etag.clone());

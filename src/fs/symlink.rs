@@ -65,9 +65,21 @@ impl<S: ObjectStore> Filesystem<S> {
         if self.getattr(ino).await?.attr.kind != FileKind::Symlink {
             return Err(Error::InvalidArgument);
         }
+        // Pinned like every GET, so that a link replaced since its stat was
+        // taken fails instead of reading another object's body.
+        let etag = {
+            let inodes = self.inodes.lock().unwrap();
+            inodes.get(ino).ok_or(Error::NotFound)?.stat.etag.clone()
+        };
+        let etag = if etag.is_empty() {
+            self.store.head(&key).await?.etag
+        } else {
+            etag
+        };
+        let if_match = (!etag.is_empty()).then_some(etag.as_str());
         Ok(self
             .store
-            .get_range(&key, 0..MAX_TARGET_BYTES, None)
+            .get_range(&key, 0..MAX_TARGET_BYTES, if_match)
             .await?)
     }
 }

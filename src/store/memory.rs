@@ -31,7 +31,9 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 
-use super::{ListPage, ListedObject, ObjectMeta, ObjectStore, StoreError};
+use super::{
+    ListPage, ListedObject, ObjectMeta, ObjectStore, PendingUpload, PendingUploadPage, StoreError,
+};
 
 const DELIMITER: char = '/';
 
@@ -42,64 +44,14 @@ pub const MIN_PART_SIZE_BYTES: u64 = 5 * 1024 * 1024;
 /// S3 part numbers run from 1 to 10,000 (S3 multipart upload limits).
 const MAX_PART_NUMBER: u32 = 10_000;
 
-/// The store requests a test can count or make fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Verb {
-    Head,
-    Get,
-    List,
-    Put,
-    CreateMultipart,
-    UploadPart,
-    UploadPartCopy,
-    CompleteMultipart,
-    AbortMultipart,
-    Delete,
-    Copy,
-}
+pub use super::{FailureKind, Verb};
 
-/// Which `StoreError` an injected failure produces. `StoreError` itself is
-/// not `Clone` (it carries a boxed source), so failures are queued by kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    NotFound,
-    PreconditionFailed,
-    NoSuchBucket,
-    InvalidCredentials,
-    AccessDenied,
-    Timeout,
-    Unreachable,
-    Other,
-}
-
-impl FailureKind {
-    fn into_error(self, key: &str) -> StoreError {
-        let injected = |kind| Box::new(std::io::Error::new(kind, "injected failure"));
-        match self {
-            FailureKind::NotFound => StoreError::NotFound {
-                key: key.to_owned(),
-            },
-            FailureKind::PreconditionFailed => StoreError::PreconditionFailed {
-                key: key.to_owned(),
-            },
-            FailureKind::NoSuchBucket => StoreError::NoSuchBucket {
-                bucket: "memory".to_owned(),
-            },
-            FailureKind::InvalidCredentials => StoreError::InvalidCredentials {
-                message: "injected failure".to_owned(),
-            },
-            FailureKind::AccessDenied => StoreError::AccessDenied {
-                message: "injected failure".to_owned(),
-            },
-            FailureKind::Timeout => StoreError::Timeout,
-            FailureKind::Unreachable => StoreError::Unreachable {
-                source: injected(std::io::ErrorKind::ConnectionRefused),
-            },
-            FailureKind::Other => StoreError::Other {
-                source: injected(std::io::ErrorKind::Other),
-            },
-        }
-    }
+/// Whether listings carry ETags; some S3-compatible stores list none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ListingEtags {
+    #[default]
+    Listed,
+    Omitted,
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +66,7 @@ struct StoredObject {
 #[derive(Debug)]
 struct Upload {
     key: String,
+    initiated: SystemTime,
     user_metadata: HashMap<String, String>,
     /// By part number; uploading a number again replaces the part.
     parts: BTreeMap<u32, StoredPart>,
@@ -136,6 +89,7 @@ struct State {
     requests: HashMap<Verb, u64>,
     latency: HashMap<Verb, Duration>,
     failures: HashMap<Verb, VecDeque<FailureKind>>,
+    listing_etags: ListingEtags,
 }
 
 impl State {
@@ -250,6 +204,19 @@ impl MemoryStore {
     /// lifecycle rule would have to clean up.
     pub fn pending_uploads(&self) -> usize {
         self.lock().uploads.len()
+    }
+
+    /// Makes the upload `upload_id` look started at `initiated`, as one a
+    /// crashed client left behind long ago.
+    pub fn set_upload_initiated(&self, upload_id: &str, initiated: SystemTime) {
+        if let Some(upload) = self.lock().uploads.get_mut(upload_id) {
+            upload.initiated = initiated;
+        }
+    }
+
+    /// Whether later listings carry ETags.
+    pub fn set_listing_etags(&self, listing_etags: ListingEtags) {
+        self.lock().listing_etags = listing_etags;
     }
 
     /// Removes `key`; returns whether it existed.
@@ -398,7 +365,10 @@ impl ObjectStore for MemoryStore {
                 None => page.objects.push(ListedObject {
                     key: key.clone(),
                     size: object.data.len() as u64,
-                    etag: object.etag.clone(),
+                    etag: match state.listing_etags {
+                        ListingEtags::Listed => object.etag.clone(),
+                        ListingEtags::Omitted => String::new(),
+                    },
                     last_modified: object.last_modified,
                 }),
             }
@@ -429,6 +399,7 @@ impl ObjectStore for MemoryStore {
         let upload_id = format!("upload-{}", state.next_serial());
         let upload = Upload {
             key: key.to_owned(),
+            initiated: SystemTime::now(),
             user_metadata: lower_cased(user_metadata),
             parts: BTreeMap::new(),
         };
@@ -583,6 +554,33 @@ impl ObjectStore for MemoryStore {
         };
         let data = source.data.clone();
         Ok(state.insert_object(destination_key, data, user_metadata, None))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        prefix: &str,
+        max_uploads: u32,
+    ) -> Result<PendingUploadPage, StoreError> {
+        let mut state = self.lock();
+        state.begin(Verb::ListMultipartUploads, prefix)?;
+        let mut uploads: Vec<PendingUpload> = state
+            .uploads
+            .iter()
+            .filter(|(_, upload)| upload.key.starts_with(prefix))
+            .map(|(upload_id, upload)| PendingUpload {
+                key: upload.key.clone(),
+                upload_id: upload_id.clone(),
+                initiated: Some(upload.initiated),
+            })
+            .collect();
+        // S3 lists by key, then by initiation time.
+        uploads.sort_by(|a, b| (&a.key, a.initiated).cmp(&(&b.key, b.initiated)));
+        let is_truncated = uploads.len() > max_uploads as usize;
+        uploads.truncate(max_uploads as usize);
+        Ok(PendingUploadPage {
+            uploads,
+            is_truncated,
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! The object store seen by the filesystem: a handful of S3 verbs with
 //! store-neutral types. `s3.rs` is the only file that knows aws-sdk-s3;
-//! `memory.rs` backs unit tests and can inject failures.
+//! `memory.rs` backs unit tests and can inject failures; `fault.rs` wraps any
+//! store and injects failures by sequence or by seeded probability.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -9,8 +10,10 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
+pub mod fault;
 pub mod memory;
 pub mod s3;
+pub mod stale_uploads;
 
 /// An object as HEAD reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +44,123 @@ pub struct ListPage {
     pub common_prefixes: Vec<String>,
     /// Continuation token for the next page; `None` on the last page.
     pub next: Option<String>,
+}
+
+/// A multipart upload neither completed nor aborted, as ListMultipartUploads
+/// reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingUpload {
+    pub key: String,
+    pub upload_id: String,
+    /// `None` when the store does not say.
+    pub initiated: Option<SystemTime>,
+}
+
+/// One page of ListMultipartUploads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PendingUploadPage {
+    pub uploads: Vec<PendingUpload>,
+    /// More uploads exist than this page holds.
+    pub is_truncated: bool,
+}
+
+/// The store requests, to count them or make them fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Verb {
+    Head,
+    Get,
+    List,
+    Put,
+    CreateMultipart,
+    UploadPart,
+    UploadPartCopy,
+    CompleteMultipart,
+    AbortMultipart,
+    Delete,
+    Copy,
+    ListMultipartUploads,
+}
+
+impl Verb {
+    pub const ALL: [Verb; 12] = [
+        Verb::Head,
+        Verb::Get,
+        Verb::List,
+        Verb::Put,
+        Verb::CreateMultipart,
+        Verb::UploadPart,
+        Verb::UploadPartCopy,
+        Verb::CompleteMultipart,
+        Verb::AbortMultipart,
+        Verb::Delete,
+        Verb::Copy,
+        Verb::ListMultipartUploads,
+    ];
+}
+
+impl std::fmt::Display for Verb {
+    /// The S3 operation's name, as in logs and errors.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verb::Head => "HeadObject",
+            Verb::Get => "GetObject",
+            Verb::List => "ListObjectsV2",
+            Verb::Put => "PutObject",
+            Verb::CreateMultipart => "CreateMultipartUpload",
+            Verb::UploadPart => "UploadPart",
+            Verb::UploadPartCopy => "UploadPartCopy",
+            Verb::CompleteMultipart => "CompleteMultipartUpload",
+            Verb::AbortMultipart => "AbortMultipartUpload",
+            Verb::Delete => "DeleteObject",
+            Verb::Copy => "CopyObject",
+            Verb::ListMultipartUploads => "ListMultipartUploads",
+        })
+    }
+}
+
+/// Which `StoreError` an injected failure produces. `StoreError` itself is
+/// not `Clone` (it carries a boxed source), so failures are queued by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureKind {
+    NotFound,
+    PreconditionFailed,
+    NoSuchBucket,
+    InvalidCredentials,
+    AccessDenied,
+    Timeout,
+    Unreachable,
+    Other,
+}
+
+impl FailureKind {
+    /// The error a request about `key` fails with.
+    pub fn into_error(self, key: &str) -> StoreError {
+        let injected = |kind| Box::new(std::io::Error::new(kind, "injected failure"));
+        match self {
+            FailureKind::NotFound => StoreError::NotFound {
+                key: key.to_owned(),
+            },
+            FailureKind::PreconditionFailed => StoreError::PreconditionFailed {
+                key: key.to_owned(),
+            },
+            FailureKind::NoSuchBucket => StoreError::NoSuchBucket {
+                bucket: "injected".to_owned(),
+            },
+            FailureKind::InvalidCredentials => StoreError::InvalidCredentials {
+                message: "injected failure".to_owned(),
+            },
+            FailureKind::AccessDenied => StoreError::AccessDenied {
+                message: "injected failure".to_owned(),
+            },
+            FailureKind::Timeout => StoreError::Timeout,
+            FailureKind::Unreachable => StoreError::Unreachable {
+                source: injected(std::io::ErrorKind::ConnectionRefused),
+            },
+            FailureKind::Other => StoreError::Other {
+                source: injected(std::io::ErrorKind::Other),
+            },
+        }
+    }
 }
 
 /// What any object store can report. SDK detail stays in the opaque `source`.
@@ -171,4 +291,13 @@ pub trait ObjectStore: Send + Sync + 'static {
         source_etag: Option<&str>,
         user_metadata: Option<&HashMap<String, String>>,
     ) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// One page (at most `max_uploads`) of ListMultipartUploads under
+    /// `prefix`: uploads neither completed nor aborted, oldest key first.
+    /// Only reports; nothing is aborted.
+    fn list_multipart_uploads(
+        &self,
+        prefix: &str,
+        max_uploads: u32,
+    ) -> impl Future<Output = Result<PendingUploadPage, StoreError>> + Send;
 }

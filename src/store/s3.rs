@@ -5,27 +5,44 @@
 //! `AWS_ENDPOINT_URL` keeps working because only an explicit endpoint is
 //! passed to the loader.
 //!
-//! Every request is bounded: each attempt by `request_timeout` (connect by at
-//! most `MAX_CONNECT_TIMEOUT`), the whole request by `max_attempts` in the
-//! SDK's standard retry mode, and a GetObject body by `request_timeout`
-//! between two chunks. A closed port therefore fails within the retry backoff
-//! (a few seconds), never hangs.
+//! Every request is bounded without bounding how long a moving transfer may
+//! take (see `transport`): an attempt fails when no byte moves for the stall
+//! timeout, in any phase, or when a connection takes longer than the connect
+//! timeout; copies and multipart completions, on which the store works before
+//! it answers, wait up to the server-work timeout for their answer. Attempts
+//! are ours, not the SDK's (see `retry`): up to `max_attempts` failures in a
+//! row, with jittered exponential back-off, and only for failures another
+//! attempt may not meet. A GetObject body that breaks off resumes from the
+//! last byte received, pinned to the ETag of the first response. Once the
+//! endpoint leaves a request unanswered, requests fail fast or wait on one
+//! probe until it answers again (see `health`), so that a black-holed
+//! endpoint costs a FUSE call two stall timeouts at most, not one per
+//! request and attempt.
 //!
-//! SDK errors become `StoreError` in one place, [`map_error`]; nothing of the
-//! SDK leaves this file except as an opaque error source. Copies report their
-//! errors against the source key: a missing key or a failed If-Match can only
-//! be the source's. S3 may answer a copy or a CompleteMultipartUpload with 200
-//! and an error in the body; the SDK turns those into service errors.
+//! SDK errors become `StoreError` in one place, `errors::map_error`; nothing
+//! of the SDK leaves this module except as an opaque error source. Copies
+//! report their errors against the source key: a missing key or a failed
+//! If-Match can only be the source's. S3 may answer a copy or a
+//! CompleteMultipartUpload with 200 and an error in the body; the SDK turns
+//! those into service errors.
 //!
 //! Write bodies are `Bytes` handed to the SDK as they are, so a retry resends
 //! the same buffer without a copy.
 
+mod errors;
+mod health;
+mod resume;
+mod retry;
+mod send_queue;
+mod transport;
+
 use std::collections::HashMap;
-use std::fmt;
 use std::ops::Range;
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use aws_config::retry::RetryConfig;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::ProvideCredentials;
@@ -34,14 +51,18 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
-use super::{ListPage, ListedObject, ObjectMeta, ObjectStore, StoreError};
+use self::errors::{Subject, display_chain, map_error, status_of};
+use self::health::EndpointHealth;
+use self::resume::{ResumedBody, body_error};
+use self::retry::{Attempts, Retry, classify};
+use self::transport::Bounds;
+use super::{
+    ListPage, ListedObject, ObjectMeta, ObjectStore, PendingUpload, PendingUploadPage, StoreError,
+    Verb,
+};
 use crate::config::StoreConfig;
-
-/// A closed port answers at once and a blackholed one never does; waiting
-/// longer than this for a TCP/TLS handshake only delays the retry.
-const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Used when neither `StoreConfig` nor the AWS chain names a region, so that
 /// a local S3-compatible endpoint works without any AWS configuration.
@@ -54,7 +75,7 @@ const DELIMITER: &str = "/";
 pub struct S3Store {
     client: Client,
     bucket: String,
-    request_timeout: Duration,
+    max_attempts: u32,
 }
 
 impl S3Store {
@@ -62,16 +83,7 @@ impl S3Store {
     /// client. Fails with `InvalidCredentials` when no credentials can be
     /// found; a wrong bucket or rejected credentials show up on the first call.
     pub async fn new(config: &StoreConfig) -> Result<S3Store, StoreError> {
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(config.request_timeout.min(MAX_CONNECT_TIMEOUT))
-            .operation_attempt_timeout(config.request_timeout)
-            .build();
-        // The SDK rejects zero attempts; one attempt means no retries.
-        let retries = RetryConfig::standard().with_max_attempts(config.max_attempts.max(1));
-
-        let mut loader = aws_config::from_env()
-            .timeout_config(timeouts)
-            .retry_config(retries);
+        let mut loader = aws_config::from_env();
         if let Some(profile) = &config.profile {
             loader = loader.profile_name(profile);
         }
@@ -98,63 +110,63 @@ impl S3Store {
                 })?;
         }
 
+        // The connect timeout is the SDK's (hyper's); every other bound is
+        // the transport's, and no attempt or operation has a total time limit.
+        // A connection slower than the stall timeout would stall anyway.
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(config.connect_timeout.min(config.stall_timeout))
+            .build();
+        let bounds = Bounds {
+            stall: config.stall_timeout,
+            server_work: config.copy_timeout.max(config.stall_timeout),
+        };
         let mut s3_config = aws_sdk_s3::config::Builder::from(&sdk_config)
-            .force_path_style(config.force_path_style);
+            .force_path_style(config.force_path_style)
+            .timeout_config(timeouts)
+            // Attempts are counted in `send` and `get_range`.
+            .retry_config(RetryConfig::disabled())
+            // Its throughput check would cut what the stall timeout allows.
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+            .http_client(transport::http_client(
+                bounds,
+                Arc::new(EndpointHealth::new()),
+            ));
         if sdk_config.region().is_none() {
             s3_config = s3_config.region(Region::from_static(FALLBACK_REGION));
         }
         Ok(S3Store {
             client: Client::from_conf(s3_config.build()),
             bucket: config.bucket.clone(),
-            request_timeout: config.request_timeout,
+            max_attempts: config.max_attempts,
         })
     }
 
-    /// Reads a GetObject body into one buffer. The SDK bounds the attempt only
-    /// until the headers arrive, so a stalled body is bounded here.
-    async fn collect_body(
+    /// Sends the request `attempt` builds until it succeeds, fails for good,
+    /// or has failed `max_attempts` times in a row.
+    async fn send<T, E, Fut>(
         &self,
+        verb: Verb,
         key: &str,
-        mut body: ByteStream,
-        expected_len: Option<u64>,
-    ) -> Result<Bytes, StoreError> {
-        let mut buffer = BytesMut::new();
-        let mut first_chunk: Option<Bytes> = None;
+        mut attempt: impl FnMut() -> Fut,
+    ) -> Result<T, SdkError<E, HttpResponse>>
+    where
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata,
+    {
+        let mut attempts = Attempts::new(self.max_attempts);
         loop {
-            let next = tokio::time::timeout(self.request_timeout, body.next())
-                .await
-                .map_err(|_| StoreError::Timeout)?;
-            let chunk = match next {
-                None => break,
-                Some(chunk) => chunk.map_err(|source| StoreError::Other {
-                    source: Box::new(source),
-                })?,
+            let err = match attempt().await {
+                Ok(output) => return Ok(output),
+                Err(err) => err,
             };
-            // A body that arrives in one chunk is returned without a copy.
-            if first_chunk.is_none() && buffer.is_empty() {
-                first_chunk = Some(chunk);
-                continue;
+            let retry = classify(&err);
+            match attempts.after_failure(retry) {
+                Some(wait) => {
+                    log::debug!("{verb} {key:?} failed ({retry:?}); retrying in {wait:?}");
+                    tokio::time::sleep(wait).await;
+                }
+                None => return Err(err),
             }
-            if let Some(first) = first_chunk.take() {
-                let capacity = expected_len.map_or(0, |len| len as usize);
-                buffer.reserve(capacity.max(first.len() + chunk.len()));
-                buffer.extend_from_slice(&first);
-            }
-            buffer.extend_from_slice(&chunk);
-        }
-        let data = match first_chunk {
-            Some(first) => first,
-            None => buffer.freeze(),
-        };
-        match expected_len {
-            Some(len) if len != data.len() as u64 => Err(StoreError::Other {
-                source: Box::new(TruncatedBody {
-                    key: key.to_owned(),
-                    expected_len: len,
-                    received_len: data.len() as u64,
-                }),
-            }),
-            _ => Ok(data),
         }
     }
 }
@@ -162,11 +174,13 @@ impl S3Store {
 impl ObjectStore for S3Store {
     async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
         let output = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
+            .send(Verb::Head, key, || {
+                self.client
+                    .head_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .send()
+            })
             .await
             .map_err(|err| map_error(err, self.object(key)))?;
         let user_metadata = output
@@ -192,26 +206,88 @@ impl ObjectStore for S3Store {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
-        let result = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .range(format!("bytes={}-{}", range.start, range.end - 1))
-            .set_if_match(if_match.map(str::to_owned))
-            .send()
-            .await;
-        let output = match result {
-            Ok(output) => output,
-            // S3 answers 416 when the range starts at or past the end of the
-            // object (or the object is empty); clamped, that range is empty.
-            Err(err) if status_of(&err) == Some(416) => return Ok(Bytes::new()),
-            Err(err) => return Err(map_error(err, self.object(key))),
-        };
-        let expected_len = output
-            .content_length
-            .and_then(|len| u64::try_from(len).ok());
-        self.collect_body(key, output.body, expected_len).await
+        let mut body = ResumedBody::new(range.start, range.end);
+        // Resumes must read the version the first bytes came from.
+        let mut pinned = if_match.map(str::to_owned);
+        let mut attempts = Attempts::new(self.max_attempts);
+        loop {
+            let resume_at = body.next_offset();
+            let result = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .range(format!("bytes={}-{}", resume_at, body.end - 1))
+                .set_if_match(pinned.clone())
+                .send()
+                .await;
+            let failure = match result {
+                Ok(output) => {
+                    if pinned.is_none() {
+                        pinned = output.e_tag.clone().filter(|etag| !etag.is_empty());
+                    }
+                    // The store clamps the range at the object's end.
+                    if let Some(len) = output
+                        .content_length
+                        .and_then(|len| u64::try_from(len).ok())
+                    {
+                        body.end = body.end.min(resume_at + len);
+                    }
+                    let received_before = body.received_len();
+                    let outcome = body.read(output.body).await;
+                    if body.received_len() > received_before {
+                        attempts.progressed();
+                    }
+                    match outcome {
+                        Ok(()) if body.is_complete() => return Ok(body.into_bytes()),
+                        // A clean end before Content-Length: a cut connection.
+                        Ok(()) => {
+                            log::debug!(
+                                "GET {key:?} ended at {} of {}; resuming",
+                                body.next_offset(),
+                                body.end
+                            );
+                            StoreError::Other {
+                                source: Box::new(TruncatedBody {
+                                    key: key.to_owned(),
+                                    expected_len: body.end - range.start,
+                                    received_len: body.received_len(),
+                                }),
+                            }
+                        }
+                        Err(err) => body_error(err),
+                    }
+                }
+                // S3 answers 416 when the range starts at or past the end of
+                // the object (or the object is empty); clamped, that range
+                // is empty.
+                Err(err) if status_of(&err) == Some(416) && body.received_len() == 0 => {
+                    return Ok(Bytes::new());
+                }
+                Err(err) => {
+                    let retry = classify(&err);
+                    let error = map_error(err, self.object(key));
+                    match attempts.after_failure(retry) {
+                        Some(wait) => {
+                            log::debug!("GET {key:?} failed ({error}); retrying in {wait:?}");
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
+                        None => return Err(error),
+                    }
+                }
+            };
+            match attempts.after_failure(Retry::Transient) {
+                Some(wait) => {
+                    log::debug!(
+                        "GET {key:?} broke off at byte {} ({failure}); resuming in {wait:?}",
+                        body.next_offset()
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                None => return Err(failure),
+            }
+        }
     }
 
     async fn list_page(
@@ -222,14 +298,16 @@ impl ObjectStore for S3Store {
         max_keys: u32,
     ) -> Result<ListPage, StoreError> {
         let output = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .set_prefix((!prefix.is_empty()).then(|| prefix.to_owned()))
-            .set_delimiter(delimited.then(|| DELIMITER.to_owned()))
-            .set_continuation_token(continuation.map(str::to_owned))
-            .max_keys(i32::try_from(max_keys).unwrap_or(i32::MAX))
-            .send()
+            .send(Verb::List, prefix, || {
+                self.client
+                    .list_objects_v2()
+                    .bucket(&self.bucket)
+                    .set_prefix((!prefix.is_empty()).then(|| prefix.to_owned()))
+                    .set_delimiter(delimited.then(|| DELIMITER.to_owned()))
+                    .set_continuation_token(continuation.map(str::to_owned))
+                    .max_keys(i32::try_from(max_keys).unwrap_or(i32::MAX))
+                    .send()
+            })
             .await
             .map_err(|err| map_error(err, self.listing()))?;
 
@@ -279,13 +357,15 @@ impl ObjectStore for S3Store {
         user_metadata: &HashMap<String, String>,
     ) -> Result<String, StoreError> {
         let output = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .body(ByteStream::from(body))
-            .set_metadata(non_empty(user_metadata))
-            .send()
+            .send(Verb::Put, key, || {
+                self.client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .body(ByteStream::from(body.clone()))
+                    .set_metadata(non_empty(user_metadata))
+                    .send()
+            })
             .await
             .map_err(|err| map_error(err, self.object(key)))?;
         require_etag(output.e_tag, Verb::Put, key)
@@ -297,12 +377,14 @@ impl ObjectStore for S3Store {
         user_metadata: &HashMap<String, String>,
     ) -> Result<String, StoreError> {
         let output = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .set_metadata(non_empty(user_metadata))
-            .send()
+            .send(Verb::CreateMultipart, key, || {
+                self.client
+                    .create_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .set_metadata(non_empty(user_metadata))
+                    .send()
+            })
             .await
             .map_err(|err| map_error(err, self.object(key)))?;
         output.upload_id.ok_or_else(|| StoreError::Other {
@@ -321,15 +403,18 @@ impl ObjectStore for S3Store {
         part_number: u32,
         body: Bytes,
     ) -> Result<String, StoreError> {
+        let part_number = to_part_number(part_number)?;
         let output = self
-            .client
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .part_number(to_part_number(part_number)?)
-            .body(ByteStream::from(body))
-            .send()
+            .send(Verb::UploadPart, key, || {
+                self.client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .part_number(part_number)
+                    .body(ByteStream::from(body.clone()))
+                    .send()
+            })
             .await
             .map_err(|err| map_error(err, self.object(key)))?;
         require_etag(output.e_tag, Verb::UploadPart, key)
@@ -354,21 +439,24 @@ impl ObjectStore for S3Store {
                 }),
             });
         }
+        let part_number = to_part_number(part_number)?;
         let output = self
-            .client
-            .upload_part_copy()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .part_number(to_part_number(part_number)?)
-            .copy_source(copy_source(&self.bucket, source_key))
-            .copy_source_range(format!(
-                "bytes={}-{}",
-                source_range.start,
-                source_range.end - 1
-            ))
-            .set_copy_source_if_match(source_etag.map(str::to_owned))
-            .send()
+            .send(Verb::UploadPartCopy, source_key, || {
+                self.client
+                    .upload_part_copy()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .part_number(part_number)
+                    .copy_source(copy_source(&self.bucket, source_key))
+                    .copy_source_range(format!(
+                        "bytes={}-{}",
+                        source_range.start,
+                        source_range.end - 1
+                    ))
+                    .set_copy_source_if_match(source_etag.map(str::to_owned))
+                    .send()
+            })
             .await
             .map_err(|err| map_error(err, self.object(source_key)))?;
         let etag = output.copy_part_result.and_then(|result| result.e_tag);
@@ -390,43 +478,48 @@ impl ObjectStore for S3Store {
                     .build())
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(completed))
+            .build();
         let output = self
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(completed))
-                    .build(),
-            )
-            .send()
+            .send(Verb::CompleteMultipart, key, || {
+                self.client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .multipart_upload(completed.clone())
+                    .send()
+            })
             .await
             .map_err(|err| map_error(err, self.object(key)))?;
         require_etag(output.e_tag, Verb::CompleteMultipart, key)
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
-        self.client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .send()
-            .await
-            .map_err(|err| map_error(err, self.object(key)))?;
+        self.send(Verb::AbortMultipart, key, || {
+            self.client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .send()
+        })
+        .await
+        .map_err(|err| map_error(err, self.object(key)))?;
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|err| map_error(err, self.object(key)))?;
+        self.send(Verb::Delete, key, || {
+            self.client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+        })
+        .await
+        .map_err(|err| map_error(err, self.object(key)))?;
         Ok(())
     }
 
@@ -442,19 +535,57 @@ impl ObjectStore for S3Store {
             None => MetadataDirective::Copy,
         };
         let output = self
-            .client
-            .copy_object()
-            .bucket(&self.bucket)
-            .key(destination_key)
-            .copy_source(copy_source(&self.bucket, source_key))
-            .metadata_directive(directive)
-            .set_metadata(user_metadata.and_then(non_empty))
-            .set_copy_source_if_match(source_etag.map(str::to_owned))
-            .send()
+            .send(Verb::Copy, source_key, || {
+                self.client
+                    .copy_object()
+                    .bucket(&self.bucket)
+                    .key(destination_key)
+                    .copy_source(copy_source(&self.bucket, source_key))
+                    .metadata_directive(directive.clone())
+                    .set_metadata(user_metadata.and_then(non_empty))
+                    .set_copy_source_if_match(source_etag.map(str::to_owned))
+                    .send()
+            })
             .await
             .map_err(|err| map_error(err, self.object(source_key)))?;
         let etag = output.copy_object_result.and_then(|result| result.e_tag);
         require_etag(etag, Verb::Copy, destination_key)
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        prefix: &str,
+        max_uploads: u32,
+    ) -> Result<PendingUploadPage, StoreError> {
+        let output = self
+            .send(Verb::ListMultipartUploads, prefix, || {
+                self.client
+                    .list_multipart_uploads()
+                    .bucket(&self.bucket)
+                    .set_prefix((!prefix.is_empty()).then(|| prefix.to_owned()))
+                    .max_uploads(i32::try_from(max_uploads).unwrap_or(i32::MAX))
+                    .send()
+            })
+            .await
+            .map_err(|err| map_error(err, self.listing()))?;
+        let uploads = output
+            .uploads
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|upload| {
+                Some(PendingUpload {
+                    initiated: upload
+                        .initiated
+                        .and_then(|time| SystemTime::try_from(time).ok()),
+                    key: upload.key?,
+                    upload_id: upload.upload_id?,
+                })
+            })
+            .collect();
+        Ok(PendingUploadPage {
+            uploads,
+            is_truncated: output.is_truncated.unwrap_or(false),
+        })
     }
 }
 
@@ -470,147 +601,6 @@ impl S3Store {
         Subject::Bucket {
             bucket: &self.bucket,
         }
-    }
-}
-
-/// What a request was about, which decides what a bare 404 means.
-#[derive(Debug, Clone, Copy)]
-enum Subject<'a> {
-    /// HeadObject, GetObject: a 404 is a missing key unless S3 says NoSuchBucket.
-    Object { bucket: &'a str, key: &'a str },
-    /// ListObjectsV2 and other bucket-level calls: a 404 is a missing bucket.
-    Bucket { bucket: &'a str },
-}
-
-impl Subject<'_> {
-    fn bucket(&self) -> &str {
-        match self {
-            Subject::Object { bucket, .. } | Subject::Bucket { bucket } => bucket,
-        }
-    }
-}
-
-/// Error codes S3 (and compatible stores) return when the credentials, not
-/// the policy, are at fault.
-const CREDENTIAL_ERROR_CODES: &[&str] = &[
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "InvalidToken",
-    "TokenRefreshRequired",
-];
-
-/// The single translation from SDK errors to `StoreError`.
-///
-/// Only S3's code and message are kept for service errors, never the raw
-/// response: a SignatureDoesNotMatch body echoes the canonical request.
-fn map_error<E>(err: SdkError<E, HttpResponse>, subject: Subject<'_>) -> StoreError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let status = status_of(&err);
-    match err {
-        SdkError::TimeoutError(_) => StoreError::Timeout,
-        SdkError::DispatchFailure(ref failure) => {
-            let is_user = failure.is_user();
-            // The connector error alone reads better than "dispatch failure".
-            let source = err.into_source().unwrap_or_else(|err| Box::new(err));
-            if is_user {
-                StoreError::Other { source }
-            } else {
-                // Connect timeouts land here too: no connection, unreachable.
-                StoreError::Unreachable { source }
-            }
-        }
-        SdkError::ServiceError(service) => {
-            let status = status.unwrap_or_default();
-            let err = service.into_err();
-            map_service_error(status, err.code(), err.message(), subject).unwrap_or_else(|| {
-                // Without a code, S3 sent no error at all: the SDK could not
-                // parse a response (a 200 from a store that names the XML
-                // root differently, for one), and says why in the source.
-                let message = match (err.code(), err.message()) {
-                    (_, Some(message)) => Some(message.to_owned()),
-                    (None, None) => err.source().map(display_chain),
-                    (Some(_), None) => None,
-                };
-                StoreError::Other {
-                    source: Box::new(ServiceFailure {
-                        status,
-                        code: err.code().map(str::to_owned),
-                        message,
-                    }),
-                }
-            })
-        }
-        other => StoreError::Other {
-            source: Box::new(other),
-        },
-    }
-}
-
-/// The service errors with a `StoreError` of their own; `None` for the rest.
-fn map_service_error(
-    status: u16,
-    code: Option<&str>,
-    message: Option<&str>,
-    subject: Subject<'_>,
-) -> Option<StoreError> {
-    let message = || match message.or(code) {
-        Some(message) => message.to_owned(),
-        None => format!("HTTP {status} without a message"),
-    };
-    let no_such_bucket = || StoreError::NoSuchBucket {
-        bucket: subject.bucket().to_owned(),
-    };
-    let error = match (code, status) {
-        (Some("NoSuchBucket"), _) => no_such_bucket(),
-        // The SDK fills in "NotFound" for a bodiless HEAD 404, which cannot
-        // tell a missing key from a missing bucket; the key is the likely one.
-        (Some("NoSuchKey" | "NotFound"), _) | (None, 404) => match subject {
-            Subject::Object { key, .. } => StoreError::NotFound {
-                key: key.to_owned(),
-            },
-            Subject::Bucket { .. } => no_such_bucket(),
-        },
-        (Some("PreconditionFailed"), _) | (_, 412) => match subject {
-            Subject::Object { key, .. } => StoreError::PreconditionFailed {
-                key: key.to_owned(),
-            },
-            Subject::Bucket { .. } => return None,
-        },
-        (Some(code), _) if CREDENTIAL_ERROR_CODES.contains(&code) => {
-            StoreError::InvalidCredentials { message: message() }
-        }
-        // A HEAD 403 has no body, so bad credentials look like a denied
-        // policy; AccessDenied is the honest answer.
-        (Some("AccessDenied"), _) | (_, 403) => StoreError::AccessDenied { message: message() },
-        _ => return None,
-    };
-    Some(error)
-}
-
-/// The write requests, named in errors about malformed responses.
-#[derive(Debug, Clone, Copy)]
-enum Verb {
-    Put,
-    CreateMultipart,
-    UploadPart,
-    UploadPartCopy,
-    CompleteMultipart,
-    Copy,
-}
-
-impl fmt::Display for Verb {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Verb::Put => "PutObject",
-            Verb::CreateMultipart => "CreateMultipartUpload",
-            Verb::UploadPart => "UploadPart",
-            Verb::UploadPartCopy => "UploadPartCopy",
-            Verb::CompleteMultipart => "CompleteMultipartUpload",
-            Verb::Copy => "CopyObject",
-        })
     }
 }
 
@@ -666,10 +656,6 @@ fn percent_encode_into(out: &mut String, text: &str) {
     }
 }
 
-fn status_of<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
-    err.raw_response().map(|raw| raw.status().as_u16())
-}
-
 fn to_size(content_length: Option<i64>) -> u64 {
     content_length
         .and_then(|len| u64::try_from(len).ok())
@@ -680,42 +666,6 @@ fn to_system_time(time: Option<&DateTime>) -> SystemTime {
     time.and_then(|time| SystemTime::try_from(*time).ok())
         .unwrap_or(SystemTime::UNIX_EPOCH)
 }
-
-/// The messages of `err` and its sources, without the `Debug` output that
-/// `DisplayErrorContext` appends (raw responses, provider internals).
-fn display_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(err) = source {
-        message.push_str(": ");
-        message.push_str(&err.to_string());
-        source = err.source();
-    }
-    message
-}
-
-/// An S3 error response without its raw body: status, code and message.
-#[derive(Debug)]
-struct ServiceFailure {
-    status: u16,
-    code: Option<String>,
-    message: Option<String>,
-}
-
-impl fmt::Display for ServiceFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "HTTP {}", self.status)?;
-        if let Some(code) = &self.code {
-            write!(f, " {code}")?;
-        }
-        if let Some(message) = &self.message {
-            write!(f, ": {message}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ServiceFailure {}
 
 #[derive(Debug, thiserror::Error)]
 #[error("body of {key} ended after {received_len} of {expected_len} bytes")]
@@ -754,150 +704,7 @@ struct EmptyCopyRange {
 
 #[cfg(test)]
 mod tests {
-    use std::error::Error as _;
-
-    use aws_sdk_s3::error::{ConnectorError, ErrorMetadata};
-    use aws_sdk_s3::operation::get_object::GetObjectError;
-    use aws_sdk_s3::operation::head_object::HeadObjectError;
-    use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Error;
-    use aws_sdk_s3::primitives::SdkBody;
-
     use super::*;
-
-    const OBJECT: Subject<'static> = Subject::Object {
-        bucket: "bucket",
-        key: "dir/file",
-    };
-    const BUCKET: Subject<'static> = Subject::Bucket { bucket: "bucket" };
-
-    fn response(status: u16) -> HttpResponse {
-        HttpResponse::new(status.try_into().unwrap(), SdkBody::empty())
-    }
-
-    fn metadata(code: Option<&str>, message: Option<&str>) -> ErrorMetadata {
-        let mut builder = ErrorMetadata::builder();
-        if let Some(code) = code {
-            builder = builder.code(code);
-        }
-        if let Some(message) = message {
-            builder = builder.message(message);
-        }
-        builder.build()
-    }
-
-    fn get_error(status: u16, code: Option<&str>, message: Option<&str>) -> StoreError {
-        let err = GetObjectError::generic(metadata(code, message));
-        map_error(SdkError::service_error(err, response(status)), OBJECT)
-    }
-
-    fn head_error(status: u16, code: Option<&str>) -> StoreError {
-        let err = HeadObjectError::generic(metadata(code, None));
-        map_error(SdkError::service_error(err, response(status)), OBJECT)
-    }
-
-    fn list_error(status: u16, code: Option<&str>) -> StoreError {
-        let err = ListObjectsV2Error::generic(metadata(code, None));
-        map_error(SdkError::service_error(err, response(status)), BUCKET)
-    }
-
-    #[test]
-    fn missing_key_is_not_found() {
-        assert!(matches!(
-            get_error(404, Some("NoSuchKey"), None),
-            StoreError::NotFound { key } if key == "dir/file"
-        ));
-        assert!(matches!(
-            head_error(404, Some("NotFound")),
-            StoreError::NotFound { .. }
-        ));
-        assert!(matches!(head_error(404, None), StoreError::NotFound { .. }));
-    }
-
-    #[test]
-    fn missing_bucket_is_no_such_bucket() {
-        assert!(matches!(
-            get_error(404, Some("NoSuchBucket"), None),
-            StoreError::NoSuchBucket { bucket } if bucket == "bucket"
-        ));
-        assert!(matches!(
-            list_error(404, Some("NoSuchBucket")),
-            StoreError::NoSuchBucket { .. }
-        ));
-        assert!(matches!(
-            list_error(404, None),
-            StoreError::NoSuchBucket { .. }
-        ));
-    }
-
-    #[test]
-    fn changed_object_is_precondition_failed() {
-        assert!(matches!(
-            get_error(412, Some("PreconditionFailed"), None),
-            StoreError::PreconditionFailed { key } if key == "dir/file"
-        ));
-        assert!(matches!(
-            get_error(412, None, None),
-            StoreError::PreconditionFailed { .. }
-        ));
-    }
-
-    #[test]
-    fn credential_codes_are_invalid_credentials() {
-        for code in [
-            "InvalidAccessKeyId",
-            "SignatureDoesNotMatch",
-            "ExpiredToken",
-            "InvalidToken",
-        ] {
-            let err = get_error(403, Some(code), Some("the key is wrong"));
-            assert!(
-                matches!(&err, StoreError::InvalidCredentials { message } if message == "the key is wrong"),
-                "{code}: {err:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn forbidden_is_access_denied() {
-        assert!(matches!(
-            get_error(403, Some("AccessDenied"), Some("denied")),
-            StoreError::AccessDenied { message } if message == "denied"
-        ));
-        assert!(matches!(
-            head_error(403, None),
-            StoreError::AccessDenied { .. }
-        ));
-    }
-
-    #[test]
-    fn transport_failures() {
-        let timeout: SdkError<GetObjectError, HttpResponse> =
-            SdkError::timeout_error("attempt timed out");
-        assert!(matches!(map_error(timeout, OBJECT), StoreError::Timeout));
-
-        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        let dispatch: SdkError<GetObjectError, HttpResponse> =
-            SdkError::dispatch_failure(ConnectorError::io(Box::new(refused)));
-        assert!(matches!(
-            map_error(dispatch, OBJECT),
-            StoreError::Unreachable { .. }
-        ));
-    }
-
-    #[test]
-    fn other_errors_keep_status_and_code() {
-        let err = get_error(
-            503,
-            Some("SlowDown"),
-            Some("Please reduce your request rate."),
-        );
-        assert!(matches!(err, StoreError::Other { .. }));
-        assert_eq!(
-            err.source().unwrap().to_string(),
-            "HTTP 503 SlowDown: Please reduce your request rate."
-        );
-        assert!(matches!(list_error(412, None), StoreError::Other { .. }));
-    }
 
     #[test]
     fn copy_source_is_percent_encoded_keeping_slashes() {
@@ -907,24 +714,5 @@ mod tests {
             "bucket/a%20b/c%2Bd%25e%23f%3Fg%26h%3Di"
         );
         assert_eq!(copy_source("bucket", "é/ü~_-."), "bucket/%C3%A9/%C3%BC~_-.");
-    }
-
-    #[test]
-    fn missing_source_of_a_copy_is_not_found() {
-        use aws_sdk_s3::operation::copy_object::CopyObjectError;
-        let source = Subject::Object {
-            bucket: "bucket",
-            key: "source",
-        };
-        let err = CopyObjectError::generic(metadata(Some("NoSuchKey"), None));
-        assert!(matches!(
-            map_error(SdkError::service_error(err, response(404)), source),
-            StoreError::NotFound { key } if key == "source"
-        ));
-        let err = CopyObjectError::generic(metadata(Some("PreconditionFailed"), None));
-        assert!(matches!(
-            map_error(SdkError::service_error(err, response(412)), source),
-            StoreError::PreconditionFailed { key } if key == "source"
-        ));
     }
 }
