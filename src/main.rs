@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         eprintln!("bucketfs: cannot open the log: {error}");
         return ExitCode::FAILURE;
     }
+    keep_secrets_out_of_the_log(&config);
     if cli::is_dead_mount(&config.mountpoint) {
         // Nothing can serve a dead mount again, and the caller asked for
         // ours there: clearing it lets a restart after a crash (systemd's
@@ -179,13 +180,12 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
 
     runtime.block_on(async move {
         tokio::pin!(finished);
-        loop {
+        let mut unsaved = Unsaved::default();
+        let session = loop {
             tokio::select! {
-                result = &mut finished => {
-                    // Unmounted from outside (`umount`, `fusermount3 -u`).
-                    daemon::notify_stopping();
-                    return finished_session(result);
-                }
+                // Unmounted from outside (`umount`, `fusermount3 -u`), or the
+                // connection was aborted.
+                result = &mut finished => break result,
                 _ = signals.terminate.recv() => log::info!("SIGTERM: unmounting"),
                 _ = signals.interrupt.recv() => log::info!("SIGINT: unmounting"),
                 _ = signals.hangup.recv() => {
@@ -197,22 +197,82 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
                     continue;
                 }
             }
-            break;
-        }
+            daemon::notify_stopping();
+            // Nothing written is lost to a service stop: every dirty file is
+            // uploaded while the mount still stands, so a stop that ends in
+            // SIGKILL (systemd's TimeoutStopSec) after this point loses
+            // nothing written before the signal.
+            unsaved.merge(upload_open_files(&fs).await);
+            if let Err(error) = unmounter.unmount() {
+                // Files are still open (EBUSY): detach, as `umount -l` would.
+                log::warn!("unmount failed ({error}); detaching the busy mount");
+                fuse::unmount_lazily(&config.mountpoint).context("lazy unmount failed")?;
+            }
+            break (&mut finished).await;
+        };
         daemon::notify_stopping();
-        // Nothing written is lost to a service stop: every dirty file is
-        // uploaded before the mount goes away.
-        let failures = fs.commit_all().await;
-        if failures > 0 {
-            log::error!("{failures} open file(s) could not be uploaded before exiting");
+        // The kernel does not always release every open file before the
+        // session ends: an aborted connection releases none, and a lazy
+        // unmount can end the session with releases still queued. What was
+        // written to them is still staged here.
+        unsaved.merge(upload_open_files(&fs).await);
+        let ended = finished_session(session);
+        if let (Err(error), false) = (&ended, unsaved.is_empty()) {
+            log::error!("{error:#}");
         }
-        if let Err(error) = unmounter.unmount() {
-            // Files are still open (EBUSY): detach, as `umount -l` would.
-            log::warn!("unmount failed ({error}); detaching the busy mount");
-            fuse::unmount_lazily(&config.mountpoint).context("lazy unmount failed")?;
-        }
-        finished_session(finished.await)
+        unsaved.into_result().and(ended)
     })
+}
+
+/// The files a shutdown could not upload, over every attempt.
+///
+/// An adapter over `Filesystem::commit_all`, which is changing from the
+/// number of failed files (it logs each one's key) to the failed keys: only
+/// [`upload_open_files`] has to follow that change.
+#[derive(Debug, Default)]
+struct Unsaved {
+    keys: std::collections::BTreeSet<String>,
+    /// Failures counted but not named (named in the log instead).
+    unnamed: usize,
+}
+
+impl Unsaved {
+    fn from_count(failures: usize) -> Self {
+        Unsaved {
+            keys: Default::default(),
+            unnamed: failures,
+        }
+    }
+
+    /// A file that failed both before and after the unmount counts once: the
+    /// named by key, the unnamed by the larger count.
+    fn merge(&mut self, other: Unsaved) {
+        self.keys.extend(other.keys);
+        self.unnamed = self.unnamed.max(other.unnamed);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.unnamed == 0
+    }
+
+    /// An error, which makes the exit status non-zero, if any file was lost.
+    fn into_result(self) -> anyhow::Result<()> {
+        let count = self.keys.len() + self.unnamed;
+        if count == 0 {
+            return Ok(());
+        }
+        let names = if self.keys.is_empty() {
+            "named in the log above".to_owned()
+        } else {
+            self.keys.into_iter().collect::<Vec<_>>().join(", ")
+        };
+        anyhow::bail!("{count} open file(s) could not be uploaded before exiting: {names}")
+    }
+}
+
+/// Uploads every file still dirty on the mount; see [`Unsaved`].
+async fn upload_open_files(fs: &Filesystem<S3Store>) -> Unsaved {
+    Unsaved::from_count(fs.commit_all().await)
 }
 
 /// The signals that stop the daemon or rotate its log.
@@ -257,6 +317,7 @@ async fn check_bucket(store: &S3Store, config: &MountConfig) -> Result<(), Strin
         .clone()
         .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
         .unwrap_or_else(|| "AWS S3".to_owned());
+    let endpoint = without_userinfo(&endpoint).into_owned();
     let request = store.list_page(&config.fs.prefix, true, None, 1);
     let result = match tokio::time::timeout(STARTUP_CHECK_TIMEOUT, request).await {
         Ok(result) => result,
@@ -346,6 +407,43 @@ fn describe_options(config: &MountConfig) -> String {
     )
 }
 
+/// Registers the credentials that this process may come to know with the
+/// logger, so that no line shows them even where a library prints them.
+/// Credentials from profile files are not known here; the logger's cap on
+/// the SDK's own output covers them.
+fn keep_secrets_out_of_the_log(config: &MountConfig) {
+    for variable in [
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+    ] {
+        if let Ok(secret) = std::env::var(variable) {
+            logging::redact(&secret);
+        }
+    }
+    let endpoints = [
+        config.store.endpoint_url.clone(),
+        std::env::var("AWS_ENDPOINT_URL").ok(),
+        std::env::var("AWS_ENDPOINT_URL_S3").ok(),
+    ];
+    for endpoint in endpoints.iter().flatten() {
+        if let Some(userinfo) = userinfo(endpoint) {
+            logging::redact(userinfo);
+            if let Some((_, password)) = userinfo.split_once(':') {
+                logging::redact(password);
+            }
+        }
+    }
+}
+
+/// The `user:password` of a URL's authority, if it has one.
+fn userinfo(url: &str) -> Option<&str> {
+    let authority_start = url.find("://").map_or(0, |scheme_end| scheme_end + 3);
+    let authority = &url[authority_start..];
+    let authority = &authority[..authority.find(['/', '?', '#']).unwrap_or(authority.len())];
+    authority.rfind('@').map(|at| &authority[..at])
+}
+
 /// An endpoint URL with any `user:password@` replaced, for the log.
 fn without_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
     let authority_start = url.find("://").map_or(0, |scheme_end| scheme_end + 3);
@@ -365,7 +463,7 @@ fn without_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
-    use super::without_userinfo;
+    use super::{userinfo, without_userinfo};
 
     #[test]
     fn endpoint_credentials_are_not_logged() {
@@ -375,5 +473,10 @@ mod tests {
             "https://***@h:9000/a"
         );
         assert_eq!(without_userinfo("key:secret@h"), "***@h");
+        assert_eq!(
+            userinfo("https://key:secret@h:9000/a@b"),
+            Some("key:secret")
+        );
+        assert_eq!(userinfo("http://h:9000/p@x"), None);
     }
 }
