@@ -211,6 +211,13 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
             break (&mut finished).await;
         };
         daemon::notify_stopping();
+        // An aborted connection leaves the mount in the table, answering
+        // "Transport endpoint is not connected" until someone detaches it.
+        if is_disconnected(&config.mountpoint)
+            && let Err(error) = fuse::clear_dead_mount(&config.mountpoint)
+        {
+            log::warn!("cannot detach the dead mount: {error}");
+        }
         // The kernel does not always release every open file before the
         // session ends: an aborted connection releases none, and a lazy
         // unmount can end the session with releases still queued. What was
@@ -273,6 +280,21 @@ impl Unsaved {
 /// Uploads every file still dirty on the mount; see [`Unsaved`].
 async fn upload_open_files(fs: &Filesystem<S3Store>) -> Unsaved {
     Unsaved::from_count(fs.commit_all().await)
+}
+
+/// Whether `path` is a FUSE mount whose connection is gone. statfs, unlike
+/// stat, is never answered from the kernel's attribute cache, so it sees an
+/// aborted connection at once.
+fn is_disconnected(path: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs writes only into `buffer`, which is large enough; the
+    // path is a valid NUL-terminated string.
+    let mut buffer: libc::statfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statfs(path.as_ptr(), &mut buffer) };
+    rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOTCONN)
 }
 
 /// The signals that stop the daemon or rotate its log.
