@@ -7,11 +7,10 @@
 mod common;
 mod daemon_support;
 
-use std::fs::File;
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use common::{Bucket, ServerKind, is_mounted, run_with_timeout};
@@ -40,15 +39,113 @@ fn contents(index: usize) -> Vec<u8> {
     pattern_vec(1000 + index as u64, len)
 }
 
+/// Holds files open in a process of its own. The test process must not:
+/// every fork it makes (any thread of the harness starting a tool) copies
+/// its descriptors, and their close at exec sends FLUSH, which commits.
+const HOLDER: &str = r#"
+import os, sys
+mount, source = sys.argv[1], sys.argv[2]
+files = {}
+for name in sorted(os.listdir(source)):
+    f = open(os.path.join(mount, name), "wb", buffering=0)
+    with open(os.path.join(source, name), "rb") as s:
+        f.write(s.read())
+    files[name] = f
+print("ready", flush=True)
+for line in sys.stdin:
+    name, _, text = line.rstrip("\n").partition(" ")
+    try:
+        files[name].write(text.encode())
+        print("ok", flush=True)
+    except OSError as error:
+        print("error", error, flush=True)
+os._exit(0)  # closes the files without Python's own error reports
+"#;
+
+/// A process holding files of a mount open and dirty.
+struct Holder {
+    child: Child,
+    commands: Option<ChildStdin>,
+    answers: BufReader<ChildStdout>,
+    _source: tempfile::TempDir,
+}
+
+impl Holder {
+    /// Creates `files` in `mount`, writes them and keeps them open.
+    fn open(mount: &Path, files: &[(String, Vec<u8>)]) -> Holder {
+        let source = tempfile::tempdir().expect("source dir");
+        for (name, body) in files {
+            std::fs::write(source.path().join(name), body).expect("write source");
+        }
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(HOLDER)
+            .arg(mount)
+            .arg(source.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3, to hold files open");
+        let commands = child.stdin.take();
+        let mut answers = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        answers.read_line(&mut line).expect("holder answers");
+        assert_eq!(line.trim(), "ready", "the holder could not write its files");
+        Holder {
+            child,
+            commands,
+            answers,
+            _source: source,
+        }
+    }
+
+    /// Appends `text` to the open file `name`; the holder's answer.
+    fn append(&mut self, name: &str, text: &str) -> String {
+        let commands = self.commands.as_mut().expect("holder running");
+        writeln!(commands, "{name} {text}").expect("command");
+        let mut line = String::new();
+        self.answers.read_line(&mut line).expect("answer");
+        line.trim().to_owned()
+    }
+
+    /// Closes every file and waits for the holder to exit.
+    fn close(mut self) {
+        self.commands = None;
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        self.commands = None;
+        let exited = wait_for(Duration::from_secs(30), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        });
+        if !exited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Creates the files and writes them, leaving every one open and dirty.
-fn open_dirty_files(daemon: &Daemon) -> Vec<File> {
-    (0..OPEN_FILES)
-        .map(|index| {
-            let mut file = File::create(daemon.join(name(index))).expect("create");
-            file.write_all(&contents(index)).expect("write");
-            file
-        })
-        .collect()
+fn open_dirty_files(daemon: &Daemon, indices: std::ops::Range<usize>) -> Holder {
+    let files: Vec<_> = indices
+        .map(|index| (name(index), contents(index)))
+        .collect();
+    Holder::open(daemon.path(), &files)
+}
+
+/// umount(2) as umount(8) calls it, without a fork (see [`HOLDER`]).
+fn umount(path: &Path, flags: libc::c_int) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path");
+    // SAFETY: a valid NUL-terminated path that outlives the call.
+    if unsafe { libc::umount2(path.as_ptr(), flags) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 fn assert_all_uploaded(bucket: &Bucket, daemon: &Daemon) {
@@ -71,17 +168,11 @@ fn assert_all_uploaded(bucket: &Bucket, daemon: &Daemon) {
 fn service_stop_uploads_twenty_dirty_open_files_and_exits_zero() {
     let bucket = Bucket::new(ServerKind::S3sFs);
     let mut daemon = Daemon::start(&bucket.target(), &bucket.name, &[], &[]);
-    let files = open_dirty_files(&daemon);
+    let files = open_dirty_files(&daemon, 0..OPEN_FILES);
+    assert!(bucket.list_keys("").is_empty(), "uploaded before the stop");
 
-    let umount = run_with_timeout(
-        Command::new("umount").arg(daemon.path()),
-        Duration::from_secs(30),
-    );
-    assert!(
-        !umount.success() && umount.stderr_str().contains("busy"),
-        "umount of a mount with open files: {}",
-        umount.describe()
-    );
+    let refused = umount(daemon.path(), 0).expect_err("umount of a mount with open files");
+    assert_eq!(refused.raw_os_error(), Some(libc::EBUSY), "{refused}");
     assert!(is_mounted(daemon.path()));
 
     daemon.signal(libc::SIGTERM);
@@ -92,7 +183,7 @@ fn service_stop_uploads_twenty_dirty_open_files_and_exits_zero() {
         daemon.log()
     );
     assert_all_uploaded(&bucket, &daemon);
-    drop(files);
+    files.close();
     let status = daemon
         .wait(EXIT_LIMIT)
         .expect("the daemon exits once the files close");
@@ -105,13 +196,8 @@ fn sigterm_with_the_store_gone_names_every_unsaved_file_and_exits_non_zero() {
     let args = ["--max-attempts", "1", "--request-timeout", "2"];
     let mut daemon = Daemon::start(&bucket.target(), &bucket.name, &args, &[]);
     // Small files: staged in memory, nothing uploaded before the commit.
-    let files: Vec<File> = (2..OPEN_FILES)
-        .map(|index| {
-            let mut file = File::create(daemon.join(name(index))).expect("create");
-            file.write_all(&contents(index)).expect("write");
-            file
-        })
-        .collect();
+    let files = open_dirty_files(&daemon, 2..OPEN_FILES);
+    assert!(bucket.list_keys("").is_empty(), "uploaded before the stop");
     bucket.server.stop();
 
     daemon.signal(libc::SIGTERM);
@@ -120,8 +206,8 @@ fn sigterm_with_the_store_gone_names_every_unsaved_file_and_exits_non_zero() {
         "still mounted after SIGTERM\n{}",
         daemon.log()
     );
-    // Each close now fails too (EIO), which dropping a File ignores.
-    drop(files);
+    // Each close now fails too (EIO), which the holder ignores.
+    files.close();
     let status = daemon.wait(EXIT_LIMIT).expect("the daemon exits");
     let log = daemon.log();
     assert!(
@@ -143,18 +229,16 @@ fn sigterm_with_the_store_gone_names_every_unsaved_file_and_exits_non_zero() {
 fn lazy_umount_with_twenty_dirty_open_files_uploads_them_as_they_close() {
     let bucket = Bucket::new(ServerKind::S3sFs);
     let mut daemon = Daemon::start(&bucket.target(), &bucket.name, &[], &[]);
-    let mut files = open_dirty_files(&daemon);
-
-    let umount = run_with_timeout(
-        Command::new("umount").arg("-l").arg(daemon.path()),
-        Duration::from_secs(30),
+    let mut files = open_dirty_files(&daemon, 0..OPEN_FILES);
+    assert!(
+        bucket.list_keys("").is_empty(),
+        "uploaded before the unmount"
     );
-    assert!(umount.success(), "{}", umount.describe());
+
+    umount(daemon.path(), libc::MNT_DETACH).expect("umount -l");
     // Still writable through the open descriptors after the detach.
-    files[2]
-        .write_all(b"after the detach")
-        .expect("write after umount -l");
-    drop(files);
+    assert_eq!(files.append(&name(2), "after the detach"), "ok");
+    files.close();
     let status = daemon.wait(EXIT_LIMIT).expect("the daemon exits");
     assert!(status.success(), "exit status {status}\n{}", daemon.log());
     let mut expected = contents(2);
@@ -212,8 +296,10 @@ impl Drop for FuseControl {
 fn an_aborted_fuse_connection_still_uploads_every_dirty_open_file() {
     let bucket = Bucket::new(ServerKind::S3sFs);
     let mut daemon = Daemon::start(&bucket.target(), &bucket.name, &[], &[]);
-    let files = open_dirty_files(&daemon);
+    // Mounted before the files are opened (see [`HOLDER`]).
     let control = FuseControl::mount();
+    let files = open_dirty_files(&daemon, 0..OPEN_FILES);
+    assert!(bucket.list_keys("").is_empty(), "uploaded before the abort");
     control.abort(daemon.path());
     let status = daemon.wait(EXIT_LIMIT).expect("the daemon exits");
     drop(files);
