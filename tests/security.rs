@@ -280,3 +280,107 @@ fn other_users_enter_a_mount_only_as_allowed_and_the_kernel_checks_modes() {
         assert!(stderr.contains("Permission denied"), "{stderr}");
     }
 }
+
+/// An S3 endpoint of a few lines that lists one directory, `bad/`, whose
+/// only key is not UTF-8: `ObjectStore` keys are `String`, so such a key
+/// cannot reach the filesystem; what matters is what the mount does instead.
+struct NonUtf8Store {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NonUtf8Store {
+    fn start() -> NonUtf8Store {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut stream) = stream else { continue };
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&request);
+                let line = line.lines().next().unwrap_or("");
+                let body: Vec<u8> = if !line.starts_with("GET") || !line.contains("list-type=2") {
+                    Vec::new()
+                } else if line.contains("prefix=bad%2F") {
+                    let mut body = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult><Name>b</Name><Prefix>bad/</Prefix><KeyCount>1</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated><Contents><Key>bad/".to_vec();
+                    body.extend_from_slice(b"\xff\xfe.txt");
+                    body.extend_from_slice(b"</Key><Size>1</Size><ETag>\"e\"</ETag><LastModified>2024-01-01T00:00:00.000Z</LastModified></Contents></ListBucketResult>");
+                    body
+                } else {
+                    b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult><Name>b</Name><Prefix></Prefix><KeyCount>1</KeyCount><MaxKeys>1000</MaxKeys><Delimiter>/</Delimiter><IsTruncated>false</IsTruncated><CommonPrefixes><Prefix>bad/</Prefix></CommonPrefixes></ListBucketResult>".to_vec()
+                };
+                let status = if line.starts_with("GET") && !body.is_empty() {
+                    "200 OK"
+                } else {
+                    "404 Not Found"
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                if !line.starts_with("HEAD") {
+                    let _ = stream.write_all(&body);
+                }
+            }
+        });
+        NonUtf8Store {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for NonUtf8Store {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A listing with a key that is not UTF-8 fails that directory with EIO
+/// (the SDK rejects the response whole); the mount and its other
+/// directories carry on.
+#[test]
+fn a_key_that_is_not_utf8_fails_its_directory_and_nothing_else() {
+    let store = NonUtf8Store::start();
+    let target = common::S3Target {
+        endpoint_url: format!("http://127.0.0.1:{}", store.port),
+        access_key: common::ACCESS_KEY.to_owned(),
+        secret_key: SECRET_KEY.to_owned(),
+    };
+    let args = ["--metadata-ttl", "60", "--max-attempts", "1"];
+    let daemon = Daemon::start(&target, "b", &args, &[]);
+    let root: Vec<_> = std::fs::read_dir(daemon.path())
+        .expect("list the root")
+        .map(|entry| entry.expect("entry").file_name())
+        .collect();
+    assert_eq!(root, ["bad"]);
+    let error = std::fs::read_dir(daemon.join("bad"))
+        .and_then(|entries| entries.collect::<Result<Vec<_>, _>>())
+        .expect_err("a listing the SDK cannot parse");
+    assert_eq!(error.raw_os_error(), Some(libc::EIO), "{error}");
+    assert!(
+        std::fs::read_dir(daemon.path()).is_ok(),
+        "the mount survives"
+    );
+    assert!(daemon.log().contains("invalid utf-8"), "{}", daemon.log());
+}
