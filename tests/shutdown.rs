@@ -322,15 +322,17 @@ fn staging_directories(cache_dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// `dd` of a 1 GiB stream into two files, one replacing an object and one
-/// new, and `kill -9` once parts of both are uploaded: neither key shows any
-/// of the new bytes. The next mount removes the dead daemon's staging
+/// `dd` of a 1 GiB stream into three files, one replacing an object, one
+/// new, and one overwriting an object in place (`conv=notrunc`), and
+/// `kill -9` once 48 MiB of each are written: no key shows any of the new
+/// bytes. The next mount removes the dead daemon's staging
 /// directory, and a third mount's start-up leaves the live second's alone.
 #[test]
 fn kill_9_while_a_gigabyte_streams_keeps_the_previous_object_and_the_next_mount_cleans_up() {
     let bucket = Bucket::new(ServerKind::S3sFs);
     let previous = pattern_vec(7, 3 * MIB);
     bucket.put("replaced.bin", previous.clone());
+    bucket.put("overwritten.bin", previous.clone());
     let cache_dir = tempfile::tempdir().expect("cache dir");
     let cache_arg = cache_dir.path().to_str().expect("utf-8 path").to_owned();
     let args = ["--cache-dir", cache_arg.as_str()];
@@ -338,11 +340,15 @@ fn kill_9_while_a_gigabyte_streams_keeps_the_previous_object_and_the_next_mount_
     let mut first = Daemon::start(&bucket.target(), &bucket.name, &args, &[]);
     let dead_staging = staging_directories(cache_dir.path());
     assert_eq!(dead_staging.len(), 1, "{dead_staging:?}");
-    let writers: Vec<_> = ["replaced.bin", "new.bin"]
+    let names = ["replaced.bin", "new.bin", "overwritten.bin"];
+    let writers: Vec<_> = names
         .iter()
         .map(|name| {
-            Command::new("dd")
-                .arg("if=/dev/urandom")
+            let mut dd = Command::new("dd");
+            if *name == "overwritten.bin" {
+                dd.arg("conv=notrunc");
+            }
+            dd.arg("if=/dev/urandom")
                 .arg(format!("of={}", first.join(name).display()))
                 .args(["bs=1M", "count=1024"])
                 .stdin(Stdio::null())
@@ -354,7 +360,7 @@ fn kill_9_while_a_gigabyte_streams_keeps_the_previous_object_and_the_next_mount_
         .collect();
     // Several 8 MiB parts of each are on their way or uploaded by now.
     let streaming = wait_for(Duration::from_secs(120), || {
-        ["replaced.bin", "new.bin"].iter().all(|name| {
+        names.iter().all(|name| {
             std::fs::metadata(first.join(name)).is_ok_and(|m| m.len() >= 48 * MIB as u64)
         })
     });
@@ -373,6 +379,11 @@ fn kill_9_while_a_gigabyte_streams_keeps_the_previous_object_and_the_next_mount_
         replaced == previous || replaced.is_empty(),
         "replaced.bin holds {} bytes: neither the previous object nor the empty one",
         replaced.len()
+    );
+    // Not truncated: staged whole and uploaded only at close, which never came.
+    assert!(
+        bucket.get("overwritten.bin") == previous,
+        "overwritten.bin no longer holds the previous object"
     );
     let new_keys = bucket.list_keys("new");
     if new_keys.contains("new.bin") {
