@@ -197,6 +197,18 @@ impl DirectoryConfirmations {
             .is_some_and(|confirmation| confirmation.is_current(self.ttl))
     }
 
+    /// The kernel forgot the directory: its number will not be asked about
+    /// again, unless a listing of it is still under way.
+    pub fn forget(&self, ino: u64) {
+        let mut by_directory = self.by_directory.lock().unwrap();
+        if by_directory
+            .get(&ino)
+            .is_some_and(|confirmation| confirmation.listings_under_way == 0)
+        {
+            by_directory.remove(&ino);
+        }
+    }
+
     /// Marks a listing of `ino`, which has found entries, as under way until
     /// the guard is dropped.
     fn under_way(self: &Arc<Self>, ino: u64) -> UnderWay {

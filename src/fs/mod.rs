@@ -553,6 +553,7 @@ impl<S: ObjectStore> Filesystem<S> {
         };
         if forgotten.kind == FileKind::Directory {
             self.contents.remove_directory(ino);
+            self.listings.forget(ino);
             let mut created_here = self.created_here.lock().unwrap();
             if created_here.get(&ino).is_some_and(HashSet::is_empty) {
                 created_here.remove(&ino);
