@@ -42,6 +42,7 @@ fn main() -> ExitCode {
         eprintln!("bucketfs: cannot open the log: {error}");
         return ExitCode::FAILURE;
     }
+    keep_secrets_out_of_the_log(&config);
     if cli::is_dead_mount(&config.mountpoint) {
         // Nothing can serve a dead mount again, and the caller asked for
         // ours there: clearing it lets a restart after a crash (systemd's
@@ -185,13 +186,12 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
 
     runtime.block_on(async move {
         tokio::pin!(finished);
-        loop {
+        let mut unsaved = Unsaved::default();
+        let session = loop {
             tokio::select! {
-                result = &mut finished => {
-                    // Unmounted from outside (`umount`, `fusermount3 -u`).
-                    daemon::notify_stopping();
-                    return finished_session(result);
-                }
+                // Unmounted from outside (`umount`, `fusermount3 -u`), or the
+                // connection was aborted.
+                result = &mut finished => break result,
                 _ = signals.terminate.recv() => log::info!("SIGTERM: unmounting"),
                 _ = signals.interrupt.recv() => log::info!("SIGINT: unmounting"),
                 _ = signals.hangup.recv() => {
@@ -203,26 +203,87 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
                     continue;
                 }
             }
-            break;
-        }
+            daemon::notify_stopping();
+            // Nothing written is lost to a service stop: every dirty file is
+            // uploaded while the mount still stands, so a stop that ends in
+            // SIGKILL (systemd's TimeoutStopSec) after this point loses
+            // nothing written before the signal.
+            unsaved.merge(upload_open_files(&fs).await);
+            if let Err(error) = unmounter.unmount() {
+                // Files are still open (EBUSY): detach, as `umount -l` would.
+                log::warn!("unmount failed ({error}); detaching the busy mount");
+                fuse::unmount_lazily(&config.mountpoint).context("lazy unmount failed")?;
+            }
+            break (&mut finished).await;
+        };
         daemon::notify_stopping();
-        // Nothing written is lost to a service stop: every dirty file is
-        // uploaded before the mount goes away.
-        let failed = fs.commit_all().await;
-        if !failed.is_empty() {
-            log::error!(
-                "{} open file(s) could not be uploaded before exiting: {}",
-                failed.len(),
-                failed.join(", ")
-            );
+        // An aborted connection leaves the mount in the table, answering
+        // "Transport endpoint is not connected" until someone detaches it.
+        if is_disconnected(&config.mountpoint)
+            && let Err(error) = fuse::clear_dead_mount(&config.mountpoint)
+        {
+            log::warn!("cannot detach the dead mount: {error}");
         }
-        if let Err(error) = unmounter.unmount() {
-            // Files are still open (EBUSY): detach, as `umount -l` would.
-            log::warn!("unmount failed ({error}); detaching the busy mount");
-            fuse::unmount_lazily(&config.mountpoint).context("lazy unmount failed")?;
+        // The kernel does not always release every open file before the
+        // session ends: an aborted connection releases none, and a lazy
+        // unmount can end the session with releases still queued. What was
+        // written to them is still staged here.
+        unsaved.merge(upload_open_files(&fs).await);
+        let ended = finished_session(session);
+        if let (Err(error), false) = (&ended, unsaved.is_empty()) {
+            log::error!("{error:#}");
         }
-        finished_session(finished.await)
+        unsaved.into_result().and(ended)
     })
+}
+
+/// The files a shutdown could not upload, over every attempt: a file that
+/// failed both before and after the unmount counts once.
+#[derive(Debug, Default)]
+struct Unsaved {
+    keys: std::collections::BTreeSet<String>,
+}
+
+impl Unsaved {
+    fn merge(&mut self, other: Unsaved) {
+        self.keys.extend(other.keys);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// An error, which makes the exit status non-zero, if any file was lost.
+    fn into_result(self) -> anyhow::Result<()> {
+        if self.keys.is_empty() {
+            return Ok(());
+        }
+        let count = self.keys.len();
+        let names = self.keys.into_iter().collect::<Vec<_>>().join(", ");
+        anyhow::bail!("{count} open file(s) could not be uploaded before exiting: {names}")
+    }
+}
+
+/// Uploads every file still dirty on the mount; see [`Unsaved`].
+async fn upload_open_files(fs: &Filesystem<S3Store>) -> Unsaved {
+    Unsaved {
+        keys: fs.commit_all().await.into_iter().collect(),
+    }
+}
+
+/// Whether `path` is a FUSE mount whose connection is gone. statfs, unlike
+/// stat, is never answered from the kernel's attribute cache, so it sees an
+/// aborted connection at once.
+fn is_disconnected(path: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs writes only into `buffer`, which is large enough; the
+    // path is a valid NUL-terminated string.
+    let mut buffer: libc::statfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statfs(path.as_ptr(), &mut buffer) };
+    rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOTCONN)
 }
 
 /// The signals that stop the daemon or rotate its log.
@@ -267,6 +328,7 @@ async fn check_bucket(store: &S3Store, config: &MountConfig) -> Result<(), Strin
         .clone()
         .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
         .unwrap_or_else(|| "AWS S3".to_owned());
+    let endpoint = without_userinfo(&endpoint).into_owned();
     let request = store.list_page(&config.fs.prefix, true, None, 1);
     let result = match tokio::time::timeout(STARTUP_CHECK_TIMEOUT, request).await {
         Ok(result) => result,
@@ -359,6 +421,43 @@ fn describe_options(config: &MountConfig) -> String {
     )
 }
 
+/// Registers the credentials that this process may come to know with the
+/// logger, so that no line shows them even where a library prints them.
+/// Credentials from profile files are not known here; the logger's cap on
+/// the SDK's own output covers them.
+fn keep_secrets_out_of_the_log(config: &MountConfig) {
+    for variable in [
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+    ] {
+        if let Ok(secret) = std::env::var(variable) {
+            logging::redact(&secret);
+        }
+    }
+    let endpoints = [
+        config.store.endpoint_url.clone(),
+        std::env::var("AWS_ENDPOINT_URL").ok(),
+        std::env::var("AWS_ENDPOINT_URL_S3").ok(),
+    ];
+    for endpoint in endpoints.iter().flatten() {
+        if let Some(userinfo) = userinfo(endpoint) {
+            logging::redact(userinfo);
+            if let Some((_, password)) = userinfo.split_once(':') {
+                logging::redact(password);
+            }
+        }
+    }
+}
+
+/// The `user:password` of a URL's authority, if it has one.
+fn userinfo(url: &str) -> Option<&str> {
+    let authority_start = url.find("://").map_or(0, |scheme_end| scheme_end + 3);
+    let authority = &url[authority_start..];
+    let authority = &authority[..authority.find(['/', '?', '#']).unwrap_or(authority.len())];
+    authority.rfind('@').map(|at| &authority[..at])
+}
+
 /// An endpoint URL with any `user:password@` replaced, for the log.
 fn without_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
     let authority_start = url.find("://").map_or(0, |scheme_end| scheme_end + 3);
@@ -378,7 +477,7 @@ fn without_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
-    use super::without_userinfo;
+    use super::{userinfo, without_userinfo};
 
     #[test]
     fn endpoint_credentials_are_not_logged() {
@@ -388,5 +487,10 @@ mod tests {
             "https://***@h:9000/a"
         );
         assert_eq!(without_userinfo("key:secret@h"), "***@h");
+        assert_eq!(
+            userinfo("https://key:secret@h:9000/a@b"),
+            Some("key:secret")
+        );
+        assert_eq!(userinfo("http://h:9000/p@x"), None);
     }
 }

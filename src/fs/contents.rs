@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
-use crate::fs::{FileKind, Filesystem, Result, is_valid_name};
+use crate::fs::dir::{directory_name, file_name};
+use crate::fs::{FileKind, Filesystem, Result};
 use crate::store::ObjectStore;
 
 /// Keys per listing page: S3's maximum.
@@ -262,15 +263,15 @@ impl<S: ObjectStore> Filesystem<S> {
                 .meta
                 .list_page(prefix, continuation.as_deref(), PAGE_KEYS)
                 .await?;
+            // What a listing of the directory would not show (see `dir.rs`,
+            // which warns about it) is not a name here either.
             for object in &page.objects {
-                let name = &object.key[prefix.len()..];
-                if is_valid_name(name) {
+                if let Some(name) = file_name(prefix, &object.key) {
                     names.entry(name.to_owned()).or_insert(FileKind::File);
                 }
             }
             for common_prefix in &page.common_prefixes {
-                let name = common_prefix[prefix.len()..].trim_end_matches('/');
-                if is_valid_name(name) {
+                if let Some(name) = directory_name(prefix, common_prefix) {
                     names.insert(name.to_owned(), FileKind::Directory);
                 }
             }

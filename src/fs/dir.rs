@@ -28,6 +28,14 @@
 //! `lstat` path walks once its entry TTL runs out, and a one-key listing of
 //! it costs as much as a page on stores that read the whole directory for
 //! every listing (s3s-fs).
+//!
+//! What a store lists is checked before it is shown, since a buggy or hostile
+//! store must not crash the mount or loop it forever: a key outside the
+//! directory's prefix, a key longer than S3 allows, a common prefix without
+//! the delimiter, and a key at or before one already listed (pages come in
+//! key order, so that is a repeat) are skipped with a warning. A page that
+//! hands back the continuation token it was asked with, or a run of pages
+//! with nothing new, ends the listing with an error instead of a loop.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -53,6 +61,15 @@ const ENTRIES_PER_CALL: usize = 128;
 
 /// First child's offset, after `.` and `..`.
 const FIRST_CHILD_OFFSET: u64 = 2;
+
+/// S3's limit on a key's length, in bytes of UTF-8 (S3 object key naming
+/// rules). A longer key cannot be an object this mount could ever write.
+const MAX_KEY_BYTES: usize = 1024;
+
+/// Pages in a row that list only what was already listed before the listing
+/// counts as a loop. S3 never repeats a key; one such page is already a
+/// store bug, this many is a store that will not move on.
+const MAX_PAGES_WITHOUT_PROGRESS: usize = 8;
 
 /// Resolved pages the lister may hold that the reader has not taken. One
 /// would already let the next page's HEADs and the LIST after it run while
@@ -114,6 +131,10 @@ pub struct DirStream {
     /// Files held back until the next page shows whether a prefix shadows them.
     carried: Vec<ListedFile>,
     is_listed_to_end: bool,
+    /// The greatest key or prefix taken from the pages so far: the store
+    /// lists in key order, so an entry at or before it is a repeat.
+    listed_through: String,
+    pages_without_progress: usize,
     /// Started at the first page wanted; dropped (and aborted) on failure,
     /// rewind and close.
     lister: Option<Lister>,
@@ -130,6 +151,8 @@ impl DirStream {
             continuation: None,
             carried: Vec::new(),
             is_listed_to_end: false,
+            listed_through: String::new(),
+            pages_without_progress: 0,
             lister: None,
         }
     }
@@ -172,6 +195,18 @@ impl DirectoryConfirmations {
         by_directory
             .get(&ino)
             .is_some_and(|confirmation| confirmation.is_current(self.ttl))
+    }
+
+    /// The kernel forgot the directory: its number will not be asked about
+    /// again, unless a listing of it is still under way.
+    pub fn forget(&self, ino: u64) {
+        let mut by_directory = self.by_directory.lock().unwrap();
+        if by_directory
+            .get(&ino)
+            .is_some_and(|confirmation| confirmation.listings_under_way == 0)
+        {
+            by_directory.remove(&ino);
+        }
     }
 
     /// Marks a listing of `ino`, which has found entries, as under way until
@@ -281,7 +316,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 ));
             }
             let lister = stream.lister.as_mut().expect("just started");
-            let page = match lister.pages.recv().await {
+            let mut page = match lister.pages.recv().await {
                 Some(Ok(page)) => page,
                 // The next call starts a new lister at the same page.
                 Some(Err(error)) => {
@@ -295,6 +330,10 @@ impl<S: ObjectStore> Filesystem<S> {
                     }));
                 }
             };
+            if let Err(error) = self.keep_sane_entries(stream, &mut page) {
+                stream.lister = None;
+                return Err(error);
+            }
             stream.continuation = page.next.clone();
             let is_last_page = page.next.is_none();
             stream.is_listed_to_end = is_last_page;
@@ -308,11 +347,9 @@ impl<S: ObjectStore> Filesystem<S> {
 
             let mut directories: Vec<(String, String)> = Vec::new();
             for prefix in &page.common_prefixes {
-                let name = prefix[stream.prefix.len()..].trim_end_matches('/');
-                if is_valid_name(name) {
-                    directories.push((name.to_owned(), prefix.clone()));
-                } else {
-                    self.warn_once(prefix, "not a valid directory name");
+                match directory_name(&stream.prefix, prefix) {
+                    Some(name) => directories.push((name.to_owned(), prefix.clone())),
+                    None => self.warn_once(prefix, "not a valid directory name"),
                 }
             }
             let directory_names: HashSet<&str> =
@@ -338,11 +375,10 @@ impl<S: ObjectStore> Filesystem<S> {
                 if file.key == stream.prefix {
                     continue; // this directory's own marker
                 }
-                let name = &file.key[stream.prefix.len()..];
-                if !is_valid_name(name) {
+                let Some(name) = file_name(&stream.prefix, &file.key) else {
                     self.warn_once(&file.key, "not a valid file name");
                     continue;
-                }
+                };
                 if directory_names.contains(name) {
                     self.warn_once(
                         &file.key,
@@ -399,6 +435,54 @@ impl<S: ObjectStore> Filesystem<S> {
         Ok(())
     }
 
+    /// Drops from a page what no store keeping to S3's rules would list (see
+    /// the module notes), with a warning; fails when the store loops.
+    fn keep_sane_entries(&self, stream: &mut DirStream, page: &mut ResolvedPage) -> Result<()> {
+        let listed = page.files.len() + page.common_prefixes.len();
+        let mut seen = HashSet::new();
+        let mut is_sane = |key: &str| {
+            let why = if !key.starts_with(stream.prefix.as_str()) {
+                "listed outside the directory asked for"
+            } else if key.len() > MAX_KEY_BYTES {
+                "longer than S3's 1,024 bytes"
+            } else if key <= stream.listed_through.as_str() || !seen.insert(key.to_owned()) {
+                "listed twice, or out of order"
+            } else {
+                return true;
+            };
+            self.warn_once(key, why);
+            false
+        };
+        page.files.retain(|file| is_sane(&file.key));
+        page.common_prefixes.retain(|prefix| is_sane(prefix));
+        if let Some(last) = page
+            .files
+            .iter()
+            .map(|file| &file.key)
+            .chain(&page.common_prefixes)
+            .max()
+        {
+            stream.listed_through.clone_from(last);
+        }
+        let is_repeat = listed > 0 && page.files.is_empty() && page.common_prefixes.is_empty();
+        stream.pages_without_progress = if is_repeat {
+            stream.pages_without_progress + 1
+        } else {
+            0
+        };
+        let why = if page.next.is_some() && page.next == stream.continuation {
+            "the store answered a page with the continuation token it was asked with"
+        } else if stream.pages_without_progress >= MAX_PAGES_WITHOUT_PROGRESS {
+            "the store keeps listing keys it already listed"
+        } else {
+            return Ok(());
+        };
+        log::warn!("listing of {:?} stopped: {why}", stream.prefix);
+        Err(Error::from(StoreError::Other {
+            source: format!("listing of {:?} stopped: {why}", stream.prefix).into(),
+        }))
+    }
+
     fn start_lister(&self, ino: u64, prefix: String, continuation: Option<String>) -> Lister {
         let (sender, pages) = mpsc::channel(PAGES_AHEAD);
         let task = tokio::spawn(list_ahead(
@@ -412,6 +496,34 @@ impl<S: ObjectStore> Filesystem<S> {
         ));
         Lister { pages, task }
     }
+}
+
+/// The name a listed object `key` has in the directory `prefix`, if it can
+/// be a file there.
+pub(super) fn file_name<'k>(prefix: &str, key: &'k str) -> Option<&'k str> {
+    key.strip_prefix(prefix)
+        .filter(|name| key.len() <= MAX_KEY_BYTES && is_valid_name(name))
+}
+
+/// The name a listed common prefix (`prefix` + name + `/`) has in the
+/// directory `prefix`, if it can be a directory there.
+pub(super) fn directory_name<'k>(prefix: &str, common_prefix: &'k str) -> Option<&'k str> {
+    common_prefix
+        .strip_prefix(prefix)?
+        .strip_suffix('/')
+        .filter(|name| common_prefix.len() <= MAX_KEY_BYTES && is_valid_name(name))
+}
+
+/// Whether a listing of `prefix` shows anything under it, as a directory
+/// probe asks; entries outside it do not count.
+pub(super) fn lists_anything_under(page: &ListPage, prefix: &str) -> bool {
+    page.objects
+        .iter()
+        .any(|object| object.key.starts_with(prefix))
+        || page
+            .common_prefixes
+            .iter()
+            .any(|common| common.starts_with(prefix))
 }
 
 /// Lists the directory `ino` (under `prefix`) from `continuation` to its end

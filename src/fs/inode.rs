@@ -28,6 +28,10 @@ pub struct Inode {
     /// The directory listing (by generation) that last reported this entry;
     /// the entry is trusted until the TTL after that listing completed.
     pub listed_in: Option<u64>,
+    /// The ETag of the object as the last open saw it: while it is the same,
+    /// the kernel's cached pages of this inode are still the object's.
+    /// Kept here, so that it goes when the kernel forgets the inode.
+    pub last_opened_etag: Option<String>,
     lookups: u64,
 }
 
@@ -48,6 +52,7 @@ impl InodeTable {
             validated_at: Instant::now(),
             is_being_written: false,
             listed_in: None,
+            last_opened_etag: None,
             // The kernel never forgets the root.
             lookups: 1,
         };
@@ -112,6 +117,7 @@ impl InodeTable {
                 validated_at: Instant::now(),
                 is_being_written: false,
                 listed_in,
+                last_opened_etag: None,
                 lookups: 1,
             },
         );
@@ -162,23 +168,23 @@ impl InodeTable {
         }
     }
 
-    /// FUSE forget: drops the inode once the kernel holds no reference.
-    pub fn forget(&mut self, ino: u64, count: u64) {
+    /// FUSE forget: drops the inode once the kernel holds no reference, and
+    /// returns it then, so that the caller can drop what it kept about it.
+    pub fn forget(&mut self, ino: u64, count: u64) -> Option<Inode> {
         if ino == ROOT_INO {
-            return;
+            return None;
         }
-        let Some(inode) = self.inodes.get_mut(&ino) else {
-            return;
-        };
+        let inode = self.inodes.get_mut(&ino)?;
         inode.lookups = inode.lookups.saturating_sub(count);
         if inode.lookups > 0 {
-            return;
+            return None;
         }
-        let inode = self.inodes.remove(&ino).expect("present");
-        let slot = (inode.parent, inode.name);
+        let inode = self.inodes.remove(&ino)?;
+        let slot = (inode.parent, inode.name.clone());
         if self.children.get(&slot) == Some(&ino) {
             self.children.remove(&slot);
         }
+        Some(inode)
     }
 
     pub fn len(&self) -> usize {

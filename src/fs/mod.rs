@@ -254,7 +254,6 @@ pub struct Filesystem<S> {
     max_read_window_bytes: u64,
     files: Mutex<HashMap<u64, Arc<FileHandle>>>,
     dirs: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<DirStream>>>>,
-    last_opened_etag: Mutex<HashMap<u64, String>>,
     next_handle: AtomicU64,
     warned_keys: Mutex<HashSet<String>>,
     mounted_at: SystemTime,
@@ -326,7 +325,6 @@ impl<S: ObjectStore> Filesystem<S> {
             max_read_window_bytes: (in_flight_bytes).min(cache_bytes / 2).max(BLOCK_SIZE_BYTES),
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
-            last_opened_etag: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             warned_keys: Mutex::new(HashSet::new()),
             mounted_at,
@@ -514,7 +512,7 @@ impl<S: ObjectStore> Filesystem<S> {
     /// alone, and shows its marker first if it has one.
     async fn probe_directory(&self, prefix: &str) -> Result<Option<Stat>> {
         let page = self.meta.list_page(prefix, None, 1).await?;
-        if page.objects.is_empty() && page.common_prefixes.is_empty() {
+        if !dir::lists_anything_under(&page, prefix) {
             return Ok(None);
         }
         let marker = page.objects.first().filter(|object| object.key == prefix);
@@ -560,8 +558,20 @@ impl<S: ObjectStore> Filesystem<S> {
         self.entry(attr)
     }
 
+    /// The kernel dropped `count` references; once it holds none, whatever
+    /// was kept by inode number goes with the inode.
     pub fn forget(&self, ino: u64, count: u64) {
-        self.inodes.lock().unwrap().forget(ino, count);
+        let Some(forgotten) = self.inodes.lock().unwrap().forget(ino, count) else {
+            return;
+        };
+        if forgotten.kind == FileKind::Directory {
+            self.contents.remove_directory(ino);
+            self.listings.forget(ino);
+            let mut created_here = self.created_here.lock().unwrap();
+            if created_here.get(&ino).is_some_and(HashSet::is_empty) {
+                created_here.remove(&ino);
+            }
+        }
     }
 
     pub async fn getattr(&self, ino: u64) -> Result<Entry> {
@@ -624,8 +634,10 @@ impl<S: ObjectStore> Filesystem<S> {
             stat = Stat::from_head(&self.head(&key, Sharing::SendNew).await?);
         }
         let page_cache = {
-            let mut last = self.last_opened_etag.lock().unwrap();
-            let previous = last.insert(ino, stat.etag.clone());
+            let mut inodes = self.inodes.lock().unwrap();
+            let previous = inodes
+                .get_mut(ino)
+                .and_then(|inode| inode.last_opened_etag.replace(stat.etag.clone()));
             if previous.as_deref() == Some(stat.etag.as_str()) && !stat.etag.is_empty() {
                 PageCache::Keep
             } else {

@@ -9,13 +9,22 @@
 //! stage together (a quarter of `--max-write-buffer`) is taken. Memory is
 //! never waited for: a file that gets none goes to disk at once, so writers
 //! never block on one another's open files.
+//!
+//! A daemon killed with SIGKILL (or by the OOM killer) cannot remove its
+//! staging directory, so each mount's start-up removes those of dead
+//! daemons. A directory belongs to a live daemon while a lock file in it is
+//! locked (flock(2)): the kernel drops the lock when its holder dies, however
+//! it dies, so no pid file can go stale and no pid can be reused by mistake.
+//! The lock file is locked before it gets its name, so a directory never
+//! shows an unlocked lock file while its daemon lives.
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -27,24 +36,49 @@ const MAX_MEMORY_FILE_BYTES: usize = 1024 * 1024;
 /// Memory is counted in units of this many bytes.
 const UNIT_BYTES: usize = 4096;
 
+/// How every staging directory's name starts, so that start-up finds those
+/// of dead daemons.
+const DIRECTORY_PREFIX: &str = "bucketfs-staging-";
+
+/// The file in a staging directory that its daemon keeps locked.
+const LOCK_FILE_NAME: &str = "lock";
+
+/// A staging directory without a lock file is either being created (for the
+/// moment between its mkdir and the rename of its locked lock file, which
+/// touch its mtime) or was left by a bucketfs from before lock files. Once
+/// its mtime is older than this it can only be the latter.
+const UNLOCKED_DIRECTORY_GRACE: Duration = Duration::from_secs(60);
+
 /// The private staging directory and the memory that small files share.
 pub struct StagingArea {
     directory: tempfile::TempDir,
+    /// Locked for the area's life; declared after `directory` so that the
+    /// lock outlives the directory's removal on drop.
+    _lock: File,
     memory_units: Arc<Semaphore>,
 }
 
 impl StagingArea {
-    /// Creates the private directory (mode 0700) under `parent`; it is
-    /// removed on drop.
+    /// Removes the staging directories that dead daemons left under
+    /// `parent`, then creates this one's private directory (mode 0700)
+    /// there, locked as live; it is removed on drop.
     pub fn new(parent: &Path, memory_bytes: u64) -> io::Result<Self> {
+        remove_dead_directories(parent);
         let directory = tempfile::Builder::new()
-            .prefix("bucketfs-staging-")
+            .prefix(DIRECTORY_PREFIX)
             .tempdir_in(parent)?;
+        let lock = create_lock_file(directory.path())?;
         let units = (memory_bytes / UNIT_BYTES as u64).min(Semaphore::MAX_PERMITS as u64 / 2);
         Ok(StagingArea {
             directory,
+            _lock: lock,
             memory_units: Arc::new(Semaphore::new(units as usize)),
         })
+    }
+
+    /// The private directory, for logs and tests.
+    pub fn path(&self) -> &Path {
+        self.directory.path()
     }
 
     /// An empty staging area for one file.
@@ -257,6 +291,98 @@ impl Staging {
     }
 }
 
+/// Creates the lock file of a new staging directory, already locked: it is
+/// locked under a temporary name and then renamed into place.
+fn create_lock_file(directory: &Path) -> io::Result<File> {
+    let pending = tempfile::Builder::new()
+        .prefix(".lock-")
+        .tempfile_in(directory)?;
+    pending.as_file().lock()?;
+    pending
+        .persist(directory.join(LOCK_FILE_NAME))
+        .map_err(|error| error.error)
+}
+
+/// Removes the staging directories under `parent` that belong to this user
+/// and to no live daemon. Best effort: whatever cannot be removed is logged
+/// and left, and a mount never fails over it.
+fn remove_dead_directories(parent: &Path) -> Vec<PathBuf> {
+    let entries = match std::fs::read_dir(parent) {
+        Ok(entries) => entries,
+        Err(error) => {
+            log::debug!(
+                "cannot look for old staging directories in {}: {error}",
+                parent.display()
+            );
+            return Vec::new();
+        }
+    };
+    // SAFETY: geteuid cannot fail and touches no memory of ours.
+    let user = unsafe { libc::geteuid() };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_ours = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.starts_with(DIRECTORY_PREFIX));
+        // Not following symlinks: only a real directory of this user's is ours.
+        let metadata = match std::fs::symlink_metadata(&path) {
+            Ok(metadata) if is_ours && metadata.is_dir() && metadata.uid() == user => metadata,
+            _ => continue,
+        };
+        match remove_if_dead(&path, &metadata) {
+            Ok(true) => {
+                log::info!(
+                    "removed the staging directory {} of a daemon that died",
+                    path.display()
+                );
+                removed.push(path);
+            }
+            Ok(false) => log::debug!("staging directory {} is in use", path.display()),
+            Err(error) => log::warn!(
+                "cannot remove the old staging directory {}: {error}",
+                path.display()
+            ),
+        }
+    }
+    removed
+}
+
+/// Removes one staging directory unless its daemon is alive; whether it did.
+fn remove_if_dead(path: &Path, metadata: &std::fs::Metadata) -> io::Result<bool> {
+    match File::open(path.join(LOCK_FILE_NAME)) {
+        Ok(lock) => match lock.try_lock() {
+            // Removed while locked, so that another daemon starting now
+            // finds it either locked or gone.
+            Ok(()) => remove_directory(path),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+            Err(std::fs::TryLockError::Error(error)) => Err(error),
+        },
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            let age = metadata
+                .modified()
+                .ok()
+                .and_then(|modified| SystemTime::now().duration_since(modified).ok());
+            if age.is_some_and(|age| age > UNLOCKED_DIRECTORY_GRACE) {
+                remove_directory(path)
+            } else {
+                Ok(false)
+            }
+        }
+        Err(error) => Err(error),
+    }
+}
+
+fn remove_directory(path: &Path) -> io::Result<bool> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(true),
+        // Another daemon starting at the same time removed it first.
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> io::Result<T> {
@@ -322,5 +448,66 @@ mod tests {
         staging.set_len(2).await.unwrap();
         staging.set_len(4).await.unwrap();
         assert_eq!(&staging.read_at(0, 100).await.unwrap()[..], b"he\0\0");
+    }
+
+    /// A staging directory as a daemon killed with SIGKILL leaves it: its
+    /// lock file exists, and nothing holds it.
+    fn dead_directory(parent: &Path, name: &str) -> PathBuf {
+        let path = parent.join(format!("{DIRECTORY_PREFIX}{name}"));
+        std::fs::create_dir(&path).unwrap();
+        File::create(path.join(LOCK_FILE_NAME)).unwrap();
+        path
+    }
+
+    #[test]
+    fn start_up_removes_dead_daemons_directories_and_keeps_live_ones() {
+        let parent = tempfile::tempdir().unwrap();
+        let live = StagingArea::new(parent.path(), 0).unwrap();
+        let dead = dead_directory(parent.path(), "dead");
+        // From a bucketfs without lock files, left long ago.
+        let old = parent.path().join(format!("{DIRECTORY_PREFIX}old"));
+        std::fs::create_dir(&old).unwrap();
+        let long_ago = SystemTime::now() - 2 * UNLOCKED_DIRECTORY_GRACE;
+        File::open(&old).unwrap().set_modified(long_ago).unwrap();
+        // Being created right now: no lock file yet.
+        let young = parent.path().join(format!("{DIRECTORY_PREFIX}young"));
+        std::fs::create_dir(&young).unwrap();
+        let unrelated = parent.path().join("bucketfs-other");
+        std::fs::create_dir(&unrelated).unwrap();
+        File::create(unrelated.join(LOCK_FILE_NAME)).unwrap();
+
+        let second = StagingArea::new(parent.path(), 0).unwrap();
+        assert!(
+            live.path().join(LOCK_FILE_NAME).is_file(),
+            "a live daemon's directory survives"
+        );
+        assert!(!dead.exists(), "a dead daemon's directory is removed");
+        assert!(!old.exists(), "an old unlocked directory is removed");
+        assert!(young.exists(), "a directory being created is left alone");
+        assert!(unrelated.exists(), "other names are left alone");
+
+        let (live_path, second_path) = (live.path().to_owned(), second.path().to_owned());
+        drop(live);
+        drop(second);
+        assert!(
+            !live_path.exists() && !second_path.exists(),
+            "removed on drop"
+        );
+    }
+
+    #[test]
+    fn a_new_area_is_locked_from_the_start() {
+        let parent = tempfile::tempdir().unwrap();
+        let area = StagingArea::new(parent.path(), 0).unwrap();
+        let lock = File::open(area.path().join(LOCK_FILE_NAME)).unwrap();
+        assert!(matches!(
+            lock.try_lock(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
+        let names: Vec<_> = std::fs::read_dir(area.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [LOCK_FILE_NAME], "no temporary lock file left");
     }
 }

@@ -161,12 +161,18 @@ impl S3Server {
     /// Freezes the server (SIGSTOP): connections still open at the TCP level
     /// but nothing answers, as with a black-holed endpoint.
     pub fn pause(&self) {
-        assert!(signal_server(&self.child, "STOP"), "cannot pause the server");
+        assert!(
+            signal_server(&self.child, "STOP"),
+            "cannot pause the server"
+        );
     }
 
     /// Lets a paused server answer again (SIGCONT).
     pub fn resume(&self) {
-        assert!(signal_server(&self.child, "CONT"), "cannot resume the server");
+        assert!(
+            signal_server(&self.child, "CONT"),
+            "cannot resume the server"
+        );
     }
 
     /// Starts the server again on the same port. Only s3s-fs keeps its
