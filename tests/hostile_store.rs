@@ -230,6 +230,14 @@ impl ObjectStore for Hostile {
             .copy(source_key, destination_key, source_etag, user_metadata)
             .await
     }
+
+    async fn list_multipart_uploads(
+        &self,
+        prefix: &str,
+        max_uploads: u32,
+    ) -> Result<bucketfs::store::PendingUploadPage, StoreError> {
+        self.inner.list_multipart_uploads(prefix, max_uploads).await
+    }
 }
 
 /// Warnings logged by any test of this binary.
