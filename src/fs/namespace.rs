@@ -151,6 +151,7 @@ impl<S: ObjectStore> Filesystem<S> {
         }
         let old_parent_key = self.directory_key(parent)?;
         let new_parent_key = self.directory_key(new_parent)?;
+        let mut removed_old = Ok(());
         match source.attr.kind {
             FileKind::File | FileKind::Symlink => {
                 if destination.is_some_and(|d| d.kind == FileKind::Directory) {
@@ -158,9 +159,25 @@ impl<S: ObjectStore> Filesystem<S> {
                 }
                 let old_key = format!("{old_parent_key}{name}");
                 let new_key = format!("{new_parent_key}{new_name}");
+                // A file open for writing under the new name is replaced,
+                // i.e. unlinked: its later commits must not overwrite the
+                // moved object. Locked across the move (the kernel already
+                // serializes renames that touch the same names).
+                let replaced = destination
+                    .filter(|d| d.ino != source.attr.ino)
+                    .and_then(|d| self.writes.lock().unwrap().get(&d.ino).cloned());
+                let mut replaced = match &replaced {
+                    Some(writer) => Some(writer.open.lock().await),
+                    None => None,
+                };
                 let etag = self
                     .rename_file(source.attr.ino, source.attr.size, &old_key, &new_key)
                     .await?;
+                removed_old = self.remove_old_key(&old_key).await;
+                if let Some(open) = replaced.as_mut() {
+                    open.unlink(&self.store);
+                }
+                drop(replaced);
                 let mut inodes = self.inodes.lock().unwrap();
                 inodes.rename(parent, name, new_parent, new_name, &old_key, &new_key);
                 // A copy has an ETag of its own: a handle opened under the
@@ -218,11 +235,12 @@ impl<S: ObjectStore> Filesystem<S> {
             FileKind::File | FileKind::Symlink => FileKind::File,
         };
         self.contents.set(new_parent, new_name, Some(moved_kind));
-        Ok(())
+        removed_old
     }
 
-    /// Moves a file's object; returns the ETag of the object under the new
-    /// name, when there is one yet.
+    /// Puts a file's object under its new name (the old one stays, see
+    /// `remove_old_key`); returns the ETag of the new object, when there is
+    /// one yet.
     async fn rename_file(
         &self,
         ino: u64,
@@ -232,9 +250,7 @@ impl<S: ObjectStore> Filesystem<S> {
     ) -> Result<Option<String>> {
         let writer = self.writes.lock().unwrap().get(&ino).cloned();
         let Some(writer) = writer else {
-            let etag = self.copy_object(old_key, new_key, size).await?;
-            self.store.delete(old_key).await?;
-            return Ok(Some(etag));
+            return Ok(Some(self.copy_object(old_key, new_key, size).await?));
         };
         let mut open = writer.open.lock().await;
         if open.is_unlinked() {
@@ -264,10 +280,19 @@ impl<S: ObjectStore> Filesystem<S> {
             });
             Some(etag)
         };
-        drop(open);
+        Ok(etag)
+    }
+
+    /// After a file's object exists under its new name: the old one goes.
+    /// Should that fail, the rename has still happened on this mount, and
+    /// the caller reports the error: the old key stays in the bucket.
+    async fn remove_old_key(&self, old_key: &str) -> Result<()> {
         match self.store.delete(old_key).await {
-            Ok(()) | Err(StoreError::NotFound { .. }) => Ok(etag),
-            Err(error) => Err(error.into()),
+            Ok(()) | Err(StoreError::NotFound { .. }) => Ok(()),
+            Err(error) => {
+                log::warn!("{old_key}: renamed, but the old key could not be removed: {error}");
+                Err(error.into())
+            }
         }
     }
 

@@ -37,7 +37,6 @@ impl Harness {
         let moving = self.writer_named(from);
         let replaced = self.writer_named(to);
         let old_from = self.objects.get(&from).cloned();
-        let old_to = self.objects.get(&to).cloned();
         let (actual_from, actual_to) = (self.stored(from), self.stored(to));
         if let Err(error) = result {
             // The object of a clean open file that another client deleted
@@ -48,9 +47,19 @@ impl Harness {
                 self.allow_failure("rename", &error)?;
             }
             // No bytes lost: what `from` held is still under one of the names.
+            // Its newer contents count too: a rename may commit an open
+            // file under the old name before it moves it.
+            let newer = moving.map(|ino| Object {
+                bytes: Arc::new(self.writers[&ino].content.clone()),
+                mode: None,
+            });
+            let is_kept = |object: &Object| {
+                Self::matches(Some(object), actual_from.as_ref())
+                    || Self::matches(Some(object), actual_to.as_ref())
+            };
             if let Some(old) = &old_from
-                && !Self::matches(Some(old), actual_from.as_ref())
-                && !Self::matches(Some(old), actual_to.as_ref())
+                && !is_kept(old)
+                && !newer.as_ref().is_some_and(is_kept)
             {
                 return Err(format!(
                     "a failed rename lost the object {:?}: it is under neither name",
@@ -61,32 +70,18 @@ impl Harness {
         }
         match moving.map(|ino| &self.writers[&ino]) {
             Some(writer) if writer.is_dirty => {
+                // bucketfs uploads the changes under the new name before the
+                // old name goes: `to` holds exactly the new contents now.
                 let content = Object {
                     bytes: Arc::new(writer.content.clone()),
                     mode: writer.mode,
                 };
-                // The new contents land under `to` at the next commit; until
-                // then `to` may hold the last committed contents of `from`,
-                // and must if there were any: no name may lose them.
-                let allowed: Vec<Option<&Object>> = match &old_from {
-                    Some(old) => vec![Some(old), Some(&content)],
-                    None => vec![old_to.as_ref(), None, Some(&content)],
-                };
-                if !allowed
-                    .iter()
-                    .any(|object| Self::matches(*object, actual_to.as_ref()))
-                {
+                if !Self::matches(Some(&content), actual_to.as_ref()) {
                     return Err(format!(
                         "after renaming the dirty open file {:?} to {:?}, the new name {}",
                         from.key(),
                         to.key(),
-                        match (&old_from, &actual_to) {
-                            (Some(_), None) => format!(
-                                "holds nothing: the committed contents of {:?} are lost",
-                                from.key()
-                            ),
-                            _ => self.explain(to, old_from.as_ref(), actual_to.as_ref()),
-                        }
+                        self.explain(to, Some(&content), actual_to.as_ref())
                     ));
                 }
                 self.set_object(to, actual_to);
@@ -99,6 +94,7 @@ impl Harness {
         }
         if let Some(ino) = moving {
             self.writers.get_mut(&ino).expect("found above").name = Some(to);
+            self.committed(ino);
         }
         self.check_store()
             .map_err(|error| format!("after a rename: {error}"))
