@@ -23,6 +23,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+pub mod fault_proxy;
+
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs::File;
