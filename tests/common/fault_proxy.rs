@@ -138,7 +138,9 @@ impl RequestKind {
         };
         let is_copy = request.headers().contains_key("x-amz-copy-source");
         let trimmed = path.trim_start_matches('/');
-        let names_object = trimmed.split_once('/').is_some_and(|(_, key)| !key.is_empty());
+        let names_object = trimmed
+            .split_once('/')
+            .is_some_and(|(_, key)| !key.is_empty());
         let method = request.method();
         if trimmed.is_empty() {
             return if method == Method::GET {
@@ -303,7 +305,12 @@ impl Shared {
         }
         let draw: f64 = self.rng.lock().expect("fault RNG lock").random();
         let mut cumulative = 0.0;
-        for rule in self.config.rules.iter().filter(|rule| rule.applies_to(kind)) {
+        for rule in self
+            .config
+            .rules
+            .iter()
+            .filter(|rule| rule.applies_to(kind))
+        {
             cumulative += rule.probability;
             if draw < cumulative {
                 return Some(rule.fault);
@@ -430,7 +437,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: onesh
             },
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(stream, Arc::clone(&shared), client.clone()));
+        tokio::spawn(serve_connection(
+            stream,
+            Arc::clone(&shared),
+            client.clone(),
+        ));
     }
 }
 
@@ -518,8 +529,8 @@ async fn handle(
         Some(Fault::Latency) => {
             shared.count(Fault::Latency);
             let range = &shared.config.latency;
-            let millis = shared
-                .random_in(range.start().as_millis() as u64..=range.end().as_millis() as u64);
+            let millis =
+                shared.random_in(range.start().as_millis() as u64..=range.end().as_millis() as u64);
             tokio::time::sleep(Duration::from_millis(millis)).await;
         }
         Some(Fault::CutBody) | None => {}
@@ -590,7 +601,11 @@ fn s3_error(status: StatusCode, code: &str, message: &str, number: u64) -> Respo
         .status(status)
         .header(CONTENT_TYPE, "application/xml")
         .header("x-amz-request-id", format!("fault-proxy-{number}"))
-        .body(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed())
+        .body(
+            Full::new(Bytes::from(body))
+                .map_err(|never| match never {})
+                .boxed(),
+        )
         .expect("valid S3 error response")
 }
 
