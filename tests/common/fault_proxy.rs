@@ -258,6 +258,8 @@ pub struct FaultCounts {
     pub injected: BTreeMap<Fault, u64>,
     /// Requests the proxy received (faulty or not).
     pub requests: u64,
+    /// The same, per kind of request.
+    pub requests_by_kind: BTreeMap<RequestKind, u64>,
     /// Requests the proxy could not forward (the server refused or failed):
     /// answered 502, never counted as injected.
     pub upstream_failures: u64,
@@ -284,7 +286,15 @@ impl fmt::Display for FaultCounts {
         for fault in Fault::ALL {
             write!(f, " {fault:?}={}", self.get(fault))?;
         }
-        write!(f, "; upstream failures={}", self.upstream_failures)
+        write!(
+            f,
+            "; upstream failures={}; requests by kind:",
+            self.upstream_failures
+        )?;
+        for (kind, count) in &self.requests_by_kind {
+            write!(f, " {kind:?}={count}")?;
+        }
+        Ok(())
     }
 }
 
@@ -295,6 +305,7 @@ struct Shared {
     rng: Mutex<StdRng>,
     injected: [AtomicU64; Fault::ALL.len()],
     requests: AtomicU64,
+    requests_by_kind: Mutex<BTreeMap<RequestKind, u64>>,
     upstream_failures: AtomicU64,
 }
 
@@ -361,6 +372,7 @@ impl FaultProxy {
             enabled: AtomicBool::new(true),
             injected: Default::default(),
             requests: AtomicU64::new(0),
+            requests_by_kind: Mutex::default(),
             upstream_failures: AtomicU64::new(0),
         });
         let (stop, stopped) = oneshot::channel();
@@ -403,6 +415,12 @@ impl FaultProxy {
                 })
                 .collect(),
             requests: self.shared.requests.load(Ordering::SeqCst),
+            requests_by_kind: self
+                .shared
+                .requests_by_kind
+                .lock()
+                .expect("request count lock")
+                .clone(),
             upstream_failures: self.shared.upstream_failures.load(Ordering::SeqCst),
         }
     }
@@ -493,6 +511,12 @@ async fn handle(
 ) -> Response<ProxyBody> {
     let number = shared.requests.fetch_add(1, Ordering::SeqCst);
     let kind = RequestKind::of(&request);
+    *shared
+        .requests_by_kind
+        .lock()
+        .expect("request count lock")
+        .entry(kind)
+        .or_default() += 1;
     let fault = shared.draw_fault(kind);
     match fault {
         Some(Fault::SlowDown) => {
@@ -535,6 +559,8 @@ async fn handle(
         }
         Some(Fault::CutBody) | None => {}
     }
+    // Method and path only: the query and headers may carry signatures.
+    let request_line = format!("{} {}", request.method(), request.uri().path());
     let response = match forward(request, &shared, &client).await {
         Ok(response) => response,
         Err(err) => {
@@ -549,6 +575,25 @@ async fn handle(
                 .expect("valid 502 response");
         }
     };
+    let status = response.status();
+    if status.is_server_error() || status == StatusCode::FORBIDDEN {
+        // Not injected: the server's own refusal, worth seeing when a test
+        // fails (s3s-fs logs none of these). Error bodies are small.
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|collected| collected.to_bytes())
+            .unwrap_or_default();
+        eprintln!(
+            "fault proxy: request {number} ({kind:?}, {request_line}): the server answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        return Response::from_parts(
+            parts,
+            Full::new(body).map_err(|never| match never {}).boxed(),
+        );
+    }
     let content_length = response
         .headers()
         .get(CONTENT_LENGTH)
