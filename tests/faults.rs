@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::fault_proxy::{Fault, FaultConfig, FaultProxy, FaultRule, RequestKind};
+use common::fault_proxy::{Fault, FaultConfig, FaultCounts, FaultProxy, FaultRule, RequestKind};
 use common::{Bucket, Mount, ServerKind, random_bytes, run_with_timeout, sdk_error};
 use futures::StreamExt;
 use tempfile::TempDir;
@@ -309,4 +309,100 @@ fn tree_untars_through_faults() {
 
     assert_every_fault_injected(&proxy);
     eprintln!("tree test took {:?}", started.elapsed());
+}
+
+/// What one GetObject through a proxy that injects `fault` into every GET
+/// came to: the outcome, the bytes received before it, and the counts.
+fn get_through_fault(
+    bucket: &Bucket,
+    fault: Option<Fault>,
+) -> (Result<(), String>, Vec<u8>, FaultCounts) {
+    let mut config = FaultConfig::none(seed());
+    // Short: the client here has no attempt timeout, so a stall ends only
+    // when the proxy drops the connection.
+    config.stall = Duration::from_millis(200);
+    if let Some(fault) = fault {
+        config = config.with_rule(FaultRule::new(fault, 1.0).only(&[RequestKind::GetObject]));
+    }
+    let proxy = FaultProxy::start(&bucket.server.endpoint_url(), config);
+    let client = common::s3_client(&proxy.target(&bucket.target()));
+    let (outcome, received) = bucket.block_on(async {
+        let out = match client
+            .get_object()
+            .bucket(&bucket.name)
+            .key("object")
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(err) => return (Err(sdk_error(&err)), Vec::new()),
+        };
+        let mut body = out.body;
+        let mut received = Vec::new();
+        loop {
+            match body.next().await {
+                Some(Ok(chunk)) => received.extend_from_slice(&chunk),
+                Some(Err(err)) => return (Err(format!("{err:?}")), received),
+                None => return (Ok(()), received),
+            }
+        }
+    });
+    (outcome, received, proxy.counts())
+}
+
+/// The proxy does what it counts, and nothing else: each fault shows at the
+/// client as that fault, a cut body is a true prefix of the object, and
+/// with no fault (or latency) the bytes arrive unchanged.
+#[test]
+fn fault_proxy_injects_each_fault_as_configured() {
+    let bucket = Bucket::new(ServerKind::S3sFs);
+    let object = random_bytes(7, 4 * 1024 * 1024);
+    bucket.put("object", object.clone());
+    // The independent client makes up to 3 attempts (the SDK's default).
+    const ATTEMPTS: u64 = 3;
+
+    for fault in [None, Some(Fault::Latency)] {
+        let (outcome, received, counts) = get_through_fault(&bucket, fault);
+        assert_eq!(outcome, Ok(()), "{fault:?}: {counts}");
+        assert!(received == object, "{fault:?}: the bytes changed");
+        let expected = u64::from(fault.is_some());
+        assert_eq!(counts.get(Fault::Latency), expected, "{counts}");
+    }
+
+    for (fault, shows_as) in [
+        (Fault::SlowDown, "SlowDown"),
+        (Fault::InternalError, "InternalError"),
+        (Fault::Reset, "reset"),
+    ] {
+        let (outcome, received, counts) = get_through_fault(&bucket, Some(fault));
+        let err = outcome.expect_err("every attempt failed");
+        assert!(
+            err.to_lowercase().contains(&shows_as.to_lowercase()),
+            "{fault:?} should show as {shows_as}: {err}"
+        );
+        assert!(received.is_empty(), "{fault:?}: a body arrived");
+        assert_eq!(counts.get(fault), ATTEMPTS, "{counts}");
+    }
+
+    let (outcome, _, counts) = get_through_fault(&bucket, Some(Fault::Stall));
+    assert!(outcome.is_err(), "a stalled GET fails: {counts}");
+    assert_eq!(counts.get(Fault::Stall), ATTEMPTS, "{counts}");
+
+    // A cut happens after the headers, so the client does not retry it.
+    let (outcome, received, counts) = get_through_fault(&bucket, Some(Fault::CutBody));
+    assert!(
+        outcome.is_err(),
+        "a cut body is an error, not a short object"
+    );
+    assert_eq!(counts.get(Fault::CutBody), 1, "{counts}");
+    assert!(
+        !received.is_empty() && received.len() < object.len(),
+        "cut after {} of {} bytes",
+        received.len(),
+        object.len()
+    );
+    assert!(
+        received == object[..received.len()],
+        "the bytes before the cut changed"
+    );
 }

@@ -490,17 +490,21 @@ async fn serve_connection(
         async move { Ok::<_, Infallible>(handle(request, shared, client, end).await) }
     });
     let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+    // Pinned here, not moved into the select: select! drops its futures
+    // before it runs a branch, which would close the socket before the
+    // branch could ask for an RST.
+    tokio::pin!(connection);
     tokio::select! {
         // Errors here are the client's or a cut body's; nothing to report.
-        _ = connection => {}
+        _ = connection.as_mut() => {}
         end = end_rx.recv() => {
             if end == Some(ConnectionEnd::Reset) {
                 reset_on_drop.store(true, Ordering::SeqCst);
             }
-            // Leaving the select drops the connection, its stream and the
-            // pending request handler: the socket closes now.
         }
     }
+    // Returning drops the connection, its stream and any pending request
+    // handler: the socket closes now.
 }
 
 async fn handle(
