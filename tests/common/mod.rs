@@ -23,6 +23,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+pub mod fault_proxy;
+
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs::File;
@@ -162,7 +164,7 @@ impl S3Server {
     /// but nothing answers, as with a black-holed endpoint.
     pub fn pause(&self) {
         assert!(
-            signal_server(&self.child, "STOP"),
+            signal_server(&self.child, libc::SIGSTOP),
             "cannot pause the server"
         );
     }
@@ -170,7 +172,7 @@ impl S3Server {
     /// Lets a paused server answer again (SIGCONT).
     pub fn resume(&self) {
         assert!(
-            signal_server(&self.child, "CONT"),
+            signal_server(&self.child, libc::SIGCONT),
             "cannot resume the server"
         );
     }
@@ -266,7 +268,7 @@ impl Drop for S3Server {
     fn drop(&mut self) {
         // SIGKILL ends a stopped process too; CONT first so that nothing it
         // started stays frozen.
-        let _ = signal_server(&self.child, "CONT");
+        let _ = signal_server(&self.child, libc::SIGCONT);
         let _ = self.child.kill();
         let _ = self.child.wait();
         if thread::panicking() {
@@ -280,14 +282,15 @@ impl Drop for S3Server {
     }
 }
 
-/// Whether `kill -SIGNAL` reached the server.
-fn signal_server(child: &Child, signal: &str) -> bool {
-    Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(child.id().to_string())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
+/// Whether the signal reached the server. Sent with kill(2) rather than by
+/// running kill(1): a spawned process closes its copies of the test's file
+/// descriptors at exec, and on a FUSE mount each of those closes is a FLUSH,
+/// which uploads every file the test holds open (so a "dirty" file was
+/// clean by the time the server stopped).
+fn signal_server(child: &Child, signal: libc::c_int) -> bool {
+    // SAFETY: kill(2) has no memory-safety preconditions. The pid is our
+    // child's, which only `stop` reaps (and `restart` replaces).
+    unsafe { libc::kill(child.id() as libc::pid_t, signal) == 0 }
 }
 
 fn http_answers(addr: SocketAddr) -> bool {
