@@ -450,3 +450,22 @@ async fn a_failed_mode_copy_after_chmod_of_a_streaming_file_is_ignored() {
     )
     .await;
 }
+
+/// chmod of a file another descriptor holds open and dirty, then a rename
+/// of it: the rename must upload it under the new name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_dirty_file_after_chmod_lands_under_its_new_name() {
+    replay(
+        Retain::Nothing,
+        vec![
+            Op::Create(Name::A),
+            Op::Create(Name::B),
+            Op::Create(Name::A),
+            Op::Open(Name::C, OpenMode::Read),
+            Op::Fsync(115),
+            Op::Chmod(Name::B, 384),
+            Op::Rename(Name::B, Name::C),
+        ],
+    )
+    .await;
+}

@@ -96,7 +96,7 @@ impl<S: ObjectStore> Filesystem<S> {
             etag: meta.etag,
             size: meta.size,
         };
-        let etag = replace_headers(&*self.store, &object, &headers, &self.upload).await?;
+        let etag = replace_headers(&*self.store, &object, &key, &headers, &self.upload).await?;
         self.meta.headers().insert(&key, &etag, headers);
         if let Some(inode) = self.inodes.lock().unwrap().get_mut(ino) {
             inode.stat.etag = etag;

@@ -303,7 +303,10 @@ impl Harness {
     /// An error is acceptable from an operation only while store failures
     /// are injected.
     fn allow_writer_failure(&self, ino: u64, what: &str, error: &Error) -> Result<(), String> {
-        let lost = self.writers.get(&ino).is_some_and(|w| w.lost_streamed_bytes);
+        let lost = self
+            .writers
+            .get(&ino)
+            .is_some_and(|w| w.lost_streamed_bytes);
         if lost && matches!(error, Error::Stale { .. }) {
             return Ok(());
         }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use crate::cache::meta::PosixHeaders;
 use crate::fs::Error;
-use crate::store::ObjectStore;
+use crate::store::{ObjectStore, StoreError};
 use crate::upload::{
     CopySource, DirtyRanges, Staging, StreamingUpload, Unchanged, UploadConfig, UploadError,
     copy_object,
@@ -374,7 +374,25 @@ impl OpenWrite {
             return Ok(None);
         }
         self.upload_bytes(store, config).await?;
-        self.set_headers(store, config).await?;
+        match self.set_headers(store, config).await {
+            // Someone replaced or removed the object since our commit. The
+            // last close wins, as for any other change: while every byte is
+            // still staged, the file goes up whole with its new headers.
+            Err(UploadError::Store(
+                StoreError::PreconditionFailed { .. } | StoreError::NotFound { .. },
+            )) if matches!(
+                self.state,
+                FileState::Committed {
+                    unstaged_below: 0,
+                    ..
+                }
+            ) =>
+            {
+                self.state = FileState::rescued();
+                self.upload_bytes(store, config).await?;
+            }
+            other => other?,
+        }
         Ok(self.committed_object().map(|object| object.etag.clone()))
     }
 
@@ -465,19 +483,25 @@ impl OpenWrite {
         if *headers == self.headers {
             return Ok(());
         }
-        let etag = replace_headers(&**store, object, &self.headers, config).await?;
-        object.etag = etag;
+        // After a rename the copy also moves it to the new key.
+        let etag = replace_headers(&**store, object, &self.key, &self.headers, config).await?;
+        *object = CopySource {
+            key: self.key.clone(),
+            etag,
+            size: object.size,
+        };
         *headers = self.headers;
         Ok(())
     }
 }
 
-/// A CopyObject of `object` onto itself that sets `headers` and keeps the
-/// rest of its user metadata, pinned to its ETag: an object replaced by
-/// someone else meanwhile is not given our headers.
+/// A CopyObject of `object` to `destination` (usually itself) that sets
+/// `headers` and keeps the rest of its user metadata, pinned to its ETag: an
+/// object replaced by someone else meanwhile is not given our headers.
 pub(in crate::fs) async fn replace_headers<S: ObjectStore>(
     store: &S,
     object: &CopySource,
+    destination: &str,
     headers: &PosixHeaders,
     config: &UploadConfig,
 ) -> Result<String, UploadError> {
@@ -492,7 +516,7 @@ pub(in crate::fs) async fn replace_headers<S: ObjectStore>(
     copy_object(
         store,
         &object.key,
-        &object.key,
+        destination,
         object.size,
         Some(&pinned),
         Some(&metadata),

@@ -66,6 +66,15 @@ impl Harness {
                     from.key()
                 ));
             }
+            if let Some(replaced) = replaced
+                && moving != Some(replaced)
+                && let Ok(found) = self.lookup(to).await?
+                && found != Some(replaced)
+            {
+                // The move happened on the mount (only removing the old key
+                // failed): the open file under `to` was replaced.
+                self.writers.get_mut(&replaced).expect("found above").name = None;
+            }
             return self.after_failed_rename(from, to, moving).await;
         }
         match moving.map(|ino| &self.writers[&ino]) {
