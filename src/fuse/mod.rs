@@ -65,19 +65,24 @@ impl<S: ObjectStore> FuseAdapter<S> {
     /// request's future is dropped, and with it its reply, which fuser then
     /// answers with EIO; the dispatch loop and every other request go on.
     fn run(&self, work: impl Future<Output = ()> + Send + 'static) {
-        let _runtime = self.runtime.enter();
-        let mut work = Box::pin(work);
-        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            work.as_mut().poll(&mut context)
-        }));
-        match polled {
-            Ok(std::task::Poll::Pending) => {
-                self.runtime.spawn(work);
-            }
-            Ok(std::task::Poll::Ready(())) => {}
-            Err(_) => log::error!("a request panicked; it fails with EIO and the mount goes on"),
+        run_inline(&self.runtime, work);
+    }
+}
+
+/// See `FuseAdapter::run`.
+fn run_inline(runtime: &Handle, work: impl Future<Output = ()> + Send + 'static) {
+    let _runtime = runtime.enter();
+    let mut work = Box::pin(work);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        work.as_mut().poll(&mut context)
+    }));
+    match polled {
+        Ok(std::task::Poll::Pending) => {
+            runtime.spawn(work);
         }
+        Ok(std::task::Poll::Ready(())) => {}
+        Err(_) => log::error!("a request panicked; it fails with EIO and the mount goes on"),
     }
 }
 
@@ -662,5 +667,37 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
         // The kernel checks permissions itself (mounted with default_permissions).
         reply.ok();
+    }
+}
+
+#[cfg(test)]
+mod run_tests {
+    use super::run_inline;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// A request that panics, inline or after waiting, ends alone: the
+    /// requests after it still run, on the dispatch thread and the runtime.
+    #[test]
+    fn a_panicking_request_does_not_stop_the_next_ones() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let handle = runtime.handle().clone();
+        run_inline(&handle, async { panic!("inline") });
+        run_inline(&handle, async {
+            tokio::task::yield_now().await;
+            panic!("on the runtime")
+        });
+        let (done, finished) = mpsc::channel();
+        let inline = done.clone();
+        run_inline(&handle, async move { inline.send("inline").unwrap() });
+        run_inline(&handle, async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            done.send("waited").unwrap();
+        });
+        let mut seen: Vec<_> = (0..2)
+            .map(|_| finished.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        seen.sort();
+        assert_eq!(seen, ["inline", "waited"]);
     }
 }

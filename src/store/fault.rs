@@ -40,6 +40,9 @@ pub enum Fault {
     /// GET only: returns this fraction (0 to 1 excluded) of the bytes the
     /// inner store returned, at least one byte fewer, as a body cut short.
     TruncatedBody(f64),
+    /// Panics inside the request, standing for a bug in the code that sent
+    /// it: what is above must confine the damage to that one request.
+    Panic,
 }
 
 /// What the counts are kept by.
@@ -49,6 +52,7 @@ pub enum FaultKind {
     Timeout,
     AnswerLost(FailureKind),
     TruncatedBody,
+    Panic,
 }
 
 impl Fault {
@@ -58,6 +62,7 @@ impl Fault {
             Fault::Timeout(_) => FaultKind::Timeout,
             Fault::AnswerLost(kind) => FaultKind::AnswerLost(kind),
             Fault::TruncatedBody(_) => FaultKind::TruncatedBody,
+            Fault::Panic => FaultKind::Panic,
         }
     }
 }
@@ -238,6 +243,7 @@ impl<S: ObjectStore> FaultStore<S> {
                 let _ = request.await;
                 Err(kind.into_error(key))
             }
+            Some(Fault::Panic) => panic!("injected panic in a {verb:?} of {key}"),
         }
     }
 
@@ -278,6 +284,7 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
                     ((bytes.len() as f64 * fraction) as usize).min(bytes.len().saturating_sub(1));
                 Ok(bytes.slice(..kept))
             }
+            Some(Fault::Panic) => panic!("injected panic in a GET of {key}"),
         }
     }
 
