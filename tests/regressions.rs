@@ -114,12 +114,23 @@ fn bug1_failed_fsync_then_write_keeps_the_mount_alive() {
     }
     assert_mount_alive(&mount);
 
-    file.sync_all().unwrap_or_else(|err| {
-        panic!(
-            "fsync with the server back: {err}; daemon log:\n{}",
-            tail(&mount.daemon_log(), 60)
-        )
-    });
+    // After a failed probe the mount fails requests at once for a few
+    // seconds (README, Reliability): fsync is retried as a careful writer
+    // would, and must succeed once the store answers again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        match file.sync_all() {
+            Ok(()) => break,
+            Err(err) if std::time::Instant::now() < deadline => {
+                eprintln!("fsync with the server back failed, retrying: {err}");
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+            Err(err) => panic!(
+                "fsync with the server back: {err}; daemon log:\n{}",
+                tail(&mount.daemon_log(), 60)
+            ),
+        }
+    }
     close(file).unwrap_or_else(|err| {
         panic!(
             "close with the server back: {err}; daemon log:\n{}",
