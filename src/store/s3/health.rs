@@ -124,16 +124,21 @@ impl Health {
                 probe: Probe::Due,
             },
             (Health::Answering, Outcome::FailedFast | Outcome::Abandoned, _) => Health::Answering,
-            (Health::Silent { since, .. }, Outcome::NoAnswer | Outcome::FailedFast, true) => {
+            (Health::Silent { since, .. }, Outcome::NoAnswer, true) => Health::Silent {
+                since,
+                probe: Probe::FailedAt(now),
+            },
+            // A reset or a refusal says something is there, or nothing at
+            // all, and costs no wait either way: it proves no black hole, so
+            // the next attempt probes again rather than everyone failing.
+            // (One stalled request and a reset after it, under a flaky
+            // network, must not fail every request for the interval.)
+            (Health::Silent { since, .. }, Outcome::FailedFast | Outcome::Abandoned, true) => {
                 Health::Silent {
                     since,
-                    probe: Probe::FailedAt(now),
+                    probe: Probe::Due,
                 }
             }
-            (Health::Silent { since, .. }, Outcome::Abandoned, true) => Health::Silent {
-                since,
-                probe: Probe::Due,
-            },
             // Requests sent before the endpoint fell silent end as they may;
             // only the probe decides.
             (silent @ Health::Silent { .. }, _, false) => silent,
@@ -310,12 +315,12 @@ mod tests {
         assert_eq!(health.admit(Wait::ServerWork, later), Admission::Send);
         assert_eq!(health.admit(Wait::Ordinary, later), Admission::SendAsProbe);
         assert_eq!(health.admit(Wait::Ordinary, later), Admission::AwaitProbe);
-        // A refused connection fails the probe too.
+        // A refused or reset connection is no black hole: the next one probes.
         health.finish(Outcome::FailedFast, true, later + SECOND);
-        assert!(matches!(
+        assert_eq!(
             health.admit(Wait::Ordinary, later + 2 * SECOND),
-            Admission::Refuse { .. }
-        ));
+            Admission::SendAsProbe
+        );
         // Any answer, even to a request sent long ago, ends the silence.
         health.finish(Outcome::Answered, false, later + 3 * SECOND);
         assert_eq!(health, Health::Answering);

@@ -65,8 +65,13 @@ pub(super) fn classify<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>)
             classify_service(status, code)
         }
         SdkError::DispatchFailure(failure) => {
-            if failure.is_user() || is_refused_by_health(err) {
+            if failure.is_user() {
                 Retry::Never
+            } else if is_refused_by_health(err) {
+                // Counts as an attempt and backs off: a request with
+                // attempts to spare outlives a short refusal, one at its
+                // last attempt fails at once.
+                Retry::Transient
             } else {
                 // Timeouts, stalls, refused and reset connections.
                 Retry::Transient
@@ -146,8 +151,13 @@ pub(super) fn backoff_ceiling(retry: Retry, failures: u32) -> Duration {
     base.saturating_mul(1 << exponent).min(MAX_BACKOFF)
 }
 
+/// Between half the ceiling and the ceiling ("equal jitter"): spread enough
+/// that clients do not retry in step, and never so short that a request's
+/// attempts all fall inside one refusal interval of the endpoint's health
+/// (`health::PROBE_INTERVAL`, 5 s): the half-ceilings of six failures add
+/// up to 6.3 s, so a request with 7 attempts or more outlives a refusal.
 fn jittered(ceiling: Duration, rng: &mut impl Rng) -> Duration {
-    ceiling.mul_f64(rng.random_range(0.0..=1.0))
+    ceiling.mul_f64(rng.random_range(0.5..=1.0))
 }
 
 #[cfg(test)]
@@ -182,13 +192,17 @@ mod tests {
     }
 
     #[test]
-    fn jitter_spreads_waits_below_the_ceiling() {
+    fn jitter_spreads_waits_between_half_the_ceiling_and_the_ceiling() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let ceiling = Duration::from_secs(1);
         let waits: Vec<Duration> = (0..1000).map(|_| jittered(ceiling, &mut rng)).collect();
-        assert!(waits.iter().all(|wait| *wait <= ceiling));
-        assert!(waits.iter().any(|wait| *wait < ceiling / 10));
-        assert!(waits.iter().any(|wait| *wait > ceiling * 9 / 10));
+        assert!(
+            waits
+                .iter()
+                .all(|wait| *wait <= ceiling && *wait >= ceiling / 2)
+        );
+        assert!(waits.iter().any(|wait| *wait < ceiling * 11 / 20));
+        assert!(waits.iter().any(|wait| *wait > ceiling * 19 / 20));
     }
 
     #[test]
