@@ -191,6 +191,23 @@ impl Drop for TestUser {
     }
 }
 
+/// Lets every user traverse the directories above `mountpoint`, so that
+/// only the mount's own options decide who enters: the test runner's
+/// private TMPDIR (scripts/test.sh makes it 0700) would otherwise turn the
+/// other user away before the kernel ever asks the mount.
+fn let_others_reach(mountpoint: &Path) {
+    for ancestor in mountpoint.ancestors().skip(1) {
+        let Ok(metadata) = std::fs::metadata(ancestor) else {
+            continue;
+        };
+        let mode = metadata.permissions().mode();
+        if mode & 0o011 != 0o011 {
+            std::fs::set_permissions(ancestor, std::fs::Permissions::from_mode(mode | 0o011))
+                .expect("make an ancestor of the mountpoint traversable");
+        }
+    }
+}
+
 fn path_str(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
@@ -215,6 +232,7 @@ fn other_users_enter_a_mount_only_as_allowed_and_the_kernel_checks_modes() {
     // Without --allow-other the kernel turns every other user away.
     {
         let daemon = Daemon::start(&bucket.target(), &bucket.name, &[], &[]);
+        let_others_reach(daemon.path());
         let (entered, stderr) = user.run("ls", &[path_str(daemon.path())]);
         assert!(!entered, "another user listed the mount");
         assert!(stderr.contains("Permission denied"), "{stderr}");
@@ -225,6 +243,7 @@ fn other_users_enter_a_mount_only_as_allowed_and_the_kernel_checks_modes() {
     // With it, mode, owner and group decide (default_permissions).
     {
         let daemon = Daemon::start(&bucket.target(), &bucket.name, &["--allow-other"], &[]);
+        let_others_reach(daemon.path());
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
         let line = mountinfo
             .lines()
@@ -268,6 +287,7 @@ fn other_users_enter_a_mount_only_as_allowed_and_the_kernel_checks_modes() {
     // --allow-root: the owner (root here) and root get in, nobody else.
     {
         let daemon = Daemon::start(&bucket.target(), &bucket.name, &["--allow-root"], &[]);
+        let_others_reach(daemon.path());
         assert_eq!(
             std::fs::read_to_string(daemon.join("public.txt")).expect("root reads"),
             "public\n"
