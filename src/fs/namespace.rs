@@ -326,9 +326,18 @@ impl<S: ObjectStore> Filesystem<S> {
             let moves: Vec<(String, String, u64)> = page
                 .objects
                 .into_iter()
-                .map(|object| {
-                    let new_key = format!("{new_prefix}{}", &object.key[old_prefix.len()..]);
-                    (object.key, new_key, object.size)
+                .filter_map(|object| {
+                    // A store that lists keys outside the prefix gets them
+                    // ignored, not moved (nor a panic on slicing them).
+                    let Some(rest) = object.key.strip_prefix(old_prefix) else {
+                        log::warn!(
+                            "{}: listed under {old_prefix} but outside it; not moved",
+                            object.key
+                        );
+                        return None;
+                    };
+                    let new_key = format!("{new_prefix}{rest}");
+                    Some((object.key, new_key, object.size))
                 })
                 .collect();
             let moves = moves
