@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use crate::cache::meta::PosixHeaders;
-use crate::fs::write::{replace_headers, s3fs_metadata};
+use crate::fs::write::{replace_headers_keeping, s3fs_metadata};
 use crate::fs::{Entry, Error, FileKind, Filesystem, Result};
 use crate::store::ObjectStore;
 use crate::upload::CopySource;
@@ -96,7 +96,16 @@ impl<S: ObjectStore> Filesystem<S> {
             etag: meta.etag,
             size: meta.size,
         };
-        let etag = replace_headers(&*self.store, &object, &key, &headers, &self.upload).await?;
+        // The HEAD above already gave the rest of its metadata.
+        let etag = replace_headers_keeping(
+            &*self.store,
+            &object,
+            &key,
+            &headers,
+            meta.user_metadata,
+            &self.upload,
+        )
+        .await?;
         self.meta.headers().insert(&key, &etag, headers);
         if let Some(inode) = self.inodes.lock().unwrap().get_mut(ino) {
             inode.stat.etag = etag;

@@ -31,7 +31,7 @@ use crate::upload::CopySource;
 mod state;
 mod writer;
 
-pub(super) use state::{OpenWrite, replace_headers};
+pub(super) use state::{OpenWrite, replace_headers_keeping};
 pub(super) use writer::{Discard, LetGo, SharedWriter, WriterRef, WriterTable, discard_with};
 
 /// Files uploaded at once when the mount stops: enough to overlap their

@@ -506,13 +506,37 @@ pub(in crate::fs) async fn replace_headers<S: ObjectStore>(
     config: &UploadConfig,
 ) -> Result<String, UploadError> {
     let meta = store.head(&object.key).await?;
-    let mut metadata = meta.user_metadata;
-    metadata.extend(s3fs_metadata(headers));
-    let pinned = if object.etag.is_empty() {
-        meta.etag
-    } else {
-        object.etag.clone()
+    let object = CopySource {
+        etag: if object.etag.is_empty() {
+            meta.etag
+        } else {
+            object.etag.clone()
+        },
+        ..object.clone()
     };
+    replace_headers_keeping(
+        store,
+        &object,
+        destination,
+        headers,
+        meta.user_metadata,
+        config,
+    )
+    .await
+}
+
+/// `replace_headers` for a caller that has just HEADed the object: its
+/// other user metadata is `user_metadata`, and `object.etag` pins it.
+pub(in crate::fs) async fn replace_headers_keeping<S: ObjectStore>(
+    store: &S,
+    object: &CopySource,
+    destination: &str,
+    headers: &PosixHeaders,
+    mut metadata: HashMap<String, String>,
+    config: &UploadConfig,
+) -> Result<String, UploadError> {
+    metadata.extend(s3fs_metadata(headers));
+    let pinned = object.etag.clone();
     copy_object(
         store,
         &object.key,
