@@ -14,5 +14,6 @@ pub mod daemon;
 pub mod fs;
 pub mod fuse;
 pub mod logging;
+pub mod object_format;
 pub mod store;
 pub mod upload;

@@ -7,7 +7,6 @@
 //! so no store can hand the filesystem one (the S3 store's listing fails as a
 //! whole when the response is not UTF-8; see the report of issue 10).
 
-use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, SystemTime};
@@ -15,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use bucketfs::config::{FsConfig, OwnerConfig, PosixMetadata, WriteMode};
 use bucketfs::fs::{Error, FileKind, Filesystem, OpenIntent, ROOT_INO};
 use bucketfs::store::memory::MemoryStore;
-use bucketfs::store::{ListPage, ListedObject, ObjectMeta, ObjectStore, StoreError};
+use bucketfs::store::{ListPage, ListedObject, ObjectHeaders, ObjectMeta, ObjectStore, StoreError};
 use bytes::Bytes;
 
 const MIB: u64 = 1024 * 1024;
@@ -156,17 +155,17 @@ impl ObjectStore for Hostile {
         &self,
         key: &str,
         body: Bytes,
-        user_metadata: &HashMap<String, String>,
+        headers: &ObjectHeaders,
     ) -> Result<String, StoreError> {
-        ObjectStore::put(&self.inner, key, body, user_metadata).await
+        ObjectStore::put(&self.inner, key, body, headers).await
     }
 
     async fn create_multipart(
         &self,
         key: &str,
-        user_metadata: &HashMap<String, String>,
+        headers: &ObjectHeaders,
     ) -> Result<String, StoreError> {
-        self.inner.create_multipart(key, user_metadata).await
+        self.inner.create_multipart(key, headers).await
     }
 
     async fn upload_part(
@@ -224,10 +223,10 @@ impl ObjectStore for Hostile {
         source_key: &str,
         destination_key: &str,
         source_etag: Option<&str>,
-        user_metadata: Option<&HashMap<String, String>>,
+        headers: Option<&ObjectHeaders>,
     ) -> Result<String, StoreError> {
         self.inner
-            .copy(source_key, destination_key, source_etag, user_metadata)
+            .copy(source_key, destination_key, source_etag, headers)
             .await
     }
 

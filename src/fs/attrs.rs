@@ -1,22 +1,25 @@
-//! Attribute changes: truncate, chmod, chown, utimens.
+//! Attribute changes: truncate, chmod, chown, utimens, and (through
+//! `change_headers`) anything else kept in an entry's headers.
 //!
 //! A file's attributes live in its object's s3fs headers, so changing them
 //! means a new object: a truncation goes through the staged copy like a
 //! write; a header change of a file nobody writes is one CopyObject onto
-//! itself; a header change of a file open for writing waits for its commit.
-//! A directory's attributes live on its marker object.
+//! itself; a header change of a file open for writing rides on its commit.
+//! A directory's attributes live on its marker object; the mount's root has
+//! none, so its attributes live in memory for as long as the mount.
 
 use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use crate::cache::meta::PosixHeaders;
-use crate::fs::write::{replace_headers_keeping, s3fs_metadata};
-use crate::fs::{Entry, Error, FileKind, Filesystem, Result};
+use crate::fs::write::replace_headers_keeping;
+use crate::fs::{Entry, Error, FileKind, Filesystem, ROOT_INO, Result};
+use crate::object_format::{PosixHeaders, directory_marker_headers};
 use crate::store::ObjectStore;
 use crate::upload::CopySource;
 
-/// What a setattr call changes.
+/// What a setattr call changes. Times are resolved by the caller
+/// (UTIME_NOW is a time; UTIME_OMIT is `None`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SetAttr {
     pub size: Option<u64>,
@@ -24,50 +27,100 @@ pub struct SetAttr {
     pub mode: Option<u32>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    pub atime: Option<SystemTime>,
     pub mtime: Option<SystemTime>,
+}
+
+impl SetAttr {
+    /// POSIX: chmod, chown and utimens change ctime; a truncation changes
+    /// mtime and ctime (applied where the size changes).
+    fn apply(&self, headers: &mut PosixHeaders, now: SystemTime) {
+        if let Some(mode) = self.mode {
+            let file_type = headers.mode.unwrap_or(0) & libc::S_IFMT;
+            headers.mode = Some(file_type | (mode & 0o7777));
+        }
+        if self.uid.is_some() {
+            headers.uid = self.uid;
+        }
+        if self.gid.is_some() {
+            headers.gid = self.gid;
+        }
+        if self.atime.is_some() {
+            headers.atime = self.atime;
+        }
+        if self.mtime.is_some() {
+            headers.mtime = self.mtime;
+        }
+        headers.ctime = Some(now);
+    }
 }
 
 impl<S: ObjectStore> Filesystem<S> {
     pub async fn setattr(&self, ino: u64, change: SetAttr) -> Result<Entry> {
         self.check_writable()?;
-        let kind = {
-            let inodes = self.inodes.lock().unwrap();
-            inodes.get(ino).ok_or(Error::NotFound)?.kind
-        };
-        if kind == FileKind::Directory {
-            if change.size.is_some() {
-                return Err(Error::IsADirectory);
+        match change.size {
+            Some(size) => {
+                if self.kind_of(ino)? == FileKind::Directory {
+                    return Err(Error::IsADirectory);
+                }
+                self.truncate(ino, size, change).await?;
             }
-            self.set_directory_headers(ino, change).await?;
-            return self.getattr(ino).await;
-        }
-        if change.size.is_some() || self.is_being_written(ino) {
-            self.change_through_staging(ino, change).await?;
-        } else {
-            self.replace_headers(ino, change).await?;
+            None => {
+                let now = SystemTime::now();
+                self.change_headers(ino, |headers| {
+                    change.apply(headers, now);
+                    Ok(())
+                })
+                .await?;
+            }
         }
         self.getattr(ino).await
     }
 
-    /// Through the staged copy: committed now unless a descriptor that will
-    /// flush holds it. If this call fails, its reference drops uncommitted
-    /// and, were it the last, the file is no longer open for writing.
-    async fn change_through_staging(&self, ino: u64, change: SetAttr) -> Result<()> {
-        let writer = self.writer_for(ino, change.size == Some(0)).await?;
+    fn kind_of(&self, ino: u64) -> Result<FileKind> {
+        let inodes = self.inodes.lock().unwrap();
+        Ok(inodes.get(ino).ok_or(Error::NotFound)?.kind)
+    }
+
+    /// Changes what an entry's headers say, with at most one request that
+    /// changes the bucket: `change` sees the headers as they are (filled
+    /// with what `stat` shows where the object has none, so that a partial
+    /// change writes complete headers) and may refuse with an error, in
+    /// which case nothing is sent.
+    pub(super) async fn change_headers(
+        &self,
+        ino: u64,
+        change: impl FnOnce(&mut PosixHeaders) -> Result<()>,
+    ) -> Result<()> {
+        self.check_writable()?;
+        if self.kind_of(ino)? == FileKind::Directory {
+            return self.change_directory_headers(ino, change).await;
+        }
+        if self.is_being_written(ino) {
+            return self.change_through_staging(ino, change).await;
+        }
+        self.change_object_headers(ino, change).await
+    }
+
+    /// A truncation goes through the staged copy, committed now unless a
+    /// descriptor that will flush holds it. If this call fails, its reference
+    /// drops uncommitted and, were it the last, the file is no longer open
+    /// for writing.
+    async fn truncate(&self, ino: u64, size: u64, change: SetAttr) -> Result<()> {
+        let writer = self.writer_for(ino, size == 0).await?;
         {
             let mut open = writer.shared().open.lock().await;
-            if let Some(size) = change.size {
-                open.prepare_change(&self.store, &self.upload, size).await?;
-                open.staging
-                    .set_len(size)
-                    .await
-                    .map_err(|error| Error::from(crate::upload::UploadError::Staging(error)))?;
-                let changed_from = size.min(open.size);
-                open.mark_changed(changed_from..u64::MAX);
-                open.size = size;
-                open.headers.mtime = Some(SystemTime::now());
-            }
-            apply_headers(&mut open.headers, change);
+            open.prepare_change(&self.store, &self.upload, size).await?;
+            open.staging
+                .set_len(size)
+                .await
+                .map_err(|error| Error::from(crate::upload::UploadError::Staging(error)))?;
+            let changed_from = size.min(open.size);
+            open.mark_changed(changed_from..u64::MAX);
+            open.size = size;
+            let now = SystemTime::now();
+            open.headers.mtime = Some(now);
+            change.apply(&mut open.headers, now);
             self.update_local_stat(&open);
             if writer.is_only_holder() {
                 self.commit(&mut open).await?;
@@ -77,36 +130,62 @@ impl<S: ObjectStore> Filesystem<S> {
         Ok(())
     }
 
-    /// chmod, chown, utimens of a committed file: a CopyObject onto itself
-    /// that replaces the metadata and keeps the rest of it.
-    async fn replace_headers(&self, ino: u64, change: SetAttr) -> Result<()> {
+    /// A file open for writing here: its new headers go up with its next
+    /// commit, now if no descriptor will flush it.
+    async fn change_through_staging(
+        &self,
+        ino: u64,
+        change: impl FnOnce(&mut PosixHeaders) -> Result<()>,
+    ) -> Result<()> {
+        let writer = self.writer_for(ino, false).await?;
+        let result = async {
+            let mut open = writer.shared().open.lock().await;
+            let mut headers = open.headers.clone();
+            self.fill_from_stat(ino, &mut headers)?;
+            change(&mut headers)?;
+            open.headers = headers;
+            self.update_local_stat(&open);
+            if writer.is_only_holder() {
+                self.commit(&mut open).await?;
+            }
+            Ok(())
+        }
+        .await;
+        self.release_writer(writer).await;
+        result
+    }
+
+    /// A committed file: a CopyObject onto itself that replaces the POSIX
+    /// headers and keeps the rest of its metadata and its Content-Type.
+    async fn change_object_headers(
+        &self,
+        ino: u64,
+        change: impl FnOnce(&mut PosixHeaders) -> Result<()>,
+    ) -> Result<()> {
         let key = {
             let inodes = self.inodes.lock().unwrap();
             inodes.get(ino).ok_or(Error::NotFound)?.key.clone()
         };
         let meta = self.store.head(&key).await?;
         let mut headers = PosixHeaders::from_user_metadata(&meta.user_metadata);
-        if headers.mode.is_none() {
-            let attr = self.getattr(ino).await?.attr;
-            headers.mode = Some(libc::S_IFREG | u32::from(attr.perm));
-        }
-        apply_headers(&mut headers, change);
+        self.fill_from_stat(ino, &mut headers)?;
+        change(&mut headers)?;
+        let existing = meta.headers();
         let object = CopySource {
             key: key.clone(),
             etag: meta.etag,
             size: meta.size,
         };
-        // The HEAD above already gave the rest of its metadata.
         let etag = replace_headers_keeping(
             &*self.store,
             &object,
             &key,
             &headers,
-            meta.user_metadata,
+            &existing,
             &self.upload,
         )
         .await?;
-        self.meta.headers().insert(&key, &etag, headers);
+        self.meta.headers().insert(&key, &etag, headers.clone());
         if let Some(inode) = self.inodes.lock().unwrap().get_mut(ino) {
             inode.stat.etag = etag;
             inode.stat.headers = headers;
@@ -115,43 +194,54 @@ impl<S: ObjectStore> Filesystem<S> {
         Ok(())
     }
 
-    /// Directory attributes live on its marker object, created if missing.
-    async fn set_directory_headers(&self, ino: u64, change: SetAttr) -> Result<()> {
+    /// A directory's headers live on its marker object, written whole (and
+    /// so created if the directory had only keys under it). The root has no
+    /// marker: its headers change in memory only.
+    async fn change_directory_headers(
+        &self,
+        ino: u64,
+        change: impl FnOnce(&mut PosixHeaders) -> Result<()>,
+    ) -> Result<()> {
         let (key, mut headers) = {
             let inodes = self.inodes.lock().unwrap();
             let inode = inodes.get(ino).ok_or(Error::NotFound)?;
-            (inode.key.clone(), inode.stat.headers)
+            (inode.key.clone(), inode.stat.headers.clone())
         };
-        if key.is_empty() {
-            // The bucket's root has no marker to carry attributes.
-            return Err(Error::InvalidArgument);
+        self.fill_from_stat(ino, &mut headers)?;
+        change(&mut headers)?;
+        if ino != ROOT_INO {
+            self.store
+                .put(&key, Bytes::new(), &directory_marker_headers(&headers))
+                .await?;
         }
-        if headers.mode.is_none() {
-            headers.mode = Some(libc::S_IFDIR | u32::from(self.config.owner.dir_mode));
-        }
-        apply_headers(&mut headers, change);
-        self.store
-            .put(&key, Bytes::new(), &s3fs_metadata(&headers))
-            .await?;
         if let Some(inode) = self.inodes.lock().unwrap().get_mut(ino) {
             inode.stat.headers = headers;
         }
         Ok(())
     }
-}
 
-fn apply_headers(headers: &mut PosixHeaders, change: SetAttr) {
-    if let Some(mode) = change.mode {
-        let file_type = headers.mode.unwrap_or(libc::S_IFREG) & libc::S_IFMT;
-        headers.mode = Some(file_type | (mode & 0o7777));
-    }
-    if change.uid.is_some() {
-        headers.uid = change.uid;
-    }
-    if change.gid.is_some() {
-        headers.gid = change.gid;
-    }
-    if change.mtime.is_some() {
-        headers.mtime = change.mtime;
+    /// Completes `headers` with what `stat` shows for the fields the object
+    /// does not carry, so that a change of one attribute does not leave the
+    /// others to the mount options of whichever mount reads it next.
+    fn fill_from_stat(&self, ino: u64, headers: &mut PosixHeaders) -> Result<()> {
+        let attr = {
+            let inodes = self.inodes.lock().unwrap();
+            let inode = inodes.get(ino).ok_or(Error::NotFound)?;
+            self.attr(ino, inode.kind, &inode.stat)
+        };
+        if headers.mode.is_none() {
+            let file_type = match attr.kind {
+                // s3fs's markers carry the permission bits only.
+                FileKind::Directory => libc::S_IFDIR,
+                _ => libc::S_IFREG,
+            };
+            headers.mode = Some(file_type | u32::from(attr.perm));
+        }
+        headers.uid.get_or_insert(attr.uid);
+        headers.gid.get_or_insert(attr.gid);
+        headers.atime.get_or_insert(attr.atime);
+        headers.mtime.get_or_insert(attr.mtime);
+        headers.ctime.get_or_insert(attr.ctime);
+        Ok(())
     }
 }

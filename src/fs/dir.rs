@@ -45,10 +45,10 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::cache::meta::PosixHeaders;
 use crate::config::PosixMetadata;
 use crate::fs::metadata::{Known, MetadataRequests, Sharing};
 use crate::fs::{DirEntry, Error, FileKind, Filesystem, Result, Stat, is_valid_name};
+use crate::object_format::PosixHeaders;
 use crate::store::{ListPage, ListedObject, ObjectStore, StoreError};
 
 /// Keys per ListObjectsV2 page: S3's maximum.

@@ -36,7 +36,7 @@ mod inode;
 mod metadata;
 mod namespace;
 mod read;
-mod symlink;
+mod special;
 mod write;
 
 pub use attrs::SetAttr;
@@ -162,6 +162,31 @@ pub enum FileKind {
     /// An object whose s3fs mode header says S_IFLNK; its body is the
     /// target. The namespace treats it as a file: only `stat` tells.
     Symlink,
+    /// An empty object whose mode header says FIFO, socket or device; as
+    /// with symlinks, only `stat` tells it from a file.
+    Special(SpecialKind),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecialKind {
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+impl FileKind {
+    /// What an object's `st_mode` file-type bits make of it.
+    fn of_object(mode: Option<u32>) -> FileKind {
+        match mode.map(|mode| mode & libc::S_IFMT) {
+            Some(libc::S_IFLNK) => FileKind::Symlink,
+            Some(libc::S_IFIFO) => FileKind::Special(SpecialKind::Fifo),
+            Some(libc::S_IFSOCK) => FileKind::Special(SpecialKind::Socket),
+            Some(libc::S_IFCHR) => FileKind::Special(SpecialKind::CharDevice),
+            Some(libc::S_IFBLK) => FileKind::Special(SpecialKind::BlockDevice),
+            _ => FileKind::File,
+        }
+    }
 }
 
 /// What the store says about an entry, before the mount options apply.
@@ -191,12 +216,16 @@ pub struct Attr {
     pub ino: u64,
     pub kind: FileKind,
     pub size: u64,
+    pub atime: SystemTime,
     pub mtime: SystemTime,
+    pub ctime: SystemTime,
     /// Permission bits only.
     pub perm: u16,
     pub uid: u32,
     pub gid: u32,
     pub nlink: u32,
+    /// Device number of a character or block device, else 0.
+    pub rdev: u64,
 }
 
 /// An answer the kernel may cache for `ttl`.
@@ -346,35 +375,44 @@ impl<S: ObjectStore> Filesystem<S> {
     /// over the mount options, unless the mount ignores them.
     fn attr(&self, ino: u64, kind: FileKind, stat: &Stat) -> Attr {
         let owner = &self.config.owner;
+        let none = PosixHeaders::default();
         let headers = match self.config.posix_metadata {
-            PosixMetadata::FromHeaders => stat.headers,
-            PosixMetadata::ListingOnly => PosixHeaders::default(),
+            PosixMetadata::FromHeaders => &stat.headers,
+            PosixMetadata::ListingOnly => &none,
         };
-        let is_symlink = headers
-            .mode
-            .is_some_and(|mode| mode & libc::S_IFMT == libc::S_IFLNK);
         let kind = match kind {
-            FileKind::File if is_symlink => FileKind::Symlink,
+            FileKind::File => FileKind::of_object(headers.mode),
             kind => kind,
         };
         let default_perm = match kind {
-            FileKind::File => owner.file_mode,
+            FileKind::File | FileKind::Special(_) => owner.file_mode,
             FileKind::Directory => owner.dir_mode,
             FileKind::Symlink => 0o777,
         };
+        // An object written by a tool that keeps no times was last changed,
+        // modified and (as far as anyone can tell) read when it was stored.
+        let mtime = headers.mtime.or(stat.mtime).unwrap_or(self.mounted_at);
         Attr {
             ino,
             kind,
             size: stat.size,
-            mtime: headers.mtime.or(stat.mtime).unwrap_or(self.mounted_at),
+            atime: headers.atime.unwrap_or(mtime),
+            mtime,
+            ctime: headers.ctime.unwrap_or(mtime),
             perm: headers
                 .mode
                 .map_or(default_perm, |mode| (mode & 0o7777) as u16),
             uid: headers.uid.unwrap_or(owner.uid),
             gid: headers.gid.unwrap_or(owner.gid),
             nlink: match kind {
-                FileKind::File | FileKind::Symlink => 1,
                 FileKind::Directory => 2,
+                _ => 1,
+            },
+            rdev: match kind {
+                FileKind::Special(SpecialKind::CharDevice | SpecialKind::BlockDevice) => {
+                    headers.rdev.unwrap_or(0)
+                }
+                _ => 0,
             },
         }
     }
@@ -416,7 +454,7 @@ impl<S: ObjectStore> Filesystem<S> {
         let inode = inodes.get(ino).ok_or(Error::NotFound)?;
         match inode.kind {
             FileKind::Directory => Ok(inode.key.clone()),
-            FileKind::File | FileKind::Symlink => Err(Error::NotADirectory),
+            FileKind::File | FileKind::Symlink | FileKind::Special(_) => Err(Error::NotADirectory),
         }
     }
 

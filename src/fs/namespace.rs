@@ -8,9 +8,9 @@
 use futures::StreamExt;
 use futures::stream;
 
-use crate::cache::meta::PosixHeaders;
-use crate::fs::write::s3fs_metadata;
+use crate::fs::write::replace_headers_keeping;
 use crate::fs::{Caller, Entry, Error, FileKind, Filesystem, Result, Stat, is_valid_name};
+use crate::object_format::{PosixHeaders, directory_marker_headers};
 use crate::store::{ObjectStore, StoreError};
 use crate::upload::{CopySource, copy_object};
 
@@ -67,14 +67,14 @@ impl<S: ObjectStore> Filesystem<S> {
             return Err(Error::InvalidArgument);
         }
         let key = format!("{parent_key}{name}/");
-        let headers = PosixHeaders {
-            mode: Some(libc::S_IFDIR | (mode & 0o7777)),
-            uid: Some(caller.uid),
-            gid: Some(caller.gid),
-            mtime: Some(SystemTime::now()),
-        };
+        let headers = PosixHeaders::created(
+            libc::S_IFDIR | (mode & 0o7777),
+            caller.uid,
+            caller.gid,
+            SystemTime::now(),
+        );
         self.store
-            .put(&key, Bytes::new(), &s3fs_metadata(&headers))
+            .put(&key, Bytes::new(), &directory_marker_headers(&headers))
             .await?;
         let stat = Stat {
             mtime: headers.mtime,
@@ -153,7 +153,7 @@ impl<S: ObjectStore> Filesystem<S> {
         let new_parent_key = self.directory_key(new_parent)?;
         let mut removed_old = Ok(());
         match source.attr.kind {
-            FileKind::File | FileKind::Symlink => {
+            FileKind::File | FileKind::Symlink | FileKind::Special(_) => {
                 if destination.is_some_and(|d| d.kind == FileKind::Directory) {
                     return Err(Error::IsADirectory);
                 }
@@ -171,7 +171,7 @@ impl<S: ObjectStore> Filesystem<S> {
                     None => None,
                 };
                 let etag = self
-                    .rename_file(source.attr.ino, source.attr.size, &old_key, &new_key)
+                    .rename_file(source.attr.ino, &old_key, &new_key)
                     .await?;
                 removed_old = self.remove_old_key(&old_key).await;
                 if let Some(open) = replaced.as_mut() {
@@ -185,6 +185,9 @@ impl<S: ObjectStore> Filesystem<S> {
                 if let Some(etag) = etag
                     && let Some(inode) = inodes.get_mut(source.attr.ino)
                 {
+                    if let Some(headers) = self.meta.headers().get(&new_key, &etag) {
+                        inode.stat.headers = headers;
+                    }
                     inode.stat.etag = etag;
                     inode.validated_at = std::time::Instant::now();
                 }
@@ -232,7 +235,7 @@ impl<S: ObjectStore> Filesystem<S> {
         self.contents.set(parent, name, None);
         let moved_kind = match source.attr.kind {
             FileKind::Directory => FileKind::Directory,
-            FileKind::File | FileKind::Symlink => FileKind::File,
+            FileKind::File | FileKind::Symlink | FileKind::Special(_) => FileKind::File,
         };
         self.contents.set(new_parent, new_name, Some(moved_kind));
         removed_old
@@ -241,16 +244,10 @@ impl<S: ObjectStore> Filesystem<S> {
     /// Puts a file's object under its new name (the old one stays, see
     /// `remove_old_key`); returns the ETag of the new object, when there is
     /// one yet.
-    async fn rename_file(
-        &self,
-        ino: u64,
-        size: u64,
-        old_key: &str,
-        new_key: &str,
-    ) -> Result<Option<String>> {
+    async fn rename_file(&self, ino: u64, old_key: &str, new_key: &str) -> Result<Option<String>> {
         let writer = self.writes.lock().unwrap().get(&ino).cloned();
         let Some(writer) = writer else {
-            return Ok(Some(self.copy_object(old_key, new_key, size).await?));
+            return Ok(Some(self.move_object(old_key, new_key).await?.0));
         };
         let mut open = writer.open.lock().await;
         if open.is_unlinked() {
@@ -272,12 +269,15 @@ impl<S: ObjectStore> Filesystem<S> {
             open.committed_object().map(|object| object.etag.clone())
         } else {
             let size = open.size;
-            let etag = self.copy_object(old_key, new_key, size).await?;
-            open.moved_to(CopySource {
-                key: new_key.to_owned(),
-                etag: etag.clone(),
-                size,
-            });
+            let (etag, carried) = self.move_object(old_key, new_key).await?;
+            open.moved_to(
+                CopySource {
+                    key: new_key.to_owned(),
+                    etag: etag.clone(),
+                    size,
+                },
+                carried,
+            );
             Some(etag)
         };
         Ok(etag)
@@ -297,6 +297,32 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     /// Copies a whole object, metadata included, whatever its size.
+    /// A renamed file's object under its new name: the same bytes and
+    /// metadata, with the new name's Content-Type and a new ctime, pinned to
+    /// the version the HEAD saw.
+    async fn move_object(&self, old_key: &str, new_key: &str) -> Result<(String, PosixHeaders)> {
+        let meta = self.store.head(old_key).await?;
+        let mut headers = PosixHeaders::from_user_metadata(&meta.user_metadata);
+        headers.ctime = Some(SystemTime::now());
+        let existing = meta.headers();
+        let source = CopySource {
+            key: old_key.to_owned(),
+            etag: meta.etag,
+            size: meta.size,
+        };
+        let etag = replace_headers_keeping(
+            &*self.store,
+            &source,
+            new_key,
+            &headers,
+            &existing,
+            &self.upload,
+        )
+        .await?;
+        self.meta.headers().insert(new_key, &etag, headers.clone());
+        Ok((etag, headers))
+    }
+
     async fn copy_object(&self, old_key: &str, new_key: &str, size: u64) -> Result<String> {
         Ok(copy_object(
             &*self.store,

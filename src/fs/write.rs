@@ -14,18 +14,17 @@
 //! (decimal `st_mode`, type bits included), `-uid`, `-gid`, and `-mtime`
 //! (epoch seconds), so buckets written by either read the same under both.
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt, stream};
 
-use crate::cache::meta::PosixHeaders;
 use crate::config::WriteMode;
 use crate::fs::{Entry, Error, FileKind, Filesystem, Result, Stat, is_valid_name};
-use crate::store::ObjectStore;
+use crate::object_format::{PosixHeaders, new_object_headers};
+use crate::store::{ObjectHeaders, ObjectStore};
 use crate::upload::CopySource;
 
 mod state;
@@ -38,33 +37,20 @@ pub(super) use writer::{Discard, LetGo, SharedWriter, WriterRef, WriterTable, di
 /// round trips, few enough that each one's parts still get the bandwidth.
 const SHUTDOWN_PARALLELISM: usize = 4;
 
-/// User metadata in s3fs-fuse's format.
-pub(super) fn s3fs_metadata(headers: &PosixHeaders) -> HashMap<String, String> {
-    let mut metadata = HashMap::new();
-    if let Some(mode) = headers.mode {
-        metadata.insert("mode".to_owned(), mode.to_string());
-    }
-    if let Some(uid) = headers.uid {
-        metadata.insert("uid".to_owned(), uid.to_string());
-    }
-    if let Some(gid) = headers.gid {
-        metadata.insert("gid".to_owned(), gid.to_string());
-    }
-    if let Some(mtime) = headers.mtime {
-        let seconds = mtime.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        metadata.insert("mtime".to_owned(), seconds.to_string());
-    }
-    metadata
-}
-
-/// The metadata a streamed upload is created with, before the file is
-/// complete: without `mtime`, so that the object's Last-Modified (its
-/// completion) stands for it, as s3fs reads an object without the header.
-fn streamed_metadata(headers: &PosixHeaders) -> HashMap<String, String> {
-    s3fs_metadata(&PosixHeaders {
-        mtime: None,
-        ..*headers
-    })
+/// The headers a streamed upload is created with, before the file is
+/// complete: without times, so that the object's Last-Modified (its
+/// completion) stands for them, as s3fs reads an object without them, and no
+/// copy is needed to correct them afterwards.
+fn streamed_headers(key: &str, headers: &PosixHeaders) -> ObjectHeaders {
+    new_object_headers(
+        key,
+        &PosixHeaders {
+            atime: None,
+            ctime: None,
+            mtime: None,
+            ..headers.clone()
+        },
+    )
 }
 
 fn upload_io(error: std::io::Error) -> Error {
@@ -156,7 +142,7 @@ impl<S: ObjectStore> Filesystem<S> {
         );
         let staging = self.staging.stage();
         if truncate {
-            let mut open = OpenWrite::empty(ino, key, staging, stat.headers);
+            let mut open = OpenWrite::empty(ino, key, staging, stat.headers.clone());
             if stat.size == 0 && !stat.etag.is_empty() {
                 // Already empty: O_TRUNC changes nothing but the times.
                 open = OpenWrite::staged_from(
@@ -194,7 +180,7 @@ impl<S: ObjectStore> Filesystem<S> {
     pub(super) fn update_local_stat(&self, open: &OpenWrite) {
         if let Some(inode) = self.inodes.lock().unwrap().get_mut(open.ino) {
             inode.stat.size = open.size;
-            inode.stat.headers = open.headers;
+            inode.stat.headers = open.headers.clone();
             inode.stat.mtime = open.headers.mtime.or(inode.stat.mtime);
         }
     }
@@ -237,7 +223,9 @@ impl<S: ObjectStore> Filesystem<S> {
             }
         };
         log::debug!("committed {} ({} bytes, ETag {etag})", open.key, open.size);
-        self.meta.headers().insert(&open.key, &etag, open.headers);
+        self.meta
+            .headers()
+            .insert(&open.key, &etag, open.headers.clone());
         let mut inodes = self.inodes.lock().unwrap();
         if let Some(inode) = inodes.get_mut(open.ino) {
             inode.stat.etag = etag;
@@ -318,17 +306,17 @@ impl<S: ObjectStore> Filesystem<S> {
             return Err(Error::InvalidArgument);
         }
         let key = format!("{parent_key}{name}");
-        let headers = PosixHeaders {
-            mode: Some(libc::S_IFREG | (mode & 0o7777)),
-            uid: Some(caller.uid),
-            gid: Some(caller.gid),
-            mtime: Some(SystemTime::now()),
-        };
+        let headers = PosixHeaders::created(
+            libc::S_IFREG | (mode & 0o7777),
+            caller.uid,
+            caller.gid,
+            SystemTime::now(),
+        );
         let stat = Stat {
             size: 0,
             mtime: headers.mtime,
             etag: String::new(),
-            headers,
+            headers: headers.clone(),
         };
         let entry = self.remember(parent, name, FileKind::File, key.clone(), stat.clone());
         let ino = entry.attr.ino;

@@ -27,7 +27,7 @@ use tokio::runtime::Handle;
 
 use bytes::Bytes;
 
-use crate::fs::{self, Attr, Caller, Entry, FileKind, OpenIntent, PageCache, SetAttr};
+use crate::fs::{self, Attr, Caller, Entry, FileKind, OpenIntent, PageCache, SetAttr, SpecialKind};
 use crate::store::ObjectStore;
 
 /// Readahead we ask the kernel for; it caps this at what it supports. Large,
@@ -91,20 +91,25 @@ fn file_attr(attr: &Attr) -> FileAttr {
         ino: INodeNo(attr.ino),
         size: attr.size,
         blocks: attr.size.div_ceil(512),
-        atime: attr.mtime,
+        atime: attr.atime,
         mtime: attr.mtime,
-        ctime: attr.mtime,
+        ctime: attr.ctime,
         crtime: UNIX_EPOCH,
         kind: match attr.kind {
             FileKind::File => FileType::RegularFile,
             FileKind::Directory => FileType::Directory,
             FileKind::Symlink => FileType::Symlink,
+            FileKind::Special(SpecialKind::Fifo) => FileType::NamedPipe,
+            FileKind::Special(SpecialKind::Socket) => FileType::Socket,
+            FileKind::Special(SpecialKind::CharDevice) => FileType::CharDevice,
+            FileKind::Special(SpecialKind::BlockDevice) => FileType::BlockDevice,
         },
         perm: attr.perm,
         nlink: attr.nlink,
         uid: attr.uid,
         gid: attr.gid,
-        rdev: 0,
+        // The kernel's FUSE attributes hold a 32-bit device number.
+        rdev: u32::try_from(attr.rdev).unwrap_or(0),
         blksize: REPORTED_BLOCK_SIZE,
         flags: 0,
     }
@@ -411,7 +416,7 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         uid: Option<u32>,
         gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<fuser::TimeOrNow>,
+        atime: Option<fuser::TimeOrNow>,
         mtime: Option<fuser::TimeOrNow>,
         _ctime: Option<SystemTime>,
         _fh: Option<FileHandle>,
@@ -422,15 +427,20 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         reply: ReplyAttr,
     ) {
         let _ = req;
+        // UTIME_OMIT arrives as None; UTIME_NOW is resolved here, once, so
+        // that atime and mtime set together are equal.
+        let now = SystemTime::now();
+        let resolve = |time: fuser::TimeOrNow| match time {
+            fuser::TimeOrNow::SpecificTime(time) => time,
+            fuser::TimeOrNow::Now => now,
+        };
         let change = SetAttr {
             size,
             mode,
             uid,
             gid,
-            mtime: mtime.map(|time| match time {
-                fuser::TimeOrNow::SpecificTime(time) => time,
-                fuser::TimeOrNow::Now => SystemTime::now(),
-            }),
+            atime: atime.map(resolve),
+            mtime: mtime.map(resolve),
         };
         let fs = Arc::clone(&self.fs);
         self.run(async move {
@@ -443,17 +453,29 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
 
     fn mknod(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _rdev: u32,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
-        // Regular files come through create; devices, FIFOs and sockets
-        // cannot be objects.
-        reply.error(Errno::EPERM);
+        let Some(name) = name_of(name) else {
+            return reply.error(Errno::EINVAL);
+        };
+        let caller = caller(req);
+        let fs = Arc::clone(&self.fs);
+        self.run(async move {
+            let mode = (mode & libc::S_IFMT) | (mode & 0o7777 & !umask);
+            match fs
+                .mknod(parent.0, &name, mode, u64::from(rdev), caller)
+                .await
+            {
+                Ok(entry) => reply_entry(reply, &entry),
+                Err(error) => reply.error(failure("mknod", parent.0, &error)),
+            }
+        });
     }
 
     fn mkdir(

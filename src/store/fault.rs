@@ -25,7 +25,10 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{FailureKind, ListPage, ObjectMeta, ObjectStore, PendingUploadPage, StoreError, Verb};
+use super::{
+    FailureKind, ListPage, ObjectHeaders, ObjectMeta, ObjectStore, PendingUploadPage, StoreError,
+    Verb,
+};
 
 /// What happens to a request a rule selects.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -305,18 +308,18 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
         &self,
         key: &str,
         body: Bytes,
-        user_metadata: &HashMap<String, String>,
+        headers: &ObjectHeaders,
     ) -> Result<String, StoreError> {
-        let request = self.inner.put(key, body, user_metadata);
+        let request = self.inner.put(key, body, headers);
         self.apply(Verb::Put, key, request).await
     }
 
     async fn create_multipart(
         &self,
         key: &str,
-        user_metadata: &HashMap<String, String>,
+        headers: &ObjectHeaders,
     ) -> Result<String, StoreError> {
-        let request = self.inner.create_multipart(key, user_metadata);
+        let request = self.inner.create_multipart(key, headers);
         self.apply(Verb::CreateMultipart, key, request).await
     }
 
@@ -375,11 +378,11 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
         source_key: &str,
         destination_key: &str,
         source_etag: Option<&str>,
-        user_metadata: Option<&HashMap<String, String>>,
+        headers: Option<&ObjectHeaders>,
     ) -> Result<String, StoreError> {
         let request = self
             .inner
-            .copy(source_key, destination_key, source_etag, user_metadata);
+            .copy(source_key, destination_key, source_etag, headers);
         self.apply(Verb::Copy, source_key, request).await
     }
 
@@ -476,8 +479,13 @@ mod tests {
             .unwrap();
         block_on(async {
             let started = tokio::time::Instant::now();
-            let result =
-                ObjectStore::put(&store, "k", Bytes::from_static(b"new"), &HashMap::new()).await;
+            let result = ObjectStore::put(
+                &store,
+                "k",
+                Bytes::from_static(b"new"),
+                &ObjectHeaders::default(),
+            )
+            .await;
             assert!(matches!(result, Err(StoreError::Timeout)));
             assert!(started.elapsed() >= Duration::from_millis(100));
         });
@@ -499,7 +507,7 @@ mod tests {
             &store,
             "k",
             Bytes::from_static(b"new"),
-            &HashMap::new(),
+            &ObjectHeaders::default(),
         ));
         assert!(matches!(result, Err(StoreError::Timeout)));
         assert_eq!(store.inner().get("k").unwrap().0, &b"new"[..]);
@@ -594,7 +602,7 @@ mod tests {
                 )
                 .unwrap();
         }
-        let none = HashMap::new();
+        let none = ObjectHeaders::default();
         let body = || Bytes::from_static(b"x");
         let results = block_on(async {
             [

@@ -32,7 +32,8 @@ use std::time::{Duration, SystemTime};
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    ListPage, ListedObject, ObjectMeta, ObjectStore, PendingUpload, PendingUploadPage, StoreError,
+    ListPage, ListedObject, ObjectHeaders, ObjectMeta, ObjectStore, PendingUpload,
+    PendingUploadPage, StoreError,
 };
 
 const DELIMITER: char = '/';
@@ -59,7 +60,8 @@ struct StoredObject {
     data: Bytes,
     etag: String,
     last_modified: SystemTime,
-    user_metadata: HashMap<String, String>,
+    /// User metadata names lower-cased, as S3 does.
+    headers: ObjectHeaders,
 }
 
 /// A multipart upload neither completed nor aborted.
@@ -67,7 +69,7 @@ struct StoredObject {
 struct Upload {
     key: String,
     initiated: SystemTime,
-    user_metadata: HashMap<String, String>,
+    headers: ObjectHeaders,
     /// By part number; uploading a number again replaces the part.
     parts: BTreeMap<u32, StoredPart>,
 }
@@ -104,7 +106,7 @@ impl State {
         &mut self,
         key: &str,
         data: Bytes,
-        user_metadata: HashMap<String, String>,
+        headers: ObjectHeaders,
         parts: Option<usize>,
     ) -> String {
         let serial = self.next_serial();
@@ -116,7 +118,7 @@ impl State {
             data,
             etag: etag.clone(),
             last_modified: SystemTime::now(),
-            user_metadata,
+            headers,
         };
         self.objects.insert(key.to_owned(), object);
         etag
@@ -188,8 +190,18 @@ impl MemoryStore {
         data: impl Into<Bytes>,
         user_metadata: HashMap<String, String>,
     ) -> String {
+        let headers = ObjectHeaders {
+            user_metadata,
+            content_type: None,
+        };
         self.lock()
-            .insert_object(key, data.into(), lower_cased(&user_metadata), None)
+            .insert_object(key, data.into(), lower_cased(&headers), None)
+    }
+
+    /// The Content-Type `key` was stored with, without counting a request.
+    pub fn content_type(&self, key: &str) -> Option<String> {
+        let state = self.lock();
+        state.objects.get(key)?.headers.content_type.clone()
     }
 
     /// The data and user metadata of `key`, without counting a request.
@@ -197,7 +209,7 @@ impl MemoryStore {
         self.lock()
             .objects
             .get(key)
-            .map(|object| (object.data.clone(), object.user_metadata.clone()))
+            .map(|object| (object.data.clone(), object.headers.user_metadata.clone()))
     }
 
     /// Multipart uploads neither completed nor aborted: what a bucket
@@ -290,7 +302,8 @@ impl ObjectStore for MemoryStore {
             size: object.data.len() as u64,
             etag: object.etag.clone(),
             last_modified: object.last_modified,
-            user_metadata: object.user_metadata.clone(),
+            user_metadata: object.headers.user_metadata.clone(),
+            content_type: object.headers.content_type.clone(),
         })
     }
 
@@ -382,17 +395,17 @@ impl ObjectStore for MemoryStore {
         &self,
         key: &str,
         body: Bytes,
-        user_metadata: &HashMap<String, String>,
+        headers: &ObjectHeaders,
     ) -> Result<String, StoreError> {
         let mut state = self.lock();
         state.begin(Verb::Put, key)?;
-        Ok(state.insert_object(key, body, lower_cased(user_metadata), None))
+        Ok(state.insert_object(key, body, lower_cased(headers), None))
     }
 
     async fn create_multipart(
         &self,
         key: &str,
-        user_metadata: &HashMap<String, String>,
+        headers: &ObjectHeaders,
     ) -> Result<String, StoreError> {
         let mut state = self.lock();
         state.begin(Verb::CreateMultipart, key)?;
@@ -400,7 +413,7 @@ impl ObjectStore for MemoryStore {
         let upload = Upload {
             key: key.to_owned(),
             initiated: SystemTime::now(),
-            user_metadata: lower_cased(user_metadata),
+            headers: lower_cased(headers),
             parts: BTreeMap::new(),
         };
         state.uploads.insert(upload_id.clone(), upload);
@@ -514,7 +527,7 @@ impl ObjectStore for MemoryStore {
             .uploads
             .remove(upload_id)
             .expect("the upload was found above under the same lock");
-        Ok(state.insert_object(key, data.freeze(), upload.user_metadata, Some(chosen.len())))
+        Ok(state.insert_object(key, data.freeze(), upload.headers, Some(chosen.len())))
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
@@ -537,23 +550,23 @@ impl ObjectStore for MemoryStore {
         source_key: &str,
         destination_key: &str,
         source_etag: Option<&str>,
-        user_metadata: Option<&HashMap<String, String>>,
+        headers: Option<&ObjectHeaders>,
     ) -> Result<String, StoreError> {
         let mut state = self.lock();
         state.begin(Verb::Copy, source_key)?;
         let source = state.copy_source(source_key, source_etag)?;
-        let user_metadata = match user_metadata {
-            Some(user_metadata) => lower_cased(user_metadata),
+        let headers = match headers {
+            Some(headers) => lower_cased(headers),
             None if source_key == destination_key => {
                 return Err(rejected(
                     "InvalidRequest",
                     format!("copy of {source_key} onto itself changes nothing"),
                 ));
             }
-            None => source.user_metadata.clone(),
+            None => source.headers.clone(),
         };
         let data = source.data.clone();
-        Ok(state.insert_object(destination_key, data, user_metadata, None))
+        Ok(state.insert_object(destination_key, data, headers, None))
     }
 
     async fn list_multipart_uploads(
@@ -591,11 +604,15 @@ fn etag_matches(pinned: Option<&str>, etag: &str) -> bool {
 }
 
 /// Metadata names as S3 stores them.
-fn lower_cased(user_metadata: &HashMap<String, String>) -> HashMap<String, String> {
-    user_metadata
-        .iter()
-        .map(|(name, value)| (name.to_lowercase(), value.clone()))
-        .collect()
+fn lower_cased(headers: &ObjectHeaders) -> ObjectHeaders {
+    ObjectHeaders {
+        user_metadata: headers
+            .user_metadata
+            .iter()
+            .map(|(name, value)| (name.to_lowercase(), value.clone()))
+            .collect(),
+        content_type: headers.content_type.clone(),
+    }
 }
 
 fn check_part_number(part_number: u32) -> Result<(), StoreError> {
@@ -850,7 +867,7 @@ mod tests {
             &store,
             "k",
             Bytes::from_static(b"body"),
-            &metadata(&[("Mode", "0644")]),
+            &metadata(&[("Mode", "0644")]).into(),
         ))
         .unwrap();
         let (data, user_metadata) = store.get("k").unwrap();
@@ -859,8 +876,13 @@ mod tests {
         assert_eq!(block_on(store.head("k")).unwrap().etag, etag);
         assert_eq!(store.request_count(Verb::Put), 1);
 
-        let second =
-            block_on(ObjectStore::put(&store, "k", Bytes::new(), &HashMap::new())).unwrap();
+        let second = block_on(ObjectStore::put(
+            &store,
+            "k",
+            Bytes::new(),
+            &ObjectHeaders::default(),
+        ))
+        .unwrap();
         assert_ne!(second, etag);
         assert_eq!(store.get("k").unwrap(), (Bytes::new(), HashMap::new()));
     }
@@ -869,7 +891,8 @@ mod tests {
     fn multipart_concatenates_listed_parts_in_order() {
         let store = MemoryStore::new();
         store.put("k", "old");
-        let upload = block_on(store.create_multipart("k", &metadata(&[("A", "1")]))).unwrap();
+        let upload =
+            block_on(store.create_multipart("k", &metadata(&[("A", "1")]).into())).unwrap();
         assert_eq!(store.pending_uploads(), 1);
         let first = block_on(store.upload_part("k", &upload, 1, part_of(MIN_PART, b'a'))).unwrap();
         // Replaced by the next upload of the same number, as in S3.
@@ -914,7 +937,7 @@ mod tests {
     #[test]
     fn complete_rejects_what_s3_rejects_and_keeps_the_upload() {
         let store = MemoryStore::new();
-        let upload = block_on(store.create_multipart("k", &HashMap::new())).unwrap();
+        let upload = block_on(store.create_multipart("k", &ObjectHeaders::default())).unwrap();
         let small = block_on(store.upload_part("k", &upload, 1, part_of(MIN_PART - 1, 0))).unwrap();
         let last = block_on(store.upload_part("k", &upload, 2, part_of(1, 1))).unwrap();
         let complete = |parts: &[(u32, String)]| {
@@ -946,7 +969,7 @@ mod tests {
     #[test]
     fn uploads_are_tied_to_their_key_and_part_numbers_are_bounded() {
         let store = MemoryStore::new();
-        let upload = block_on(store.create_multipart("k", &HashMap::new())).unwrap();
+        let upload = block_on(store.create_multipart("k", &ObjectHeaders::default())).unwrap();
         let err = block_on(store.upload_part("other", &upload, 1, part_of(1, 0))).unwrap_err();
         assert_eq!(rejection_code(err), "NoSuchUpload");
         let err = block_on(store.upload_part("k", "no-such-id", 1, part_of(1, 0))).unwrap_err();
@@ -961,7 +984,7 @@ mod tests {
     #[test]
     fn abort_drops_the_parts() {
         let store = MemoryStore::new();
-        let upload = block_on(store.create_multipart("k", &HashMap::new())).unwrap();
+        let upload = block_on(store.create_multipart("k", &ObjectHeaders::default())).unwrap();
         let part = block_on(store.upload_part("k", &upload, 1, part_of(1, 0))).unwrap();
         block_on(store.abort_multipart("k", &upload)).unwrap();
         assert_eq!(store.pending_uploads(), 0);
@@ -979,7 +1002,7 @@ mod tests {
         let mut body = vec![b's'; MIN_PART];
         body.extend_from_slice(b"tail");
         let source_etag = store.put("source", body);
-        let upload = block_on(store.create_multipart("k", &HashMap::new())).unwrap();
+        let upload = block_on(store.create_multipart("k", &ObjectHeaders::default())).unwrap();
         let copy = |number, range: Range<u64>, etag: Option<&str>| {
             block_on(store.upload_part_copy("k", &upload, number, "source", range, etag))
         };
@@ -1021,7 +1044,7 @@ mod tests {
         );
         assert_eq!(block_on(store.head("kept")).unwrap().etag, kept);
 
-        let replaced = metadata(&[("Mode", "0600")]);
+        let replaced = metadata(&[("Mode", "0600")]).into();
         block_on(store.copy("src", "replaced", None, Some(&replaced))).unwrap();
         assert_eq!(
             store.get("replaced").unwrap().1,
@@ -1031,7 +1054,7 @@ mod tests {
         // Only a metadata change may copy an object onto itself.
         let err = block_on(store.copy("src", "src", None, None)).unwrap_err();
         assert_eq!(rejection_code(err), "InvalidRequest");
-        block_on(store.copy("src", "src", Some(&etag), Some(&HashMap::new()))).unwrap();
+        block_on(store.copy("src", "src", Some(&etag), Some(&ObjectHeaders::default()))).unwrap();
         assert_eq!(
             store.get("src").unwrap(),
             (Bytes::from("data"), HashMap::new())
@@ -1071,13 +1094,13 @@ mod tests {
             Verb::Delete,
             Verb::Copy,
         ];
-        let upload = block_on(store.create_multipart("k", &HashMap::new())).unwrap();
+        let upload = block_on(store.create_multipart("k", &ObjectHeaders::default())).unwrap();
         let part = block_on(store.upload_part("k", &upload, 1, part_of(1, 0))).unwrap();
         for verb in verbs {
             store.fail_next(verb, FailureKind::Timeout, 1);
         }
         let body = Bytes::from_static(b"new");
-        let none = HashMap::new();
+        let none = ObjectHeaders::default();
         let results = [
             block_on(ObjectStore::put(&store, "src", body.clone(), &none)).map(drop),
             block_on(store.create_multipart("k", &none)).map(drop),

@@ -24,6 +24,29 @@ pub struct ObjectMeta {
     pub last_modified: SystemTime,
     /// User metadata (`x-amz-meta-*`) with the prefix removed and names lower-cased.
     pub user_metadata: HashMap<String, String>,
+    /// `None` when the store sends none.
+    pub content_type: Option<String>,
+}
+
+impl ObjectMeta {
+    /// What a copy of this object that replaces its metadata must carry to
+    /// keep everything it did not mean to change.
+    pub fn headers(&self) -> ObjectHeaders {
+        ObjectHeaders {
+            user_metadata: self.user_metadata.clone(),
+            content_type: self.content_type.clone(),
+        }
+    }
+}
+
+/// What a new object carries besides its bytes. A copy that replaces
+/// metadata replaces both, so both travel together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectHeaders {
+    /// `x-amz-meta-*` names without the prefix.
+    pub user_metadata: HashMap<String, String>,
+    /// `None` leaves it to the store (S3: `binary/octet-stream`).
+    pub content_type: Option<String>,
 }
 
 /// An object as a listing reports it: no user metadata.
@@ -44,6 +67,16 @@ pub struct ListPage {
     pub common_prefixes: Vec<String>,
     /// Continuation token for the next page; `None` on the last page.
     pub next: Option<String>,
+}
+
+impl From<HashMap<String, String>> for ObjectHeaders {
+    /// User metadata alone; the store picks the Content-Type.
+    fn from(user_metadata: HashMap<String, String>) -> Self {
+        ObjectHeaders {
+            user_metadata,
+            content_type: None,
+        }
+    }
 }
 
 /// A multipart upload neither completed nor aborted, as ListMultipartUploads
@@ -221,14 +254,13 @@ pub trait ObjectStore: Send + Sync + 'static {
         max_keys: u32,
     ) -> impl Future<Output = Result<ListPage, StoreError>> + Send;
 
-    /// PutObject: creates or replaces `key` with `body` and user metadata
-    /// (names without the `x-amz-meta-` prefix). Returns the new ETag. The
-    /// object appears whole or not at all.
+    /// PutObject: creates or replaces `key` with `body` and `headers`.
+    /// Returns the new ETag. The object appears whole or not at all.
     fn put(
         &self,
         key: &str,
         body: Bytes,
-        user_metadata: &HashMap<String, String>,
+        headers: &ObjectHeaders,
     ) -> impl Future<Output = Result<String, StoreError>> + Send;
 
     /// CreateMultipartUpload; returns the upload id. The caller must end the
@@ -236,7 +268,7 @@ pub trait ObjectStore: Send + Sync + 'static {
     fn create_multipart(
         &self,
         key: &str,
-        user_metadata: &HashMap<String, String>,
+        headers: &ObjectHeaders,
     ) -> impl Future<Output = Result<String, StoreError>> + Send;
 
     /// UploadPart (numbers from 1); returns the part's ETag.
@@ -280,8 +312,9 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// DeleteObject. Deleting a missing key succeeds, as in S3.
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// CopyObject (single request: sources up to 5 GiB). With `user_metadata`
-    /// the copy's metadata is replaced (directive REPLACE), else copied.
+    /// CopyObject (single request: sources up to 5 GiB). With `headers` the
+    /// copy's user metadata and Content-Type are replaced (directive
+    /// REPLACE), else copied.
     /// With `source_etag`, fails with `PreconditionFailed` if the source
     /// changed. Returns the new object's ETag.
     fn copy(
@@ -289,7 +322,7 @@ pub trait ObjectStore: Send + Sync + 'static {
         source_key: &str,
         destination_key: &str,
         source_etag: Option<&str>,
-        user_metadata: Option<&HashMap<String, String>>,
+        headers: Option<&ObjectHeaders>,
     ) -> impl Future<Output = Result<String, StoreError>> + Send;
 
     /// One page (at most `max_uploads`) of ListMultipartUploads under

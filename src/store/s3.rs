@@ -59,8 +59,8 @@ use self::resume::{ResumedBody, body_error};
 use self::retry::{Attempts, Retry, classify};
 use self::transport::Bounds;
 use super::{
-    ListPage, ListedObject, ObjectMeta, ObjectStore, PendingUpload, PendingUploadPage, StoreError,
-    Verb,
+    ListPage, ListedObject, ObjectHeaders, ObjectMeta, ObjectStore, PendingUpload,
+    PendingUploadPage, StoreError, Verb,
 };
 use crate::config::StoreConfig;
 
@@ -194,6 +194,7 @@ impl ObjectStore for S3Store {
             etag: output.e_tag.unwrap_or_default(),
             last_modified: to_system_time(output.last_modified.as_ref()),
             user_metadata,
+            content_type: output.content_type,
         })
     }
 
@@ -354,7 +355,7 @@ impl ObjectStore for S3Store {
         &self,
         key: &str,
         body: Bytes,
-        user_metadata: &HashMap<String, String>,
+        headers: &ObjectHeaders,
     ) -> Result<String, StoreError> {
         let output = self
             .send(Verb::Put, key, || {
@@ -363,7 +364,8 @@ impl ObjectStore for S3Store {
                     .bucket(&self.bucket)
                     .key(key)
                     .body(ByteStream::from(body.clone()))
-                    .set_metadata(non_empty(user_metadata))
+                    .set_metadata(non_empty(&headers.user_metadata))
+                    .set_content_type(headers.content_type.clone())
                     .send()
             })
             .await
@@ -374,7 +376,7 @@ impl ObjectStore for S3Store {
     async fn create_multipart(
         &self,
         key: &str,
-        user_metadata: &HashMap<String, String>,
+        headers: &ObjectHeaders,
     ) -> Result<String, StoreError> {
         let output = self
             .send(Verb::CreateMultipart, key, || {
@@ -382,7 +384,8 @@ impl ObjectStore for S3Store {
                     .create_multipart_upload()
                     .bucket(&self.bucket)
                     .key(key)
-                    .set_metadata(non_empty(user_metadata))
+                    .set_metadata(non_empty(&headers.user_metadata))
+                    .set_content_type(headers.content_type.clone())
                     .send()
             })
             .await
@@ -528,9 +531,9 @@ impl ObjectStore for S3Store {
         source_key: &str,
         destination_key: &str,
         source_etag: Option<&str>,
-        user_metadata: Option<&HashMap<String, String>>,
+        headers: Option<&ObjectHeaders>,
     ) -> Result<String, StoreError> {
-        let directive = match user_metadata {
+        let directive = match headers {
             Some(_) => MetadataDirective::Replace,
             None => MetadataDirective::Copy,
         };
@@ -542,7 +545,8 @@ impl ObjectStore for S3Store {
                     .key(destination_key)
                     .copy_source(copy_source(&self.bucket, source_key))
                     .metadata_directive(directive.clone())
-                    .set_metadata(user_metadata.and_then(non_empty))
+                    .set_metadata(headers.and_then(|headers| non_empty(&headers.user_metadata)))
+                    .set_content_type(headers.and_then(|headers| headers.content_type.clone()))
                     .set_copy_source_if_match(source_etag.map(str::to_owned))
                     .send()
             })

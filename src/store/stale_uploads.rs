@@ -138,7 +138,7 @@ fn shell_quote(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
+    use crate::store::ObjectHeaders;
 
     use super::*;
     use crate::store::memory::MemoryStore;
@@ -156,7 +156,7 @@ mod tests {
         let now = SystemTime::now();
         let day = Duration::from_secs(24 * 3600);
         let start = |key: &str, age: Duration| {
-            let id = block_on(store.create_multipart(key, &HashMap::new())).unwrap();
+            let id = block_on(store.create_multipart(key, &ObjectHeaders::default())).unwrap();
             store.set_upload_initiated(&id, now - age);
             id
         };

@@ -1,14 +1,14 @@
 //! Server-side copies of any size, and the bookkeeping that lets a commit
 //! copy the parts of a file that did not change instead of uploading them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use futures::StreamExt;
 use futures::stream;
 
 use super::{MIB, UploadConfig, UploadError, complete_or_abort, part_size_for};
-use crate::store::ObjectStore;
+use crate::store::{ObjectHeaders, ObjectStore};
 
 /// Parts of a multipart copy: large, since no byte passes through us, and
 /// S3 takes copy parts up to 5 GiB.
@@ -78,26 +78,26 @@ impl Unchanged<'_> {
 
 /// Copies `source_key` (of `size` bytes, pinned to `source_etag`) to
 /// `destination_key`: one CopyObject up to `config.max_single_copy_bytes`,
-/// else a multipart upload of UploadPartCopy parts. `user_metadata` replaces
-/// the source's metadata when given; a multipart copy needs it given, since
-/// it cannot copy metadata by itself. Returns the new ETag.
+/// else a multipart upload of UploadPartCopy parts. `headers` replace the
+/// source's metadata and Content-Type when given; a multipart copy cannot
+/// copy them by itself, so it reads them first. Returns the new ETag.
 pub async fn copy_object<S: ObjectStore>(
     store: &S,
     source_key: &str,
     destination_key: &str,
     size: u64,
     source_etag: Option<&str>,
-    user_metadata: Option<&HashMap<String, String>>,
+    headers: Option<&ObjectHeaders>,
     config: &UploadConfig,
 ) -> Result<String, UploadError> {
     if size <= config.max_single_copy_bytes {
         return Ok(store
-            .copy(source_key, destination_key, source_etag, user_metadata)
+            .copy(source_key, destination_key, source_etag, headers)
             .await?);
     }
-    let metadata = match user_metadata {
-        Some(metadata) => metadata.clone(),
-        None => store.head(source_key).await?.user_metadata,
+    let metadata = match headers {
+        Some(headers) => headers.clone(),
+        None => store.head(source_key).await?.headers(),
     };
     let part = part_size_for(size, COPY_PART_BYTES).min(config.max_single_copy_bytes);
     let upload_id = store.create_multipart(destination_key, &metadata).await?;

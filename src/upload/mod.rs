@@ -17,7 +17,6 @@
 //! store) is reserved from one `WriteBudget` first, so all writers together
 //! stay within `--max-write-buffer`; when it is spent, writers wait.
 
-use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 
@@ -26,7 +25,7 @@ use futures::StreamExt;
 use futures::stream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::store::{ObjectStore, StoreError};
+use crate::store::{ObjectHeaders, ObjectStore, StoreError};
 
 mod copy;
 mod staging;
@@ -172,14 +171,14 @@ impl Staging {
         Ok(())
     }
 
-    /// Uploads `size` staged bytes as `key` with `user_metadata`; returns the
+    /// Uploads `size` staged bytes as `key` with `headers`; returns the
     /// new ETag. The object changes only if this succeeds.
     pub async fn commit<S: ObjectStore>(
         &self,
         store: &S,
         key: &str,
         size: u64,
-        user_metadata: &HashMap<String, String>,
+        headers: &ObjectHeaders,
         unchanged: Option<Unchanged<'_>>,
         config: &UploadConfig,
     ) -> Result<String, UploadError> {
@@ -187,9 +186,9 @@ impl Staging {
         if size <= part {
             let _memory = config.budget.reserve(size).await;
             let body = self.read_at(0, size as usize).await?;
-            return Ok(store.put(key, body, user_metadata).await?);
+            return Ok(store.put(key, body, headers).await?);
         }
-        let upload_id = store.create_multipart(key, user_metadata).await?;
+        let upload_id = store.create_multipart(key, headers).await?;
         let parts = self.upload_parts(store, key, &upload_id, size, unchanged, config);
         complete_or_abort(store, key, &upload_id, parts).await
     }

@@ -12,14 +12,14 @@
 //! stream while nothing has been dropped, and fall back to uploading the
 //! whole staged file at commit.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
 use super::{MIB, MIN_PART_SIZE_BYTES, Staging, UploadConfig, UploadError, abort_quietly};
-use crate::store::{ObjectStore, StoreError};
+use crate::store::{ObjectHeaders, ObjectStore, StoreError};
 
 /// S3's largest part.
 const MAX_PART_SIZE_BYTES: u64 = 5 * 1024 * MIB;
@@ -39,7 +39,7 @@ struct MultipartUpload {
     /// The key the upload was created for; a rename does not move it.
     key: String,
     id: String,
-    created_with: HashMap<String, String>,
+    created_with: ObjectHeaders,
 }
 
 struct PartInFlight {
@@ -91,7 +91,7 @@ impl StreamingUpload {
     }
 
     /// The user metadata the upload was created with.
-    pub fn created_with(&self) -> Option<&HashMap<String, String>> {
+    pub fn created_with(&self) -> Option<&ObjectHeaders> {
         self.upload.as_ref().map(|upload| &upload.created_with)
     }
 
@@ -130,7 +130,7 @@ impl StreamingUpload {
         staging: &Staging,
         store: &Arc<S>,
         key: &str,
-        metadata: &HashMap<String, String>,
+        metadata: &ObjectHeaders,
         size: u64,
         config: &UploadConfig,
     ) -> Result<(), UploadError> {
@@ -177,7 +177,7 @@ impl StreamingUpload {
         if self.cut_through < size {
             let len = size - self.cut_through;
             self.short_tail = Some(self.next_number);
-            self.start_part(staging, store, &key, &HashMap::new(), len, config)
+            self.start_part(staging, store, &key, &ObjectHeaders::default(), len, config)
                 .await?;
         }
         while !self.in_flight.is_empty() {
@@ -259,7 +259,7 @@ impl StreamingUpload {
         staging: &Staging,
         store: &Arc<S>,
         key: &str,
-        metadata: &HashMap<String, String>,
+        metadata: &ObjectHeaders,
         len: u64,
         config: &UploadConfig,
     ) -> Result<(), UploadError> {

@@ -14,18 +14,17 @@
 //! refuses to hand out bytes it gave back to the disk, so a file whose
 //! bytes left staging fails its commit rather than uploading zeros.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::cache::meta::PosixHeaders;
 use crate::fs::Error;
-use crate::store::{ObjectStore, StoreError};
+use crate::object_format::{PosixHeaders, content_type_for, new_object_headers, replaced_headers};
+use crate::store::{ObjectHeaders, ObjectStore, StoreError};
 use crate::upload::{
     CopySource, DirtyRanges, Staging, StreamingUpload, Unchanged, UploadConfig, UploadError,
     copy_object,
 };
 
-use super::{s3fs_metadata, streamed_metadata};
+use super::streamed_headers;
 
 pub(in crate::fs) enum FileState {
     /// Written sequentially from empty: full parts are uploaded as the
@@ -99,7 +98,7 @@ impl OpenWrite {
             key: object.key.clone(),
             staging,
             size: object.size,
-            headers,
+            headers: headers.clone(),
             state: FileState::Committed {
                 object,
                 headers,
@@ -285,7 +284,7 @@ impl OpenWrite {
         let FileState::Streaming(stream) = &mut self.state else {
             return Ok(());
         };
-        let metadata = streamed_metadata(&self.headers);
+        let metadata = streamed_headers(&self.key, &self.headers);
         let result = stream
             .after_write(
                 &self.staging,
@@ -351,13 +350,19 @@ impl OpenWrite {
     }
 
     /// After the committed object was copied to `object` (a rename).
-    pub fn moved_to(&mut self, object: CopySource) {
+    /// The committed object was copied to a new name, with `carried` (the
+    /// new ctime) in place of its headers.
+    pub fn moved_to(&mut self, object: CopySource, carried: PosixHeaders) {
         self.key = object.key.clone();
         if let FileState::Committed {
-            object: current, ..
+            object: current,
+            headers,
+            ..
         } = &mut self.state
         {
             *current = object;
+            self.headers.ctime = carried.ctime;
+            *headers = carried;
         }
     }
 
@@ -403,18 +408,23 @@ impl OpenWrite {
         store: &Arc<S>,
         config: &UploadConfig,
     ) -> Result<(), UploadError> {
-        let metadata = s3fs_metadata(&self.headers);
+        let metadata = new_object_headers(&self.key, &self.headers);
         let state = std::mem::replace(&mut self.state, FileState::rescued());
         let (uploaded, unstaged_below, carried) = match state {
             FileState::Streaming(mut stream) if stream.has_upload() => {
                 let finished = stream.finish(&self.staging, store, self.size, config).await;
+                let created_with = stream
+                    .created_with()
+                    .map(|headers| PosixHeaders::from_user_metadata(&headers.user_metadata))
+                    .unwrap_or_default();
                 let carried = PosixHeaders {
-                    // Not sent while the size was unknown: the object's
-                    // Last-Modified, its completion, stands for it.
+                    // Not sent while the file was still changing: the
+                    // object's Last-Modified, its completion, stands for
+                    // them.
+                    atime: self.headers.atime,
+                    ctime: self.headers.ctime,
                     mtime: self.headers.mtime,
-                    ..PosixHeaders::from_user_metadata(
-                        stream.created_with().unwrap_or(&HashMap::new()),
-                    )
+                    ..created_with
                 };
                 let released = stream.released_through();
                 if finished.is_err() {
@@ -430,7 +440,7 @@ impl OpenWrite {
                 if put.is_err() {
                     self.state = FileState::Streaming(stream);
                 }
-                (put, 0, self.headers)
+                (put, 0, self.headers.clone())
             }
             FileState::Changed { base, ranges } => {
                 let unchanged = base
@@ -447,7 +457,7 @@ impl OpenWrite {
                 if uploaded.is_err() {
                     self.state = FileState::Changed { base, ranges };
                 }
-                (uploaded, 0, self.headers)
+                (uploaded, 0, self.headers.clone())
             }
             done @ (FileState::Committed { .. } | FileState::Unlinked { .. }) => {
                 self.state = done;
@@ -490,7 +500,7 @@ impl OpenWrite {
             etag,
             size: object.size,
         };
-        *headers = self.headers;
+        *headers = self.headers.clone();
         Ok(())
     }
 }
@@ -506,6 +516,7 @@ pub(in crate::fs) async fn replace_headers<S: ObjectStore>(
     config: &UploadConfig,
 ) -> Result<String, UploadError> {
     let meta = store.head(&object.key).await?;
+    let existing = meta.headers();
     let object = CopySource {
         etag: if object.etag.is_empty() {
             meta.etag
@@ -514,28 +525,24 @@ pub(in crate::fs) async fn replace_headers<S: ObjectStore>(
         },
         ..object.clone()
     };
-    replace_headers_keeping(
-        store,
-        &object,
-        destination,
-        headers,
-        meta.user_metadata,
-        config,
-    )
-    .await
+    replace_headers_keeping(store, &object, destination, headers, &existing, config).await
 }
 
 /// `replace_headers` for a caller that has just HEADed the object: its
-/// other user metadata is `user_metadata`, and `object.etag` pins it.
+/// other metadata and Content-Type are `existing`, and `object.etag` pins
+/// it. A copy to another name (a rename) takes that name's Content-Type.
 pub(in crate::fs) async fn replace_headers_keeping<S: ObjectStore>(
     store: &S,
     object: &CopySource,
     destination: &str,
     headers: &PosixHeaders,
-    mut metadata: HashMap<String, String>,
+    existing: &ObjectHeaders,
     config: &UploadConfig,
 ) -> Result<String, UploadError> {
-    metadata.extend(s3fs_metadata(headers));
+    let mut metadata = replaced_headers(existing, destination, headers);
+    if destination != object.key {
+        metadata.content_type = Some(content_type_for(destination));
+    }
     let pinned = object.etag.clone();
     copy_object(
         store,
