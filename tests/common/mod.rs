@@ -24,6 +24,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
 pub mod fault_proxy;
+pub mod s3fs;
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
