@@ -24,6 +24,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
 pub mod fault_proxy;
+pub mod users;
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
