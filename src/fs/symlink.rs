@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use super::write::{Caller, s3fs_metadata};
-use super::{Entry, Error, FileKind, Filesystem, Result, Stat, is_valid_name};
+use super::{Entry, Error, FileKind, Filesystem, Result, Stat, check_name};
 use crate::cache::meta::PosixHeaders;
 use crate::store::ObjectStore;
 
@@ -25,9 +25,7 @@ impl<S: ObjectStore> Filesystem<S> {
     ) -> Result<Entry> {
         self.check_writable()?;
         let parent_key = self.directory_key(parent)?;
-        if !is_valid_name(name) {
-            return Err(Error::InvalidArgument);
-        }
+        check_name(name)?;
         if self.lookup(parent, name).await.is_ok_and(|entry| {
             self.forget(entry.attr.ino, 1);
             true
