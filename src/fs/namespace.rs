@@ -88,6 +88,15 @@ impl<S: ObjectStore> Filesystem<S> {
     pub async fn rmdir(&self, parent: u64, name: &str) -> Result<()> {
         self.check_writable()?;
         let parent_key = self.directory_key(parent)?;
+        let child = self
+            .inodes
+            .lock()
+            .unwrap()
+            .child(parent, name)
+            .map(|(_, inode)| inode.kind);
+        if child.is_some_and(|kind| kind != FileKind::Directory) {
+            return Err(Error::NotADirectory);
+        }
         let prefix = format!("{parent_key}{name}/");
         if self.has_children(&prefix).await? {
             return Err(Error::NotEmpty);
@@ -432,5 +441,23 @@ mod tests {
         assert!(store.get(&format!("{too_long}/")).is_none());
         assert!(store.get(&too_long).is_none());
         assert!(store.get("f").is_some());
+    }
+
+    /// The kernel checks the kind before it asks (tests/errno.rs); the core
+    /// must not remove anything for a caller that did not.
+    #[tokio::test]
+    async fn unlink_of_a_directory_and_rmdir_of_a_file_remove_nothing() {
+        let store = Arc::new(MemoryStore::new());
+        store.put("f", Bytes::from_static(b"f"));
+        store.put("d/", Bytes::new());
+        let fs = filesystem(&store);
+        fs.lookup(ROOT_INO, "f").await.expect("lookup f");
+        fs.lookup(ROOT_INO, "d").await.expect("lookup d");
+        let rmdir = fs.rmdir(ROOT_INO, "f").await;
+        assert!(matches!(rmdir, Err(Error::NotADirectory)), "{rmdir:?}");
+        let unlink = fs.unlink(ROOT_INO, "d").await;
+        assert!(matches!(unlink, Err(Error::IsADirectory)), "{unlink:?}");
+        assert!(store.get("f").is_some() && store.get("d/").is_some());
+        fs.lookup(ROOT_INO, "f").await.expect("f is still there");
     }
 }
