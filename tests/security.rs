@@ -5,9 +5,9 @@ mod daemon_support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
+use common::users::{TestUser, let_others_reach};
 use common::{
     Bucket, DaemonGuard, SECRET_KEY, ServerKind, free_port, run_daemonized, run_with_timeout,
 };
@@ -143,69 +143,6 @@ fn an_endpoint_password_never_reaches_stderr_or_the_log() {
     let log = common::read_lossy(&log_file);
     assert!(log.contains("fuser::request"), "{}", common::tail(&log, 20));
     assert_no_credentials(&log);
-}
-
-/// A user made for one test, removed with its group afterwards.
-struct TestUser {
-    name: String,
-    uid: u32,
-}
-
-impl TestUser {
-    fn create() -> TestUser {
-        let name = format!("bfs{}", std::process::id());
-        let useradd = run_with_timeout(
-            Command::new("useradd")
-                .args(["--no-create-home", "--user-group", "--shell", "/bin/sh"])
-                .arg(&name),
-            Duration::from_secs(30),
-        );
-        assert!(
-            useradd.success(),
-            "this test needs useradd (shadow-utils/passwd) to create an unprivileged user: {}",
-            useradd.describe()
-        );
-        let id = run_with_timeout(
-            Command::new("id").args(["-u", &name]),
-            Duration::from_secs(10),
-        );
-        let uid = id.stdout_str().trim().parse().expect("uid");
-        TestUser { name, uid }
-    }
-
-    /// Runs `program args` as this user; whether it succeeded, and stderr.
-    fn run(&self, program: &str, args: &[&str]) -> (bool, String) {
-        let out = run_with_timeout(
-            Command::new("runuser")
-                .args(["-u", &self.name, "--", program])
-                .args(args),
-            Duration::from_secs(30),
-        );
-        (out.success(), out.stderr_str())
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).status();
-    }
-}
-
-/// Lets every user traverse the directories above `mountpoint`, so that
-/// only the mount's own options decide who enters: the test runner's
-/// private TMPDIR (scripts/test.sh makes it 0700) would otherwise turn the
-/// other user away before the kernel ever asks the mount.
-fn let_others_reach(mountpoint: &Path) {
-    for ancestor in mountpoint.ancestors().skip(1) {
-        let Ok(metadata) = std::fs::metadata(ancestor) else {
-            continue;
-        };
-        let mode = metadata.permissions().mode();
-        if mode & 0o011 != 0o011 {
-            std::fs::set_permissions(ancestor, std::fs::Permissions::from_mode(mode | 0o011))
-                .expect("make an ancestor of the mountpoint traversable");
-        }
-    }
 }
 
 fn path_str(path: &Path) -> &str {

@@ -96,6 +96,8 @@ pub enum Error {
     Exists,
     #[error("invalid argument")]
     InvalidArgument,
+    #[error("file name longer than {MAX_NAME_BYTES} bytes")]
+    NameTooLong,
     #[error("upload failed")]
     Upload(#[source] Arc<UploadError>),
     /// Bytes of a file streamed to the store that left the staging file and
@@ -463,8 +465,10 @@ impl<S: ObjectStore> Filesystem<S> {
     /// sent together.
     pub async fn lookup(&self, parent: u64, name: &str) -> Result<Entry> {
         let parent_key = self.directory_key(parent)?;
-        if !is_valid_name(name) {
-            return Err(Error::NotFound);
+        match check_name(name) {
+            Ok(()) => {}
+            Err(Error::InvalidArgument) => return Err(Error::NotFound),
+            Err(error) => return Err(error),
         }
         let known_kind = {
             let mut inodes = self.inodes.lock().unwrap();
@@ -770,6 +774,20 @@ pub(crate) fn is_valid_name(name: &str) -> bool {
         && !name.contains('/')
         && !name.contains('\0')
         && name.len() <= MAX_NAME_BYTES
+}
+
+/// Whether `name` can be created, for the calls that make or look up a
+/// name: one over NAME_MAX is ENAMETOOLONG, as every Linux filesystem
+/// answers (the kernel passes FUSE names of up to 1024 bytes), rather than
+/// a name that simply is not there.
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    if name.len() > MAX_NAME_BYTES {
+        Err(Error::NameTooLong)
+    } else if is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument)
+    }
 }
 
 /// Seconds since the epoch, for logs and tests.

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use futures::stream;
 
 use crate::fs::write::replace_headers_keeping;
-use crate::fs::{Caller, Entry, Error, FileKind, Filesystem, Result, Stat, is_valid_name};
+use crate::fs::{Caller, Entry, Error, FileKind, Filesystem, Result, Stat, check_name};
 use crate::object_format::{PosixHeaders, directory_marker_headers};
 use crate::store::{ObjectStore, StoreError};
 use crate::upload::{CopySource, copy_object};
@@ -63,9 +63,7 @@ impl<S: ObjectStore> Filesystem<S> {
     pub async fn mkdir(&self, parent: u64, name: &str, mode: u32, caller: Caller) -> Result<Entry> {
         self.check_writable()?;
         let parent_key = self.directory_key(parent)?;
-        if !is_valid_name(name) {
-            return Err(Error::InvalidArgument);
-        }
+        check_name(name)?;
         let key = format!("{parent_key}{name}/");
         let headers = PosixHeaders::created(
             libc::S_IFDIR | (mode & 0o7777),
@@ -90,6 +88,15 @@ impl<S: ObjectStore> Filesystem<S> {
     pub async fn rmdir(&self, parent: u64, name: &str) -> Result<()> {
         self.check_writable()?;
         let parent_key = self.directory_key(parent)?;
+        let child = self
+            .inodes
+            .lock()
+            .unwrap()
+            .child(parent, name)
+            .map(|(_, inode)| inode.kind);
+        if child.is_some_and(|kind| kind != FileKind::Directory) {
+            return Err(Error::NotADirectory);
+        }
         let prefix = format!("{parent_key}{name}/");
         if self.has_children(&prefix).await? {
             return Err(Error::NotEmpty);
@@ -133,9 +140,7 @@ impl<S: ObjectStore> Filesystem<S> {
         no_replace: bool,
     ) -> Result<()> {
         self.check_writable()?;
-        if !is_valid_name(new_name) {
-            return Err(Error::InvalidArgument);
-        }
+        check_name(new_name)?;
         let source = self.lookup(parent, name).await?;
         self.forget(source.attr.ino, 1);
         let destination = match self.lookup(new_parent, new_name).await {
@@ -381,5 +386,104 @@ impl<S: ObjectStore> Filesystem<S> {
                 return Ok(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use crate::config::{
+        FsConfig, MAX_SINGLE_COPY_BYTES, OwnerConfig, PosixMetadata, STREAM_RETAIN_BYTES, WriteMode,
+    };
+    use crate::fs::{Caller, Error, Filesystem, ROOT_INO};
+    use crate::store::memory::MemoryStore;
+
+    const MIB: u64 = 1024 * 1024;
+
+    fn filesystem(store: &Arc<MemoryStore>) -> Filesystem<MemoryStore> {
+        let config = FsConfig {
+            prefix: String::new(),
+            owner: OwnerConfig {
+                uid: 0,
+                gid: 0,
+                file_mode: 0o644,
+                dir_mode: 0o755,
+            },
+            write_mode: WriteMode::ReadWrite,
+            posix_metadata: PosixMetadata::FromHeaders,
+            metadata_ttl: Duration::from_secs(60),
+            max_cache_size_bytes: 16 * MIB,
+            read_part_size_bytes: 8 * MIB,
+            write_part_size_bytes: 8 * MIB,
+            max_write_buffer_bytes: 16 * MIB,
+            stream_retain_bytes: STREAM_RETAIN_BYTES,
+            max_single_copy_bytes: MAX_SINGLE_COPY_BYTES,
+            cache_dir: None,
+        };
+        Filesystem::new(Arc::clone(store), config, 4).expect("staging directory")
+    }
+
+    /// The kernel looks a name up before it makes one, so through a mount
+    /// only lookup meets a long name (tests/errno.rs); the calls that make
+    /// names answer the same to any other caller of the core.
+    #[tokio::test]
+    async fn a_name_over_name_max_is_too_long_for_every_call_and_writes_nothing() {
+        let store = Arc::new(MemoryStore::new());
+        store.put("f", Bytes::from_static(b"f"));
+        let fs = filesystem(&store);
+        let caller = Caller { uid: 0, gid: 0 };
+        let too_long = "n".repeat(256);
+        let results = [
+            ("lookup", fs.lookup(ROOT_INO, &too_long).await.map(drop)),
+            (
+                "mkdir",
+                fs.mkdir(ROOT_INO, &too_long, 0o755, caller).await.map(drop),
+            ),
+            (
+                "symlink",
+                fs.symlink(ROOT_INO, &too_long, Bytes::from_static(b"f"), caller)
+                    .await
+                    .map(drop),
+            ),
+            (
+                "rename",
+                fs.rename(ROOT_INO, "f", ROOT_INO, &too_long, false).await,
+            ),
+        ];
+        for (call, result) in results {
+            assert!(
+                matches!(result, Err(Error::NameTooLong)),
+                "{call}: {result:?}"
+            );
+        }
+        let longest = "n".repeat(255);
+        fs.mkdir(ROOT_INO, &longest, 0o755, caller)
+            .await
+            .expect("a name of NAME_MAX bytes is fine");
+        assert!(store.get(&format!("{too_long}/")).is_none());
+        assert!(store.get(&too_long).is_none());
+        assert!(store.get("f").is_some());
+    }
+
+    /// The kernel checks the kind before it asks (tests/errno.rs); the core
+    /// must not remove anything for a caller that did not.
+    #[tokio::test]
+    async fn unlink_of_a_directory_and_rmdir_of_a_file_remove_nothing() {
+        let store = Arc::new(MemoryStore::new());
+        store.put("f", Bytes::from_static(b"f"));
+        store.put("d/", Bytes::new());
+        let fs = filesystem(&store);
+        fs.lookup(ROOT_INO, "f").await.expect("lookup f");
+        fs.lookup(ROOT_INO, "d").await.expect("lookup d");
+        let rmdir = fs.rmdir(ROOT_INO, "f").await;
+        assert!(matches!(rmdir, Err(Error::NotADirectory)), "{rmdir:?}");
+        let unlink = fs.unlink(ROOT_INO, "d").await;
+        assert!(matches!(unlink, Err(Error::IsADirectory)), "{unlink:?}");
+        assert!(store.get("f").is_some() && store.get("d/").is_some());
+        fs.lookup(ROOT_INO, "f").await.expect("f is still there");
     }
 }

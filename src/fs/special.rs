@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use super::write::Caller;
-use super::{Entry, Error, FileKind, Filesystem, Result, Stat, is_valid_name};
+use super::{Entry, Error, FileKind, Filesystem, Result, Stat, check_name};
 use crate::object_format::{PosixHeaders, new_object_headers};
 use crate::store::ObjectStore;
 
@@ -30,9 +30,7 @@ impl<S: ObjectStore> Filesystem<S> {
     ) -> Result<Entry> {
         self.check_writable()?;
         let parent_key = self.directory_key(parent)?;
-        if !is_valid_name(name) {
-            return Err(Error::InvalidArgument);
-        }
+        check_name(name)?;
         if self.lookup(parent, name).await.is_ok_and(|entry| {
             self.forget(entry.attr.ino, 1);
             true
@@ -62,9 +60,7 @@ impl<S: ObjectStore> Filesystem<S> {
     ) -> Result<Entry> {
         self.check_writable()?;
         let parent_key = self.directory_key(parent)?;
-        if !is_valid_name(name) {
-            return Err(Error::InvalidArgument);
-        }
+        check_name(name)?;
         let file_type = mode & libc::S_IFMT;
         let is_device = file_type == libc::S_IFCHR || file_type == libc::S_IFBLK;
         let other = [libc::S_IFIFO, libc::S_IFSOCK, libc::S_IFREG];

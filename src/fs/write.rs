@@ -22,7 +22,7 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt, stream};
 
 use crate::config::WriteMode;
-use crate::fs::{Entry, Error, FileKind, Filesystem, Result, Stat, is_valid_name};
+use crate::fs::{Entry, Error, FileKind, Filesystem, Result, Stat, check_name};
 use crate::object_format::{PosixHeaders, new_object_headers};
 use crate::store::{ObjectHeaders, ObjectStore};
 use crate::upload::CopySource;
@@ -302,9 +302,7 @@ impl<S: ObjectStore> Filesystem<S> {
     ) -> Result<(Entry, u64)> {
         self.check_writable()?;
         let parent_key = self.directory_key(parent)?;
-        if !is_valid_name(name) {
-            return Err(Error::InvalidArgument);
-        }
+        check_name(name)?;
         let key = format!("{parent_key}{name}");
         let headers = PosixHeaders::created(
             libc::S_IFREG | (mode & 0o7777),

@@ -16,6 +16,7 @@ pub fn errno(error: &Error) -> libc::c_int {
         Error::NotEmpty => libc::ENOTEMPTY,
         Error::Exists => libc::EEXIST,
         Error::InvalidArgument => libc::EINVAL,
+        Error::NameTooLong => libc::ENAMETOOLONG,
         // A commit that failed after retries: close() and fsync() report it.
         Error::Upload(_) => libc::EIO,
         // As Mountpoint answers an out-of-order write: the call, not the
@@ -37,7 +38,8 @@ pub fn errno(error: &Error) -> libc::c_int {
     }
 }
 
-/// Whether a failure is routine (a missing name) rather than worth a warning.
+/// Whether a failure is routine (a missing name, or one no file can have)
+/// rather than worth a warning.
 pub fn is_routine(error: &Error) -> bool {
-    matches!(error, Error::NotFound)
+    matches!(error, Error::NotFound | Error::NameTooLong)
 }

@@ -25,6 +25,7 @@
 
 pub mod fault_proxy;
 pub mod s3fs;
+pub mod users;
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
