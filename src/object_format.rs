@@ -27,10 +27,6 @@ use crate::store::ObjectHeaders;
 /// directory objects (`dir` without the slash).
 pub const DIRECTORY_CONTENT_TYPE: &str = "application/x-directory";
 
-/// S3 refuses a request whose user metadata (names and values, UTF-8 bytes)
-/// exceeds 2 KiB.
-pub const MAX_USER_METADATA_BYTES: usize = 2048;
-
 /// The metadata names this module owns; the rest of an object's metadata
 /// belongs to whoever wrote it and is kept through every change we make.
 const OWNED_NAMES: [&str; 8] = [
@@ -129,14 +125,6 @@ impl PosixHeaders {
         }
         metadata
     }
-
-    /// The file-type bits of `mode`, if it has any (s3fs's directory
-    /// markers have none).
-    pub fn file_type(&self) -> Option<u32> {
-        self.mode
-            .map(|mode| mode & libc::S_IFMT)
-            .filter(|&kind| kind != 0)
-    }
 }
 
 /// Headers for a new object `key` (a file, symlink or special file):
@@ -176,14 +164,6 @@ pub fn replaced_headers(
             .clone()
             .or_else(|| Some(content_type_for(key))),
     }
-}
-
-/// Bytes S3 counts against its user-metadata limit.
-pub fn user_metadata_bytes(metadata: &HashMap<String, String>) -> usize {
-    metadata
-        .iter()
-        .map(|(name, value)| name.len() + value.len())
-        .sum()
 }
 
 /// The MIME type of a file name's extension, `application/octet-stream`

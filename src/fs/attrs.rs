@@ -166,32 +166,52 @@ impl<S: ObjectStore> Filesystem<S> {
             let inodes = self.inodes.lock().unwrap();
             inodes.get(ino).ok_or(Error::NotFound)?.key.clone()
         };
-        let meta = self.store.head(&key).await?;
-        let mut headers = PosixHeaders::from_user_metadata(&meta.user_metadata);
-        self.fill_from_stat(ino, &mut headers)?;
-        change(&mut headers)?;
-        let existing = meta.headers();
-        let object = CopySource {
-            key: key.clone(),
-            etag: meta.etag,
-            size: meta.size,
-        };
-        let etag = replace_headers_keeping(
-            &*self.store,
-            &object,
-            &key,
-            &headers,
-            &existing,
-            &self.upload,
-        )
-        .await?;
-        self.meta.headers().insert(&key, &etag, headers.clone());
+        let (etag, headers) = self
+            .copy_with_headers(&key, &key, |headers| {
+                self.fill_from_stat(ino, headers)?;
+                change(headers)
+            })
+            .await?;
         if let Some(inode) = self.inodes.lock().unwrap().get_mut(ino) {
             inode.stat.etag = etag;
             inode.stat.headers = headers;
             inode.validated_at = std::time::Instant::now();
         }
         Ok(())
+    }
+
+    /// HEADs `key`, then copies it to `destination` (itself, or a new name)
+    /// pinned to the version the HEAD saw, with its POSIX headers as
+    /// `change` leaves them and the rest of its metadata kept. Returns the
+    /// new ETag and headers, which are cached.
+    pub(super) async fn copy_with_headers(
+        &self,
+        key: &str,
+        destination: &str,
+        change: impl FnOnce(&mut PosixHeaders) -> Result<()>,
+    ) -> Result<(String, PosixHeaders)> {
+        let meta = self.store.head(key).await?;
+        let mut headers = PosixHeaders::from_user_metadata(&meta.user_metadata);
+        change(&mut headers)?;
+        let existing = meta.headers();
+        let object = CopySource {
+            key: key.to_owned(),
+            etag: meta.etag,
+            size: meta.size,
+        };
+        let etag = replace_headers_keeping(
+            &*self.store,
+            &object,
+            destination,
+            &headers,
+            &existing,
+            &self.upload,
+        )
+        .await?;
+        self.meta
+            .headers()
+            .insert(destination, &etag, headers.clone());
+        Ok((etag, headers))
     }
 
     /// A directory's headers live on its marker object, written whole (and

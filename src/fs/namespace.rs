@@ -8,7 +8,6 @@
 use futures::StreamExt;
 use futures::stream;
 
-use crate::fs::write::replace_headers_keeping;
 use crate::fs::{Caller, Entry, Error, FileKind, Filesystem, Result, Stat, check_name};
 use crate::object_format::{PosixHeaders, directory_marker_headers};
 use crate::store::{ObjectStore, StoreError};
@@ -301,33 +300,18 @@ impl<S: ObjectStore> Filesystem<S> {
         }
     }
 
-    /// Copies a whole object, metadata included, whatever its size.
     /// A renamed file's object under its new name: the same bytes and
-    /// metadata, with the new name's Content-Type and a new ctime, pinned to
-    /// the version the HEAD saw.
+    /// metadata, with the new name's Content-Type and a new ctime.
     async fn move_object(&self, old_key: &str, new_key: &str) -> Result<(String, PosixHeaders)> {
-        let meta = self.store.head(old_key).await?;
-        let mut headers = PosixHeaders::from_user_metadata(&meta.user_metadata);
-        headers.ctime = Some(SystemTime::now());
-        let existing = meta.headers();
-        let source = CopySource {
-            key: old_key.to_owned(),
-            etag: meta.etag,
-            size: meta.size,
-        };
-        let etag = replace_headers_keeping(
-            &*self.store,
-            &source,
-            new_key,
-            &headers,
-            &existing,
-            &self.upload,
-        )
-        .await?;
-        self.meta.headers().insert(new_key, &etag, headers.clone());
-        Ok((etag, headers))
+        let now = SystemTime::now();
+        self.copy_with_headers(old_key, new_key, |headers| {
+            headers.ctime = Some(now);
+            Ok(())
+        })
+        .await
     }
 
+    /// Copies a whole object, metadata included, whatever its size.
     async fn copy_object(&self, old_key: &str, new_key: &str, size: u64) -> Result<String> {
         Ok(copy_object(
             &*self.store,

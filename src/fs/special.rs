@@ -28,23 +28,13 @@ impl<S: ObjectStore> Filesystem<S> {
         target: Bytes,
         caller: Caller,
     ) -> Result<Entry> {
-        self.check_writable()?;
-        let parent_key = self.directory_key(parent)?;
-        check_name(name)?;
-        if self.lookup(parent, name).await.is_ok_and(|entry| {
-            self.forget(entry.attr.ino, 1);
-            true
-        }) {
-            return Err(Error::Exists);
-        }
         let headers = PosixHeaders::created(
             libc::S_IFLNK | 0o777,
             caller.uid,
             caller.gid,
             SystemTime::now(),
         );
-        self.put_entry(parent, &parent_key, name, headers, target)
-            .await
+        self.put_entry(parent, name, headers, target).await
     }
 
     /// mknod: a FIFO, socket, character or block device (`mode` carries the
@@ -58,20 +48,11 @@ impl<S: ObjectStore> Filesystem<S> {
         rdev: u64,
         caller: Caller,
     ) -> Result<Entry> {
-        self.check_writable()?;
-        let parent_key = self.directory_key(parent)?;
-        check_name(name)?;
         let file_type = mode & libc::S_IFMT;
         let is_device = file_type == libc::S_IFCHR || file_type == libc::S_IFBLK;
         let other = [libc::S_IFIFO, libc::S_IFSOCK, libc::S_IFREG];
         if !(is_device || other.contains(&file_type)) {
             return Err(Error::InvalidArgument);
-        }
-        if self.lookup(parent, name).await.is_ok_and(|entry| {
-            self.forget(entry.attr.ino, 1);
-            true
-        }) {
-            return Err(Error::Exists);
         }
         let mut headers = PosixHeaders::created(
             file_type | (mode & 0o7777),
@@ -80,19 +61,27 @@ impl<S: ObjectStore> Filesystem<S> {
             SystemTime::now(),
         );
         headers.rdev = is_device.then_some(rdev);
-        self.put_entry(parent, &parent_key, name, headers, Bytes::new())
-            .await
+        self.put_entry(parent, name, headers, Bytes::new()).await
     }
 
-    /// One PutObject of a complete entry: it exists once this returns.
+    /// A new entry `name` made by one PutObject of its complete object: it
+    /// exists once this returns. EEXIST if the name is taken, by any kind.
     async fn put_entry(
         &self,
         parent: u64,
-        parent_key: &str,
         name: &str,
         headers: PosixHeaders,
         body: Bytes,
     ) -> Result<Entry> {
+        self.check_writable()?;
+        let parent_key = self.directory_key(parent)?;
+        check_name(name)?;
+        if self.lookup(parent, name).await.is_ok_and(|entry| {
+            self.forget(entry.attr.ino, 1);
+            true
+        }) {
+            return Err(Error::Exists);
+        }
         let key = format!("{parent_key}{name}");
         let size = body.len() as u64;
         let etag = self
