@@ -26,6 +26,7 @@ fn config(posix_metadata: PosixMetadata) -> FsConfig {
         },
         write_mode: WriteMode::ReadOnly,
         posix_metadata,
+        xattrs: true,
         metadata_ttl: Duration::from_secs(60),
         max_cache_size_bytes: 256 * MIB,
         read_part_size_bytes: 8 * MIB,

@@ -14,8 +14,8 @@ use bytes::Bytes;
 
 use crate::fs::write::replace_headers_keeping;
 use crate::fs::{Entry, Error, FileKind, Filesystem, ROOT_INO, Result};
-use crate::object_format::{PosixHeaders, directory_marker_headers};
-use crate::store::ObjectStore;
+use crate::object_format::{PosixHeaders, directory_marker_headers, replaced_headers};
+use crate::store::{MAX_USER_METADATA_BYTES, ObjectStore, user_metadata_bytes};
 use crate::upload::CopySource;
 
 /// What a setattr call changes. Times are resolved by the caller
@@ -194,6 +194,11 @@ impl<S: ObjectStore> Filesystem<S> {
         let mut headers = PosixHeaders::from_user_metadata(&meta.user_metadata);
         change(&mut headers)?;
         let existing = meta.headers();
+        // Another tool's metadata counts against S3's limit too.
+        let replaced = replaced_headers(&existing, destination, &headers);
+        if user_metadata_bytes(&replaced.user_metadata) > MAX_USER_METADATA_BYTES {
+            return Err(Error::NoMetadataSpace);
+        }
         let object = CopySource {
             key: key.to_owned(),
             etag: meta.etag,

@@ -38,9 +38,11 @@ mod namespace;
 mod read;
 mod special;
 mod write;
+mod xattr;
 
 pub use attrs::SetAttr;
 pub use write::Caller;
+pub use xattr::XattrWrite;
 
 use contents::{DirectoryContents, Known};
 use dir::{DirStream, DirectoryConfirmations};
@@ -106,6 +108,11 @@ pub enum Error {
     AlreadyUploaded,
     #[error("file too large for S3")]
     TooLarge,
+    #[error("no such extended attribute")]
+    NoAttribute,
+    /// S3 keeps at most `MAX_USER_METADATA_BYTES` of user metadata per object.
+    #[error("the object's metadata would exceed S3's 2 KiB limit")]
+    NoMetadataSpace,
 }
 
 impl Error {

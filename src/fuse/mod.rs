@@ -21,7 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, Request,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 use tokio::runtime::Handle;
 
@@ -112,6 +112,21 @@ fn file_attr(attr: &Attr) -> FileAttr {
         rdev: u32::try_from(attr.rdev).unwrap_or(0),
         blksize: REPORTED_BLOCK_SIZE,
         flags: 0,
+    }
+}
+
+/// Answers an xattr read as the kernel asks: with the size only when it
+/// offers no buffer, ERANGE when its buffer is too small.
+fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
+    let Ok(len) = u32::try_from(data.len()) else {
+        return reply.error(Errno::E2BIG);
+    };
+    if size == 0 {
+        reply.size(len);
+    } else if len > size {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(data);
     }
 }
 
@@ -558,39 +573,84 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         });
     }
 
-    // Extended attributes are not stored. ENOSYS (rather than ENOTSUP) makes
-    // the kernel answer EOPNOTSUPP itself from then on, so `ls -l` and `cp -a`
-    // do not pay a round trip per file asking.
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: fuser::ReplyXattr,
-    ) {
-        reply.error(Errno::ENOSYS);
+    // With extended attributes off, ENOSYS (rather than EOPNOTSUPP) makes
+    // the kernel answer EOPNOTSUPP itself from then on, so `ls -l`, `cp -a`
+    // and every write (the kernel asks for `security.capability` first) do
+    // not pay a round trip asking.
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if !self.fs.xattrs_enabled() {
+            return reply.error(Errno::ENOSYS);
+        }
+        let name = name.as_bytes().to_vec();
+        let fs = Arc::clone(&self.fs);
+        self.run(async move {
+            match fs.getxattr(ino.0, &name).await {
+                Ok(value) => reply_xattr(reply, size, &value),
+                Err(error) => reply.error(failure("getxattr", ino.0, &error)),
+            }
+        });
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: fuser::ReplyXattr) {
-        reply.error(Errno::ENOSYS);
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if !self.fs.xattrs_enabled() {
+            return reply.error(Errno::ENOSYS);
+        }
+        let fs = Arc::clone(&self.fs);
+        self.run(async move {
+            match fs.listxattr(ino.0).await {
+                Ok(names) => {
+                    let mut list = Vec::new();
+                    for name in names {
+                        list.extend_from_slice(name.as_bytes());
+                        list.push(0);
+                    }
+                    reply_xattr(reply, size, &list);
+                }
+                Err(error) => reply.error(failure("listxattr", ino.0, &error)),
+            }
+        });
     }
 
     fn setxattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _value: &[u8],
-        _flags: i32,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::ENOSYS);
+        if !self.fs.xattrs_enabled() {
+            return reply.error(Errno::ENOSYS);
+        }
+        let write = match fs::XattrWrite::from_flags(flags) {
+            Ok(write) => write,
+            Err(error) => return reply.error(failure("setxattr", ino.0, &error)),
+        };
+        let name = name.as_bytes().to_vec();
+        let value = value.to_vec();
+        let fs = Arc::clone(&self.fs);
+        self.run(async move {
+            match fs.setxattr(ino.0, &name, &value, write).await {
+                Ok(()) => reply.ok(),
+                Err(error) => reply.error(failure("setxattr", ino.0, &error)),
+            }
+        });
     }
 
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::ENOSYS);
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if !self.fs.xattrs_enabled() {
+            return reply.error(Errno::ENOSYS);
+        }
+        let name = name.as_bytes().to_vec();
+        let fs = Arc::clone(&self.fs);
+        self.run(async move {
+            match fs.removexattr(ino.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(error) => reply.error(failure("removexattr", ino.0, &error)),
+            }
+        });
     }
 
     fn rename(
