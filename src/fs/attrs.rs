@@ -119,7 +119,7 @@ impl<S: ObjectStore> Filesystem<S> {
             open.mark_changed(changed_from..u64::MAX);
             open.size = size;
             let now = SystemTime::now();
-            open.headers.mtime = Some(now);
+            open.headers.touch_contents(now);
             change.apply(&mut open.headers, now);
             self.update_local_stat(&open);
             if writer.is_only_holder() {

@@ -270,6 +270,11 @@ pub enum OpenIntent {
     /// With `truncate` (O_TRUNC) the old contents are not even fetched.
     Write {
         truncate: bool,
+        /// The opener lacks CAP_FSETID, so a truncation clears set-user-ID
+        /// and set-group-ID as a write would. (The kernel clears them
+        /// itself before a write or a chown, but leaves an O_TRUNC it hands
+        /// to us whole (FUSE_ATOMIC_O_TRUNC) to us.)
+        drops_setid: bool,
     },
 }
 
@@ -664,7 +669,16 @@ impl<S: ObjectStore> Filesystem<S> {
         }
         let writer = match intent {
             OpenIntent::Read => None,
-            OpenIntent::Write { truncate } => Some(self.writer_for(ino, truncate).await?),
+            OpenIntent::Write {
+                truncate,
+                drops_setid,
+            } => {
+                let writer = self.writer_for(ino, truncate).await?;
+                if truncate {
+                    self.mark_truncated(&writer, drops_setid).await;
+                }
+                Some(writer)
+            }
         };
         let reads_the_store = writer.is_none() && !self.is_being_written(ino);
         if reads_the_store {

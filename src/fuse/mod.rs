@@ -222,11 +222,13 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         });
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let intent = match flags.acc_mode() {
             OpenAccMode::O_RDONLY => OpenIntent::Read,
             OpenAccMode::O_WRONLY | OpenAccMode::O_RDWR => OpenIntent::Write {
                 truncate: flags.0 & libc::O_TRUNC != 0,
+                // FUSE tells the caller's uid, not its capabilities.
+                drops_setid: req.uid() != 0,
             },
         };
         let fs = Arc::clone(&self.fs);
