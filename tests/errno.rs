@@ -132,6 +132,11 @@ fn namespace_calls_fail_with_the_errno_linux_filesystems_give() {
     let keys_before = bucket.list_keys("");
 
     let too_long = at(&"n".repeat(NAME_MAX + 1));
+    let long_binary = format!(
+        "{}/$(printf '\\377%.0s' $(seq {}))",
+        path_str(mount.path()),
+        NAME_MAX + 1
+    );
     let (f, d, l, full, empty, a) = (at("f"), at("d"), at("l"), at("full"), at("empty"), at("a"));
     let mut cases = vec![
         case(
@@ -164,6 +169,18 @@ fn namespace_calls_fail_with_the_errno_linux_filesystems_give() {
             libc::ENAMETOOLONG,
             "rename",
             &[&f, &too_long],
+        ),
+        // Not UTF-8, so it cannot be a key either; its length is what
+        // Linux reports first.
+        case(
+            "stat of a long name that is not UTF-8",
+            libc::ENAMETOOLONG,
+            &["sh", "-c", &format!("stat \"{long_binary}\"")],
+        ),
+        case(
+            "create of a long name that is not UTF-8",
+            libc::ENAMETOOLONG,
+            &["sh", "-c", &format!("touch \"{long_binary}\"")],
         ),
         case("stat through a file", libc::ENOTDIR, &["stat", &at("f/x")]),
         case(

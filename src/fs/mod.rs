@@ -54,7 +54,7 @@ use write::{Discard, WriterRef, WriterTable, discard_with};
 pub const ROOT_INO: u64 = 1;
 
 /// Longest file name Linux accepts (NAME_MAX).
-const MAX_NAME_BYTES: usize = 255;
+pub const MAX_NAME_BYTES: usize = 255;
 
 /// Header entries kept: ~100 bytes each, so about 10 MiB for a mount that
 /// listed 100,000 objects.

@@ -166,9 +166,15 @@ fn caller(req: &Request) -> Caller {
     }
 }
 
-fn name_of(name: &OsStr) -> Option<String> {
-    // Keys are UTF-8 strings; a name that is not UTF-8 cannot exist in the bucket.
-    name.to_str().map(str::to_owned)
+/// A name as a key segment. Keys are UTF-8 strings, so a name that is not
+/// UTF-8 cannot exist in the bucket: `not_utf8` answers it, unless it is
+/// too long for any filesystem, which Linux reports first.
+fn name_of(name: &OsStr, not_utf8: Errno) -> Result<String, Errno> {
+    match name.to_str() {
+        Some(name) => Ok(name.to_owned()),
+        None if name.len() > fs::MAX_NAME_BYTES => Err(Errno::ENAMETOOLONG),
+        None => Err(not_utf8),
+    }
 }
 
 impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
@@ -196,8 +202,9 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let Some(name) = name_of(name) else {
-            return reply.error(Errno::ENOENT);
+        let name = match name_of(name, Errno::ENOENT) {
+            Ok(name) => name,
+            Err(errno) => return reply.error(errno),
         };
         let fs = Arc::clone(&self.fs);
         self.run(async move {
@@ -478,8 +485,9 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let Some(name) = name_of(name) else {
-            return reply.error(Errno::EINVAL);
+        let name = match name_of(name, Errno::EINVAL) {
+            Ok(name) => name,
+            Err(errno) => return reply.error(errno),
         };
         let caller = caller(req);
         let fs = Arc::clone(&self.fs);
@@ -504,8 +512,9 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let Some(name) = name_of(name) else {
-            return reply.error(Errno::EINVAL);
+        let name = match name_of(name, Errno::EINVAL) {
+            Ok(name) => name,
+            Err(errno) => return reply.error(errno),
         };
         let caller = caller(req);
         let fs = Arc::clone(&self.fs);
@@ -518,8 +527,9 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let Some(name) = name_of(name) else {
-            return reply.error(Errno::ENOENT);
+        let name = match name_of(name, Errno::ENOENT) {
+            Ok(name) => name,
+            Err(errno) => return reply.error(errno),
         };
         let fs = Arc::clone(&self.fs);
         self.run(async move {
@@ -531,8 +541,9 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let Some(name) = name_of(name) else {
-            return reply.error(Errno::ENOENT);
+        let name = match name_of(name, Errno::ENOENT) {
+            Ok(name) => name,
+            Err(errno) => return reply.error(errno),
         };
         let fs = Arc::clone(&self.fs);
         self.run(async move {
@@ -551,8 +562,9 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let Some(name) = name_of(link_name) else {
-            return reply.error(Errno::EINVAL);
+        let name = match name_of(link_name, Errno::EINVAL) {
+            Ok(name) => name,
+            Err(errno) => return reply.error(errno),
         };
         let target = Bytes::copy_from_slice(target.as_os_str().as_bytes());
         let caller = caller(req);
@@ -665,8 +677,12 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let (Some(name), Some(new_name)) = (name_of(name), name_of(newname)) else {
-            return reply.error(Errno::EINVAL);
+        let (name, new_name) = match (
+            name_of(name, Errno::EINVAL),
+            name_of(newname, Errno::EINVAL),
+        ) {
+            (Ok(name), Ok(new_name)) => (name, new_name),
+            (Err(errno), _) | (_, Err(errno)) => return reply.error(errno),
         };
         if flags.contains(fuser::RenameFlags::RENAME_EXCHANGE) {
             // Two objects cannot swap keys atomically.
@@ -707,8 +723,9 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         _flags: i32,
         reply: fuser::ReplyCreate,
     ) {
-        let Some(name) = name_of(name) else {
-            return reply.error(Errno::EINVAL);
+        let name = match name_of(name, Errno::EINVAL) {
+            Ok(name) => name,
+            Err(errno) => return reply.error(errno),
         };
         let caller = caller(req);
         let fs = Arc::clone(&self.fs);
