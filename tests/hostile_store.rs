@@ -11,13 +11,15 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, SystemTime};
 
-use bucketfs::config::{FsConfig, OwnerConfig, PosixMetadata, WriteMode};
+#[path = "common/core.rs"]
+mod core_fs;
+
+use bucketfs::config::{FsConfig, PosixMetadata};
 use bucketfs::fs::{Error, FileKind, Filesystem, OpenIntent, ROOT_INO};
 use bucketfs::store::memory::MemoryStore;
 use bucketfs::store::{ListPage, ListedObject, ObjectHeaders, ObjectMeta, ObjectStore, StoreError};
 use bytes::Bytes;
-
-const MIB: u64 = 1024 * 1024;
+use core_fs::fs_config;
 
 /// How the store misbehaves.
 #[derive(Debug, Clone, Default)]
@@ -276,24 +278,8 @@ fn warned_about(text: &str) -> bool {
 
 fn config() -> FsConfig {
     FsConfig {
-        prefix: String::new(),
-        owner: OwnerConfig {
-            uid: 1000,
-            gid: 1000,
-            file_mode: 0o644,
-            dir_mode: 0o755,
-        },
-        write_mode: WriteMode::ReadWrite,
         posix_metadata: PosixMetadata::ListingOnly,
-        xattrs: true,
-        metadata_ttl: Duration::from_secs(60),
-        max_cache_size_bytes: 64 * MIB,
-        read_part_size_bytes: 8 * MIB,
-        write_part_size_bytes: 8 * MIB,
-        max_write_buffer_bytes: 64 * MIB,
-        stream_retain_bytes: bucketfs::config::STREAM_RETAIN_BYTES,
-        max_single_copy_bytes: bucketfs::config::MAX_SINGLE_COPY_BYTES,
-        cache_dir: None,
+        ..fs_config()
     }
 }
 

@@ -6,33 +6,21 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bucketfs::config::{FsConfig, OwnerConfig, PosixMetadata, WriteMode};
+#[path = "common/core.rs"]
+mod core_fs;
+
+use bucketfs::config::{FsConfig, PosixMetadata, WriteMode};
 use bucketfs::fs::{Error, Filesystem, OpenIntent, ROOT_INO};
 use bucketfs::store::memory::{ListingEtags, MemoryStore};
-
-const MIB: u64 = 1024 * 1024;
+use core_fs::fs_config;
 
 fn mount(store: &Arc<MemoryStore>, posix_metadata: PosixMetadata) -> Filesystem<MemoryStore> {
     let config = FsConfig {
-        prefix: String::new(),
-        owner: OwnerConfig {
-            uid: 1000,
-            gid: 1000,
-            file_mode: 0o644,
-            dir_mode: 0o755,
-        },
         write_mode: WriteMode::ReadOnly,
         posix_metadata,
-        xattrs: true,
         // Nothing expires during a test: what was listed stays trusted.
         metadata_ttl: Duration::from_secs(600),
-        max_cache_size_bytes: 64 * MIB,
-        read_part_size_bytes: 8 * MIB,
-        write_part_size_bytes: 8 * MIB,
-        max_write_buffer_bytes: 64 * MIB,
-        stream_retain_bytes: bucketfs::config::STREAM_RETAIN_BYTES,
-        max_single_copy_bytes: bucketfs::config::MAX_SINGLE_COPY_BYTES,
-        cache_dir: None,
+        ..fs_config()
     };
     Filesystem::new(Arc::clone(store), config, 16).expect("staging directory")
 }

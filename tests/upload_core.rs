@@ -7,10 +7,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bucketfs::config::{FsConfig, OwnerConfig, PosixMetadata, WriteMode};
+#[path = "common/core.rs"]
+mod core_fs;
+
+use bucketfs::config::FsConfig;
 use bucketfs::fs::{Caller, Error, Filesystem, OpenIntent, ROOT_INO, SetAttr};
 use bucketfs::store::memory::{FailureKind, MemoryStore, Verb};
 use bytes::Bytes;
+use core_fs::fs_config;
 use rand::{Rng, SeedableRng};
 
 const MIB: u64 = 1024 * 1024;
@@ -36,24 +40,11 @@ fn mount_with_copy_limit(
     max_single_copy_bytes: u64,
 ) -> Filesystem<MemoryStore> {
     let config = FsConfig {
-        prefix: String::new(),
-        owner: OwnerConfig {
-            uid: 1000,
-            gid: 1000,
-            file_mode: 0o644,
-            dir_mode: 0o755,
-        },
-        write_mode: WriteMode::ReadWrite,
-        posix_metadata: PosixMetadata::FromHeaders,
-        xattrs: true,
-        metadata_ttl: Duration::from_secs(60),
-        max_cache_size_bytes: 64 * MIB,
-        read_part_size_bytes: 8 * MIB,
         write_part_size_bytes: PART,
         max_write_buffer_bytes: write_buffer_bytes,
         stream_retain_bytes: retain_bytes,
         max_single_copy_bytes,
-        cache_dir: None,
+        ..fs_config()
     };
     Filesystem::new(Arc::clone(store), config, 4).expect("staging directory")
 }

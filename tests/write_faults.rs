@@ -5,13 +5,15 @@
 //! requests; this file covers panics.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use bucketfs::config::{FsConfig, OwnerConfig, PosixMetadata, WriteMode};
+#[path = "common/core.rs"]
+mod core_fs;
+
 use bucketfs::fs::{Caller, Filesystem, ROOT_INO};
 use bucketfs::store::fault::{Fault, FaultKind, FaultStore, Trigger};
 use bucketfs::store::memory::{MemoryStore, Verb};
 use bytes::Bytes;
+use core_fs::fs_config;
 
 const MIB: u64 = 1024 * 1024;
 const CALLER: Caller = Caller {
@@ -22,26 +24,7 @@ const CALLER: Caller = Caller {
 type Store = FaultStore<MemoryStore>;
 
 fn mount(store: &Arc<Store>) -> Filesystem<Store> {
-    let config = FsConfig {
-        prefix: String::new(),
-        owner: OwnerConfig {
-            uid: 1000,
-            gid: 1000,
-            file_mode: 0o644,
-            dir_mode: 0o755,
-        },
-        write_mode: WriteMode::ReadWrite,
-        posix_metadata: PosixMetadata::FromHeaders,
-        xattrs: true,
-        metadata_ttl: Duration::from_secs(60),
-        max_cache_size_bytes: 64 * MIB,
-        read_part_size_bytes: 8 * MIB,
-        write_part_size_bytes: 8 * MIB,
-        max_write_buffer_bytes: 64 * MIB,
-        stream_retain_bytes: bucketfs::config::STREAM_RETAIN_BYTES,
-        max_single_copy_bytes: bucketfs::config::MAX_SINGLE_COPY_BYTES,
-        cache_dir: None,
-    };
+    let config = fs_config();
     Filesystem::new(Arc::clone(store), config, 4).expect("staging directory")
 }
 

@@ -1,3 +1,4 @@
+#![allow(dead_code)] // Each test binary uses a different part.
 //! The filesystem core without FUSE, for tests that drive it directly over
 //! the in-memory store.
 
@@ -12,14 +13,14 @@ use bucketfs::store::ObjectStore;
 
 const MIB: u64 = 1024 * 1024;
 
-/// A writable mount's configuration with the command line's defaults, owned
-/// by root, with a TTL long enough that nothing expires during a test.
+/// A writable mount's configuration with the command line's defaults, for
+/// owner 1000:1000, with a TTL long enough that nothing expires during a test.
 pub fn fs_config() -> FsConfig {
     FsConfig {
         prefix: String::new(),
         owner: OwnerConfig {
-            uid: 0,
-            gid: 0,
+            uid: 1000,
+            gid: 1000,
             file_mode: 0o644,
             dir_mode: 0o755,
         },
