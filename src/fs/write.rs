@@ -284,7 +284,10 @@ impl<S: ObjectStore> Filesystem<S> {
             .map_err(upload_io)?;
         open.mark_changed(offset..offset + len);
         open.size = open.size.max(offset + len);
-        open.headers.mtime = Some(SystemTime::now());
+        // POSIX: a write changes mtime and ctime, and leaves atime alone.
+        let now = SystemTime::now();
+        open.headers.mtime = Some(now);
+        open.headers.ctime = Some(now);
         self.update_local_stat(&open);
         open.upload_completed_parts(&self.store, &self.upload)
             .await?;
