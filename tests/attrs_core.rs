@@ -234,3 +234,25 @@ async fn multipart_uploads_and_copies_carry_the_names_content_type() {
         Some("text/plain")
     );
 }
+
+/// An object without time headers (another tool's, or one bucketfs
+/// streamed up) shows its Last-Modified as mtime; a rename must not turn
+/// that into the time of the copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rename_keeps_the_times_of_an_object_without_time_headers() {
+    let store = store();
+    store.inner().put("plain", b"from another tool".to_vec());
+    let fs = mount(&store);
+    let before = fs.lookup(ROOT_INO, "plain").await.unwrap().attr;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    fs.rename(ROOT_INO, "plain", ROOT_INO, "renamed", false)
+        .await
+        .unwrap();
+    let after = fs.lookup(ROOT_INO, "renamed").await.unwrap().attr;
+    assert_eq!((after.atime, after.mtime), (before.atime, before.mtime));
+    assert!(after.ctime > before.ctime);
+    // What another mount reads.
+    let fresh = mount(&store);
+    let read = fresh.lookup(ROOT_INO, "renamed").await.unwrap().attr;
+    assert_eq!((read.atime, read.mtime), (before.atime, before.mtime));
+}
