@@ -152,8 +152,20 @@ fn special_files_are_empty_objects_with_type_and_device_headers() {
             "{}",
             link.describe()
         );
+        // chmod, rename and utimens keep the type and the device number.
+        sh(
+            dir,
+            "mknod -m 600 moved c 4 5 && chmod 666 moved && mv moved null && \
+             touch -d @1600000000 null",
+        );
+        assert_eq!(
+            sh(dir, "stat -c '%F %t %T %a %Y' null"),
+            "character special file 4 5 666 1600000000\n"
+        );
     }
+    assert!(!bucket.list_keys("").contains("moved"));
     for (key, mode, rdev) in [
+        ("null", libc::S_IFCHR | 0o666, Some(libc::makedev(4, 5))),
         ("fifo", libc::S_IFIFO | 0o644, None),
         ("chr", libc::S_IFCHR | 0o600, Some(libc::makedev(1, 7))),
         ("blk", libc::S_IFBLK | 0o640, Some(libc::makedev(7, 0))),
@@ -180,6 +192,10 @@ fn special_files_are_empty_objects_with_type_and_device_headers() {
         sh(mount.path(), "stat -c '%F %t %T %a' fifo chr blk sock"),
         expected_stat,
         "after a remount"
+    );
+    assert_eq!(
+        sh(mount.path(), "stat -c '%F %t %T %a %Y' null"),
+        "character special file 4 5 666 1600000000\n"
     );
     let listed = sh(mount.path(), "ls -l");
     for (letter, name) in [('b', "blk"), ('c', "chr"), ('p', "fifo"), ('s', "sock")] {
@@ -281,6 +297,13 @@ fn times_follow_posix_update_rules_and_survive_a_remount() {
             (secs(SET) + 123_456_789, secs(SET) + 123_456_789)
         );
 
+        // A symlink's own times (utimensat with AT_SYMLINK_NOFOLLOW).
+        sh(dir, &format!("ln -s g link && touch -h -d @{SET} link"));
+        assert_eq!(
+            sh(dir, "stat -c '%Y' link g"),
+            format!("{SET}\n1400000000\n")
+        );
+
         // A directory's times and mode live on its marker.
         sh(dir, &format!("mkdir d && touch -d @{SET} d && chmod 700 d"));
 
@@ -332,6 +355,7 @@ fn times_follow_posix_update_rules_and_survive_a_remount() {
         sh(dir, "stat -c '%a %X %Y' d"),
         format!("700 {SET} {SET}\n")
     );
+    assert_eq!(sh(dir, "stat -c '%Y' link"), format!("{SET}\n"));
 }
 
 #[test]
