@@ -62,3 +62,58 @@ fn what_bucketfs_writes_s3fs_reads_with_the_same_attributes() {
         "directory 700"
     );
 }
+
+#[test]
+fn special_files_and_times_made_by_s3fs_read_the_same_under_bucketfs() {
+    let bucket = Bucket::new(ServerKind::Moto);
+    {
+        let s3fs = S3fsMount::start(&bucket);
+        // s3fs 1.90 sets the times of a file it is still creating at its
+        // first upload, so `touch -d` goes to a file that exists.
+        sh(
+            s3fs.path(),
+            "umask 022 && mkfifo fifo && mknod -m 600 chr c 1 7 && printf x > nanos && \
+             touch -d @1600000000.123456789 nanos",
+        );
+    }
+    // s3fs writes no rdev: its devices are 0,0 wherever they are read.
+    assert_eq!(bucket.metadata("chr").get("rdev"), None);
+    assert_eq!(bucket.metadata("nanos")["mtime"], "1600000000.123456789");
+    let mount = bucket.mount(&[]);
+    assert_eq!(
+        sh(mount.path(), "stat -c '%F %t %T %a' fifo chr"),
+        "fifo 0 0 644\ncharacter special file 0 0 600\n"
+    );
+    assert_eq!(
+        sh(mount.path(), "stat -c '%.9X %.9Y %.9Z' nanos"),
+        "1600000000.123456789 1600000000.123456789 1600000000.123456789\n"
+    );
+    let types: String = sh(mount.path(), "ls -l chr fifo | cut -c1")
+        .split_whitespace()
+        .collect();
+    assert_eq!(types, "cp");
+}
+
+#[test]
+fn special_files_and_times_made_by_bucketfs_read_the_same_under_s3fs() {
+    let bucket = Bucket::new(ServerKind::Moto);
+    {
+        let mount = bucket.mount(&[]);
+        sh(
+            mount.path(),
+            "umask 022 && mkfifo fifo && mknod -m 600 chr c 1 7 && mknod -m 640 blk b 7 0 && \
+             python3 -c \"import socket; socket.socket(socket.AF_UNIX).bind('sock')\" && \
+             touch -d @1600000000.123456789 nanos && \
+             printf x > t && touch -a -d @1500000000 t && touch -m -d @1400000000 t",
+        );
+    }
+    let s3fs = S3fsMount::start(&bucket);
+    assert_eq!(
+        sh(s3fs.path(), "stat -c '%F %t %T %a' fifo chr blk sock"),
+        "fifo 0 0 644\ncharacter special file 0 0 600\nblock special file 0 0 640\nsocket 0 0 755\n"
+    );
+    assert_eq!(
+        sh(s3fs.path(), "stat -c '%.9X %.9Y' nanos t"),
+        "1600000000.123456789 1600000000.123456789\n1500000000.000000000 1400000000.000000000\n"
+    );
+}

@@ -8,7 +8,7 @@
 use futures::StreamExt;
 use futures::stream;
 
-use crate::fs::{Caller, Entry, Error, FileKind, Filesystem, Result, Stat, check_name};
+use crate::fs::{Attr, Caller, Entry, Error, FileKind, Filesystem, Result, Stat, check_name};
 use crate::object_format::{PosixHeaders, directory_marker_headers};
 use crate::store::{ObjectStore, StoreError};
 use crate::upload::{CopySource, copy_object};
@@ -174,9 +174,7 @@ impl<S: ObjectStore> Filesystem<S> {
                     Some(writer) => Some(writer.open.lock().await),
                     None => None,
                 };
-                let etag = self
-                    .rename_file(source.attr.ino, &old_key, &new_key)
-                    .await?;
+                let etag = self.rename_file(&source.attr, &old_key, &new_key).await?;
                 removed_old = self.remove_old_key(&old_key).await;
                 if let Some(open) = replaced.as_mut() {
                     open.unlink(&self.store);
@@ -248,10 +246,15 @@ impl<S: ObjectStore> Filesystem<S> {
     /// Puts a file's object under its new name (the old one stays, see
     /// `remove_old_key`); returns the ETag of the new object, when there is
     /// one yet.
-    async fn rename_file(&self, ino: u64, old_key: &str, new_key: &str) -> Result<Option<String>> {
-        let writer = self.writes.lock().unwrap().get(&ino).cloned();
+    async fn rename_file(
+        &self,
+        source: &Attr,
+        old_key: &str,
+        new_key: &str,
+    ) -> Result<Option<String>> {
+        let writer = self.writes.lock().unwrap().get(&source.ino).cloned();
         let Some(writer) = writer else {
-            return Ok(Some(self.move_object(old_key, new_key).await?.0));
+            return Ok(Some(self.move_object(source, old_key, new_key).await?.0));
         };
         let mut open = writer.open.lock().await;
         if open.is_unlinked() {
@@ -273,7 +276,7 @@ impl<S: ObjectStore> Filesystem<S> {
             open.committed_object().map(|object| object.etag.clone())
         } else {
             let size = open.size;
-            let (etag, carried) = self.move_object(old_key, new_key).await?;
+            let (etag, carried) = self.move_object(source, old_key, new_key).await?;
             open.moved_to(
                 CopySource {
                     key: new_key.to_owned(),
@@ -301,10 +304,20 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     /// A renamed file's object under its new name: the same bytes and
-    /// metadata, with the new name's Content-Type and a new ctime.
-    async fn move_object(&self, old_key: &str, new_key: &str) -> Result<(String, PosixHeaders)> {
+    /// metadata, with the new name's Content-Type and a new ctime. An
+    /// object without time headers shows its Last-Modified as atime and
+    /// mtime; the copy gets a new one, so they are written out as `source`
+    /// shows them.
+    async fn move_object(
+        &self,
+        source: &Attr,
+        old_key: &str,
+        new_key: &str,
+    ) -> Result<(String, PosixHeaders)> {
         let now = SystemTime::now();
         self.copy_with_headers(old_key, new_key, |headers| {
+            headers.atime.get_or_insert(source.atime);
+            headers.mtime.get_or_insert(source.mtime);
             headers.ctime = Some(now);
             Ok(())
         })

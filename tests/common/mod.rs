@@ -585,6 +585,38 @@ impl Bucket {
         out.metadata().cloned().unwrap_or_default()
     }
 
+    /// `put` with a Content-Type, as a tool other than bucketfs would set it.
+    pub fn put_with_content_type(&self, key: &str, body: impl Into<Bytes>, content_type: &str) {
+        let body: Bytes = body.into();
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.name)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body));
+        self.rt
+            .block_on(request.send())
+            .unwrap_or_else(|e| panic!("put {key:?}: {}", sdk_error(&e)));
+    }
+
+    /// The object's Content-Type and ETag, as HEAD reports them.
+    pub fn content_type_and_etag(&self, key: &str) -> (Option<String>, String) {
+        let out = self
+            .rt
+            .block_on(self.client.head_object().bucket(&self.name).key(key).send())
+            .unwrap_or_else(|e| panic!("head {key:?}: {}", sdk_error(&e)));
+        (
+            out.content_type().map(str::to_string),
+            out.e_tag().unwrap_or_default().to_string(),
+        )
+    }
+
+    /// The object's Content-Type, as HEAD reports it.
+    pub fn content_type(&self, key: &str) -> Option<String> {
+        self.content_type_and_etag(key).0
+    }
+
     /// LastModified in whole seconds since the epoch, as HEAD reports it.
     pub fn last_modified_secs(&self, key: &str) -> i64 {
         let out = self
