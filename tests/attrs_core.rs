@@ -246,3 +246,39 @@ async fn a_rename_keeps_the_times_of_an_object_without_time_headers() {
     let read = fresh.lookup(ROOT_INO, "renamed").await.unwrap().attr;
     assert_eq!((read.atime, read.mtime), (before.atime, before.mtime));
 }
+
+/// POSIX: an O_TRUNC open of an existing file moves mtime and ctime, even
+/// of a file already empty, and a caller without CAP_FSETID loses its
+/// set-user-ID bit (and set-group-ID, since group execute is set).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncating_open_moves_mtime_and_ctime_and_clears_setid() {
+    let store = store();
+    let fs = mount(&store);
+    let ino = write_file(&fs, "empty", b"").await;
+    let old = UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    fs.setattr(
+        ino,
+        SetAttr {
+            mode: Some(0o6775),
+            atime: Some(old),
+            mtime: Some(old),
+            ..SetAttr::default()
+        },
+    )
+    .await
+    .unwrap();
+    let intent = OpenIntent::Write {
+        truncate: true,
+        drops_setid: true,
+    };
+    let (fh, _) = fs.open(ino, intent).await.unwrap();
+    fs.flush(fh).await.unwrap();
+    fs.release(fh).await;
+    let attr = fs.getattr(ino).await.unwrap().attr;
+    assert_eq!(attr.atime, old, "atime is not the open's business");
+    assert!(attr.mtime > old && attr.ctime > old, "{attr:?}");
+    assert_eq!(attr.perm, 0o775);
+    let (_, metadata) = store.inner().get("empty").unwrap();
+    assert_eq!(metadata["mode"], (libc::S_IFREG | 0o775).to_string());
+    assert_ne!(metadata["mtime"], "1600000000");
+}
