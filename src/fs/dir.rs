@@ -7,6 +7,11 @@
 //! where the kernel stopped; an offset before the held page restarts the
 //! listing.
 //!
+//! Directories made by other tools list as directories: a prefix with or
+//! without a `d/` marker, and s3fs's old-style directory object `d` (see
+//! `crate::object_format`), which lists as the directory `d/` and gives it
+//! its attributes unless a marker does.
+//!
 //! A file `a` is hidden when a prefix `a/` exists. The prefix may come on a
 //! later page than the file (`a!` sorts between `a` and `a/`), so files that a
 //! later page could shadow are carried over to it before they are shown.
@@ -49,7 +54,7 @@ use crate::config::PosixMetadata;
 use crate::fs::metadata::{Known, MetadataRequests, Sharing};
 use crate::fs::{DirEntry, Error, FileKind, Filesystem, Result, Stat, is_valid_name};
 use crate::object_format::PosixHeaders;
-use crate::store::{ListPage, ListedObject, ObjectStore, StoreError};
+use crate::store::{ListPage, ListedObject, ObjectMeta, ObjectStore, StoreError};
 
 /// Keys per ListObjectsV2 page: S3's maximum.
 const LIST_PAGE_KEYS: u32 = 1000;
@@ -82,6 +87,14 @@ const PAGES_AHEAD: usize = 2;
 /// (0.3-0.4 s on s3s-fs) whenever a page's HEADs took longer than the next
 /// LIST; a client listing and HEADing by hand never stalls its LISTs.
 const LISTED_AHEAD: usize = 2;
+
+/// What a one-key listing of a directory's prefix found there.
+pub(super) enum DirectoryProbe {
+    /// A marker object, with the directory's attributes.
+    Marker(Stat),
+    /// Keys, but no marker whose attributes could be read.
+    KeysOnly,
+}
 
 struct Resolved {
     name: String,
@@ -368,6 +381,9 @@ impl<S: ObjectStore> Filesystem<S> {
 
             let mut resolved = Vec::with_capacity(page.files.len() + directories.len());
             let mut carried = Vec::new();
+            // Old-style directory objects beside a prefix of the same name,
+            // for the attributes of a directory that has no marker.
+            let mut old_style_stats: HashMap<String, Stat> = HashMap::new();
             for file in std::mem::take(&mut stream.carried)
                 .into_iter()
                 .chain(page.files)
@@ -379,34 +395,50 @@ impl<S: ObjectStore> Filesystem<S> {
                     self.warn_once(&file.key, "not a valid file name");
                     continue;
                 };
+                let is_directory = self.is_old_style_directory(&file.stat.headers);
                 if directory_names.contains(name) {
-                    self.warn_once(
-                        &file.key,
-                        "an object shares its name with a directory; the directory is shown",
-                    );
+                    if is_directory {
+                        old_style_stats.insert(name.to_owned(), file.stat);
+                    } else {
+                        self.warn_once(
+                            &file.key,
+                            "an object shares its name with a directory; the directory is shown",
+                        );
+                    }
                     continue;
                 }
                 if !is_last_page && format!("{}/", file.key).as_str() > last_on_page.as_str() {
                     carried.push(file);
                     continue;
                 }
-                resolved.push(Resolved {
-                    name: name.to_owned(),
-                    kind: FileKind::File,
-                    key: file.key,
-                    stat: file.stat,
+                resolved.push(if is_directory {
+                    Resolved {
+                        name: name.to_owned(),
+                        kind: FileKind::Directory,
+                        key: format!("{}/", file.key),
+                        stat: directory_stat(file.stat),
+                    }
+                } else {
+                    Resolved {
+                        name: name.to_owned(),
+                        kind: FileKind::File,
+                        key: file.key,
+                        stat: file.stat,
+                    }
                 });
             }
             stream.carried = carried;
 
             let mut directory_stats = page.directory_stats;
             resolved.extend(directories.into_iter().map(|(name, key)| {
+                let stat = directory_stats
+                    .remove(&key)
+                    .or_else(|| old_style_stats.remove(&name).map(directory_stat))
+                    .unwrap_or_else(|| self.implicit_directory_stat());
                 Resolved {
                     name,
                     kind: FileKind::Directory,
-                    stat: directory_stats
-                        .remove(&key)
-                        .unwrap_or_else(|| self.implicit_directory_stat()),
+                    stat,
                     key,
                 }
             }));
@@ -433,6 +465,41 @@ impl<S: ObjectStore> Filesystem<S> {
             stream.page = resolved;
         }
         Ok(())
+    }
+
+    /// Whether an object with these headers, without a trailing slash, is
+    /// a directory: only when the mount reads headers, so that a listing
+    /// (which reads none then) and a lookup agree.
+    pub(super) fn is_old_style_directory(&self, headers: &PosixHeaders) -> bool {
+        self.config.posix_metadata == PosixMetadata::FromHeaders && headers.is_old_style_directory()
+    }
+
+    /// The attributes of a directory with keys under it and no marker:
+    /// those of its old-style directory object `key` if `head` found one,
+    /// else the mount's.
+    pub(super) fn unmarked_directory_stat(&self, key: &str, head: Option<&ObjectMeta>) -> Stat {
+        let stat = head.map(Stat::from_head);
+        match stat {
+            Some(stat) if self.is_old_style_directory(&stat.headers) => directory_stat(stat),
+            _ => {
+                self.warn_if_shadowed(key, head);
+                self.implicit_directory_stat()
+            }
+        }
+    }
+
+    /// Warns once that the object `key`, which `head` found, is hidden by
+    /// the directory `key/`, unless it is an old-style directory object:
+    /// that is the same directory, in the form an older s3fs wrote.
+    pub(super) fn warn_if_shadowed(&self, key: &str, head: Option<&ObjectMeta>) {
+        if let Some(head) = head
+            && !self.is_old_style_directory(&PosixHeaders::from_head(head))
+        {
+            self.warn_once(
+                key,
+                "an object shares its name with a directory; the directory is shown",
+            );
+        }
     }
 
     /// Drops from a page what no store keeping to S3's rules would list (see
@@ -677,11 +744,17 @@ pub(super) async fn directory_marker_stat<S: ObjectStore>(
         },
         None => Stat::from_head(&meta.head(prefix, Sharing::JoinInFlight).await.ok()?),
     };
-    Some(Stat {
+    Some(directory_stat(stat))
+}
+
+/// An object's attributes as a directory's: directories show no size and
+/// are never opened, so there is no ETag to pin.
+pub(super) fn directory_stat(stat: Stat) -> Stat {
+    Stat {
         size: 0,
         etag: String::new(),
         ..stat
-    })
+    }
 }
 
 async fn resolve_file<S: ObjectStore>(
