@@ -14,8 +14,10 @@ use bytes::Bytes;
 
 use crate::fs::write::replace_headers_keeping;
 use crate::fs::{Entry, Error, FileKind, Filesystem, ROOT_INO, Result};
-use crate::object_format::{PosixHeaders, directory_marker_headers};
-use crate::store::ObjectStore;
+use crate::object_format::{
+    DIRECTORY_CONTENT_TYPE, PosixHeaders, directory_marker_headers, replaced_marker_headers,
+};
+use crate::store::{ObjectMeta, ObjectStore, StoreError};
 use crate::upload::CopySource;
 
 /// What a setattr call changes. Times are resolved by the caller
@@ -191,8 +193,10 @@ impl<S: ObjectStore> Filesystem<S> {
         change: impl FnOnce(&mut PosixHeaders) -> Result<()>,
     ) -> Result<(String, PosixHeaders)> {
         let meta = self.store.head(key).await?;
-        let mut headers = PosixHeaders::from_user_metadata(&meta.user_metadata);
+        let mut headers = PosixHeaders::from_head(&meta);
         change(&mut headers)?;
+        // Its Content-Type is the new name's, when it moves.
+        headers.has_directory_content_type &= destination == key;
         let existing = meta.headers();
         let object = CopySource {
             key: key.to_owned(),
@@ -214,30 +218,136 @@ impl<S: ObjectStore> Filesystem<S> {
         Ok((etag, headers))
     }
 
-    /// A directory's headers live on its marker object, written whole (and
-    /// so created if the directory had only keys under it). The root has no
-    /// marker: its headers change in memory only.
+    /// A directory's headers live on its marker object `d/`. An existing
+    /// marker, whoever wrote it, is copied onto itself like a file's object
+    /// (see `copy_with_headers`), so that its other metadata and its
+    /// Content-Type stay. A directory without one (only keys under it, or
+    /// an old-style directory object) gets one; see `create_marker`. The
+    /// root has no marker: its headers change in memory only.
+    ///
+    /// The marker is read by a HEAD here rather than taken from the lookup:
+    /// listings keep only the POSIX headers of what they saw, and another
+    /// tool may have changed the marker since; the copy is pinned to what
+    /// the HEAD saw.
     async fn change_directory_headers(
         &self,
         ino: u64,
         change: impl FnOnce(&mut PosixHeaders) -> Result<()>,
     ) -> Result<()> {
-        let (key, mut headers) = {
+        let key = {
             let inodes = self.inodes.lock().unwrap();
-            let inode = inodes.get(ino).ok_or(Error::NotFound)?;
-            (inode.key.clone(), inode.stat.headers.clone())
+            inodes.get(ino).ok_or(Error::NotFound)?.key.clone()
         };
-        self.fill_from_stat(ino, &mut headers)?;
-        change(&mut headers)?;
-        if ino != ROOT_INO {
-            self.store
-                .put(&key, Bytes::new(), &directory_marker_headers(&headers))
-                .await?;
-        }
+        let change = |headers: &mut PosixHeaders| {
+            self.fill_from_stat(ino, headers)?;
+            change(headers)?;
+            // The markers s3fs creates carry no file-type bits, those its
+            // chmod writes do; with them, no reader need guess.
+            if let Some(mode) = headers.mode.as_mut()
+                && *mode & libc::S_IFMT == 0
+            {
+                *mode |= libc::S_IFDIR;
+            }
+            Ok(())
+        };
+        let headers = if ino == ROOT_INO {
+            let mut headers = self
+                .inodes
+                .lock()
+                .unwrap()
+                .get(ino)
+                .ok_or(Error::NotFound)?
+                .stat
+                .headers
+                .clone();
+            change(&mut headers)?;
+            headers
+        } else {
+            match self.store.head(&key).await {
+                Ok(marker) => self.change_marker(&key, marker, change).await?,
+                Err(StoreError::NotFound { .. }) => self.create_marker(&key, change).await?,
+                Err(error) => return Err(error.into()),
+            }
+        };
         if let Some(inode) = self.inodes.lock().unwrap().get_mut(ino) {
             inode.stat.headers = headers;
         }
         Ok(())
+    }
+
+    /// Copies the marker `key` onto itself with its POSIX headers as
+    /// `change` leaves them and everything else kept.
+    async fn change_marker(
+        &self,
+        key: &str,
+        marker: ObjectMeta,
+        change: impl FnOnce(&mut PosixHeaders) -> Result<()>,
+    ) -> Result<PosixHeaders> {
+        let mut headers = PosixHeaders::from_head(&marker);
+        change(&mut headers)?;
+        let mut existing = marker.headers();
+        existing
+            .content_type
+            .get_or_insert_with(|| DIRECTORY_CONTENT_TYPE.to_owned());
+        let object = CopySource {
+            key: key.to_owned(),
+            etag: marker.etag,
+            size: marker.size,
+        };
+        let etag = replace_headers_keeping(
+            &*self.store,
+            &object,
+            key,
+            &headers,
+            &existing,
+            &self.upload,
+        )
+        .await?;
+        self.meta.headers().insert(key, &etag, headers.clone());
+        Ok(headers)
+    }
+
+    /// Writes the missing marker `key`. An old-style directory object (`d`
+    /// for the marker `d/`) gives it its headers and other metadata, and
+    /// then goes, if empty, as s3fs's chmod means to do (`IS_REPLACEDIR` in
+    /// s3fs-fuse's `s3fs_chmod`; s3fs 1.90 aborts or fails with ENOENT
+    /// instead). The marker is written first, so that a failure between the
+    /// two loses nothing: where both exist, the marker wins for bucketfs
+    /// and s3fs alike.
+    async fn create_marker(
+        &self,
+        key: &str,
+        change: impl FnOnce(&mut PosixHeaders) -> Result<()>,
+    ) -> Result<PosixHeaders> {
+        let old_key = key.strip_suffix('/').unwrap_or(key);
+        let old_style = match self.store.head(old_key).await {
+            Ok(object) if self.is_old_style_directory(&PosixHeaders::from_head(&object)) => {
+                Some(object)
+            }
+            // A file the directory hides: not this directory's to change.
+            Ok(_) | Err(StoreError::NotFound { .. }) => None,
+            Err(error) => return Err(error.into()),
+        };
+        let mut headers = old_style
+            .as_ref()
+            .map(PosixHeaders::from_head)
+            .unwrap_or_default();
+        change(&mut headers)?;
+        let object_headers = match &old_style {
+            Some(object) => replaced_marker_headers(&object.headers(), &headers),
+            None => directory_marker_headers(&headers),
+        };
+        let etag = self.store.put(key, Bytes::new(), &object_headers).await?;
+        self.meta.headers().insert(key, &etag, headers.clone());
+        if let Some(object) = old_style
+            && object.size == 0
+        {
+            // Left behind, it is harmless: the marker wins.
+            if let Err(error) = self.store.delete(old_key).await {
+                log::warn!("{old_key}: replaced by the marker {key}, but not removed: {error}");
+            }
+        }
+        Ok(headers)
     }
 
     /// Completes `headers` with what `stat` shows for the fields the object
