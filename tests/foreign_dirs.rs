@@ -107,8 +107,8 @@ fn directories_made_elsewhere_list_stat_and_keep_attribute_changes_across_a_remo
             ("legacy", "yes"),
         ],
     );
-    // ... and with keys under it.
-    put_foreign(&bucket, "oldfull", Some(X_DIRECTORY), &[]);
+    // ... and with keys under it, told by its Content-Type alone.
+    put_foreign(&bucket, "oldfull", Some(X_DIRECTORY), &[("uid", "7")]);
     bucket.put("oldfull/f", "y");
 
     {
@@ -120,7 +120,7 @@ fn directories_made_elsewhere_list_stat_and_keep_attribute_changes_across_a_remo
             [
                 "old directory 755 12 34 1500000000",
                 &format!(
-                    "oldfull directory 755 0 0 {}",
+                    "oldfull directory 755 7 0 {}",
                     bucket.last_modified_secs("oldfull")
                 ),
                 &format!(
@@ -136,7 +136,7 @@ fn directories_made_elsewhere_list_stat_and_keep_attribute_changes_across_a_remo
             ("bare", "drwxr-xr-x 0 0"),
             ("s3fs", "drwxr-xr-x 1000 1000"),
             ("old", "drwxr-xr-x 12 34"),
-            ("oldfull", "drwxr-xr-x 0 0"),
+            ("oldfull", "drwxr-xr-x 7 0"),
         ] {
             assert_eq!(ls_line(&listed, name), expected, "{listed}");
         }
