@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need, into fixed places the tests know about:
-#   - fuse3 (fusermount3, mount.fuse3), git, tar and s3fs from apt, when missing;
+#   - fuse3 (fusermount3, mount.fuse3), git, tar, s3fs and attr from apt, when missing;
 #   - a Python venv with moto[server] and awscli: $CACHE/venv;
 #   - s3s-fs 0.14.1 patched with scripts/s3s-fs/dir-keys.patch: $CACHE/s3s-fs-patched-2/target/release/s3s-fs;
 #   - packaging tools for tests/packaging.rs: systemd (systemd-analyze), rpm (rpmspec) and rpmlint
@@ -54,8 +54,8 @@ else
   command -v fusermount3 >/dev/null 2>&1 || die "fusermount3 still missing after installing fuse3"
 fi
 # The write tests drive git, tar and the like inside a mount; tests/s3fs_interop.rs mounts the
-# same bucket with s3fs-fuse.
-for pair in git:git tar:tar s3fs:s3fs; do
+# same bucket with s3fs-fuse; tests/xattr.rs uses setfattr/getfattr.
+for pair in git:git tar:tar s3fs:s3fs setfattr:attr; do
   tool=${pair%%:*} package=${pair#*:}
   if ! command -v "$tool" >/dev/null 2>&1; then
     say "$tool: installing $package with apt-get"

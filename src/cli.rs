@@ -280,10 +280,18 @@ struct Cli {
 
     /// Take attributes from listings alone, without a HEAD per file
     ///
-    /// Saves a request per file, but ignores owner, mode and mtime headers
-    /// (as s3fs and GeeseFS write them).
+    /// Saves a request per file, but ignores owner, mode, times and extended
+    /// attributes (as s3fs and GeeseFS write them), and keeps no extended
+    /// attributes.
     #[arg(long, help_heading = "Caching")]
     no_posix_metadata: bool,
+
+    /// Refuse extended attributes (EOPNOTSUPP)
+    ///
+    /// By default they are kept in the `x-amz-meta-xattr` header, as s3fs
+    /// keeps them with `-o use_xattr`.
+    #[arg(long, help_heading = "Caching")]
+    no_xattr: bool,
 }
 
 /// What the command line asks for.
@@ -574,6 +582,7 @@ impl Cli {
                 } else {
                     PosixMetadata::FromHeaders
                 },
+                xattrs: !self.no_xattr,
                 metadata_ttl: self.metadata_ttl,
                 max_cache_size_bytes,
                 read_part_size_bytes,
@@ -824,6 +833,7 @@ mod tests {
                 },
                 write_mode: WriteMode::ReadWrite,
                 posix_metadata: PosixMetadata::FromHeaders,
+                xattrs: true,
                 metadata_ttl: Duration::from_secs(1),
                 max_cache_size_bytes: 512 * MIB,
                 read_part_size_bytes: 8 * MIB,
@@ -897,6 +907,7 @@ mod tests {
         assert_eq!(config.fs.read_part_size_bytes, 16 * MIB);
         assert_eq!(config.store.max_concurrency, 4);
         assert_eq!(config.fs.posix_metadata, PosixMetadata::ListingOnly);
+        assert!(config.fs.xattrs, "kept unless --no-xattr");
         assert_eq!(config.store.stall_timeout, Duration::from_millis(2500));
         assert_eq!(config.store.max_attempts, 1);
     }
@@ -929,7 +940,7 @@ mod tests {
             "-o",
             "endpoint_url=http://127.0.0.1:9000/?a=b,prefix=a/b/,force_path_style",
             "-o",
-            "uid=0,gid=0,file_mode=0600,metadata_ttl=5,max_cache_size=1024,no_posix_metadata",
+            "uid=0,gid=0,file_mode=0600,metadata_ttl=5,max_cache_size=1024,no_posix_metadata,no_xattr",
             "-oforeground,allow_other,max_attempts=7",
         ]);
         assert_eq!(
@@ -943,6 +954,7 @@ mod tests {
         assert_eq!(config.fs.metadata_ttl, Duration::from_secs(5));
         assert_eq!(config.fs.max_cache_size_bytes, 1024 * MIB);
         assert_eq!(config.fs.posix_metadata, PosixMetadata::ListingOnly);
+        assert!(!config.fs.xattrs);
         assert!(config.foreground);
         assert_eq!(config.access, Access::AllowOther);
         assert_eq!(config.store.max_attempts, 7);

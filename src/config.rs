@@ -80,6 +80,8 @@ pub struct FsConfig {
     pub owner: OwnerConfig,
     pub write_mode: WriteMode,
     pub posix_metadata: PosixMetadata,
+    /// Extended attributes in the `xattr` header (needs `posix_metadata`).
+    pub xattrs: bool,
     /// How long a lookup, an attribute or a listing is trusted, negative lookups included.
     pub metadata_ttl: Duration,
     /// Memory for the block cache, in-flight prefetch included.

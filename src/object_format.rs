@@ -92,6 +92,25 @@ impl PosixHeaders {
         }
     }
 
+    /// POSIX: a change of contents moves mtime and ctime.
+    pub fn touch_contents(&mut self, now: SystemTime) {
+        self.mtime = Some(now);
+        self.ctime = Some(now);
+    }
+
+    /// What a write by someone without CAP_FSETID does to the mode, as the
+    /// kernel's `should_remove_suid` decides: set-user-ID goes; set-group-ID
+    /// goes when group execute is set (without it, it marks mandatory
+    /// locking, and stays).
+    pub fn drop_setid(&mut self) {
+        if let Some(mode) = self.mode.as_mut() {
+            *mode &= !libc::S_ISUID;
+            if *mode & libc::S_IXGRP != 0 {
+                *mode &= !libc::S_ISGID;
+            }
+        }
+    }
+
     /// Parses lower-cased user metadata names without the `x-amz-meta-` prefix.
     pub fn from_user_metadata(metadata: &HashMap<String, String>) -> Self {
         let number = |name: &str| {

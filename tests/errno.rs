@@ -132,6 +132,11 @@ fn namespace_calls_fail_with_the_errno_linux_filesystems_give() {
     let keys_before = bucket.list_keys("");
 
     let too_long = at(&"n".repeat(NAME_MAX + 1));
+    let long_binary = format!(
+        "{}/$(printf '\\377%.0s' $(seq {}))",
+        path_str(mount.path()),
+        NAME_MAX + 1
+    );
     let (f, d, l, full, empty, a) = (at("f"), at("d"), at("l"), at("full"), at("empty"), at("a"));
     let mut cases = vec![
         case(
@@ -164,6 +169,18 @@ fn namespace_calls_fail_with_the_errno_linux_filesystems_give() {
             libc::ENAMETOOLONG,
             "rename",
             &[&f, &too_long],
+        ),
+        // Not UTF-8, so it cannot be a key either; its length is what
+        // Linux reports first.
+        case(
+            "stat of a long name that is not UTF-8",
+            libc::ENAMETOOLONG,
+            &["sh", "-c", &format!("stat \"{long_binary}\"")],
+        ),
+        case(
+            "create of a long name that is not UTF-8",
+            libc::ENAMETOOLONG,
+            &["sh", "-c", &format!("touch \"{long_binary}\"")],
         ),
         case("stat through a file", libc::ENOTDIR, &["stat", &at("f/x")]),
         case(
@@ -284,6 +301,8 @@ fn who_may_change_what_is_decided_by_owner_mode_and_sticky_bit() {
     chmod("readonly", 0o644);
     std::fs::write(mount.join("setid-written"), "").expect("create");
     chmod("setid-written", 0o6777);
+    std::fs::write(mount.join("setid-truncated"), "old").expect("create");
+    chmod("setid-truncated", 0o6777);
     std::fs::write(mount.join("setid-chowned"), "").expect("create");
     chown_to_user("setid-chowned");
     chmod("setid-chowned", 0o6755);
@@ -292,6 +311,7 @@ fn who_may_change_what_is_decided_by_owner_mode_and_sticky_bit() {
         ("sticky/", 0o1777),
         ("users-sticky/", 0o1755),
         ("setid-written", 0o6777),
+        ("setid-truncated", 0o6777),
         ("setid-chowned", 0o6755),
     ] {
         let stored = bucket.metadata(key);
@@ -363,6 +383,11 @@ fn who_may_change_what_is_decided_by_owner_mode_and_sticky_bit() {
             format!("echo x >> '{}'", at("setid-written")),
         ],
         vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            format!(": > '{}'", at("setid-truncated")),
+        ],
+        vec![
             "chown".to_owned(),
             format!("{0}:{0}", user.name),
             at("setid-chowned"),
@@ -377,12 +402,16 @@ fn who_may_change_what_is_decided_by_owner_mode_and_sticky_bit() {
     }
     assert!(keys.contains("sticky/roots"), "{keys:?}");
 
-    // The kernel clears set-user-ID and set-group-ID when a user other than
-    // root writes or chowns a file, by a setattr with the new mode: both the
-    // kernel's view and the object keep it. (A truncating open alone,
-    // `: > f`, does not clear them yet: with FUSE_ATOMIC_O_TRUNC the kernel
-    // sends no setattr for it, and open does not clear them itself.)
-    for (name, expected) in [("setid-written", 0o777), ("setid-chowned", 0o755)] {
+    // Set-user-ID and set-group-ID go when a user other than root writes,
+    // truncates or chowns a file: for a write or a chown the kernel sends a
+    // setattr with the new mode; a truncating open (`: > f`) it hands to us
+    // whole (FUSE_ATOMIC_O_TRUNC), so open clears them. Both the kernel's
+    // view and the object agree.
+    for (name, expected) in [
+        ("setid-written", 0o777),
+        ("setid-truncated", 0o777),
+        ("setid-chowned", 0o755),
+    ] {
         let mode = std::fs::metadata(mount.join(name)).expect("stat").mode();
         assert_eq!(mode & 0o7777, expected, "{name}: {mode:o}");
         let stored = bucket.metadata(name);

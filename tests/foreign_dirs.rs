@@ -10,13 +10,12 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bucketfs::config::{FsConfig, OwnerConfig, PosixMetadata, WriteMode};
-use bucketfs::fs::{FileKind, Filesystem, ROOT_INO, SetAttr};
+use bucketfs::fs::{FileKind, ROOT_INO, SetAttr};
 use bucketfs::store::memory::{MemoryStore, Verb};
 use bucketfs::store::{ObjectHeaders, ObjectStore};
 use bytes::Bytes;
+use common::core::{filesystem, fs_config};
 use common::s3fs::{S3fsMount, sh};
 use common::{Bucket, ServerKind};
 
@@ -246,28 +245,6 @@ fn directories_bucketfs_changed_read_the_same_under_s3fs() {
     );
 }
 
-fn core_config() -> FsConfig {
-    FsConfig {
-        prefix: String::new(),
-        owner: OwnerConfig {
-            uid: 1000,
-            gid: 1000,
-            file_mode: 0o644,
-            dir_mode: 0o755,
-        },
-        write_mode: WriteMode::ReadWrite,
-        posix_metadata: PosixMetadata::FromHeaders,
-        metadata_ttl: Duration::from_secs(60),
-        max_cache_size_bytes: 64 << 20,
-        read_part_size_bytes: 8 << 20,
-        write_part_size_bytes: 8 << 20,
-        max_write_buffer_bytes: 64 << 20,
-        stream_retain_bytes: bucketfs::config::STREAM_RETAIN_BYTES,
-        max_single_copy_bytes: bucketfs::config::MAX_SINGLE_COPY_BYTES,
-        cache_dir: None,
-    }
-}
-
 fn metadata(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
         .iter()
@@ -297,7 +274,7 @@ async fn old_style_directory_objects_list_as_directories_across_pages() {
     }
     store.put("a/x", vec![0u8; 1]);
     put_directory_object(&store, "b", &[("uid", "34")]).await;
-    let fs = Filesystem::new(Arc::clone(&store), core_config(), 16).unwrap();
+    let fs = filesystem(&store, fs_config());
     let fh = fs.opendir(ROOT_INO).unwrap();
     let mut found = Vec::new();
     let mut offset = 0;
@@ -332,7 +309,7 @@ async fn a_directory_change_costs_one_write() {
     let store = Arc::new(MemoryStore::new());
     store.put_with_metadata("marked/", Bytes::new(), metadata(&[("owner", "etl")]));
     put_directory_object(&store, "old", &[("mode", "16877")]).await;
-    let fs = Filesystem::new(Arc::clone(&store), core_config(), 16).unwrap();
+    let fs = filesystem(&store, fs_config());
     let chmod = SetAttr {
         mode: Some(0o700),
         ..SetAttr::default()

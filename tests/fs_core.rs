@@ -26,6 +26,7 @@ fn config(posix_metadata: PosixMetadata) -> FsConfig {
         },
         write_mode: WriteMode::ReadOnly,
         posix_metadata,
+        xattrs: true,
         metadata_ttl: Duration::from_secs(60),
         max_cache_size_bytes: 256 * MIB,
         read_part_size_bytes: 8 * MIB,
@@ -455,7 +456,10 @@ async fn a_read_only_mount_refuses_writes() {
     store.put("f", vec![0u8; 1]);
     let fs = mount(&store, PosixMetadata::FromHeaders);
     let ino = fs.lookup(ROOT_INO, "f").await.unwrap().attr.ino;
-    let write = OpenIntent::Write { truncate: false };
+    let write = OpenIntent::Write {
+        truncate: false,
+        drops_setid: false,
+    };
     assert!(matches!(fs.open(ino, write).await, Err(Error::ReadOnly)));
     let caller = Caller { uid: 0, gid: 0 };
     assert!(matches!(

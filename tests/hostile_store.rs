@@ -285,6 +285,7 @@ fn config() -> FsConfig {
         },
         write_mode: WriteMode::ReadWrite,
         posix_metadata: PosixMetadata::ListingOnly,
+        xattrs: true,
         metadata_ttl: Duration::from_secs(60),
         max_cache_size_bytes: 64 * MIB,
         read_part_size_bytes: 8 * MIB,

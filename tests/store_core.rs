@@ -23,6 +23,7 @@ fn mount(store: &Arc<MemoryStore>, posix_metadata: PosixMetadata) -> Filesystem<
         },
         write_mode: WriteMode::ReadOnly,
         posix_metadata,
+        xattrs: true,
         // Nothing expires during a test: what was listed stays trusted.
         metadata_ttl: Duration::from_secs(600),
         max_cache_size_bytes: 64 * MIB,

@@ -45,6 +45,7 @@ fn mount_with_copy_limit(
         },
         write_mode: WriteMode::ReadWrite,
         posix_metadata: PosixMetadata::FromHeaders,
+        xattrs: true,
         metadata_ttl: Duration::from_secs(60),
         max_cache_size_bytes: 64 * MIB,
         read_part_size_bytes: 8 * MIB,
@@ -303,7 +304,13 @@ async fn appending_to_a_large_object_copies_its_unchanged_parts() {
     let fs = mount(&store, 64 * MIB, 64 * MIB);
     let ino = fs.lookup(ROOT_INO, "log").await.unwrap().attr.ino;
     let (fh, _) = fs
-        .open(ino, OpenIntent::Write { truncate: false })
+        .open(
+            ino,
+            OpenIntent::Write {
+                truncate: false,
+                drops_setid: false,
+            },
+        )
         .await
         .unwrap();
     fs.write(fh, data.len() as u64, Bytes::from_static(b"appended"))
@@ -344,7 +351,13 @@ async fn a_change_in_the_middle_uploads_only_that_part() {
     let fs = mount(&store, 64 * MIB, 64 * MIB);
     let ino = fs.lookup(ROOT_INO, "f").await.unwrap().attr.ino;
     let (fh, _) = fs
-        .open(ino, OpenIntent::Write { truncate: false })
+        .open(
+            ino,
+            OpenIntent::Write {
+                truncate: false,
+                drops_setid: false,
+            },
+        )
         .await
         .unwrap();
     let offset = 2 * PART + 100;

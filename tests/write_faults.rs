@@ -32,6 +32,7 @@ fn mount(store: &Arc<Store>) -> Filesystem<Store> {
         },
         write_mode: WriteMode::ReadWrite,
         posix_metadata: PosixMetadata::FromHeaders,
+        xattrs: true,
         metadata_ttl: Duration::from_secs(60),
         max_cache_size_bytes: 64 * MIB,
         read_part_size_bytes: 8 * MIB,

@@ -15,9 +15,13 @@ use bytes::Bytes;
 use crate::fs::write::replace_headers_keeping;
 use crate::fs::{Entry, Error, FileKind, Filesystem, ROOT_INO, Result};
 use crate::object_format::{
-    DIRECTORY_CONTENT_TYPE, PosixHeaders, directory_marker_headers, replaced_marker_headers,
+    DIRECTORY_CONTENT_TYPE, PosixHeaders, directory_marker_headers, replaced_headers,
+    replaced_marker_headers,
 };
-use crate::store::{ObjectMeta, ObjectStore, StoreError};
+use crate::store::{
+    MAX_USER_METADATA_BYTES, ObjectHeaders, ObjectMeta, ObjectStore, StoreError,
+    user_metadata_bytes,
+};
 use crate::upload::CopySource;
 
 /// What a setattr call changes. Times are resolved by the caller
@@ -121,7 +125,7 @@ impl<S: ObjectStore> Filesystem<S> {
             open.mark_changed(changed_from..u64::MAX);
             open.size = size;
             let now = SystemTime::now();
-            open.headers.mtime = Some(now);
+            open.headers.touch_contents(now);
             change.apply(&mut open.headers, now);
             self.update_local_stat(&open);
             if writer.is_only_holder() {
@@ -198,6 +202,7 @@ impl<S: ObjectStore> Filesystem<S> {
         // Its Content-Type is the new name's, when it moves.
         headers.has_directory_content_type &= destination == key;
         let existing = meta.headers();
+        check_metadata_space(&replaced_headers(&existing, destination, &headers))?;
         let object = CopySource {
             key: key.to_owned(),
             etag: meta.etag,
@@ -289,6 +294,7 @@ impl<S: ObjectStore> Filesystem<S> {
         existing
             .content_type
             .get_or_insert_with(|| DIRECTORY_CONTENT_TYPE.to_owned());
+        check_metadata_space(&replaced_headers(&existing, key, &headers))?;
         let object = CopySource {
             key: key.to_owned(),
             etag: marker.etag,
@@ -337,6 +343,7 @@ impl<S: ObjectStore> Filesystem<S> {
             Some(object) => replaced_marker_headers(&object.headers(), &headers),
             None => directory_marker_headers(&headers),
         };
+        check_metadata_space(&object_headers)?;
         let etag = self.store.put(key, Bytes::new(), &object_headers).await?;
         self.meta.headers().insert(key, &etag, headers.clone());
         if let Some(object) = old_style
@@ -374,4 +381,13 @@ impl<S: ObjectStore> Filesystem<S> {
         headers.ctime.get_or_insert(attr.ctime);
         Ok(())
     }
+}
+
+/// Refuses headers over S3's user-metadata limit before any request: another
+/// tool's metadata counts against it too.
+fn check_metadata_space(headers: &ObjectHeaders) -> Result<()> {
+    if user_metadata_bytes(&headers.user_metadata) > MAX_USER_METADATA_BYTES {
+        return Err(Error::NoMetadataSpace);
+    }
+    Ok(())
 }

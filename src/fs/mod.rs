@@ -38,9 +38,11 @@ mod namespace;
 mod read;
 mod special;
 mod write;
+mod xattr;
 
 pub use attrs::SetAttr;
 pub use write::Caller;
+pub use xattr::XattrWrite;
 
 use contents::{DirectoryContents, Known};
 use dir::{DirStream, DirectoryConfirmations};
@@ -52,7 +54,7 @@ use write::{Discard, WriterRef, WriterTable, discard_with};
 pub const ROOT_INO: u64 = 1;
 
 /// Longest file name Linux accepts (NAME_MAX).
-const MAX_NAME_BYTES: usize = 255;
+pub const MAX_NAME_BYTES: usize = 255;
 
 /// Header entries kept: ~100 bytes each, so about 10 MiB for a mount that
 /// listed 100,000 objects.
@@ -106,6 +108,11 @@ pub enum Error {
     AlreadyUploaded,
     #[error("file too large for S3")]
     TooLarge,
+    #[error("no such extended attribute")]
+    NoAttribute,
+    /// S3 keeps at most `MAX_USER_METADATA_BYTES` of user metadata per object.
+    #[error("the object's metadata would exceed S3's 2 KiB limit")]
+    NoMetadataSpace,
 }
 
 impl Error {
@@ -263,6 +270,11 @@ pub enum OpenIntent {
     /// With `truncate` (O_TRUNC) the old contents are not even fetched.
     Write {
         truncate: bool,
+        /// The opener lacks CAP_FSETID, so a truncation clears set-user-ID
+        /// and set-group-ID as a write would. (The kernel clears them
+        /// itself before a write or a chown, but leaves an O_TRUNC it hands
+        /// to us whole (FUSE_ATOMIC_O_TRUNC) to us.)
+        drops_setid: bool,
     },
 }
 
@@ -701,7 +713,16 @@ impl<S: ObjectStore> Filesystem<S> {
         }
         let writer = match intent {
             OpenIntent::Read => None,
-            OpenIntent::Write { truncate } => Some(self.writer_for(ino, truncate).await?),
+            OpenIntent::Write {
+                truncate,
+                drops_setid,
+            } => {
+                let writer = self.writer_for(ino, truncate).await?;
+                if truncate {
+                    self.mark_truncated(&writer, drops_setid).await;
+                }
+                Some(writer)
+            }
         };
         let reads_the_store = writer.is_none() && !self.is_being_written(ino);
         if reads_the_store {

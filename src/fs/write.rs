@@ -177,6 +177,17 @@ impl<S: ObjectStore> Filesystem<S> {
         }
     }
 
+    /// POSIX: an O_TRUNC open of an existing file moves mtime and ctime,
+    /// even when it was empty already.
+    pub(super) async fn mark_truncated(&self, writer: &WriterRef, drops_setid: bool) {
+        let mut open = writer.shared().open.lock().await;
+        open.headers.touch_contents(SystemTime::now());
+        if drops_setid {
+            open.headers.drop_setid();
+        }
+        self.update_local_stat(&open);
+    }
+
     pub(super) fn update_local_stat(&self, open: &OpenWrite) {
         if let Some(inode) = self.inodes.lock().unwrap().get_mut(open.ino) {
             inode.stat.size = open.size;
@@ -284,7 +295,7 @@ impl<S: ObjectStore> Filesystem<S> {
             .map_err(upload_io)?;
         open.mark_changed(offset..offset + len);
         open.size = open.size.max(offset + len);
-        open.headers.mtime = Some(SystemTime::now());
+        open.headers.touch_contents(SystemTime::now());
         self.update_local_stat(&open);
         open.upload_completed_parts(&self.store, &self.upload)
             .await?;

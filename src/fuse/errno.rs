@@ -23,6 +23,9 @@ pub fn errno(error: &Error) -> libc::c_int {
         // system, is at fault, and retrying it cannot help before close.
         Error::AlreadyUploaded => libc::EINVAL,
         Error::TooLarge => libc::EFBIG,
+        Error::NoAttribute => libc::ENODATA,
+        // As ext4 answers when an inode's attribute space is full.
+        Error::NoMetadataSpace => libc::ENOSPC,
         Error::Store(source) => match **source {
             // Reached only by races (an object deleted between two requests
             // of one operation); the name is gone, so ENOENT, not EIO.
@@ -41,5 +44,8 @@ pub fn errno(error: &Error) -> libc::c_int {
 /// Whether a failure is routine (a missing name, or one no file can have)
 /// rather than worth a warning.
 pub fn is_routine(error: &Error) -> bool {
-    matches!(error, Error::NotFound | Error::NameTooLong)
+    matches!(
+        error,
+        Error::NotFound | Error::NameTooLong | Error::NoAttribute
+    )
 }

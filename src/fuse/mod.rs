@@ -21,7 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, Request,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 use tokio::runtime::Handle;
 
@@ -115,6 +115,21 @@ fn file_attr(attr: &Attr) -> FileAttr {
     }
 }
 
+/// Answers an xattr read as the kernel asks: with the size only when it
+/// offers no buffer, ERANGE when its buffer is too small.
+fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
+    let Ok(len) = u32::try_from(data.len()) else {
+        return reply.error(Errno::E2BIG);
+    };
+    if size == 0 {
+        reply.size(len);
+    } else if len > size {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(data);
+    }
+}
+
 /// Logs a failed operation once and returns the errno to answer with.
 fn failure(op: &str, ino: u64, error: &fs::Error) -> Errno {
     let code = errno::errno(error);
@@ -151,9 +166,15 @@ fn caller(req: &Request) -> Caller {
     }
 }
 
-fn name_of(name: &OsStr) -> Option<String> {
-    // Keys are UTF-8 strings; a name that is not UTF-8 cannot exist in the bucket.
-    name.to_str().map(str::to_owned)
+/// A name as a key segment. Keys are UTF-8 strings, so a name that is not
+/// UTF-8 cannot exist in the bucket: `not_utf8` answers it, unless it is
+/// too long for any filesystem, which Linux reports first.
+fn name_of(name: &OsStr, not_utf8: Errno) -> Result<String, Errno> {
+    match name.to_str() {
+        Some(name) => Ok(name.to_owned()),
+        None if name.len() > fs::MAX_NAME_BYTES => Err(Errno::ENAMETOOLONG),
+        None => Err(not_utf8),
+    }
 }
 
 impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
@@ -181,8 +202,9 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let Some(name) = name_of(name) else {
-            return reply.error(Errno::ENOENT);
+        let name = match name_of(name, Errno::ENOENT) {
+            Ok(name) => name,
+            Err(errno) => return reply.error(errno),
         };
         let fs = Arc::clone(&self.fs);
         self.run(async move {
@@ -207,11 +229,13 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         });
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let intent = match flags.acc_mode() {
             OpenAccMode::O_RDONLY => OpenIntent::Read,
             OpenAccMode::O_WRONLY | OpenAccMode::O_RDWR => OpenIntent::Write {
                 truncate: flags.0 & libc::O_TRUNC != 0,
+                // FUSE tells the caller's uid, not its capabilities.
+                drops_setid: req.uid() != 0,
             },
         };
         let fs = Arc::clone(&self.fs);
@@ -461,8 +485,9 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let Some(name) = name_of(name) else {
-            return reply.error(Errno::EINVAL);
+        let name = match name_of(name, Errno::EINVAL) {
+            Ok(name) => name,
+            Err(errno) => return reply.error(errno),
         };
         let caller = caller(req);
         let fs = Arc::clone(&self.fs);
@@ -487,8 +512,9 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let Some(name) = name_of(name) else {
-            return reply.error(Errno::EINVAL);
+        let name = match name_of(name, Errno::EINVAL) {
+            Ok(name) => name,
+            Err(errno) => return reply.error(errno),
         };
         let caller = caller(req);
         let fs = Arc::clone(&self.fs);
@@ -501,8 +527,9 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let Some(name) = name_of(name) else {
-            return reply.error(Errno::ENOENT);
+        let name = match name_of(name, Errno::ENOENT) {
+            Ok(name) => name,
+            Err(errno) => return reply.error(errno),
         };
         let fs = Arc::clone(&self.fs);
         self.run(async move {
@@ -514,8 +541,9 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let Some(name) = name_of(name) else {
-            return reply.error(Errno::ENOENT);
+        let name = match name_of(name, Errno::ENOENT) {
+            Ok(name) => name,
+            Err(errno) => return reply.error(errno),
         };
         let fs = Arc::clone(&self.fs);
         self.run(async move {
@@ -534,8 +562,9 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let Some(name) = name_of(link_name) else {
-            return reply.error(Errno::EINVAL);
+        let name = match name_of(link_name, Errno::EINVAL) {
+            Ok(name) => name,
+            Err(errno) => return reply.error(errno),
         };
         let target = Bytes::copy_from_slice(target.as_os_str().as_bytes());
         let caller = caller(req);
@@ -558,39 +587,84 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         });
     }
 
-    // Extended attributes are not stored. ENOSYS (rather than ENOTSUP) makes
-    // the kernel answer EOPNOTSUPP itself from then on, so `ls -l` and `cp -a`
-    // do not pay a round trip per file asking.
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: fuser::ReplyXattr,
-    ) {
-        reply.error(Errno::ENOSYS);
+    // With extended attributes off, ENOSYS (rather than EOPNOTSUPP) makes
+    // the kernel answer EOPNOTSUPP itself from then on, so `ls -l`, `cp -a`
+    // and every write (the kernel asks for `security.capability` first) do
+    // not pay a round trip asking.
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if !self.fs.xattrs_enabled() {
+            return reply.error(Errno::ENOSYS);
+        }
+        let name = name.as_bytes().to_vec();
+        let fs = Arc::clone(&self.fs);
+        self.run(async move {
+            match fs.getxattr(ino.0, &name).await {
+                Ok(value) => reply_xattr(reply, size, &value),
+                Err(error) => reply.error(failure("getxattr", ino.0, &error)),
+            }
+        });
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: fuser::ReplyXattr) {
-        reply.error(Errno::ENOSYS);
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if !self.fs.xattrs_enabled() {
+            return reply.error(Errno::ENOSYS);
+        }
+        let fs = Arc::clone(&self.fs);
+        self.run(async move {
+            match fs.listxattr(ino.0).await {
+                Ok(names) => {
+                    let mut list = Vec::new();
+                    for name in names {
+                        list.extend_from_slice(name.as_bytes());
+                        list.push(0);
+                    }
+                    reply_xattr(reply, size, &list);
+                }
+                Err(error) => reply.error(failure("listxattr", ino.0, &error)),
+            }
+        });
     }
 
     fn setxattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _value: &[u8],
-        _flags: i32,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::ENOSYS);
+        if !self.fs.xattrs_enabled() {
+            return reply.error(Errno::ENOSYS);
+        }
+        let write = match fs::XattrWrite::from_flags(flags) {
+            Ok(write) => write,
+            Err(error) => return reply.error(failure("setxattr", ino.0, &error)),
+        };
+        let name = name.as_bytes().to_vec();
+        let value = value.to_vec();
+        let fs = Arc::clone(&self.fs);
+        self.run(async move {
+            match fs.setxattr(ino.0, &name, &value, write).await {
+                Ok(()) => reply.ok(),
+                Err(error) => reply.error(failure("setxattr", ino.0, &error)),
+            }
+        });
     }
 
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::ENOSYS);
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if !self.fs.xattrs_enabled() {
+            return reply.error(Errno::ENOSYS);
+        }
+        let name = name.as_bytes().to_vec();
+        let fs = Arc::clone(&self.fs);
+        self.run(async move {
+            match fs.removexattr(ino.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(error) => reply.error(failure("removexattr", ino.0, &error)),
+            }
+        });
     }
 
     fn rename(
@@ -603,8 +677,12 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let (Some(name), Some(new_name)) = (name_of(name), name_of(newname)) else {
-            return reply.error(Errno::EINVAL);
+        let (name, new_name) = match (
+            name_of(name, Errno::EINVAL),
+            name_of(newname, Errno::EINVAL),
+        ) {
+            (Ok(name), Ok(new_name)) => (name, new_name),
+            (Err(errno), _) | (_, Err(errno)) => return reply.error(errno),
         };
         if flags.contains(fuser::RenameFlags::RENAME_EXCHANGE) {
             // Two objects cannot swap keys atomically.
@@ -645,8 +723,9 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
         _flags: i32,
         reply: fuser::ReplyCreate,
     ) {
-        let Some(name) = name_of(name) else {
-            return reply.error(Errno::EINVAL);
+        let name = match name_of(name, Errno::EINVAL) {
+            Ok(name) => name,
+            Err(errno) => return reply.error(errno),
         };
         let caller = caller(req);
         let fs = Arc::clone(&self.fs);

@@ -49,6 +49,18 @@ pub struct ObjectHeaders {
     pub content_type: Option<String>,
 }
 
+/// S3's limit on user metadata per object, counted as `user_metadata_bytes` does.
+pub const MAX_USER_METADATA_BYTES: usize = 2048;
+
+/// Size of user metadata as S3 counts it against its limit: the UTF-8 bytes
+/// of every name and value.
+pub fn user_metadata_bytes(metadata: &HashMap<String, String>) -> usize {
+    metadata
+        .iter()
+        .map(|(name, value)| name.len() + value.len())
+        .sum()
+}
+
 /// An object as a listing reports it: no user metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedObject {

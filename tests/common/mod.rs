@@ -23,6 +23,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+pub mod core;
 pub mod fault_proxy;
 pub mod s3fs;
 pub mod users;

@@ -142,6 +142,7 @@ fn config(retain: Retain) -> FsConfig {
         },
         write_mode: WriteMode::ReadWrite,
         posix_metadata: PosixMetadata::FromHeaders,
+        xattrs: true,
         // Every lookup asks the store, so the model need not know what the
         // file system cached: an open sees the object as it is now.
         metadata_ttl: Duration::ZERO,

@@ -63,8 +63,14 @@ impl Harness {
     ) -> Result<(), String> {
         let intent = match mode {
             OpenMode::Read => OpenIntent::Read,
-            OpenMode::Write => OpenIntent::Write { truncate: false },
-            OpenMode::WriteTruncate => OpenIntent::Write { truncate: true },
+            OpenMode::Write => OpenIntent::Write {
+                truncate: false,
+                drops_setid: false,
+            },
+            OpenMode::WriteTruncate => OpenIntent::Write {
+                truncate: true,
+                drops_setid: false,
+            },
         };
         let result = self
             .call("open", move |fs| async move { fs.open(ino, intent).await })

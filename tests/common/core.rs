@@ -1,0 +1,42 @@
+//! The filesystem core without FUSE, for tests that drive it directly over
+//! the in-memory store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bucketfs::config::{
+    FsConfig, MAX_SINGLE_COPY_BYTES, OwnerConfig, PosixMetadata, STREAM_RETAIN_BYTES, WriteMode,
+};
+use bucketfs::fs::Filesystem;
+use bucketfs::store::ObjectStore;
+
+const MIB: u64 = 1024 * 1024;
+
+/// A writable mount's configuration with the command line's defaults, owned
+/// by root, with a TTL long enough that nothing expires during a test.
+pub fn fs_config() -> FsConfig {
+    FsConfig {
+        prefix: String::new(),
+        owner: OwnerConfig {
+            uid: 0,
+            gid: 0,
+            file_mode: 0o644,
+            dir_mode: 0o755,
+        },
+        write_mode: WriteMode::ReadWrite,
+        posix_metadata: PosixMetadata::FromHeaders,
+        xattrs: true,
+        metadata_ttl: Duration::from_secs(60),
+        max_cache_size_bytes: 64 * MIB,
+        read_part_size_bytes: 8 * MIB,
+        write_part_size_bytes: 8 * MIB,
+        max_write_buffer_bytes: 64 * MIB,
+        stream_retain_bytes: STREAM_RETAIN_BYTES,
+        max_single_copy_bytes: MAX_SINGLE_COPY_BYTES,
+        cache_dir: None,
+    }
+}
+
+pub fn filesystem<S: ObjectStore>(store: &Arc<S>, config: FsConfig) -> Filesystem<S> {
+    Filesystem::new(Arc::clone(store), config, 16).expect("staging directory")
+}
