@@ -1,8 +1,8 @@
 //! Directories made elsewhere (issue 11, section 6): a prefix without a
 //! marker, a `d/` marker written by the S3 console or by s3fs, and s3fs's
 //! old-style directory object `d` list and stat as directories, and take
-//! chmod, chown and utimens, which write their marker so that the change
-//! survives a remount, keeping what the other tool wrote there.
+//! chmod, chown, utimens and xattrs, which write their marker so that the
+//! change survives a remount, keeping what the other tool wrote there.
 //!
 //! The mount tests run on moto: s3s-fs cannot hold `d/` markers.
 
@@ -146,7 +146,8 @@ fn directories_made_elsewhere_list_stat_and_keep_attribute_changes_across_a_remo
         sh(
             mount.path(),
             &format!(
-                "chmod 700 prefix && chmod 710 console && chmod 711 bare && chmod 750 s3fs && \
+                "setfattr -n user.made -v elsewhere prefix old && \
+                 chmod 700 prefix && chmod 710 console && chmod 711 bare && chmod 750 s3fs && \
                  chmod 705 old && chmod 770 oldfull && chown 5:6 {ALL} && \
                  touch -d @1600000000 {ALL}"
             ),
@@ -201,6 +202,13 @@ fn directories_made_elsewhere_list_stat_and_keep_attribute_changes_across_a_remo
         assert_eq!(ls_line(&listed, name), format!("{rwx} 5 6"), "{listed}");
     }
     assert_eq!(sh(mount.path(), "ls oldfull"), "f\n");
+    assert_eq!(
+        sh(
+            mount.path(),
+            "getfattr --only-values -n user.made prefix old"
+        ),
+        "elsewhereelsewhere"
+    );
     mount.unmount();
 }
 
