@@ -360,3 +360,44 @@ async fn a_directory_change_costs_one_write() {
     assert_eq!(store.content_type("old/").as_deref(), Some(X_DIRECTORY));
     assert_eq!(fs.getattr(old.attr.ino).await.unwrap().attr.perm, 0o700);
 }
+
+/// An old-style directory object lies outside the directory's prefix: rmdir
+/// must remove it, and a rename must not leave it behind, or the directory
+/// comes back under its old name.
+#[tokio::test]
+async fn rmdir_and_rename_take_the_old_style_object_along() {
+    let store = Arc::new(MemoryStore::new());
+    put_directory_object(&store, "gone", &[]).await;
+    put_directory_object(&store, "moved", &[("uid", "9")]).await;
+    store.put("moved/f", vec![0u8; 1]);
+    let fs = filesystem(&store, fs_config());
+
+    let gone = fs.lookup(ROOT_INO, "gone").await.unwrap().attr;
+    assert_eq!(gone.kind, FileKind::Directory);
+    fs.rmdir(ROOT_INO, "gone").await.unwrap();
+    assert!(store.get("gone").is_none());
+
+    let moved = fs.lookup(ROOT_INO, "moved").await.unwrap().attr;
+    assert_eq!((moved.kind, moved.uid), (FileKind::Directory, 9));
+    fs.rename(ROOT_INO, "moved", ROOT_INO, "moved2", false)
+        .await
+        .unwrap();
+    assert!(store.get("moved").is_none() && store.get("moved/").is_none());
+    assert!(store.get("moved2/f").is_some());
+    assert_eq!(store.get("moved2/").unwrap().1["uid"], "9");
+
+    // A fresh mount sees the same.
+    let fs = filesystem(&store, fs_config());
+    let names: Vec<String> = {
+        let fh = fs.opendir(ROOT_INO).unwrap();
+        let entries = fs.readdirplus(fh, 0).await.unwrap();
+        fs.releasedir(fh);
+        entries
+            .into_iter()
+            .map(|entry| entry.name)
+            .filter(|name| !name.starts_with('.'))
+            .collect()
+    };
+    assert_eq!(names, ["moved2"]);
+    assert_eq!(fs.lookup(ROOT_INO, "moved2").await.unwrap().attr.uid, 9);
+}

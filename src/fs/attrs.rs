@@ -325,15 +325,7 @@ impl<S: ObjectStore> Filesystem<S> {
         key: &str,
         change: impl FnOnce(&mut PosixHeaders) -> Result<()>,
     ) -> Result<PosixHeaders> {
-        let old_key = key.strip_suffix('/').unwrap_or(key);
-        let old_style = match self.store.head(old_key).await {
-            Ok(object) if self.is_old_style_directory(&PosixHeaders::from_head(&object)) => {
-                Some(object)
-            }
-            // A file the directory hides: not this directory's to change.
-            Ok(_) | Err(StoreError::NotFound { .. }) => None,
-            Err(error) => return Err(error.into()),
-        };
+        let old_style = self.old_style_object(key).await?;
         let mut headers = old_style
             .as_ref()
             .map(PosixHeaders::from_head)
@@ -349,12 +341,57 @@ impl<S: ObjectStore> Filesystem<S> {
         if let Some(object) = old_style
             && object.size == 0
         {
+            let old_key = old_style_key(key);
             // Left behind, it is harmless: the marker wins.
             if let Err(error) = self.store.delete(old_key).await {
                 log::warn!("{old_key}: replaced by the marker {key}, but not removed: {error}");
             }
         }
         Ok(headers)
+    }
+
+    /// The old-style directory object of the directory `prefix`, if it has
+    /// one. An object there that is not one is a file the directory hides:
+    /// not the directory's to change.
+    async fn old_style_object(&self, prefix: &str) -> Result<Option<ObjectMeta>> {
+        match self.store.head(old_style_key(prefix)).await {
+            Ok(object) if self.is_old_style_directory(&PosixHeaders::from_head(&object)) => {
+                Ok(Some(object))
+            }
+            Ok(_) | Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Before the directory `prefix` is moved key by key: an old-style
+    /// directory object lies outside the prefix and would stay behind, so
+    /// a marker takes its place first (as a change of attributes does), and
+    /// the directory moves with its attributes.
+    pub(super) async fn adopt_old_style_directory(&self, prefix: &str) -> Result<()> {
+        if self.old_style_object(prefix).await?.is_none() {
+            return Ok(());
+        }
+        match self.store.head(prefix).await {
+            // The marker has the attributes already; the object only hides.
+            Ok(_) => self.remove_old_style_directory(prefix).await,
+            Err(StoreError::NotFound { .. }) => {
+                self.create_marker(prefix, |_| Ok(())).await?;
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Before the directory `prefix` goes: its old-style directory object,
+    /// which would bring it back, goes too.
+    pub(super) async fn remove_old_style_directory(&self, prefix: &str) -> Result<()> {
+        if self.old_style_object(prefix).await?.is_some() {
+            match self.store.delete(old_style_key(prefix)).await {
+                Ok(()) | Err(StoreError::NotFound { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
     }
 
     /// Completes `headers` with what `stat` shows for the fields the object
@@ -390,4 +427,10 @@ fn check_metadata_space(headers: &ObjectHeaders) -> Result<()> {
         return Err(Error::NoMetadataSpace);
     }
     Ok(())
+}
+
+/// The key of the old-style directory object of the directory `prefix`:
+/// `d` for `d/`.
+fn old_style_key(prefix: &str) -> &str {
+    prefix.strip_suffix('/').unwrap_or(prefix)
 }
