@@ -51,10 +51,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::PosixMetadata;
-use crate::fs::metadata::{Known, MetadataRequests, Sharing};
+use crate::fs::metadata::{Known, MetadataRequests};
 use crate::fs::{DirEntry, Error, FileKind, Filesystem, Result, Stat, is_valid_name};
 use crate::object_format::PosixHeaders;
-use crate::store::{ListPage, ListedObject, ObjectMeta, ObjectStore, StoreError};
+use crate::store::{ListPage, ListedObject, ObjectStore, StoreError};
+
+mod markers;
+
+pub(super) use markers::{DirectoryProbe, directory_marker_stat, directory_stat};
 
 /// Keys per ListObjectsV2 page: S3's maximum.
 const LIST_PAGE_KEYS: u32 = 1000;
@@ -87,14 +91,6 @@ const PAGES_AHEAD: usize = 2;
 /// (0.3-0.4 s on s3s-fs) whenever a page's HEADs took longer than the next
 /// LIST; a client listing and HEADing by hand never stalls its LISTs.
 const LISTED_AHEAD: usize = 2;
-
-/// What a one-key listing of a directory's prefix found there.
-pub(super) enum DirectoryProbe {
-    /// A marker object, with the directory's attributes.
-    Marker(Stat),
-    /// Keys, but no marker whose attributes could be read.
-    KeysOnly,
-}
 
 struct Resolved {
     name: String,
@@ -467,41 +463,6 @@ impl<S: ObjectStore> Filesystem<S> {
         Ok(())
     }
 
-    /// Whether an object with these headers, without a trailing slash, is
-    /// a directory: only when the mount reads headers, so that a listing
-    /// (which reads none then) and a lookup agree.
-    pub(super) fn is_old_style_directory(&self, headers: &PosixHeaders) -> bool {
-        self.config.posix_metadata == PosixMetadata::FromHeaders && headers.is_old_style_directory()
-    }
-
-    /// The attributes of a directory with keys under it and no marker:
-    /// those of its old-style directory object `key` if `head` found one,
-    /// else the mount's.
-    pub(super) fn unmarked_directory_stat(&self, key: &str, head: Option<&ObjectMeta>) -> Stat {
-        let stat = head.map(Stat::from_head);
-        match stat {
-            Some(stat) if self.is_old_style_directory(&stat.headers) => directory_stat(stat),
-            _ => {
-                self.warn_if_shadowed(key, head);
-                self.implicit_directory_stat()
-            }
-        }
-    }
-
-    /// Warns once that the object `key`, which `head` found, is hidden by
-    /// the directory `key/`, unless it is an old-style directory object:
-    /// that is the same directory, in the form an older s3fs wrote.
-    pub(super) fn warn_if_shadowed(&self, key: &str, head: Option<&ObjectMeta>) {
-        if let Some(head) = head
-            && !self.is_old_style_directory(&PosixHeaders::from_head(head))
-        {
-            self.warn_once(
-                key,
-                "an object shares its name with a directory; the directory is shown",
-            );
-        }
-    }
-
     /// Drops from a page what no store keeping to S3's rules would list (see
     /// the module notes), with a warning; fails when the store loops.
     fn keep_sane_entries(&self, stream: &mut DirStream, page: &mut ResolvedPage) -> Result<()> {
@@ -721,40 +682,6 @@ async fn resolve_directories<S: ObjectStore>(
         .collect()
         .await;
     found.into_iter().flatten().collect()
-}
-
-/// A directory's attributes from its marker object `prefix`: `listed` when a
-/// listing showed it (so cached headers need no request), else a HEAD.
-/// `None` without a marker, or when it cannot be read: attributes are not
-/// worth failing a listing or lookup over; the mount options stand in.
-pub(super) async fn directory_marker_stat<S: ObjectStore>(
-    meta: &Arc<MetadataRequests<S>>,
-    prefix: &str,
-    listed: Option<&ListedObject>,
-) -> Option<Stat> {
-    let stat = match listed {
-        Some(marker) => match meta.headers_or_head(prefix, &marker.etag).await {
-            Known::Cached(headers) => Stat {
-                size: 0,
-                mtime: Some(marker.last_modified),
-                etag: String::new(),
-                headers,
-            },
-            Known::Head(head) => Stat::from_head(&head.ok()?),
-        },
-        None => Stat::from_head(&meta.head(prefix, Sharing::JoinInFlight).await.ok()?),
-    };
-    Some(directory_stat(stat))
-}
-
-/// An object's attributes as a directory's: directories show no size and
-/// are never opened, so there is no ETag to pin.
-pub(super) fn directory_stat(stat: Stat) -> Stat {
-    Stat {
-        size: 0,
-        etag: String::new(),
-        ..stat
-    }
 }
 
 async fn resolve_file<S: ObjectStore>(
