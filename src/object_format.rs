@@ -12,6 +12,13 @@
 //!
 //! Content-Type comes from the name's extension; directory markers are
 //! `application/x-directory`.
+//!
+//! A directory is a `dir/` marker (or just keys under `dir/`), but s3fs also
+//! reads the old style an earlier s3fs wrote: an object `dir`, without the
+//! slash, that is a directory when its mode has the S_IFDIR bits, or has no
+//! file-type bits and its Content-Type is `application/x-directory` (or
+//! `httpd/unix-directory`, as Nextcloud writes) — the rule of s3fs's
+//! `get_mode`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -21,11 +28,15 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use crate::store::ObjectHeaders;
+use crate::store::{ObjectHeaders, ObjectMeta};
 
 /// Content-Type of the directory markers s3fs writes, and of its old-style
 /// directory objects (`dir` without the slash).
 pub const DIRECTORY_CONTENT_TYPE: &str = "application/x-directory";
+
+/// Content-Types s3fs takes for a directory (see `get_mode` in s3fs-fuse's
+/// `src/metaheader.cpp`): its own, and Nextcloud's.
+const DIRECTORY_CONTENT_TYPES: [&str; 2] = [DIRECTORY_CONTENT_TYPE, "httpd/unix-directory"];
 
 /// The metadata names this module owns; the rest of an object's metadata
 /// belongs to whoever wrote it and is kept through every change we make.
@@ -60,6 +71,10 @@ pub struct PosixHeaders {
     pub rdev: Option<u64>,
     /// `None` when the object has no `xattr` header; `Some(empty)` removes it.
     pub xattrs: Option<Arc<Xattrs>>,
+    /// The object's Content-Type says directory. Read only, to tell s3fs's
+    /// old-style directory objects (see the module notes); never written
+    /// as metadata, since Content-Type is a header of its own.
+    pub has_directory_content_type: bool,
 }
 
 impl PosixHeaders {
@@ -121,6 +136,29 @@ impl PosixHeaders {
                 }
                 parsed.map(Arc::new)
             }),
+            has_directory_content_type: false,
+        }
+    }
+
+    /// The headers of an object as HEAD reported them, Content-Type included.
+    pub fn from_head(meta: &ObjectMeta) -> Self {
+        PosixHeaders {
+            has_directory_content_type: meta
+                .content_type
+                .as_deref()
+                .is_some_and(is_directory_content_type),
+            ..PosixHeaders::from_user_metadata(&meta.user_metadata)
+        }
+    }
+
+    /// Whether an object without a trailing slash that carries these
+    /// headers is an old-style directory, as s3fs decides: by the mode's
+    /// file-type bits, or, when it has none, by the Content-Type.
+    pub fn is_old_style_directory(&self) -> bool {
+        match self.mode.map(|mode| mode & libc::S_IFMT) {
+            Some(libc::S_IFDIR) => true,
+            None | Some(0) => self.has_directory_content_type,
+            Some(_) => false,
         }
     }
 
@@ -183,6 +221,26 @@ pub fn replaced_headers(
             .clone()
             .or_else(|| Some(content_type_for(key))),
     }
+}
+
+/// Headers for a directory marker that replaces `existing` ones (an earlier
+/// marker, or an old-style directory object): as `replaced_headers`, with
+/// the directory Content-Type where the marker had none.
+pub fn replaced_marker_headers(existing: &ObjectHeaders, posix: &PosixHeaders) -> ObjectHeaders {
+    let mut headers = replaced_headers(existing, "", posix);
+    if existing.content_type.is_none() {
+        headers.content_type = Some(DIRECTORY_CONTENT_TYPE.to_owned());
+    }
+    headers
+}
+
+/// A Content-Type without its parameters (`; charset=...`) is one s3fs
+/// takes for a directory.
+fn is_directory_content_type(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    DIRECTORY_CONTENT_TYPES
+        .iter()
+        .any(|directory| essence.eq_ignore_ascii_case(directory))
 }
 
 /// The MIME type of a file name's extension, `application/octet-stream`
@@ -326,6 +384,7 @@ mod tests {
                 "user.a".to_owned(),
                 vec![0, 1, 2],
             )]))),
+            has_directory_content_type: false,
         };
         assert_eq!(
             PosixHeaders::from_user_metadata(&headers.to_user_metadata()),
@@ -350,6 +409,60 @@ mod tests {
             metadata(&[("mode", "33152"), ("owner", "etl")])
         );
         assert_eq!(replaced.content_type.as_deref(), Some("text/csv"));
+    }
+
+    fn head(content_type: Option<&str>, pairs: &[(&str, &str)]) -> ObjectMeta {
+        ObjectMeta {
+            size: 0,
+            etag: "\"e\"".to_owned(),
+            last_modified: UNIX_EPOCH,
+            user_metadata: metadata(pairs),
+            content_type: content_type.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn old_style_directories_are_told_as_s3fs_tells_them() {
+        let is_directory = |content_type, pairs| {
+            PosixHeaders::from_head(&head(content_type, pairs)).is_old_style_directory()
+        };
+        let x_directory = Some("application/x-directory");
+        assert!(is_directory(x_directory, &[]));
+        assert!(is_directory(
+            Some("httpd/unix-directory; charset=UTF-8"),
+            &[]
+        ));
+        assert!(is_directory(x_directory, &[("mode", "493")]));
+        assert!(is_directory(
+            Some("binary/octet-stream"),
+            &[("mode", "16877")]
+        ));
+        assert!(!is_directory(x_directory, &[("mode", "33188")]));
+        assert!(!is_directory(Some("binary/octet-stream"), &[]));
+        assert!(!is_directory(None, &[("mode", "493")]));
+    }
+
+    #[test]
+    fn a_replaced_marker_keeps_what_another_tool_wrote() {
+        let posix = PosixHeaders {
+            mode: Some(0o40700),
+            ..PosixHeaders::default()
+        };
+        let console = ObjectHeaders {
+            user_metadata: metadata(&[("owner", "etl"), ("mode", "493")]),
+            content_type: Some("binary/octet-stream".to_owned()),
+        };
+        let replaced = replaced_marker_headers(&console, &posix);
+        assert_eq!(
+            replaced.user_metadata,
+            metadata(&[("owner", "etl"), ("mode", "16832")])
+        );
+        assert_eq!(
+            replaced.content_type.as_deref(),
+            Some("binary/octet-stream")
+        );
+        let bare = replaced_marker_headers(&ObjectHeaders::default(), &posix);
+        assert_eq!(bare.content_type.as_deref(), Some(DIRECTORY_CONTENT_TYPE));
     }
 
     #[test]

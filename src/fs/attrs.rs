@@ -14,8 +14,14 @@ use bytes::Bytes;
 
 use crate::fs::write::replace_headers_keeping;
 use crate::fs::{Entry, Error, FileKind, Filesystem, ROOT_INO, Result};
-use crate::object_format::{PosixHeaders, directory_marker_headers, replaced_headers};
-use crate::store::{MAX_USER_METADATA_BYTES, ObjectStore, user_metadata_bytes};
+use crate::object_format::{
+    DIRECTORY_CONTENT_TYPE, PosixHeaders, directory_marker_headers, replaced_headers,
+    replaced_marker_headers,
+};
+use crate::store::{
+    MAX_USER_METADATA_BYTES, ObjectHeaders, ObjectMeta, ObjectStore, StoreError,
+    user_metadata_bytes,
+};
 use crate::upload::CopySource;
 
 /// What a setattr call changes. Times are resolved by the caller
@@ -191,14 +197,12 @@ impl<S: ObjectStore> Filesystem<S> {
         change: impl FnOnce(&mut PosixHeaders) -> Result<()>,
     ) -> Result<(String, PosixHeaders)> {
         let meta = self.store.head(key).await?;
-        let mut headers = PosixHeaders::from_user_metadata(&meta.user_metadata);
+        let mut headers = PosixHeaders::from_head(&meta);
         change(&mut headers)?;
+        // Its Content-Type is the new name's, when it moves.
+        headers.has_directory_content_type &= destination == key;
         let existing = meta.headers();
-        // Another tool's metadata counts against S3's limit too.
-        let replaced = replaced_headers(&existing, destination, &headers);
-        if user_metadata_bytes(&replaced.user_metadata) > MAX_USER_METADATA_BYTES {
-            return Err(Error::NoMetadataSpace);
-        }
+        check_metadata_space(&replaced_headers(&existing, destination, &headers))?;
         let object = CopySource {
             key: key.to_owned(),
             etag: meta.etag,
@@ -219,28 +223,173 @@ impl<S: ObjectStore> Filesystem<S> {
         Ok((etag, headers))
     }
 
-    /// A directory's headers live on its marker object, written whole (and
-    /// so created if the directory had only keys under it). The root has no
-    /// marker: its headers change in memory only.
+    /// A directory's headers live on its marker object `d/`. An existing
+    /// marker, whoever wrote it, is copied onto itself like a file's object
+    /// (see `copy_with_headers`), so that its other metadata and its
+    /// Content-Type stay. A directory without one (only keys under it, or
+    /// an old-style directory object) gets one; see `create_marker`. The
+    /// root has no marker: its headers change in memory only.
+    ///
+    /// The marker is read by a HEAD here rather than taken from the lookup:
+    /// listings keep only the POSIX headers of what they saw, and another
+    /// tool may have changed the marker since; the copy is pinned to what
+    /// the HEAD saw.
     async fn change_directory_headers(
         &self,
         ino: u64,
         change: impl FnOnce(&mut PosixHeaders) -> Result<()>,
     ) -> Result<()> {
-        let (key, mut headers) = {
+        let key = {
             let inodes = self.inodes.lock().unwrap();
-            let inode = inodes.get(ino).ok_or(Error::NotFound)?;
-            (inode.key.clone(), inode.stat.headers.clone())
+            inodes.get(ino).ok_or(Error::NotFound)?.key.clone()
         };
-        self.fill_from_stat(ino, &mut headers)?;
-        change(&mut headers)?;
-        if ino != ROOT_INO {
-            self.store
-                .put(&key, Bytes::new(), &directory_marker_headers(&headers))
-                .await?;
-        }
+        let change = |headers: &mut PosixHeaders| {
+            self.fill_from_stat(ino, headers)?;
+            change(headers)?;
+            // The markers s3fs creates carry no file-type bits, those its
+            // chmod writes do; with them, no reader need guess.
+            if let Some(mode) = headers.mode.as_mut()
+                && *mode & libc::S_IFMT == 0
+            {
+                *mode |= libc::S_IFDIR;
+            }
+            Ok(())
+        };
+        let headers = if ino == ROOT_INO {
+            let mut headers = self
+                .inodes
+                .lock()
+                .unwrap()
+                .get(ino)
+                .ok_or(Error::NotFound)?
+                .stat
+                .headers
+                .clone();
+            change(&mut headers)?;
+            headers
+        } else {
+            match self.store.head(&key).await {
+                Ok(marker) => self.change_marker(&key, marker, change).await?,
+                Err(StoreError::NotFound { .. }) => self.create_marker(&key, change).await?,
+                Err(error) => return Err(error.into()),
+            }
+        };
         if let Some(inode) = self.inodes.lock().unwrap().get_mut(ino) {
             inode.stat.headers = headers;
+        }
+        Ok(())
+    }
+
+    /// Copies the marker `key` onto itself with its POSIX headers as
+    /// `change` leaves them and everything else kept.
+    async fn change_marker(
+        &self,
+        key: &str,
+        marker: ObjectMeta,
+        change: impl FnOnce(&mut PosixHeaders) -> Result<()>,
+    ) -> Result<PosixHeaders> {
+        let mut headers = PosixHeaders::from_head(&marker);
+        change(&mut headers)?;
+        let mut existing = marker.headers();
+        existing
+            .content_type
+            .get_or_insert_with(|| DIRECTORY_CONTENT_TYPE.to_owned());
+        check_metadata_space(&replaced_headers(&existing, key, &headers))?;
+        let object = CopySource {
+            key: key.to_owned(),
+            etag: marker.etag,
+            size: marker.size,
+        };
+        let etag = replace_headers_keeping(
+            &*self.store,
+            &object,
+            key,
+            &headers,
+            &existing,
+            &self.upload,
+        )
+        .await?;
+        self.meta.headers().insert(key, &etag, headers.clone());
+        Ok(headers)
+    }
+
+    /// Writes the missing marker `key`. An old-style directory object (`d`
+    /// for the marker `d/`) gives it its headers and other metadata, and
+    /// then goes, if empty, as s3fs's chmod means to do (`IS_REPLACEDIR` in
+    /// s3fs-fuse's `s3fs_chmod`; s3fs 1.90 aborts or fails with ENOENT
+    /// instead). The marker is written first, so that a failure between the
+    /// two loses nothing: where both exist, the marker wins for bucketfs
+    /// and s3fs alike.
+    async fn create_marker(
+        &self,
+        key: &str,
+        change: impl FnOnce(&mut PosixHeaders) -> Result<()>,
+    ) -> Result<PosixHeaders> {
+        let old_style = self.old_style_object(key).await?;
+        let mut headers = old_style
+            .as_ref()
+            .map(PosixHeaders::from_head)
+            .unwrap_or_default();
+        change(&mut headers)?;
+        let object_headers = match &old_style {
+            Some(object) => replaced_marker_headers(&object.headers(), &headers),
+            None => directory_marker_headers(&headers),
+        };
+        check_metadata_space(&object_headers)?;
+        let etag = self.store.put(key, Bytes::new(), &object_headers).await?;
+        self.meta.headers().insert(key, &etag, headers.clone());
+        if let Some(object) = old_style
+            && object.size == 0
+        {
+            let old_key = old_style_key(key);
+            // Left behind, it is harmless: the marker wins.
+            if let Err(error) = self.store.delete(old_key).await {
+                log::warn!("{old_key}: replaced by the marker {key}, but not removed: {error}");
+            }
+        }
+        Ok(headers)
+    }
+
+    /// The old-style directory object of the directory `prefix`, if it has
+    /// one. An object there that is not one is a file the directory hides:
+    /// not the directory's to change.
+    async fn old_style_object(&self, prefix: &str) -> Result<Option<ObjectMeta>> {
+        match self.store.head(old_style_key(prefix)).await {
+            Ok(object) if self.is_old_style_directory(&PosixHeaders::from_head(&object)) => {
+                Ok(Some(object))
+            }
+            Ok(_) | Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Before the directory `prefix` is moved key by key: an old-style
+    /// directory object lies outside the prefix and would stay behind, so
+    /// a marker takes its place first (as a change of attributes does), and
+    /// the directory moves with its attributes.
+    pub(super) async fn adopt_old_style_directory(&self, prefix: &str) -> Result<()> {
+        if self.old_style_object(prefix).await?.is_none() {
+            return Ok(());
+        }
+        match self.store.head(prefix).await {
+            // The marker has the attributes already; the object only hides.
+            Ok(_) => self.remove_old_style_directory(prefix).await,
+            Err(StoreError::NotFound { .. }) => {
+                self.create_marker(prefix, |_| Ok(())).await?;
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Before the directory `prefix` goes: its old-style directory object,
+    /// which would bring it back, goes too.
+    pub(super) async fn remove_old_style_directory(&self, prefix: &str) -> Result<()> {
+        if self.old_style_object(prefix).await?.is_some() {
+            match self.store.delete(old_style_key(prefix)).await {
+                Ok(()) | Err(StoreError::NotFound { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
         }
         Ok(())
     }
@@ -269,4 +418,19 @@ impl<S: ObjectStore> Filesystem<S> {
         headers.ctime.get_or_insert(attr.ctime);
         Ok(())
     }
+}
+
+/// Refuses headers over S3's user-metadata limit before any request: another
+/// tool's metadata counts against it too.
+fn check_metadata_space(headers: &ObjectHeaders) -> Result<()> {
+    if user_metadata_bytes(&headers.user_metadata) > MAX_USER_METADATA_BYTES {
+        return Err(Error::NoMetadataSpace);
+    }
+    Ok(())
+}
+
+/// The key of the old-style directory object of the directory `prefix`:
+/// `d` for `d/`.
+fn old_style_key(prefix: &str) -> &str {
+    prefix.strip_suffix('/').unwrap_or(prefix)
 }

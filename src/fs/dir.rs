@@ -7,6 +7,11 @@
 //! where the kernel stopped; an offset before the held page restarts the
 //! listing.
 //!
+//! Directories made by other tools list as directories: a prefix with or
+//! without a `d/` marker, and s3fs's old-style directory object `d` (see
+//! `crate::object_format`), which lists as the directory `d/` and gives it
+//! its attributes unless a marker does.
+//!
 //! A file `a` is hidden when a prefix `a/` exists. The prefix may come on a
 //! later page than the file (`a!` sorts between `a` and `a/`), so files that a
 //! later page could shadow are carried over to it before they are shown.
@@ -46,10 +51,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::PosixMetadata;
-use crate::fs::metadata::{Known, MetadataRequests, Sharing};
+use crate::fs::metadata::{Known, MetadataRequests};
 use crate::fs::{DirEntry, Error, FileKind, Filesystem, Result, Stat, is_valid_name};
 use crate::object_format::PosixHeaders;
 use crate::store::{ListPage, ListedObject, ObjectStore, StoreError};
+
+mod markers;
+
+pub(super) use markers::{DirectoryProbe, directory_marker_stat, directory_stat};
 
 /// Keys per ListObjectsV2 page: S3's maximum.
 const LIST_PAGE_KEYS: u32 = 1000;
@@ -368,6 +377,9 @@ impl<S: ObjectStore> Filesystem<S> {
 
             let mut resolved = Vec::with_capacity(page.files.len() + directories.len());
             let mut carried = Vec::new();
+            // Old-style directory objects beside a prefix of the same name,
+            // for the attributes of a directory that has no marker.
+            let mut old_style_stats: HashMap<String, Stat> = HashMap::new();
             for file in std::mem::take(&mut stream.carried)
                 .into_iter()
                 .chain(page.files)
@@ -379,34 +391,50 @@ impl<S: ObjectStore> Filesystem<S> {
                     self.warn_once(&file.key, "not a valid file name");
                     continue;
                 };
+                let is_directory = self.is_old_style_directory(&file.stat.headers);
                 if directory_names.contains(name) {
-                    self.warn_once(
-                        &file.key,
-                        "an object shares its name with a directory; the directory is shown",
-                    );
+                    if is_directory {
+                        old_style_stats.insert(name.to_owned(), file.stat);
+                    } else {
+                        self.warn_once(
+                            &file.key,
+                            "an object shares its name with a directory; the directory is shown",
+                        );
+                    }
                     continue;
                 }
                 if !is_last_page && format!("{}/", file.key).as_str() > last_on_page.as_str() {
                     carried.push(file);
                     continue;
                 }
-                resolved.push(Resolved {
-                    name: name.to_owned(),
-                    kind: FileKind::File,
-                    key: file.key,
-                    stat: file.stat,
+                resolved.push(if is_directory {
+                    Resolved {
+                        name: name.to_owned(),
+                        kind: FileKind::Directory,
+                        key: format!("{}/", file.key),
+                        stat: directory_stat(file.stat),
+                    }
+                } else {
+                    Resolved {
+                        name: name.to_owned(),
+                        kind: FileKind::File,
+                        key: file.key,
+                        stat: file.stat,
+                    }
                 });
             }
             stream.carried = carried;
 
             let mut directory_stats = page.directory_stats;
             resolved.extend(directories.into_iter().map(|(name, key)| {
+                let stat = directory_stats
+                    .remove(&key)
+                    .or_else(|| old_style_stats.remove(&name).map(directory_stat))
+                    .unwrap_or_else(|| self.implicit_directory_stat());
                 Resolved {
                     name,
                     kind: FileKind::Directory,
-                    stat: directory_stats
-                        .remove(&key)
-                        .unwrap_or_else(|| self.implicit_directory_stat()),
+                    stat,
                     key,
                 }
             }));
@@ -654,34 +682,6 @@ async fn resolve_directories<S: ObjectStore>(
         .collect()
         .await;
     found.into_iter().flatten().collect()
-}
-
-/// A directory's attributes from its marker object `prefix`: `listed` when a
-/// listing showed it (so cached headers need no request), else a HEAD.
-/// `None` without a marker, or when it cannot be read: attributes are not
-/// worth failing a listing or lookup over; the mount options stand in.
-pub(super) async fn directory_marker_stat<S: ObjectStore>(
-    meta: &Arc<MetadataRequests<S>>,
-    prefix: &str,
-    listed: Option<&ListedObject>,
-) -> Option<Stat> {
-    let stat = match listed {
-        Some(marker) => match meta.headers_or_head(prefix, &marker.etag).await {
-            Known::Cached(headers) => Stat {
-                size: 0,
-                mtime: Some(marker.last_modified),
-                etag: String::new(),
-                headers,
-            },
-            Known::Head(head) => Stat::from_head(&head.ok()?),
-        },
-        None => Stat::from_head(&meta.head(prefix, Sharing::JoinInFlight).await.ok()?),
-    };
-    Some(Stat {
-        size: 0,
-        etag: String::new(),
-        ..stat
-    })
 }
 
 async fn resolve_file<S: ObjectStore>(

@@ -142,7 +142,7 @@ impl<S: ObjectStore> MetadataRequests<S> {
             };
             // Cached before the entry leaves the map (see `headers_or_head`).
             if let Ok(meta) = &result {
-                let headers = PosixHeaders::from_user_metadata(&meta.user_metadata);
+                let headers = PosixHeaders::from_head(meta);
                 this.headers.insert(&key, &meta.etag, headers);
             }
             let mut in_flight = this.in_flight.lock().unwrap();

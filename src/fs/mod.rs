@@ -214,7 +214,7 @@ impl Stat {
             size: meta.size,
             mtime: Some(meta.last_modified),
             etag: meta.etag.clone(),
-            headers: PosixHeaders::from_user_metadata(&meta.user_metadata),
+            headers: PosixHeaders::from_head(meta),
         }
     }
 }
@@ -474,7 +474,9 @@ impl<S: ObjectStore> Filesystem<S> {
 
     /// Looks a name up in a directory: answered from the inode table while
     /// fresh, else by a HEAD of the object and a one-key listing of the prefix,
-    /// sent together.
+    /// sent together. The name is a directory when keys live under the
+    /// prefix or when the object is an old-style directory object (see
+    /// `crate::object_format`).
     pub async fn lookup(&self, parent: u64, name: &str) -> Result<Entry> {
         let parent_key = self.directory_key(parent)?;
         match check_name(name) {
@@ -482,7 +484,14 @@ impl<S: ObjectStore> Filesystem<S> {
             Err(Error::InvalidArgument) => return Err(Error::NotFound),
             Err(error) => return Err(error),
         }
-        let known_kind = {
+        /// What the inode table or the parent's listing knew of the name.
+        #[derive(Clone, Copy)]
+        struct KnownEntry {
+            kind: FileKind,
+            /// Its attributes came from headers, not from the mount options.
+            had_headers: bool,
+        }
+        let known = {
             let mut inodes = self.inodes.lock().unwrap();
             match inodes.child(parent, name) {
                 Some((ino, child))
@@ -495,18 +504,24 @@ impl<S: ObjectStore> Filesystem<S> {
                     inodes.add_lookup(ino);
                     return Ok(self.entry(attr));
                 }
-                Some((_, child)) => Some(child.kind),
+                Some((_, child)) => Some(KnownEntry {
+                    kind: child.kind,
+                    had_headers: child.stat.headers != PosixHeaders::default(),
+                }),
                 None => None,
             }
         };
         if self.negative.is_absent(parent, name) {
             return Err(Error::NotFound);
         }
-        let known_kind = match known_kind {
-            Some(kind) => Some(kind),
+        let known = match known {
+            Some(known) => Some(known),
             None => match self.known_in_directory(parent, &parent_key, name).await {
                 Known::Absent => return Err(Error::NotFound),
-                Known::Present(kind) => Some(kind),
+                Known::Present(kind) => Some(KnownEntry {
+                    kind,
+                    had_headers: false,
+                }),
                 Known::Unknown => None,
             },
         };
@@ -514,37 +529,62 @@ impl<S: ObjectStore> Filesystem<S> {
         let dir_prefix = format!("{key}/");
         // A name already known is revalidated as what it was, with one
         // request; only a change of kind (or a new name) costs both.
-        if known_kind == Some(FileKind::File) {
+        if known.is_some_and(|known| known.kind == FileKind::File) {
             match self.head(&key, Sharing::JoinInFlight).await {
                 Ok(meta) => {
                     let stat = Stat::from_head(&meta);
-                    return Ok(self.remember(parent, name, FileKind::File, key, stat));
+                    if !self.is_old_style_directory(&stat.headers) {
+                        return Ok(self.remember(parent, name, FileKind::File, key, stat));
+                    }
                 }
                 Err(error) if matches!(*error, StoreError::NotFound { .. }) => {}
                 Err(error) => return Err(error.into()),
             }
         }
-        if known_kind == Some(FileKind::Directory)
-            && let Some(stat) = self.probe_directory(&dir_prefix).await?
+        if let Some(KnownEntry {
+            kind: FileKind::Directory,
+            had_headers,
+        }) = known
         {
-            return Ok(self.remember(parent, name, FileKind::Directory, dir_prefix, stat));
+            let stat = match self.probe_directory(&dir_prefix).await? {
+                Some(dir::DirectoryProbe::Marker(stat)) => Some(stat),
+                // Attributes without a marker came from an old-style
+                // directory object, which only a HEAD finds again.
+                Some(dir::DirectoryProbe::KeysOnly) if had_headers => {
+                    let head = self.head(&key, Sharing::JoinInFlight).await;
+                    Some(self.unmarked_directory_stat(&key, head.as_ref().ok()))
+                }
+                Some(dir::DirectoryProbe::KeysOnly) => Some(self.implicit_directory_stat()),
+                None => None,
+            };
+            if let Some(stat) = stat {
+                return Ok(self.remember(parent, name, FileKind::Directory, dir_prefix, stat));
+            }
         }
         let (head, directory) = tokio::join!(
             self.head(&key, Sharing::JoinInFlight),
             self.probe_directory(&dir_prefix)
         );
-        if let Some(stat) = directory? {
-            if head.is_ok() {
-                self.warn_once(
-                    &key,
-                    "an object shares its name with a directory; the directory is shown",
-                );
+        let stat = match directory? {
+            Some(dir::DirectoryProbe::Marker(stat)) => {
+                self.warn_if_shadowed(&key, head.as_ref().ok());
+                Some(stat)
             }
+            Some(dir::DirectoryProbe::KeysOnly) => {
+                Some(self.unmarked_directory_stat(&key, head.as_ref().ok()))
+            }
+            None => None,
+        };
+        if let Some(stat) = stat {
             return Ok(self.remember(parent, name, FileKind::Directory, dir_prefix, stat));
         }
         match head {
             Ok(meta) => {
                 let stat = Stat::from_head(&meta);
+                if self.is_old_style_directory(&stat.headers) {
+                    let stat = dir::directory_stat(stat);
+                    return Ok(self.remember(parent, name, FileKind::Directory, dir_prefix, stat));
+                }
                 Ok(self.remember(parent, name, FileKind::File, key, stat))
             }
             Err(error) if matches!(*error, StoreError::NotFound { .. }) => {
@@ -561,10 +601,11 @@ impl<S: ObjectStore> Filesystem<S> {
         self.meta.head(key, sharing).await
     }
 
-    /// A directory's attributes if anything lives under `prefix`: one
-    /// delimited one-key listing, which a store answers from that directory
-    /// alone, and shows its marker first if it has one.
-    async fn probe_directory(&self, prefix: &str) -> Result<Option<Stat>> {
+    /// Whether anything lives under `prefix`, and the directory's
+    /// attributes if it has a marker: one delimited one-key listing, which a
+    /// store answers from that directory alone, and shows its marker first
+    /// if it has one.
+    async fn probe_directory(&self, prefix: &str) -> Result<Option<dir::DirectoryProbe>> {
         let page = self.meta.list_page(prefix, None, 1).await?;
         if !dir::lists_anything_under(&page, prefix) {
             return Ok(None);
@@ -576,7 +617,10 @@ impl<S: ObjectStore> Filesystem<S> {
             }
             _ => None,
         };
-        Ok(Some(stat.unwrap_or_else(|| self.implicit_directory_stat())))
+        Ok(Some(stat.map_or(
+            dir::DirectoryProbe::KeysOnly,
+            dir::DirectoryProbe::Marker,
+        )))
     }
 
     /// A directory known only from keys under it: no size, ETag or headers of

@@ -110,6 +110,7 @@ impl<S: ObjectStore> Filesystem<S> {
         {
             return Err(Error::NotEmpty);
         }
+        self.remove_old_style_directory(&prefix).await?;
         self.store.delete(&prefix).await?;
         if let Some(ino) = self.inodes.lock().unwrap().unlink(parent, name) {
             self.contents.remove_directory(ino);
@@ -221,6 +222,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 if new_prefix.starts_with(&old_prefix) {
                     return Err(Error::InvalidArgument);
                 }
+                self.adopt_old_style_directory(&old_prefix).await?;
                 self.rename_directory(&old_prefix, &new_prefix).await?;
                 self.inodes.lock().unwrap().rename(
                     parent,
