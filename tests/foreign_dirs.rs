@@ -38,18 +38,8 @@ fn put_foreign(bucket: &Bucket, key: &str, content_type: Option<&str>, metadata:
         .unwrap_or_else(|e| panic!("put {key:?}: {}", common::sdk_error(&e)));
 }
 
-fn content_type(bucket: &Bucket, key: &str) -> String {
-    let head = bucket
-        .block_on(
-            bucket
-                .client()
-                .head_object()
-                .bucket(&bucket.name)
-                .key(key)
-                .send(),
-        )
-        .unwrap_or_else(|e| panic!("head {key:?}: {}", common::sdk_error(&e)));
-    head.content_type().unwrap_or_default().to_owned()
+fn bucket_content_type(bucket: &Bucket, key: &str) -> String {
+    bucket.content_type(key).unwrap_or_default()
 }
 
 /// `stat` of each name, one line each: name, type, mode, owner, mtime.
@@ -78,7 +68,7 @@ fn directories_made_elsewhere_list_stat_and_keep_attribute_changes_across_a_remo
     put_foreign(&bucket, "console/", Some(X_DIRECTORY), &[("owner", "etl")]);
     // A marker without any headers.
     put_foreign(&bucket, "bare/", None, &[]);
-    let bare_content_type = content_type(&bucket, "bare/");
+    let bare_content_type = bucket_content_type(&bucket, "bare/");
     // s3fs 1.90's mkdir: mode 0755 without file-type bits.
     put_foreign(
         &bucket,
@@ -172,14 +162,14 @@ fn directories_made_elsewhere_list_stat_and_keep_attribute_changes_across_a_remo
     assert_eq!(console["mode"], (0o40710).to_string());
     assert_eq!((&console["uid"][..], &console["gid"][..]), ("5", "6"));
     assert_eq!(console["mtime"], "1600000000");
-    assert_eq!(content_type(&bucket, "console/"), X_DIRECTORY);
+    assert_eq!(bucket_content_type(&bucket, "console/"), X_DIRECTORY);
     // The store's default stays: a change of attributes is no retyping.
-    assert_eq!(content_type(&bucket, "bare/"), bare_content_type);
+    assert_eq!(bucket_content_type(&bucket, "bare/"), bare_content_type);
     assert_eq!(bucket.metadata("s3fs/")["mode"], (0o40750).to_string());
     let old = bucket.metadata("old/");
     assert_eq!(old.get("legacy").map(String::as_str), Some("yes"));
     assert_eq!(old["mode"], (0o40705).to_string());
-    assert_eq!(content_type(&bucket, "old/"), X_DIRECTORY);
+    assert_eq!(bucket_content_type(&bucket, "old/"), X_DIRECTORY);
 
     // Lookups first, then the listing.
     let mount = bucket.mount(&[]);

@@ -6,35 +6,25 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bucketfs::config::{FsConfig, OwnerConfig, PosixMetadata, WriteMode};
+#[path = "common/core.rs"]
+mod core_fs;
+
+use bucketfs::config::{FsConfig, PosixMetadata, WriteMode};
 use bucketfs::fs::{Caller, Error, FileKind, Filesystem, OpenIntent, ROOT_INO, SetAttr};
 use bucketfs::store::memory::MemoryStore;
 use bucketfs::store::memory::{FailureKind, Verb};
 use bytes::Bytes;
+use core_fs::fs_config;
 use rand::{Rng, SeedableRng};
 
 const MIB: u64 = 1024 * 1024;
 
 fn config(posix_metadata: PosixMetadata) -> FsConfig {
     FsConfig {
-        prefix: String::new(),
-        owner: OwnerConfig {
-            uid: 1000,
-            gid: 1000,
-            file_mode: 0o644,
-            dir_mode: 0o755,
-        },
         write_mode: WriteMode::ReadOnly,
         posix_metadata,
-        xattrs: true,
-        metadata_ttl: Duration::from_secs(60),
         max_cache_size_bytes: 256 * MIB,
-        read_part_size_bytes: 8 * MIB,
-        write_part_size_bytes: 8 * MIB,
-        max_write_buffer_bytes: 64 * MIB,
-        stream_retain_bytes: bucketfs::config::STREAM_RETAIN_BYTES,
-        max_single_copy_bytes: bucketfs::config::MAX_SINGLE_COPY_BYTES,
-        cache_dir: None,
+        ..fs_config()
     }
 }
 

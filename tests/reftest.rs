@@ -85,6 +85,9 @@
 
 use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestCaseError, TestRunner};
 
+#[path = "common/core.rs"]
+mod core_fs;
+
 // The crate root resolves modules beside it, as a mod.rs does.
 mod reftest {
     pub mod harness;

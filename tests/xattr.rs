@@ -83,17 +83,7 @@ fn attributes_round_trip_in_s3fs_format_with_posix_flags_and_errno() {
         "ctime moved: {before} -> {after}"
     );
     assert_eq!(tool(dir, "cat f.html"), "data");
-    let head = bucket
-        .block_on(
-            bucket
-                .client()
-                .head_object()
-                .bucket(&bucket.name)
-                .key("f.html")
-                .send(),
-        )
-        .unwrap();
-    assert_eq!(head.content_type(), Some("text/html"));
+    assert_eq!(bucket.content_type("f.html").as_deref(), Some("text/html"));
 
     let outcomes = py(
         dir,

@@ -70,11 +70,7 @@ impl<S: ObjectStore> Filesystem<S> {
         let name = std::str::from_utf8(name).map_err(|_| Error::InvalidArgument)?;
         let now = SystemTime::now();
         self.change_headers(ino, |headers| {
-            let is_set = headers
-                .xattrs
-                .as_deref()
-                .is_some_and(|xattrs| xattrs.contains_key(name));
-            match (write, is_set) {
+            match (write, has_xattr(headers, name)) {
                 (XattrWrite::CreateOnly, true) => return Err(Error::Exists),
                 (XattrWrite::ReplaceOnly, false) => return Err(Error::NoAttribute),
                 _ => {}
@@ -94,11 +90,7 @@ impl<S: ObjectStore> Filesystem<S> {
         let name = std::str::from_utf8(name).map_err(|_| Error::NoAttribute)?;
         let now = SystemTime::now();
         self.change_headers(ino, |headers| {
-            let is_set = headers
-                .xattrs
-                .as_deref()
-                .is_some_and(|xattrs| xattrs.contains_key(name));
-            if !is_set {
+            if !has_xattr(headers, name) {
                 return Err(Error::NoAttribute);
             }
             edit_xattrs(headers, now, |xattrs| {
@@ -117,6 +109,13 @@ impl<S: ObjectStore> Filesystem<S> {
         let inode = inodes.get(ino).ok_or(Error::NotFound)?;
         Ok(inode.stat.headers.xattrs.clone())
     }
+}
+
+fn has_xattr(headers: &PosixHeaders, name: &str) -> bool {
+    headers
+        .xattrs
+        .as_deref()
+        .is_some_and(|xattrs| xattrs.contains_key(name))
 }
 
 /// An xattr change is a change of the inode: POSIX moves ctime.

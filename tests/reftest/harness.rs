@@ -7,12 +7,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bucketfs::config::{FsConfig, OwnerConfig, PosixMetadata, WriteMode};
+use bucketfs::config::FsConfig;
 use bucketfs::fs::{Caller, Error, Filesystem, OpenIntent, ROOT_INO, SetAttr};
 use bucketfs::store::memory::{MemoryStore, Verb};
 use bytes::Bytes;
 
 use super::ops::{At, Name, Op, OpenMode, PART, Retain};
+use crate::core_fs::fs_config;
 
 mod contents;
 mod namespace;
@@ -133,26 +134,12 @@ pub struct Harness {
 
 fn config(retain: Retain) -> FsConfig {
     FsConfig {
-        prefix: String::new(),
-        owner: OwnerConfig {
-            uid: 1000,
-            gid: 1000,
-            file_mode: 0o644,
-            dir_mode: 0o755,
-        },
-        write_mode: WriteMode::ReadWrite,
-        posix_metadata: PosixMetadata::FromHeaders,
-        xattrs: true,
         // Every lookup asks the store, so the model need not know what the
         // file system cached: an open sees the object as it is now.
         metadata_ttl: Duration::ZERO,
-        max_cache_size_bytes: 64 * MIB,
-        read_part_size_bytes: 8 * MIB,
         write_part_size_bytes: PART,
-        max_write_buffer_bytes: 64 * MIB,
         stream_retain_bytes: retain.bytes(),
-        max_single_copy_bytes: bucketfs::config::MAX_SINGLE_COPY_BYTES,
-        cache_dir: None,
+        ..fs_config()
     }
 }
 
