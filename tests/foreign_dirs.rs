@@ -326,7 +326,8 @@ async fn a_directory_change_costs_one_write() {
             after[1] - before[1],
             after[2] - before[2]
         ],
-        [0, 1, 0]
+        [1, 0, 0],
+        "an empty marker is written anew"
     );
     let (_, kept) = store.get("marked/").unwrap();
     assert_eq!(kept.get("owner").map(String::as_str), Some("etl"));

@@ -280,8 +280,8 @@ impl<S: ObjectStore> Filesystem<S> {
         Ok(())
     }
 
-    /// Copies the marker `key` onto itself with its POSIX headers as
-    /// `change` leaves them and everything else kept.
+    /// Rewrites the marker `key` with its POSIX headers as `change` leaves
+    /// them and everything else kept.
     async fn change_marker(
         &self,
         key: &str,
@@ -294,7 +294,17 @@ impl<S: ObjectStore> Filesystem<S> {
         existing
             .content_type
             .get_or_insert_with(|| DIRECTORY_CONTENT_TYPE.to_owned());
-        check_metadata_space(&replaced_headers(&existing, key, &headers))?;
+        let replaced = replaced_headers(&existing, key, &headers);
+        check_metadata_space(&replaced)?;
+        if marker.size == 0 {
+            // An empty marker is written anew rather than copied onto
+            // itself: one request either way, and stores that keep
+            // directories as directories (s3s-fs) take the PUT but fail
+            // the copy. `tar x` sets every directory's times.
+            let etag = self.store.put(key, Bytes::new(), &replaced).await?;
+            self.meta.headers().insert(key, &etag, headers.clone());
+            return Ok(headers);
+        }
         let object = CopySource {
             key: key.to_owned(),
             etag: marker.etag,
