@@ -8,6 +8,7 @@
 //! A directory's attributes live on its marker object; the mount's root has
 //! none, so its attributes live in memory for as long as the mount.
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -15,12 +16,10 @@ use bytes::Bytes;
 use crate::fs::write::replace_headers_keeping;
 use crate::fs::{Entry, Error, FileKind, Filesystem, ROOT_INO, Result};
 use crate::object_format::{
-    DIRECTORY_CONTENT_TYPE, PosixHeaders, directory_marker_headers, replaced_headers,
-    replaced_marker_headers,
+    PosixHeaders, directory_marker_headers, replaced_headers, replaced_marker_headers,
 };
 use crate::store::{
-    MAX_USER_METADATA_BYTES, ObjectHeaders, ObjectMeta, ObjectStore, StoreError,
-    user_metadata_bytes,
+    MAX_USER_METADATA_BYTES, ObjectMeta, ObjectStore, StoreError, user_metadata_bytes,
 };
 use crate::upload::CopySource;
 
@@ -202,7 +201,7 @@ impl<S: ObjectStore> Filesystem<S> {
         // Its Content-Type is the new name's, when it moves.
         headers.has_directory_content_type &= destination == key;
         let existing = meta.headers();
-        check_metadata_space(&replaced_headers(&existing, destination, &headers))?;
+        check_metadata_space(&replaced_headers(&existing, destination, &headers).user_metadata)?;
         let object = CopySource {
             key: key.to_owned(),
             etag: meta.etag,
@@ -290,35 +289,32 @@ impl<S: ObjectStore> Filesystem<S> {
     ) -> Result<PosixHeaders> {
         let mut headers = PosixHeaders::from_head(&marker);
         change(&mut headers)?;
-        let mut existing = marker.headers();
-        existing
-            .content_type
-            .get_or_insert_with(|| DIRECTORY_CONTENT_TYPE.to_owned());
-        let replaced = replaced_headers(&existing, key, &headers);
-        check_metadata_space(&replaced)?;
-        if marker.size == 0 {
+        let replaced = replaced_marker_headers(&marker.headers(), &headers);
+        check_metadata_space(&replaced.user_metadata)?;
+        let etag = if marker.size == 0 {
             // An empty marker is written anew rather than copied onto
             // itself: one request either way, and stores that keep
             // directories as directories (s3s-fs) take the PUT but fail
             // the copy. `tar x` sets every directory's times.
-            let etag = self.store.put(key, Bytes::new(), &replaced).await?;
-            self.meta.headers().insert(key, &etag, headers.clone());
-            return Ok(headers);
-        }
-        let object = CopySource {
-            key: key.to_owned(),
-            etag: marker.etag,
-            size: marker.size,
+            self.store.put(key, Bytes::new(), &replaced).await?
+        } else {
+            let object = CopySource {
+                key: key.to_owned(),
+                etag: marker.etag,
+                size: marker.size,
+            };
+            // `replaced` as the existing headers: replacing the POSIX ones
+            // again changes nothing, and its Content-Type is the marker's.
+            replace_headers_keeping(
+                &*self.store,
+                &object,
+                key,
+                &headers,
+                &replaced,
+                &self.upload,
+            )
+            .await?
         };
-        let etag = replace_headers_keeping(
-            &*self.store,
-            &object,
-            key,
-            &headers,
-            &existing,
-            &self.upload,
-        )
-        .await?;
         self.meta.headers().insert(key, &etag, headers.clone());
         Ok(headers)
     }
@@ -345,7 +341,7 @@ impl<S: ObjectStore> Filesystem<S> {
             Some(object) => replaced_marker_headers(&object.headers(), &headers),
             None => directory_marker_headers(&headers),
         };
-        check_metadata_space(&object_headers)?;
+        check_metadata_space(&object_headers.user_metadata)?;
         let etag = self.store.put(key, Bytes::new(), &object_headers).await?;
         self.meta.headers().insert(key, &etag, headers.clone());
         if let Some(object) = old_style
@@ -430,10 +426,10 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 }
 
-/// Refuses headers over S3's user-metadata limit before any request: another
-/// tool's metadata counts against it too.
-fn check_metadata_space(headers: &ObjectHeaders) -> Result<()> {
-    if user_metadata_bytes(&headers.user_metadata) > MAX_USER_METADATA_BYTES {
+/// Refuses user metadata over S3's limit before any request; where an
+/// object's is replaced, another tool's metadata counts against it too.
+pub(super) fn check_metadata_space(user_metadata: &HashMap<String, String>) -> Result<()> {
+    if user_metadata_bytes(user_metadata) > MAX_USER_METADATA_BYTES {
         return Err(Error::NoMetadataSpace);
     }
     Ok(())

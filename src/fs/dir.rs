@@ -396,10 +396,7 @@ impl<S: ObjectStore> Filesystem<S> {
                     if is_directory {
                         old_style_stats.insert(name.to_owned(), file.stat);
                     } else {
-                        self.warn_once(
-                            &file.key,
-                            "an object shares its name with a directory; the directory is shown",
-                        );
+                        self.warn_shadowed(&file.key);
                     }
                     continue;
                 }

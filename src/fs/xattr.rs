@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::config::PosixMetadata;
+use crate::fs::attrs::check_metadata_space;
 use crate::fs::metadata::Sharing;
 use crate::fs::{Error, Filesystem, Result};
 use crate::object_format::{PosixHeaders, Xattrs};
-use crate::store::{MAX_USER_METADATA_BYTES, ObjectStore, user_metadata_bytes};
+use crate::store::ObjectStore;
 
 /// What `setxattr` may do to a name, from its `XATTR_CREATE` and
 /// `XATTR_REPLACE` flags.
@@ -78,10 +79,9 @@ impl<S: ObjectStore> Filesystem<S> {
             edit_xattrs(headers, now, |xattrs| {
                 xattrs.insert(name.to_owned(), value.to_vec());
             });
-            if user_metadata_bytes(&headers.to_user_metadata()) > MAX_USER_METADATA_BYTES {
-                return Err(Error::NoMetadataSpace);
-            }
-            Ok(())
+            // A file being written has no object to copy yet: its own
+            // headers are checked here, before they ride on its commit.
+            check_metadata_space(&headers.to_user_metadata())
         })
         .await
     }

@@ -52,11 +52,16 @@ impl<S: ObjectStore> Filesystem<S> {
         if let Some(head) = head
             && !self.is_old_style_directory(&PosixHeaders::from_head(head))
         {
-            self.warn_once(
-                key,
-                "an object shares its name with a directory; the directory is shown",
-            );
+            self.warn_shadowed(key);
         }
+    }
+
+    /// Warns once that the object `key` is hidden by the directory `key/`.
+    pub(in crate::fs) fn warn_shadowed(&self, key: &str) {
+        self.warn_once(
+            key,
+            "an object shares its name with a directory; the directory is shown",
+        );
     }
 }
 
