@@ -473,3 +473,83 @@ async fn a_renamed_dirty_file_after_chmod_lands_under_its_new_name() {
     )
     .await;
 }
+
+/// A streamed file gives its uploaded bytes back from staging at commit;
+/// when another client then deletes the object, the next write must fetch
+/// them from an object that is gone: that is the documented `Stale` limit,
+/// not `NotFound` (which says the name is missing, while the file is open).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_after_another_client_deleted_a_streamed_file_is_stale() {
+    replay(
+        Retain::Nothing,
+        vec![
+            Op::Create(Name::B),
+            Op::Write {
+                handle: 0,
+                at: At::End,
+                len: 5 * 1024 * 1024 + 1,
+            },
+            Op::Fsync(0),
+            Op::OtherDelete(Name::B),
+            Op::Write {
+                handle: 0,
+                at: At::End,
+                len: 1,
+            },
+        ],
+    )
+    .await;
+}
+
+/// An empty object opened for writing without O_TRUNC streams like a new
+/// file, so a write that skips ahead after a part went is refused with
+/// `AlreadyUploaded`; the model first expected that only of files it saw
+/// emptied. Found by seed 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_object_opened_for_writing_streams_like_a_new_file() {
+    replay(
+        Retain::Nothing,
+        vec![
+            Op::OtherPut(Name::A, 0),
+            Op::Open(Name::A, OpenMode::Write),
+            Op::Write {
+                handle: 0,
+                at: At::End,
+                len: 10_482_760,
+            },
+            Op::Write {
+                handle: 0,
+                at: At::Beyond(1),
+                len: 1,
+            },
+        ],
+    )
+    .await;
+}
+
+/// `rm` of a file still open for writing, after a streamed commit gave its
+/// uploaded bytes back from staging: the delete left those bytes nowhere,
+/// and reads through the open handle failed with `AlreadyUploaded`. An
+/// unlinked open file must stay readable. Found by seed 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_file_unlinked_after_a_streamed_commit_stays_readable() {
+    replay(
+        Retain::Nothing,
+        vec![
+            Op::Create(Name::A),
+            Op::Write {
+                handle: 0,
+                at: At::End,
+                len: 5 * 1024 * 1024 + 1,
+            },
+            Op::Fsync(0),
+            Op::Unlink(Name::A),
+            Op::Read {
+                handle: 0,
+                at: At::Start,
+                len: 1,
+            },
+        ],
+    )
+    .await;
+}

@@ -40,6 +40,7 @@ impl<S: ObjectStore> Filesystem<S> {
             // the key in between.
             Some(writer) => {
                 let mut open = writer.open.lock().await;
+                open.restage(&self.store, &self.upload).await?;
                 self.store.delete(&key).await?;
                 open.unlink(&self.store);
             }
@@ -175,6 +176,9 @@ impl<S: ObjectStore> Filesystem<S> {
                     Some(writer) => Some(writer.open.lock().await),
                     None => None,
                 };
+                if let Some(open) = replaced.as_mut() {
+                    open.restage(&self.store, &self.upload).await?;
+                }
                 let etag = self.rename_file(&source.attr, &old_key, &new_key).await?;
                 removed_old = self.remove_old_key(&old_key).await;
                 if let Some(open) = replaced.as_mut() {

@@ -172,8 +172,10 @@ impl OpenWrite {
     }
 
     /// Fetches back what a streamed commit gave back from staging, pinned to
-    /// the object's ETag.
-    async fn restage<S: ObjectStore>(
+    /// the object's ETag. Also due before this mount removes or replaces the
+    /// object: an open file stays readable after its name is gone, and those
+    /// bytes would then exist nowhere.
+    pub async fn restage<S: ObjectStore>(
         &mut self,
         store: &Arc<S>,
         config: &UploadConfig,
@@ -198,7 +200,17 @@ impl OpenWrite {
                 0..*unstaged_below,
                 config,
             )
-            .await?;
+            .await
+            .map_err(|error| match error {
+                // The object that holds those bytes was replaced or removed
+                // by someone else: they exist nowhere any more.
+                UploadError::Store(
+                    StoreError::NotFound { .. } | StoreError::PreconditionFailed { .. },
+                ) => Error::Stale {
+                    key: object.key.clone(),
+                },
+                other => other.into(),
+            })?;
         *unstaged_below = 0;
         Ok(())
     }

@@ -120,7 +120,9 @@ impl Harness {
                             // file is then what this mount made of it.
                             is_dirty: truncate,
                             handles: 1,
-                            may_stream: truncate,
+                            // An empty object written from its start
+                            // streams, as a new file does.
+                            may_stream: truncate || object.bytes.is_empty(),
                             streamed_size: 0,
                             has_failed_commit: false,
                             lost_streamed_bytes: false,
