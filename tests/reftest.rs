@@ -553,3 +553,43 @@ async fn an_open_file_unlinked_after_a_streamed_commit_stays_readable() {
     )
     .await;
 }
+
+/// A rename whose only failure is removing the old key has already
+/// committed the dirty open file under the new name: the file is clean, so
+/// another client's later PUT there stands at close (last close wins). The
+/// model first kept the file dirty. Found by seed 9.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rename_that_failed_only_to_remove_the_old_key_leaves_the_file_clean() {
+    replay(
+        Retain::Nothing,
+        vec![
+            Op::Create(Name::B),
+            Op::Failing {
+                verb: FailVerb::Delete,
+                count: 1,
+                timeout: false,
+                op: Box::new(Op::Rename(Name::B, Name::C)),
+            },
+            Op::OtherPut(Name::C, 0),
+        ],
+    )
+    .await;
+}
+
+/// Renaming a clean open file whose object has no time headers (another
+/// tool wrote it): the copy writes out its Last-Modified as times, and the
+/// open file then counted that as a change it owed, so its close recreated
+/// the new name after another client had deleted it. Found by seed 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_open_file_renamed_owes_no_commit() {
+    replay(
+        Retain::Nothing,
+        vec![
+            Op::OtherPut(Name::C, 0),
+            Op::Open(Name::C, OpenMode::Write),
+            Op::Rename(Name::C, Name::B),
+            Op::OtherDelete(Name::B),
+        ],
+    )
+    .await;
+}

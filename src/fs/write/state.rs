@@ -361,9 +361,8 @@ impl OpenWrite {
         true
     }
 
-    /// After the committed object was copied to `object` (a rename).
-    /// The committed object was copied to a new name, with `carried` (the
-    /// new ctime) in place of its headers.
+    /// After a rename copied the committed object to `object`, with
+    /// `carried` (its times and the new ctime) as its headers.
     pub fn moved_to(&mut self, object: CopySource, carried: PosixHeaders) {
         self.key = object.key.clone();
         if let FileState::Committed {
@@ -373,7 +372,11 @@ impl OpenWrite {
         } = &mut self.state
         {
             *current = object;
-            self.headers.ctime = carried.ctime;
+            // Only a clean file moves as an object, so what the copy carried
+            // is the file's whole metadata now: times that the source only
+            // had as Last-Modified are written out, and must not read as a
+            // change that owes a commit.
+            self.headers = carried.clone();
             *headers = carried;
         }
     }

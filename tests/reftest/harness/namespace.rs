@@ -135,7 +135,21 @@ impl Harness {
                 if let Some(replaced) = self.writer_named(to) {
                     self.writers.get_mut(&replaced).expect("found").name = None;
                 }
-                self.writers.get_mut(&ino).expect("found").name = Some(to);
+                let writer = self.writers.get_mut(&ino).expect("found");
+                writer.name = Some(to);
+                // The move commits a dirty file under the new name before
+                // the old key goes: when only that removal failed, the file
+                // is clean now, and another client's later PUT stands.
+                let committed = Object {
+                    bytes: Arc::new(writer.content.clone()),
+                    mode: writer.mode,
+                };
+                if writer.is_dirty && Self::matches(Some(&committed), self.objects.get(&to)) {
+                    writer.is_dirty = false;
+                    if !writer.content.is_empty() {
+                        writer.may_stream = false;
+                    }
+                }
                 Ok(())
             }
             _ => Err(format!(
