@@ -80,8 +80,8 @@
 //! that it can find others: `rename-onto-open`, `rename-dirty`,
 //! `failing-setattr`, `after-failed-fsync`, `failing-unlink`,
 //! `streamed-object-changes`, `truncate-streamed`, `failing-rename`,
-//! `chmod-streamed`. With all of them set, seeds 1 to 6 and the default
-//! pass 3000 cases each on the main of 2026-12-02.
+//! `chmod-streamed`. With none of them set, seeds 1 to 18 and the default
+//! pass 3000 cases each on the main of 2026-12-03.
 
 use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestCaseError, TestRunner};
 
@@ -589,6 +589,70 @@ async fn a_clean_open_file_renamed_owes_no_commit() {
             Op::Open(Name::C, OpenMode::Write),
             Op::Rename(Name::C, Name::B),
             Op::OtherDelete(Name::B),
+        ],
+    )
+    .await;
+}
+
+/// A clean open file renamed after another client replaced its object
+/// moves that object, and takes its metadata: a later O_TRUNC commits the
+/// mode a `stat` of the new name showed. Found by seed 12.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_open_file_renamed_takes_the_moved_objects_mode() {
+    replay(
+        Retain::Nothing,
+        vec![
+            Op::Create(Name::A),
+            Op::Fsync(0),
+            Op::OtherPut(Name::A, 0),
+            Op::Rename(Name::A, Name::B),
+            Op::Open(Name::B, OpenMode::WriteTruncate),
+        ],
+    )
+    .await;
+}
+
+/// chmod of a streamed file after another client replaced its object: the
+/// commit's metadata copy finds the object changed, and the bytes that left
+/// staging exist nowhere: the flush fails with `Stale` (the documented
+/// limit), not with an upload error that reads as a network fault. Found by
+/// seed 14.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_lost_its_streamed_bytes_to_another_client_is_stale() {
+    replay(
+        Retain::Nothing,
+        vec![
+            Op::Create(Name::C),
+            Op::Write {
+                handle: 0,
+                at: At::End,
+                len: 5 * 1024 * 1024 + 1,
+            },
+            Op::Fsync(0),
+            Op::OtherPut(Name::C, 0),
+            Op::Chmod(Name::C, 0o600),
+        ],
+    )
+    .await;
+}
+
+/// `rm` of a streamed open file whose object another client replaced: the
+/// bytes that left staging are lost either way, and fetching them back
+/// first must not stop the removal. Found by seed 12.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlinking_a_file_whose_streamed_bytes_are_lost_still_unlinks() {
+    replay(
+        Retain::Nothing,
+        vec![
+            Op::Create(Name::C),
+            Op::Write {
+                handle: 0,
+                at: At::End,
+                len: 5 * 1024 * 1024 + 1,
+            },
+            Op::Fsync(0),
+            Op::OtherPut(Name::C, 0),
+            Op::Unlink(Name::C),
         ],
     )
     .await;

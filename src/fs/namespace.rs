@@ -40,7 +40,8 @@ impl<S: ObjectStore> Filesystem<S> {
             // the key in between.
             Some(writer) => {
                 let mut open = writer.open.lock().await;
-                open.restage(&self.store, &self.upload).await?;
+                open.restage_before_removal(&self.store, &self.upload)
+                    .await?;
                 self.store.delete(&key).await?;
                 open.unlink(&self.store);
             }
@@ -177,7 +178,8 @@ impl<S: ObjectStore> Filesystem<S> {
                     None => None,
                 };
                 if let Some(open) = replaced.as_mut() {
-                    open.restage(&self.store, &self.upload).await?;
+                    open.restage_before_removal(&self.store, &self.upload)
+                        .await?;
                 }
                 let etag = self.rename_file(&source.attr, &old_key, &new_key).await?;
                 removed_old = self.remove_old_key(&old_key).await;

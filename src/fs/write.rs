@@ -24,8 +24,8 @@ use futures::{FutureExt, StreamExt, stream};
 use crate::config::WriteMode;
 use crate::fs::{Entry, Error, FileKind, Filesystem, Result, Stat, check_name};
 use crate::object_format::{PosixHeaders, new_object_headers};
-use crate::store::{ObjectHeaders, ObjectStore};
-use crate::upload::CopySource;
+use crate::store::{ObjectHeaders, ObjectStore, StoreError};
+use crate::upload::{CopySource, UploadError};
 
 mod state;
 mod writer;
@@ -228,6 +228,19 @@ impl<S: ObjectStore> Filesystem<S> {
         let etag = match committed {
             Ok(Some(etag)) => etag,
             Ok(None) => return Ok(()),
+            // The object holding bytes that left staging was replaced or
+            // removed by someone else: they exist nowhere any more.
+            Err(UploadError::Store(
+                StoreError::PreconditionFailed { .. } | StoreError::NotFound { .. },
+            )) => {
+                log::warn!(
+                    "upload of {} failed: its streamed bytes were only in the object, which another client replaced or removed",
+                    open.key
+                );
+                return Err(Error::Stale {
+                    key: open.key.clone(),
+                });
+            }
             Err(error) => {
                 log::warn!("upload of {} failed: {error}", open.key);
                 return Err(Error::Upload(Arc::new(error)));

@@ -172,10 +172,8 @@ impl OpenWrite {
     }
 
     /// Fetches back what a streamed commit gave back from staging, pinned to
-    /// the object's ETag. Also due before this mount removes or replaces the
-    /// object: an open file stays readable after its name is gone, and those
-    /// bytes would then exist nowhere.
-    pub async fn restage<S: ObjectStore>(
+    /// the object's ETag.
+    async fn restage<S: ObjectStore>(
         &mut self,
         store: &Arc<S>,
         config: &UploadConfig,
@@ -323,6 +321,21 @@ impl OpenWrite {
                 Ok(())
             }
             Err(error) => Err(Error::Upload(Arc::new(error))),
+        }
+    }
+
+    /// Before this mount removes or replaces the file's object: the bytes
+    /// a streamed commit gave back from staging come back, so that the open
+    /// file stays readable without a name. Bytes whose object someone else
+    /// already replaced are lost either way, and do not stop the removal.
+    pub async fn restage_before_removal<S: ObjectStore>(
+        &mut self,
+        store: &Arc<S>,
+        config: &UploadConfig,
+    ) -> Result<(), Error> {
+        match self.restage(store, config).await {
+            Ok(()) | Err(Error::Stale { .. }) => Ok(()),
+            Err(error) => Err(error),
         }
     }
 

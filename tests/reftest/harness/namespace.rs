@@ -95,7 +95,16 @@ impl Harness {
                 }
                 self.set_object(to, actual_to);
             }
-            _ => self.set_object(to, old_from),
+            Some(_) => {
+                // A clean open file moves as the object its name holds,
+                // which another client may have replaced: the file takes
+                // that object's metadata, as a stat of the new name shows.
+                let mode = old_from.as_ref().and_then(|object| object.mode);
+                let ino = moving.expect("matched Some");
+                self.writers.get_mut(&ino).expect("found above").mode = mode;
+                self.set_object(to, old_from);
+            }
+            None => self.set_object(to, old_from),
         }
         self.set_object(from, None);
         if let Some(ino) = replaced {
