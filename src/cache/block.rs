@@ -138,6 +138,21 @@ impl<E: Send + Sync + 'static> BlockCache<E> {
     }
 }
 
+impl<E> BlockCache<E> {
+    /// Drops the cached blocks `from..to` of one version of an object: a
+    /// streaming reader has read past them and will not come back, so they
+    /// must not push out blocks that other readers may want again.
+    pub fn discard(&self, object: &BlockKey, blocks: std::ops::Range<u64>) {
+        let mut state = self.state.lock().unwrap();
+        for index in blocks {
+            state.lru.pop(&BlockKey {
+                index,
+                ..object.clone()
+            });
+        }
+    }
+}
+
 /// Wraps a future so that it can be registered as a shared fetch.
 pub fn share<E, F>(future: F) -> SharedFetch<E>
 where
@@ -184,6 +199,22 @@ mod tests {
         }
         assert!(matches!(cache.lookup(&key(0)), Lookup::Missing));
         assert!(matches!(cache.lookup(&key(2)), Lookup::Cached(_)));
+    }
+
+    #[tokio::test]
+    async fn discarded_blocks_are_gone_and_others_stay() {
+        let cache: BlockCache<std::io::Error> = BlockCache::new(8 * BLOCK_SIZE_BYTES);
+        for i in 0..4 {
+            let block = Bytes::from(vec![0u8; 16]);
+            let fetch = share(futures::future::ready(Ok(block.clone())));
+            assert!(cache.register(&key(i), 1, &fetch));
+            cache.complete(&key(i), 1, &Ok(block));
+        }
+        cache.discard(&key(0), 1..3);
+        assert!(matches!(cache.lookup(&key(0)), Lookup::Cached(_)));
+        assert!(matches!(cache.lookup(&key(1)), Lookup::Missing));
+        assert!(matches!(cache.lookup(&key(2)), Lookup::Missing));
+        assert!(matches!(cache.lookup(&key(3)), Lookup::Cached(_)));
     }
 
     #[tokio::test]

@@ -60,6 +60,11 @@ pub const MAX_NAME_BYTES: usize = 255;
 /// listed 100,000 objects.
 const HEADER_CACHE_ENTRIES: usize = 100_000;
 
+/// The smallest read window ahead of a streaming reader: eight 8 MiB parts
+/// in flight reach line rate on a LAN; the default budget (512 MiB) gives
+/// exactly this, so a reader needs well under 128 MiB.
+const MIN_READ_WINDOW_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Negative lookups kept; tools probe few missing names at a time.
 const NEGATIVE_CACHE_ENTRIES: usize = 16_384;
 
@@ -323,11 +328,15 @@ impl<S: ObjectStore> Filesystem<S> {
     pub fn new(store: Arc<S>, config: FsConfig, max_concurrency: usize) -> std::io::Result<Self> {
         let max_concurrency = max_concurrency.max(1);
         let part = config.read_part_size_bytes.max(BLOCK_SIZE_BYTES);
-        // Bytes in flight count against the cache budget, so that the block
-        // cache plus downloads never exceed --max-cache-size: at most half of
-        // it is in flight, and at least one part.
-        let read_concurrency =
-            ((config.max_cache_size_bytes / 2) / part).clamp(1, max_concurrency as u64);
+        // A streaming reader's window ahead: an eighth of the cache budget,
+        // but at least `MIN_READ_WINDOW_BYTES` and at most half the budget.
+        // Bytes in flight count against the budget too, so that the block
+        // cache plus downloads never exceed --max-cache-size.
+        let window_bytes = (config.max_cache_size_bytes / 8)
+            .max(MIN_READ_WINDOW_BYTES)
+            .min(config.max_cache_size_bytes / 2)
+            .max(part);
+        let read_concurrency = (window_bytes / part).clamp(1, max_concurrency as u64);
         let in_flight_bytes = read_concurrency * part;
         let cache_bytes = config.max_cache_size_bytes.saturating_sub(in_flight_bytes);
         let mounted_at = SystemTime::now();
@@ -365,7 +374,7 @@ impl<S: ObjectStore> Filesystem<S> {
             listings: Arc::new(DirectoryConfirmations::new(config.metadata_ttl)),
             contents: DirectoryContents::new(config.metadata_ttl),
             read_requests: Arc::new(Semaphore::new(read_concurrency as usize)),
-            max_read_window_bytes: (in_flight_bytes).min(cache_bytes / 2).max(BLOCK_SIZE_BYTES),
+            max_read_window_bytes: window_bytes,
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),

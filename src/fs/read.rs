@@ -22,8 +22,10 @@ use crate::fs::{Error, Filesystem, Result};
 use crate::store::{ObjectStore, StoreError};
 
 /// How far a read may land from where the previous one ended and still count
-/// as sequential: twice the largest FUSE read (1 MiB with max_pages 256).
-const SEQUENTIAL_SLACK_BYTES: u64 = 2 * 1024 * 1024;
+/// as sequential: the kernel sends a streaming reader's readahead as several
+/// requests at once (up to 4 MiB ahead with the readahead the FUSE adapter
+/// sets), which arrive in any order. Twice that.
+const SEQUENTIAL_SLACK_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Attempts to get a block that keeps vanishing between "missing" and
 /// "registered" (evicted under heavy load); past this the read fails.
@@ -45,6 +47,16 @@ struct StreamState {
     window_bytes: u64,
     /// Prefetch has been requested up to here.
     prefetched_until: u64,
+    /// Blocks before this one were dropped from the cache behind the reader.
+    discarded_below: u64,
+}
+
+/// What one read of a handle sets in motion besides itself.
+struct StreamStep {
+    /// Blocks `from..to` to fetch ahead, in requests of up to `chunk_bytes`.
+    prefetch: Option<(u64, u64, u64)>,
+    /// Blocks a streaming reader has left behind.
+    discard: std::ops::Range<u64>,
 }
 
 impl FileHandle {
@@ -91,11 +103,14 @@ impl<S: ObjectStore> Filesystem<S> {
         let first = offset / BLOCK_SIZE_BYTES;
         let last = (end - 1) / BLOCK_SIZE_BYTES;
 
-        let prefetch = self.advance_stream(handle, offset, end);
+        let step = self.advance_stream(handle, offset, end);
         // What this read needs goes out first, then the window ahead.
         self.fetch_missing(handle, first, last + 1, self.config.read_part_size_bytes);
-        if let Some((from, to, chunk_bytes)) = prefetch {
+        if let Some((from, to, chunk_bytes)) = step.prefetch {
             self.fetch_missing(handle, from, to, chunk_bytes);
+        }
+        if !step.discard.is_empty() {
+            self.blocks.discard(&handle.block(0), step.discard);
         }
 
         if first == last {
@@ -118,13 +133,8 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     /// Updates the handle's stream state with a read of `offset..end` and
-    /// returns the blocks to prefetch (`from..to`) and the request size.
-    fn advance_stream(
-        &self,
-        handle: &FileHandle,
-        offset: u64,
-        end: u64,
-    ) -> Option<(u64, u64, u64)> {
+    /// returns what to prefetch and what to drop behind the reader.
+    fn advance_stream(&self, handle: &FileHandle, offset: u64, end: u64) -> StreamStep {
         let mut state = handle.stream.lock().unwrap();
         let is_sequential = state
             .next_offset
@@ -133,24 +143,53 @@ impl<S: ObjectStore> Filesystem<S> {
             state.window_bytes = 0;
             state.prefetched_until = end;
             state.next_offset = Some(end);
-            return None;
+            state.discarded_below = 0;
+            return StreamStep {
+                prefetch: None,
+                discard: 0..0,
+            };
         }
+        // Reads arrive slightly out of order (the kernel's readahead runs
+        // several at once): keep the slack behind the reader.
+        let behind = offset.saturating_sub(SEQUENTIAL_SLACK_BYTES) / BLOCK_SIZE_BYTES;
+        let discard = state.discarded_below..behind.max(state.discarded_below);
+        state.discarded_below = discard.end;
+        StreamStep {
+            prefetch: Self::next_prefetch(
+                &mut state,
+                self.max_read_window_bytes,
+                self.config.read_part_size_bytes,
+                handle.size,
+                end,
+            ),
+            discard,
+        }
+    }
+
+    fn next_prefetch(
+        state: &mut StreamState,
+        max_window_bytes: u64,
+        part_bytes: u64,
+        size: u64,
+        end: u64,
+    ) -> Option<(u64, u64, u64)> {
         state.window_bytes = if state.window_bytes == 0 {
             BLOCK_SIZE_BYTES
         } else {
-            (state.window_bytes * 2).min(self.max_read_window_bytes)
+            (state.window_bytes * 2).min(max_window_bytes)
         };
         state.next_offset = Some(state.next_offset.unwrap_or(0).max(end));
-        let target = (end + state.window_bytes).min(handle.size);
+        // Small requests while the window is small (fast first bytes), whole
+        // parts once it has grown.
+        let chunk_bytes = (state.window_bytes / 2).clamp(BLOCK_SIZE_BYTES, part_bytes);
+        // The window moves on in whole requests: sliding it by each read
+        // (128 KiB from the kernel) would send one 1 MiB GET per block.
+        let target = ((end + state.window_bytes) / chunk_bytes * chunk_bytes).min(size);
         let from = state.prefetched_until.max(end);
         if target <= from {
             return None;
         }
         state.prefetched_until = target;
-        // Small requests while the window is small (fast first bytes), whole
-        // parts once it has grown.
-        let chunk_bytes =
-            (state.window_bytes / 2).clamp(BLOCK_SIZE_BYTES, self.config.read_part_size_bytes);
         let first_block = from / BLOCK_SIZE_BYTES;
         let end_block = target.div_ceil(BLOCK_SIZE_BYTES);
         Some((first_block, end_block, chunk_bytes))

@@ -119,6 +119,58 @@ const FS_TYPE: &str = "fuse.bucketfs";
 /// `S_IFDIR`); the permission bits come from our getattr.
 const ROOT_MODE: &str = "40000";
 
+/// Kernel readahead for the mount, in KiB. The kernel's default for a FUSE
+/// mount is 128 KiB, so a streaming reader arrives in 128 KiB requests, each
+/// a round trip through the daemon: at line rate that cost more CPU than the
+/// bytes. With a larger window the kernel sends requests of 1 MiB (the most
+/// one carries), several at once. Measured on 2 cores, 1 GiB read by one and
+/// by four readers: see docs/benchmarks.md.
+const READAHEAD_KB: u32 = 4096;
+
+/// Sets the mount's readahead through sysfs, which only root may write;
+/// otherwise the kernel's default stays. The device number comes from
+/// /proc/self/mountinfo: a `stat` of the mountpoint would wait for the
+/// session, which does not answer before `run`.
+fn raise_readahead(mountpoint: &Path) {
+    let Some(device) = mount_device(mountpoint) else {
+        log::debug!(
+            "{}: not found in /proc/self/mountinfo",
+            mountpoint.display()
+        );
+        return;
+    };
+    let knob = format!("/sys/class/bdi/{device}/read_ahead_kb");
+    match std::fs::write(&knob, READAHEAD_KB.to_string()) {
+        Ok(()) => log::debug!("readahead {READAHEAD_KB} KiB ({knob})"),
+        Err(error) => log::debug!("kernel readahead left at its default: {knob}: {error}"),
+    }
+}
+
+/// The `major:minor` of the mount at `mountpoint` (the last one there).
+fn mount_device(mountpoint: &Path) -> Option<String> {
+    let mountinfo = std::fs::read("/proc/self/mountinfo").ok()?;
+    let wanted = escape_mountinfo_path(mountpoint.as_os_str().as_bytes());
+    let device = mountinfo
+        .split(|&byte| byte == b'\n')
+        .map(|line| line.split(|&byte| byte == b' ').collect::<Vec<_>>())
+        .rfind(|fields| fields.get(4) == Some(&wanted.as_slice()))?
+        .get(2)
+        .copied()?;
+    String::from_utf8(device.to_vec()).ok()
+}
+
+/// Paths in mountinfo have space, tab, newline and backslash as octal escapes.
+fn escape_mountinfo_path(path: &[u8]) -> Vec<u8> {
+    let mut escaped = Vec::with_capacity(path.len());
+    for &byte in path {
+        match byte {
+            b' ' | b'\t' | b'\n' | b'\\' => escaped.extend(format!("\\{byte:03o}").bytes()),
+            _ => escaped.push(byte),
+        }
+    }
+    escaped
+}
+
 /// Mounts the filesystem. When this returns the kernel has completed the
 /// FUSE handshake, so the mount is live and requests queue until `run`.
 pub fn mount<S: ObjectStore>(
@@ -136,6 +188,7 @@ pub fn mount<S: ObjectStore>(
         Err(error) if matches!(error.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
             log::debug!("cannot mount directly ({error}); mounting through fusermount3");
             let mut session = fuser::Session::new(adapter, mountpoint, &config)?;
+            raise_readahead(mountpoint);
             let unmounter = Unmounter(UnmountVia::Fuser(session.unmount_callable()));
             return Ok((MountedSession { session }, unmounter));
         }
@@ -148,7 +201,10 @@ pub fn mount<S: ObjectStore>(
         })?,
     });
     match fuser::Session::from_fd(adapter, device, config.acl, config) {
-        Ok(session) => Ok((MountedSession { session }, unmounter)),
+        Ok(session) => {
+            raise_readahead(mountpoint);
+            Ok((MountedSession { session }, unmounter))
+        }
         Err(error) => {
             // The handshake failed and the device is closed: the mount is
             // dead ("Transport endpoint is not connected") until detached.
@@ -259,5 +315,25 @@ impl<S: ObjectStore> MountedSession<S> {
     /// Serves requests until the file system is unmounted.
     pub fn run(self) -> io::Result<()> {
         self.session.run()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_paths_escape_what_the_kernel_escapes() {
+        assert_eq!(escape_mountinfo_path(b"/mnt/a b\\c"), b"/mnt/a\\040b\\134c");
+        assert_eq!(
+            escape_mountinfo_path("/mnt/é".as_bytes()),
+            "/mnt/é".as_bytes()
+        );
+    }
+
+    #[test]
+    fn the_root_mount_has_a_device() {
+        let device = mount_device(Path::new("/")).expect("/ is mounted");
+        assert!(device.contains(':'), "{device}");
     }
 }

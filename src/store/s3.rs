@@ -29,6 +29,7 @@
 //! Write bodies are `Bytes` handed to the SDK as they are, so a retry resends
 //! the same buffer without a copy.
 
+mod buffers;
 mod errors;
 mod health;
 mod resume;
@@ -53,6 +54,7 @@ use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 use bytes::Bytes;
 
+use self::buffers::BufferPool;
 use self::errors::{Subject, display_chain, map_error, status_of};
 use self::health::EndpointHealth;
 use self::resume::{ResumedBody, body_error};
@@ -72,10 +74,15 @@ const FALLBACK_REGION: &str = "us-east-1";
 /// The delimiter that makes ListObjectsV2 roll keys up into directories.
 const DELIMITER: &str = "/";
 
+/// Idle GET body buffers kept for reuse: a few parts' worth, so that a
+/// streaming reader's next parts land in memory that is already mapped.
+const IDLE_BODY_BUFFER_BYTES: usize = 32 * 1024 * 1024;
+
 pub struct S3Store {
     client: Client,
     bucket: String,
     max_attempts: u32,
+    body_buffers: Arc<BufferPool>,
 }
 
 impl S3Store {
@@ -138,6 +145,7 @@ impl S3Store {
             client: Client::from_conf(s3_config.build()),
             bucket: config.bucket.clone(),
             max_attempts: config.max_attempts,
+            body_buffers: BufferPool::new(IDLE_BODY_BUFFER_BYTES),
         })
     }
 
@@ -207,7 +215,7 @@ impl ObjectStore for S3Store {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
-        let mut body = ResumedBody::new(range.start, range.end);
+        let mut body = ResumedBody::new(&self.body_buffers, range.start, range.end);
         // Resumes must read the version the first bytes came from.
         let mut pinned = if_match.map(str::to_owned);
         let mut attempts = Attempts::new(self.max_attempts);

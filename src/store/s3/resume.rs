@@ -3,8 +3,11 @@
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_types::byte_stream::error::Error as ByteStreamError;
-use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
 
+use bytes::Bytes;
+
+use super::buffers::{BufferPool, PooledBuffer};
 use super::errors::has_source;
 use super::transport::Stalled;
 use crate::store::StoreError;
@@ -14,27 +17,28 @@ pub(super) struct ResumedBody {
     start: u64,
     /// Exclusive; lowered to the object's end once a response tells it.
     pub(super) end: u64,
-    chunks: Vec<Bytes>,
-    received_len: u64,
+    /// Each chunk is copied here as it arrives, so that the HTTP client can
+    /// reuse its receive buffer at once instead of allocating new ones
+    /// while a whole part is gathered.
+    data: PooledBuffer,
 }
 
 impl ResumedBody {
-    pub(super) fn new(start: u64, end: u64) -> ResumedBody {
+    pub(super) fn new(buffers: &Arc<BufferPool>, start: u64, end: u64) -> ResumedBody {
         ResumedBody {
             start,
             end,
-            chunks: Vec::new(),
-            received_len: 0,
+            data: buffers.take((end - start) as usize),
         }
     }
 
     pub(super) fn received_len(&self) -> u64 {
-        self.received_len
+        self.data.len() as u64
     }
 
     /// Where the next response must start.
     pub(super) fn next_offset(&self) -> u64 {
-        self.start + self.received_len
+        self.start + self.received_len()
     }
 
     pub(super) fn is_complete(&self) -> bool {
@@ -44,23 +48,13 @@ impl ResumedBody {
     /// Keeps every byte of `body` that arrives, up to an error or its end.
     pub(super) async fn read(&mut self, mut body: ByteStream) -> Result<(), ByteStreamError> {
         while let Some(chunk) = body.next().await {
-            let chunk = chunk?;
-            self.received_len += chunk.len() as u64;
-            self.chunks.push(chunk);
+            self.data.extend_from_slice(&chunk?);
         }
         Ok(())
     }
 
-    /// A body that arrived in one chunk is returned without a copy.
-    pub(super) fn into_bytes(mut self) -> Bytes {
-        if self.chunks.len() <= 1 {
-            return self.chunks.pop().unwrap_or_default();
-        }
-        let mut data = BytesMut::with_capacity(self.received_len as usize);
-        for chunk in &self.chunks {
-            data.extend_from_slice(chunk);
-        }
-        data.freeze()
+    pub(super) fn into_bytes(self) -> Bytes {
+        self.data.freeze()
     }
 }
 
