@@ -5,8 +5,10 @@
 //! `cache` (metadata TTL, block cache) → `store` (the `ObjectStore` trait;
 //! `store::s3` is the only user of aws-sdk-s3). `cli` and `daemon` serve
 //! `main`: they turn a command line into a `config::MountConfig` and detach
-//! from the terminal once the mount is live.
+//! from the terminal once the mount is live. `buffers` lends reusable memory
+//! to the store and the upload staging.
 
+pub mod buffers;
 pub mod cache;
 pub mod cli;
 pub mod config;

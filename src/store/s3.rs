@@ -29,7 +29,6 @@
 //! Write bodies are `Bytes` handed to the SDK as they are, so a retry resends
 //! the same buffer without a copy.
 
-mod buffers;
 mod errors;
 mod health;
 mod resume;
@@ -54,7 +53,6 @@ use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 use bytes::Bytes;
 
-use self::buffers::BufferPool;
 use self::errors::{Subject, display_chain, map_error, status_of};
 use self::health::EndpointHealth;
 use self::resume::{ResumedBody, body_error};
@@ -64,6 +62,7 @@ use super::{
     ListPage, ListedObject, ObjectHeaders, ObjectMeta, ObjectStore, PendingUpload,
     PendingUploadPage, StoreError, Verb,
 };
+use crate::buffers::BufferPool;
 use crate::config::StoreConfig;
 
 /// Used when neither `StoreConfig` nor the AWS chain names a region, so that
@@ -83,6 +82,8 @@ pub struct S3Store {
     bucket: String,
     max_attempts: u32,
     body_buffers: Arc<BufferPool>,
+    /// Upload bodies go without a SHA-256 of the payload in the signature.
+    unsigned_payload: bool,
 }
 
 impl S3Store {
@@ -146,6 +147,7 @@ impl S3Store {
             bucket: config.bucket.clone(),
             max_attempts: config.max_attempts,
             body_buffers: BufferPool::new(IDLE_BODY_BUFFER_BYTES),
+            unsigned_payload: sends_over_tls(config.endpoint_url.as_deref()),
         })
     }
 
@@ -178,6 +180,28 @@ impl S3Store {
         }
     }
 }
+
+/// Whether requests go over TLS: to AWS (no endpoint given) or to an
+/// `https://` endpoint. There TLS already protects the body, and the SDK's
+/// CRC32 checksum catches corruption, so hashing every uploaded byte with
+/// SHA-256 for the signature (a quarter of the daemon's CPU while writing)
+/// buys nothing; over plain HTTP the signed hash is the only guard against
+/// a body changed on the way, so it stays (as AWS's own SDKs do).
+fn sends_over_tls(endpoint_url: Option<&str>) -> bool {
+    endpoint_url.is_none_or(|url| {
+        url.get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+    })
+}
+
+/// Applies `change` when `condition` holds; keeps one type either way.
+trait MapIf: Sized {
+    fn map_if(self, condition: bool, change: impl FnOnce(Self) -> Self) -> Self {
+        if condition { change(self) } else { self }
+    }
+}
+
+impl<T> MapIf for T {}
 
 impl ObjectStore for S3Store {
     async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
@@ -374,6 +398,8 @@ impl ObjectStore for S3Store {
                     .body(ByteStream::from(body.clone()))
                     .set_metadata(non_empty(&headers.user_metadata))
                     .set_content_type(headers.content_type.clone())
+                    .customize()
+                    .map_if(self.unsigned_payload, |put| put.disable_payload_signing())
                     .send()
             })
             .await
@@ -424,6 +450,8 @@ impl ObjectStore for S3Store {
                     .upload_id(upload_id)
                     .part_number(part_number)
                     .body(ByteStream::from(body.clone()))
+                    .customize()
+                    .map_if(self.unsigned_payload, |part| part.disable_payload_signing())
                     .send()
             })
             .await
@@ -716,6 +744,16 @@ struct EmptyCopyRange {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn payloads_go_unsigned_only_over_tls() {
+        use super::sends_over_tls;
+        assert!(sends_over_tls(None), "AWS itself is https");
+        assert!(sends_over_tls(Some("https://s3.example.com")));
+        assert!(sends_over_tls(Some("HTTPS://s3.example.com")));
+        assert!(!sends_over_tls(Some("http://127.0.0.1:9000")));
+        assert!(!sends_over_tls(Some("s3.example.com")));
+    }
+
     use super::*;
 
     #[test]

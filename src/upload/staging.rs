@@ -29,9 +29,15 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::buffers::BufferPool;
+
 /// Largest file staged in memory. Above it a file is rarely written in one
 /// go, and the page cache holds a staging file as well as we would.
 const MAX_MEMORY_FILE_BYTES: usize = 1024 * 1024;
+
+/// Idle part buffers kept for reuse: a few parts' worth, so that a streaming
+/// upload reads each part into memory that is already mapped.
+const IDLE_READ_BUFFER_BYTES: usize = 32 * 1024 * 1024;
 
 /// Memory is counted in units of this many bytes.
 const UNIT_BYTES: usize = 4096;
@@ -56,6 +62,8 @@ pub struct StagingArea {
     /// lock outlives the directory's removal on drop.
     _lock: File,
     memory_units: Arc<Semaphore>,
+    /// Buffers for parts read back for upload.
+    read_buffers: Arc<BufferPool>,
 }
 
 impl StagingArea {
@@ -73,6 +81,7 @@ impl StagingArea {
             directory,
             _lock: lock,
             memory_units: Arc::new(Semaphore::new(units as usize)),
+            read_buffers: BufferPool::new(IDLE_READ_BUFFER_BYTES),
         })
     }
 
@@ -91,6 +100,7 @@ impl StagingArea {
             released_below: Arc::new(AtomicU64::new(0)),
             directory: self.directory.path().to_owned(),
             memory_units: Arc::clone(&self.memory_units),
+            read_buffers: Arc::clone(&self.read_buffers),
         }
     }
 }
@@ -116,6 +126,7 @@ pub struct Staging {
     released_below: Arc<AtomicU64>,
     directory: PathBuf,
     memory_units: Arc<Semaphore>,
+    read_buffers: Arc<BufferPool>,
 }
 
 impl Staging {
@@ -204,18 +215,20 @@ impl Staging {
                 }
             }
         };
+        let mut buffer = self.read_buffers.take(len);
         blocking(move || {
-            let mut buffer = vec![0u8; len];
-            let mut filled = 0;
-            while filled < len {
-                let n = file.read_at(&mut buffer[filled..], offset + filled as u64)?;
-                if n == 0 {
-                    break;
+            buffer.fill_with(len, |space| {
+                let mut filled = 0;
+                while filled < len {
+                    let n = file.read_at(&mut space[filled..], offset + filled as u64)?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
                 }
-                filled += n;
-            }
-            buffer.truncate(filled);
-            Ok(Bytes::from(buffer))
+                Ok::<_, io::Error>(filled)
+            })?;
+            Ok(buffer.freeze())
         })
         .await
     }

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::buffers::{BufferPool, PooledBuffer};
 use super::errors::has_source;
 use super::transport::Stalled;
+use crate::buffers::{BufferPool, PooledBuffer};
 use crate::store::StoreError;
 
 /// The bytes of one ranged GET, gathered over the responses it took.

@@ -1,7 +1,8 @@
-//! Reused memory for GET bodies.
+//! Reused memory for request bodies: GET bodies gathered from the network,
+//! parts read back from staging for upload.
 //!
-//! A streaming reader moves every byte through a fresh buffer of a part's
-//! size. Fresh memory costs a page fault per 4 KiB the first time it is
+//! A streaming reader or writer moves every byte through a fresh buffer of a
+//! part's size. Fresh memory costs a page fault per 4 KiB the first time it is
 //! written, and the allocator hands large buffers back to the kernel when
 //! they are freed, so at line rate the daemon spent more CPU faulting pages
 //! in than copying bytes (measured: two faults per page read). Buffers that
@@ -16,13 +17,13 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-pub(super) struct BufferPool {
+pub struct BufferPool {
     idle: Mutex<Vec<Vec<u8>>>,
     max_retained_bytes: usize,
 }
 
 impl BufferPool {
-    pub(super) fn new(max_retained_bytes: usize) -> Arc<BufferPool> {
+    pub fn new(max_retained_bytes: usize) -> Arc<BufferPool> {
         Arc::new(BufferPool {
             idle: Mutex::new(Vec::new()),
             max_retained_bytes,
@@ -32,7 +33,7 @@ impl BufferPool {
     /// An empty buffer with room for `capacity` bytes: an idle one that is
     /// large enough but not more than twice that (the smallest such), else a
     /// new one. A small GET must not pin a part-sized buffer.
-    pub(super) fn take(self: &Arc<Self>, capacity: usize) -> PooledBuffer {
+    pub fn take(self: &Arc<Self>, capacity: usize) -> PooledBuffer {
         let fits = |buffer: &Vec<u8>| {
             buffer.capacity() >= capacity && buffer.capacity() <= capacity.saturating_mul(2)
         };
@@ -68,23 +69,41 @@ impl BufferPool {
 }
 
 /// A buffer on loan from a `BufferPool`, returned to it on drop.
-pub(super) struct PooledBuffer {
+pub struct PooledBuffer {
     data: Vec<u8>,
     pool: Arc<BufferPool>,
 }
 
 impl PooledBuffer {
-    pub(super) fn extend_from_slice(&mut self, bytes: &[u8]) {
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
         self.data.extend_from_slice(bytes);
     }
 
-    pub(super) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Fills the buffer with up to `len` bytes that `read` writes into a
+    /// zeroed slice and counts; the buffer ends after the bytes it counted.
+    pub fn fill_with<E>(
+        &mut self,
+        len: usize,
+        read: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<(), E> {
+        self.data.clear();
+        self.data.resize(len, 0);
+        let filled = read(&mut self.data)?;
+        self.data.truncate(filled.min(len));
+        Ok(())
     }
 
     /// Shared, immutable bytes; the buffer returns to the pool once the
     /// last slice of them is dropped.
-    pub(super) fn freeze(self) -> Bytes {
+    pub fn freeze(self) -> Bytes {
         Bytes::from_owner(self)
     }
 }
