@@ -4,7 +4,8 @@
 # same data, in one run, beside the ceiling of FUSE itself (bench/fuse-ceiling: a file system of
 # ours serving files from memory with bucketfs's FUSE settings). Set-up: bench/lib.sh.
 #
-# Workloads, each round on a fresh mount, page cache dropped before each:
+# Workloads, each round on a fresh mount, page cache dropped before each (but ls, whose server
+# side is warmed once by an untimed listing):
 #   read   `dd if=MNT/big of=/dev/null bs=1M`, a BIG_MIB object, MB/s. The server's copy is read
 #          into the page cache first so that the server does not wait on its disk. Raw: 8 MiB
 #          ranged GETs, 16 in flight. bucketfs also with --max-cache-size 64 (bucketfs-64).
@@ -219,6 +220,7 @@ if has_workload ttfb; then
     for tool in $(rotated "$(tools_for ttfb)" "$round"); do
       daemon_pid= daemon_cpu=- rss=
       server_cpu=0
+      cold_start "$SERVER_BIG" "$DATA/$BUCKET/p0"
       if [ "$tool" = raw ]; then
         first=$(field seconds "$(raw ttfb --bucket "$BUCKET" --key big)")
         next=$(field seconds "$(raw ttfb --bucket "$BUCKET" --key p0)")
@@ -318,12 +320,14 @@ fi
 # ---------------------------------------------------------------------------------------------
 if has_workload cp; then
   step "cp -r of tree/ ($TREE_COUNT x $TREE_OBJECT_BYTES B, fresh mount): $RUNS rounds; load $(load)"
+  mapfile -t server_tree < <(find "$DATA/$BUCKET/tree" -type f)
   raw get-all --bucket "$BUCKET" --prefix tree/ --dest "$WORK/out/warm-up" >/dev/null
   rm -rf "$WORK/out/warm-up"
   for round in $(seq 1 "$RUNS"); do
     for tool in $(rotated "$(tools_for cp)" "$round"); do
       dest=$WORK/out/$tool-$round
       daemon_pid=
+      cold_start "${server_tree[@]}"
       if [ "$tool" = raw ]; then
         sample_start
         seconds=$(field seconds "$(raw get-all --bucket "$BUCKET" --prefix tree/ --dest "$dest" \

@@ -114,9 +114,9 @@ workload tar "tar x $TAR_COUNT files, until it returns" s lower 0
 workload tar-vis "tar x $TAR_COUNT files, until visible" s lower 0
 
 # Writes are flushed to disk between runs, so that no run pays for the previous one's writeback
-# (the server's copy, the staging files); the sources are read back into the page cache.
+# (the server's copy, the staging files); the page cache is dropped and the sources read back.
 settle() {
-  sync
+  drop_caches
   cat "$@" >/dev/null
 }
 
