@@ -103,7 +103,8 @@ bench_prepare() {
 bench_enter_netns() {
   if [ -z "${BENCH_IN_NETNS:-}" ] && [ "${BENCH_HOST_NETWORK:-0}" != 1 ]; then
     export S3S_FS SERVER_PROFILE
-    exec env BENCH_IN_NETNS=1 unshare --net -- "$0" "$@"
+    # By absolute path: the script was started from anywhere, and this shell is in $ROOT now.
+    exec env BENCH_IN_NETNS=1 unshare --net -- "$ROOT/bench/$(basename "$0")" "$@"
   fi
   NETWORK="host network namespace (delayed ACKs on loopback)"
   if [ -n "${BENCH_IN_NETNS:-}" ]; then
