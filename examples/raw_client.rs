@@ -8,7 +8,9 @@
 //! - `read`: one object read front to back with ranged GETs of
 //!   `--part-size-mib`, `--concurrency` of them in flight, bytes consumed in
 //!   order and dropped (what bucketfs's read-ahead does for `cat`);
-//! - `ttfb`: one `GET bytes=0-0`, timed to its first body byte;
+//! - `ttfb`: one `GET bytes=0-0`, timed to its first body byte; with
+//!   `--lookup`, after the HEAD and the ListObjectsV2 of `key/` a cold lookup
+//!   sends;
 //! - `list`: ListObjectsV2 pages with delimiter `/`, and with `--heads` a HEAD
 //!   per object, `--concurrency` in flight, started as pages arrive (what
 //!   `ls -l` costs when attributes come from object metadata);
@@ -107,6 +109,10 @@ enum Command {
     Ttfb {
         #[command(flatten)]
         object: ObjectArgs,
+        /// First send what a cold lookup of the name costs a mount: HEAD of the key and
+        /// ListObjectsV2 of "key/" (max-keys 1), together, as bucketfs sends them
+        #[arg(long)]
+        lookup: bool,
     },
     /// List one directory level (delimiter '/'), optionally with a HEAD per object
     List {
@@ -245,7 +251,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             part_size_mib,
             concurrency,
         } => read(&client, &object, part_size_mib * MIB, concurrency).await,
-        Command::Ttfb { object } => ttfb(&client, &object).await,
+        Command::Ttfb { object, lookup } => ttfb(&client, &object, lookup).await,
         Command::List {
             bucket,
             prefix,
@@ -382,8 +388,27 @@ async fn read(
     Ok(())
 }
 
-async fn ttfb(client: &Client, object: &ObjectArgs) -> anyhow::Result<()> {
+async fn ttfb(client: &Client, object: &ObjectArgs, lookup: bool) -> anyhow::Result<()> {
     let started = Instant::now();
+    let mut lookup_seconds = 0.0;
+    if lookup {
+        let head = client
+            .head_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .send();
+        let list = client
+            .list_objects_v2()
+            .bucket(&object.bucket)
+            .prefix(format!("{}/", object.key))
+            .delimiter("/")
+            .max_keys(1)
+            .send();
+        let (head, list) = tokio::join!(head, list);
+        head.with_context(|| format!("HEAD {}", object.key))?;
+        list.with_context(|| format!("ListObjectsV2 {}/", object.key))?;
+        lookup_seconds = started.elapsed().as_secs_f64();
+    }
     let mut output = client
         .get_object()
         .bucket(&object.bucket)
@@ -397,7 +422,7 @@ async fn ttfb(client: &Client, object: &ObjectArgs) -> anyhow::Result<()> {
     if first.is_none_or(|chunk| chunk.is_empty()) {
         bail!("GET {} bytes=0-0 returned no byte", object.key);
     }
-    println!("seconds={seconds:.4}");
+    println!("seconds={seconds:.4} lookup_seconds={lookup_seconds:.4}");
     Ok(())
 }
 
