@@ -24,8 +24,8 @@ use futures::{FutureExt, StreamExt, stream};
 use crate::config::WriteMode;
 use crate::fs::{Entry, Error, FileKind, Filesystem, Result, Stat, check_name};
 use crate::object_format::{PosixHeaders, new_object_headers};
-use crate::store::{ObjectHeaders, ObjectStore, StoreError};
-use crate::upload::{CopySource, UploadError};
+use crate::store::{ObjectHeaders, ObjectStore};
+use crate::upload::CopySource;
 
 mod state;
 mod writer;
@@ -230,9 +230,7 @@ impl<S: ObjectStore> Filesystem<S> {
             Ok(None) => return Ok(()),
             // The object holding bytes that left staging was replaced or
             // removed by someone else: they exist nowhere any more.
-            Err(UploadError::Store(
-                StoreError::PreconditionFailed { .. } | StoreError::NotFound { .. },
-            )) => {
+            Err(error) if error.object_is_gone() => {
                 log::warn!(
                     "upload of {} failed: its streamed bytes were only in the object, which another client replaced or removed",
                     open.key

@@ -52,6 +52,17 @@ pub enum UploadError {
     TooLarge,
 }
 
+impl UploadError {
+    /// The object the upload built on (its committed version, a copy
+    /// source) was replaced or removed by someone else meanwhile.
+    pub fn object_is_gone(&self) -> bool {
+        matches!(
+            self,
+            UploadError::Store(StoreError::PreconditionFailed { .. } | StoreError::NotFound { .. })
+        )
+    }
+}
+
 /// How commits upload.
 #[derive(Debug, Clone)]
 pub struct UploadConfig {

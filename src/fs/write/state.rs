@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use crate::fs::Error;
 use crate::object_format::{PosixHeaders, content_type_for, new_object_headers, replaced_headers};
-use crate::store::{ObjectHeaders, ObjectStore, StoreError};
+use crate::store::{ObjectHeaders, ObjectStore};
 use crate::upload::{
     CopySource, DirtyRanges, Staging, StreamingUpload, Unchanged, UploadConfig, UploadError,
     copy_object,
@@ -199,15 +199,16 @@ impl OpenWrite {
                 config,
             )
             .await
-            .map_err(|error| match error {
+            .map_err(|error| {
                 // The object that holds those bytes was replaced or removed
                 // by someone else: they exist nowhere any more.
-                UploadError::Store(
-                    StoreError::NotFound { .. } | StoreError::PreconditionFailed { .. },
-                ) => Error::Stale {
-                    key: object.key.clone(),
-                },
-                other => other.into(),
+                if error.object_is_gone() {
+                    Error::Stale {
+                        key: object.key.clone(),
+                    }
+                } else {
+                    error.into()
+                }
             })?;
         *unstaged_below = 0;
         Ok(())
@@ -411,15 +412,15 @@ impl OpenWrite {
             // Someone replaced or removed the object since our commit. The
             // last close wins, as for any other change: while every byte is
             // still staged, the file goes up whole with its new headers.
-            Err(UploadError::Store(
-                StoreError::PreconditionFailed { .. } | StoreError::NotFound { .. },
-            )) if matches!(
-                self.state,
-                FileState::Committed {
-                    unstaged_below: 0,
-                    ..
-                }
-            ) =>
+            Err(error)
+                if error.object_is_gone()
+                    && matches!(
+                        self.state,
+                        FileState::Committed {
+                            unstaged_below: 0,
+                            ..
+                        }
+                    ) =>
             {
                 self.state = FileState::rescued();
                 self.upload_bytes(store, config).await?;
