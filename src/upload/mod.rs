@@ -28,6 +28,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::store::{ObjectHeaders, ObjectStore, StoreError};
 
 mod copy;
+mod segmented;
 mod staging;
 mod streaming;
 pub use copy::{CopySource, DirtyRanges, Unchanged, copy_object};

@@ -20,7 +20,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,6 +29,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::segmented::SegmentedFile;
 use crate::buffers::BufferPool;
 
 /// Largest file staged in memory. Above it a file is rarely written in one
@@ -113,7 +114,7 @@ struct MemoryStage {
 
 enum Stage {
     Memory(MemoryStage),
-    File(Arc<File>),
+    File(Arc<Mutex<SegmentedFile>>),
 }
 
 /// A file's staged contents. Cheap to clone; clones share them.
@@ -133,7 +134,11 @@ impl Staging {
     /// The staging file, moving the contents there first if they are in
     /// memory and cannot stay (`needed` bytes would not fit); `None` while
     /// they stay in memory.
-    fn place(&self, stage: &mut Stage, needed: Option<u64>) -> io::Result<Option<Arc<File>>> {
+    fn place(
+        &self,
+        stage: &mut Stage,
+        needed: Option<u64>,
+    ) -> io::Result<Option<Arc<Mutex<SegmentedFile>>>> {
         let memory = match stage {
             Stage::File(file) => return Ok(Some(Arc::clone(file))),
             Stage::Memory(memory) => memory,
@@ -144,9 +149,9 @@ impl Staging {
         if needed <= MAX_MEMORY_FILE_BYTES as u64 && self.reserve(memory, needed as usize) {
             return Ok(None);
         }
-        let file = tempfile::tempfile_in(&self.directory)?;
-        file.write_all_at(&memory.data, 0)?;
-        let file = Arc::new(file);
+        let mut file = SegmentedFile::new(tempfile::tempfile_in(&self.directory)?);
+        file.write_at(0, &memory.data)?;
+        let file = Arc::new(Mutex::new(file));
         // Drops the memory and its reservation.
         *stage = Stage::File(Arc::clone(&file));
         Ok(Some(file))
@@ -192,7 +197,7 @@ impl Staging {
                 (None, Stage::File(_)) => unreachable!("place answers None only for memory"),
             }
         };
-        blocking(move || file.write_all_at(&data, offset)).await
+        blocking(move || lock(&file).write_at(offset, &data)).await
     }
 
     /// Up to `len` bytes at `offset`; short only at the end of the staged
@@ -217,17 +222,7 @@ impl Staging {
         };
         let mut buffer = self.read_buffers.take(len);
         blocking(move || {
-            buffer.fill_with(len, |space| {
-                let mut filled = 0;
-                while filled < len {
-                    let n = file.read_at(&mut space[filled..], offset + filled as u64)?;
-                    if n == 0 {
-                        break;
-                    }
-                    filled += n;
-                }
-                Ok::<_, io::Error>(filled)
-            })?;
+            buffer.fill_with(len, |space| lock(&file).read_at(offset, space))?;
             Ok(buffer.freeze())
         })
         .await
@@ -247,45 +242,36 @@ impl Staging {
                 (None, Stage::File(_)) => unreachable!("place answers None only for memory"),
             }
         };
-        blocking(move || file.set_len(size)).await
+        blocking(move || {
+            lock(&file).set_len(size);
+            Ok(())
+        })
+        .await
     }
 
-    /// Gives the disk space of `range` back, which must start at or before
-    /// the bytes given back so far: a streamed upload gives its parts back
-    /// in file order. They cannot be read until `restaged`. Best effort:
-    /// where the file system cannot punch holes the bytes stay. Contents in
-    /// memory are small and stay.
+    /// Gives `range` back, which must start at or before the bytes given
+    /// back so far: a streamed upload gives its parts back in file order.
+    /// They cannot be read until `restaged`, and the staging file reuses
+    /// their space for the bytes written next. Contents in memory are small
+    /// and stay.
     pub async fn release(&self, range: std::ops::Range<u64>) {
-        use std::os::fd::AsRawFd;
-        let _ = self
-            .released_below
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |below| {
-                (range.start <= below).then_some(below.max(range.end))
-            });
+        let released =
+            self.released_below
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |below| {
+                    (range.start <= below).then_some(below.max(range.end))
+                });
+        if released.is_err() {
+            return;
+        }
         let file = match &*self.inner.lock().unwrap() {
             Stage::File(file) => Arc::clone(file),
             Stage::Memory(_) => return,
         };
-        let punched = blocking(move || {
-            // SAFETY: fallocate on a descriptor we own, with plain integers.
-            let status = unsafe {
-                libc::fallocate(
-                    file.as_raw_fd(),
-                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                    range.start as libc::off_t,
-                    (range.end - range.start) as libc::off_t,
-                )
-            };
-            if status == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::last_os_error())
-            }
+        let _ = blocking(move || {
+            lock(&file).release_below(range.end);
+            Ok(())
         })
         .await;
-        if let Err(error) = punched {
-            log::debug!("staging space not released: {error}");
-        }
     }
 
     /// After `range` was written back from the object: given-back bytes it
@@ -394,6 +380,12 @@ fn remove_directory(path: &Path) -> io::Result<bool> {
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(error) => Err(error),
     }
+}
+
+/// The staging file's map, also after a panic elsewhere left its lock
+/// poisoned: every change to it completes before it can panic.
+fn lock(file: &Mutex<SegmentedFile>) -> std::sync::MutexGuard<'_, SegmentedFile> {
+    file.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn blocking<T: Send + 'static>(
