@@ -407,6 +407,39 @@ async fn a_small_read_of_a_large_object_fetches_one_block() {
 }
 
 #[tokio::test]
+async fn isolated_reads_fetch_only_the_bytes_around_them() {
+    let store = Arc::new(MemoryStore::new());
+    let data = random_bytes(64 * MIB, 7);
+    store.put("table", data.clone());
+    let fs = mount(&store, PosixMetadata::FromHeaders);
+    let ino = fs.lookup(ROOT_INO, "table").await.unwrap().attr.ino;
+    let (fh, _) = fs.open(ino, OpenIntent::Read).await.unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+    let reads = 200;
+    let mut previous = 0u64;
+    for _ in 0..reads {
+        // Far from the previous read, so that no pair looks like a stream.
+        let offset = loop {
+            let offset = rng.random_range(0..data.len() as u64 / 4096) * 4096;
+            if offset.abs_diff(previous) > 4 * MIB {
+                break offset;
+            }
+        };
+        previous = offset;
+        let got = fs.read(fh, offset, 4096).await.unwrap();
+        assert_eq!(&got[..], &data[offset as usize..offset as usize + 4096]);
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A 1 MiB block per read would be 200 MiB.
+    let fetched = store.bytes_got();
+    assert!(
+        fetched <= reads * 64 * 1024,
+        "{fetched} bytes fetched for {reads} reads of 4 KiB"
+    );
+    fs.release(fh).await;
+}
+
+#[tokio::test]
 async fn a_streaming_reader_prefetches_in_growing_requests() {
     let store = Arc::new(MemoryStore::new());
     let data = random_bytes(64 * MIB, 4);

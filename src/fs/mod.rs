@@ -60,9 +60,10 @@ pub const MAX_NAME_BYTES: usize = 255;
 /// listed 100,000 objects.
 const HEADER_CACHE_ENTRIES: usize = 100_000;
 
-/// The smallest read window ahead of a streaming reader: eight 8 MiB parts
-/// in flight reach line rate on a LAN; the default budget (512 MiB) gives
-/// exactly this, so a reader needs well under 128 MiB.
+/// The smallest read-ahead of a mount, which its streaming readers share:
+/// eight 8 MiB parts in flight reach line rate on a LAN; the default budget
+/// (512 MiB) gives exactly this, so reading needs well under 128 MiB however
+/// many files are read at once.
 const MIN_READ_WINDOW_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Negative lookups kept; tools probe few missing names at a time.
@@ -298,8 +299,8 @@ pub struct Filesystem<S> {
     /// Whole listings of directories where lookups keep missing.
     contents: DirectoryContents,
     read_requests: Arc<Semaphore>,
-    /// Largest prefetch window of one reader.
-    max_read_window_bytes: u64,
+    /// The prefetch windows of streaming readers, shared among them.
+    read_streams: Arc<read::ReadStreams>,
     files: Mutex<HashMap<u64, Arc<FileHandle>>>,
     dirs: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<DirStream>>>>,
     next_handle: AtomicU64,
@@ -328,7 +329,7 @@ impl<S: ObjectStore> Filesystem<S> {
     pub fn new(store: Arc<S>, config: FsConfig, max_concurrency: usize) -> std::io::Result<Self> {
         let max_concurrency = max_concurrency.max(1);
         let part = config.read_part_size_bytes.max(BLOCK_SIZE_BYTES);
-        // A streaming reader's window ahead: an eighth of the cache budget,
+        // The read-ahead of all streaming readers together: an eighth of the cache budget,
         // but at least `MIN_READ_WINDOW_BYTES` and at most half the budget.
         // Bytes in flight count against the budget too, so that the block
         // cache plus downloads never exceed --max-cache-size.
@@ -374,7 +375,7 @@ impl<S: ObjectStore> Filesystem<S> {
             listings: Arc::new(DirectoryConfirmations::new(config.metadata_ttl)),
             contents: DirectoryContents::new(config.metadata_ttl),
             read_requests: Arc::new(Semaphore::new(read_concurrency as usize)),
-            max_read_window_bytes: window_bytes,
+            read_streams: read::ReadStreams::new(window_bytes, part),
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),

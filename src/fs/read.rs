@@ -5,14 +5,18 @@
 //! follow each other (within `SEQUENTIAL_SLACK_BYTES`, since the kernel sends
 //! readahead requests concurrently and they may arrive out of order) is
 //! streaming: its prefetch window starts at one block and doubles with every
-//! read up to `max_read_window_bytes`, and the blocks ahead are fetched in
-//! parallel ranged GETs of up to `--read-part-size`. So `head -c 100` of a huge
-//! object fetches one block, while `cp` soon has several parts in flight. A
-//! read elsewhere resets the window and fetches only the blocks it touches.
+//! read up to its share of the mount's read-ahead (`ReadStreams`), and the
+//! blocks ahead are fetched in parallel ranged GETs of up to
+//! `--read-part-size`. So `head -c 100` of a huge object fetches one block,
+//! while `cp` soon has several parts in flight. A read elsewhere resets the
+//! window; if its blocks are neither cached nor on their way it fetches just
+//! the bytes it needs (in `ISOLATED_READ_ALIGN_BYTES` units) and caches
+//! nothing, so random reads cost a small GET each rather than a block.
 //!
 //! Every GET carries `If-Match` with the handle's ETag: a handle reads one
 //! version of the object or fails with `Stale`, never a mix.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -27,6 +31,22 @@ use crate::store::{ObjectStore, StoreError};
 /// sets), which arrive in any order. Twice that.
 const SEQUENTIAL_SLACK_BYTES: u64 = 8 * 1024 * 1024;
 
+/// How far a read may land from where the previous one ended and start a
+/// stream: the kernel's first readahead requests are small and close
+/// together, while random reads that happen to fall near each other should
+/// not set a window going.
+const STREAM_START_SLACK_BYTES: u64 = 2 * 1024 * 1024;
+
+/// An isolated read fetches whole units of this many bytes around what it
+/// asked for: a small GET costs little more than a one-byte one, and the
+/// kernel's neighbouring pages usually come next.
+const ISOLATED_READ_ALIGN_BYTES: u64 = 64 * 1024;
+
+/// The smallest window a streaming reader gets however many share the
+/// mount's read-ahead: two parts, so each still has one arriving while it
+/// reads the other.
+const MIN_SHARED_WINDOW_PARTS: u64 = 2;
+
 /// Attempts to get a block that keeps vanishing between "missing" and
 /// "registered" (evicted under heavy load); past this the read fails.
 const MAX_BLOCK_ATTEMPTS: usize = 4;
@@ -40,6 +60,51 @@ pub struct FileHandle {
     stream: Mutex<StreamState>,
 }
 
+/// The read-ahead all streaming readers of a mount share. Each streaming
+/// handle holds a `StreamMembership`; a reader's window is the mount's
+/// read-ahead divided among them, so four `cp`s hold what one would rather
+/// than four times as much.
+pub struct ReadStreams {
+    max_window_bytes: u64,
+    min_window_bytes: u64,
+    streaming: AtomicU64,
+}
+
+impl ReadStreams {
+    pub fn new(max_window_bytes: u64, part_bytes: u64) -> Arc<Self> {
+        Arc::new(ReadStreams {
+            max_window_bytes,
+            min_window_bytes: (MIN_SHARED_WINDOW_PARTS * part_bytes).min(max_window_bytes),
+            streaming: AtomicU64::new(0),
+        })
+    }
+
+    fn join(self: &Arc<Self>) -> StreamMembership {
+        self.streaming.fetch_add(1, Ordering::AcqRel);
+        StreamMembership {
+            streams: Arc::clone(self),
+        }
+    }
+
+    /// The largest window one streaming reader may have right now.
+    fn window_share(&self) -> u64 {
+        let readers = self.streaming.load(Ordering::Acquire).max(1);
+        (self.max_window_bytes / readers).max(self.min_window_bytes)
+    }
+}
+
+/// One streaming reader's claim on the shared read-ahead; given up on drop
+/// (the handle closed, or its reads stopped following each other).
+struct StreamMembership {
+    streams: Arc<ReadStreams>,
+}
+
+impl Drop for StreamMembership {
+    fn drop(&mut self) {
+        self.streams.streaming.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 #[derive(Default)]
 struct StreamState {
     /// Where the last read ended; `None` before the first read.
@@ -49,10 +114,14 @@ struct StreamState {
     prefetched_until: u64,
     /// Blocks before this one were dropped from the cache behind the reader.
     discarded_below: u64,
+    /// Held while the reader streams.
+    membership: Option<StreamMembership>,
 }
 
 /// What one read of a handle sets in motion besides itself.
 struct StreamStep {
+    /// The read does not follow the previous one.
+    isolated: bool,
     /// Blocks `from..to` to fetch ahead, in requests of up to `chunk_bytes`.
     prefetch: Option<(u64, u64, u64)>,
     /// Blocks a streaming reader has left behind.
@@ -104,6 +173,11 @@ impl<S: ObjectStore> Filesystem<S> {
         let last = (end - 1) / BLOCK_SIZE_BYTES;
 
         let step = self.advance_stream(handle, offset, end);
+        if step.isolated
+            && (first..=last).all(|index| !self.blocks.is_present(&handle.block(index)))
+        {
+            return self.read_isolated(handle, offset, end).await;
+        }
         // What this read needs goes out first, then the window ahead.
         self.fetch_missing(handle, first, last + 1, self.config.read_part_size_bytes);
         if let Some((from, to, chunk_bytes)) = step.prefetch {
@@ -136,18 +210,28 @@ impl<S: ObjectStore> Filesystem<S> {
     /// returns what to prefetch and what to drop behind the reader.
     fn advance_stream(&self, handle: &FileHandle, offset: u64, end: u64) -> StreamStep {
         let mut state = handle.stream.lock().unwrap();
+        let slack = if state.membership.is_some() {
+            SEQUENTIAL_SLACK_BYTES
+        } else {
+            STREAM_START_SLACK_BYTES
+        };
         let is_sequential = state
             .next_offset
-            .is_some_and(|next| offset.abs_diff(next) <= SEQUENTIAL_SLACK_BYTES);
+            .is_some_and(|next| offset.abs_diff(next) <= slack);
         if !is_sequential {
             state.window_bytes = 0;
             state.prefetched_until = end;
             state.next_offset = Some(end);
             state.discarded_below = 0;
+            state.membership = None;
             return StreamStep {
+                isolated: true,
                 prefetch: None,
                 discard: 0..0,
             };
+        }
+        if state.membership.is_none() {
+            state.membership = Some(self.read_streams.join());
         }
         // Reads arrive slightly out of order (the kernel's readahead runs
         // several at once): keep the slack behind the reader.
@@ -155,9 +239,10 @@ impl<S: ObjectStore> Filesystem<S> {
         let discard = state.discarded_below..behind.max(state.discarded_below);
         state.discarded_below = discard.end;
         StreamStep {
+            isolated: false,
             prefetch: Self::next_prefetch(
                 &mut state,
-                self.max_read_window_bytes,
+                self.read_streams.window_share(),
                 self.config.read_part_size_bytes,
                 handle.size,
                 end,
@@ -177,7 +262,8 @@ impl<S: ObjectStore> Filesystem<S> {
             BLOCK_SIZE_BYTES
         } else {
             (state.window_bytes * 2).min(max_window_bytes)
-        };
+        }
+        .min(max_window_bytes.max(BLOCK_SIZE_BYTES));
         state.next_offset = Some(state.next_offset.unwrap_or(0).max(end));
         // Small requests while the window is small (fast first bytes), whole
         // parts once it has grown.
@@ -270,6 +356,36 @@ impl<S: ObjectStore> Filesystem<S> {
         Some(fetch)
     }
 
+    /// `offset..end` straight from the store, rounded out to whole
+    /// `ISOLATED_READ_ALIGN_BYTES`; nothing is cached.
+    async fn read_isolated(&self, handle: &FileHandle, offset: u64, end: u64) -> Result<Bytes> {
+        let start = offset / ISOLATED_READ_ALIGN_BYTES * ISOLATED_READ_ALIGN_BYTES;
+        let stop = end
+            .div_ceil(ISOLATED_READ_ALIGN_BYTES)
+            .saturating_mul(ISOLATED_READ_ALIGN_BYTES)
+            .min(handle.size);
+        let bytes = {
+            let _permit = self.read_requests.acquire().await.expect("never closed");
+            let if_match = (!handle.etag.is_empty()).then_some(&*handle.etag);
+            self.store
+                .get_range(&handle.key, start..stop, if_match)
+                .await
+        }
+        .map_err(|error| Error::from_store(Arc::new(error), Some(&handle.key)))?;
+        if (bytes.len() as u64) < end - start {
+            return Err(Error::Store(Arc::new(StoreError::Other {
+                source: format!(
+                    "short read of {}: {} bytes of {}",
+                    handle.key,
+                    bytes.len(),
+                    stop - start
+                )
+                .into(),
+            })));
+        }
+        Ok(bytes.slice((offset - start) as usize..(end - start) as usize))
+    }
+
     async fn block_bytes(&self, handle: &FileHandle, index: u64) -> Result<Bytes> {
         let block = handle.block(index);
         for _ in 0..MAX_BLOCK_ATTEMPTS {
@@ -298,5 +414,29 @@ impl<S: ObjectStore> Filesystem<S> {
             )
             .into(),
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn streaming_readers_split_the_read_ahead_down_to_two_parts_each() {
+        let streams = ReadStreams::new(64 * MIB, 8 * MIB);
+        assert_eq!(streams.window_share(), 64 * MIB);
+        let first = streams.join();
+        assert_eq!(streams.window_share(), 64 * MIB);
+        let others: Vec<_> = (0..3).map(|_| streams.join()).collect();
+        assert_eq!(streams.window_share(), 16 * MIB);
+        let many: Vec<_> = (0..12).map(|_| streams.join()).collect();
+        assert_eq!(streams.window_share(), 16 * MIB, "never below two parts");
+        drop(many);
+        drop(others);
+        assert_eq!(streams.window_share(), 64 * MIB);
+        drop(first);
+        assert_eq!(streams.streaming.load(Ordering::Acquire), 0);
     }
 }

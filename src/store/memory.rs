@@ -89,6 +89,8 @@ struct State {
     /// versions, parts or uploads share one.
     serial: u64,
     requests: HashMap<Verb, u64>,
+    /// Bytes answered to `get_range`.
+    bytes_got: u64,
     latency: HashMap<Verb, Duration>,
     failures: HashMap<Verb, VecDeque<FailureKind>>,
     listing_etags: ListingEtags,
@@ -250,6 +252,11 @@ impl MemoryStore {
         self.request_count(Verb::Get)
     }
 
+    /// Bytes that `get_range` answered so far.
+    pub fn bytes_got(&self) -> u64 {
+        self.lock().bytes_got
+    }
+
     pub fn list_count(&self) -> u64 {
         self.request_count(Verb::List)
     }
@@ -330,7 +337,9 @@ impl ObjectStore for MemoryStore {
         let len = object.data.len() as u64;
         let start = range.start.min(len) as usize;
         let end = range.end.min(len) as usize;
-        Ok(object.data.slice(start..end))
+        let bytes = object.data.slice(start..end);
+        state.bytes_got += bytes.len() as u64;
+        Ok(bytes)
     }
 
     async fn list_page(

@@ -117,7 +117,7 @@ impl SegmentedFile {
         for index in beyond {
             self.give_back(index);
         }
-        if size % SEGMENT_BYTES != 0
+        if !size.is_multiple_of(SEGMENT_BYTES)
             && let Some(slot) = self.segments.get_mut(&(size / SEGMENT_BYTES))
         {
             slot.valid = slot.valid.min(size % SEGMENT_BYTES);
