@@ -11,23 +11,68 @@
 //! A buffer goes back to the pool when the last `Bytes` slice of it is
 //! dropped (the block cache evicting it, a reader done with it), so the
 //! pool never holds memory that is still in use, and keeps at most
-//! `max_retained_bytes` of idle buffers.
+//! `max_retained_bytes` of idle buffers. That bound must cover what a busy
+//! mount has in flight (readers give buffers back in bursts, and each one
+//! dropped is one faulted in again: with 32 MiB, four parallel readers
+//! faulted in a fresh page for almost every byte they read), so idle
+//! buffers are also given back to the system once the pool has gone
+//! unused for a while (`release_when_quiet`).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 
 pub struct BufferPool {
-    idle: Mutex<Vec<Vec<u8>>>,
+    idle: Mutex<Idle>,
     max_retained_bytes: usize,
+}
+
+#[derive(Default)]
+struct Idle {
+    buffers: Vec<Vec<u8>>,
+    /// A buffer was lent since the last `release_if_unused`.
+    lent: bool,
 }
 
 impl BufferPool {
     pub fn new(max_retained_bytes: usize) -> Arc<BufferPool> {
         Arc::new(BufferPool {
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(Idle::default()),
             max_retained_bytes,
         })
+    }
+
+    /// Gives the idle buffers back to the system whenever the pool lent
+    /// nothing for `quiet`, so a mount that stopped reading or writing does
+    /// not keep their memory. Needs a Tokio runtime; without one the idle
+    /// buffers are only bounded.
+    pub fn release_when_quiet(self: &Arc<Self>, quiet: Duration) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let pool: Weak<BufferPool> = Arc::downgrade(self);
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(quiet).await;
+                match pool.upgrade() {
+                    Some(pool) => pool.release_if_unused(),
+                    None => return,
+                }
+            }
+        });
+    }
+
+    /// Drops the idle buffers if none was lent since the last call.
+    fn release_if_unused(&self) {
+        let released = {
+            let mut idle = self.idle.lock().unwrap();
+            if std::mem::take(&mut idle.lent) {
+                return;
+            }
+            std::mem::take(&mut idle.buffers)
+        };
+        drop(released);
     }
 
     /// An empty buffer with room for `capacity` bytes: an idle one that is
@@ -39,13 +84,15 @@ impl BufferPool {
         };
         let reused = {
             let mut idle = self.idle.lock().unwrap();
+            idle.lent = true;
             let best = idle
+                .buffers
                 .iter()
                 .enumerate()
                 .filter(|(_, buffer)| fits(buffer))
                 .min_by_key(|(_, buffer)| buffer.capacity())
                 .map(|(index, _)| index);
-            best.map(|index| idle.swap_remove(index))
+            best.map(|index| idle.buffers.swap_remove(index))
         };
         PooledBuffer {
             data: reused.unwrap_or_else(|| Vec::with_capacity(capacity)),
@@ -56,15 +103,16 @@ impl BufferPool {
     fn give_back(&self, mut buffer: Vec<u8>) {
         buffer.clear();
         let mut idle = self.idle.lock().unwrap();
-        let retained: usize = idle.iter().map(Vec::capacity).sum();
+        let retained: usize = idle.buffers.iter().map(Vec::capacity).sum();
         if retained + buffer.capacity() <= self.max_retained_bytes {
-            idle.push(buffer);
+            idle.buffers.push(buffer);
         }
     }
 
     #[cfg(test)]
     fn idle_bytes(&self) -> usize {
-        self.idle.lock().unwrap().iter().map(Vec::capacity).sum()
+        let idle = self.idle.lock().unwrap();
+        idle.buffers.iter().map(Vec::capacity).sum()
     }
 }
 
@@ -144,6 +192,16 @@ mod tests {
         let again = pool.take(600);
         assert!(again.data.capacity() >= 1000, "the idle buffer is reused");
         assert_eq!(again.len(), 0, "and comes back empty");
+        assert_eq!(pool.idle_bytes(), 0);
+    }
+
+    #[test]
+    fn idle_buffers_go_once_the_pool_was_unused_for_a_round() {
+        let pool = BufferPool::new(1 << 20);
+        drop(pool.take(1000));
+        pool.release_if_unused();
+        assert!(pool.idle_bytes() >= 1000, "lent since the last round");
+        pool.release_if_unused();
         assert_eq!(pool.idle_bytes(), 0);
     }
 

@@ -31,6 +31,11 @@ use crate::store::{ObjectStore, StoreError};
 /// sets), which arrive in any order. Twice that.
 const SEQUENTIAL_SLACK_BYTES: u64 = 8 * 1024 * 1024;
 
+/// What a streaming reader's blocks are kept for behind its latest read:
+/// the kernel's readahead (4 MiB, set by the FUSE adapter) may still send
+/// requests that far back, and each block dropped too early costs a GET.
+const KEPT_BEHIND_BYTES: u64 = 4 * 1024 * 1024 + BLOCK_SIZE_BYTES;
+
 /// How far a read may land from where the previous one ended and start a
 /// stream: the kernel's first readahead requests are small and close
 /// together, while random reads that happen to fall near each other should
@@ -234,8 +239,8 @@ impl<S: ObjectStore> Filesystem<S> {
             state.membership = Some(self.read_streams.join());
         }
         // Reads arrive slightly out of order (the kernel's readahead runs
-        // several at once): keep the slack behind the reader.
-        let behind = offset.saturating_sub(SEQUENTIAL_SLACK_BYTES) / BLOCK_SIZE_BYTES;
+        // several at once): keep what may still be asked for behind the reader.
+        let behind = offset.saturating_sub(KEPT_BEHIND_BYTES) / BLOCK_SIZE_BYTES;
         let discard = state.discarded_below..behind.max(state.discarded_below);
         state.discarded_below = discard.end;
         StreamStep {

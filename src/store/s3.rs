@@ -39,7 +39,7 @@ mod transport;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use aws_config::retry::RetryConfig;
 use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
@@ -73,9 +73,14 @@ const FALLBACK_REGION: &str = "us-east-1";
 /// The delimiter that makes ListObjectsV2 roll keys up into directories.
 const DELIMITER: &str = "/";
 
-/// Idle GET body buffers kept for reuse: a few parts' worth, so that a
-/// streaming reader's next parts land in memory that is already mapped.
-const IDLE_BODY_BUFFER_BYTES: usize = 32 * 1024 * 1024;
+/// Idle GET body buffers kept for reuse, so that streaming readers' next
+/// parts land in memory that is already mapped: the default read-ahead
+/// (64 MiB) and the parts in flight, with room for the bursts in which
+/// parallel readers give them back.
+const IDLE_BODY_BUFFER_BYTES: usize = 128 * 1024 * 1024;
+
+/// Idle body buffers go back to the system after this long without a GET.
+const IDLE_BODY_BUFFER_QUIET: Duration = Duration::from_secs(10);
 
 pub struct S3Store {
     client: Client,
@@ -142,11 +147,13 @@ impl S3Store {
         if sdk_config.region().is_none() {
             s3_config = s3_config.region(Region::from_static(FALLBACK_REGION));
         }
+        let body_buffers = BufferPool::new(IDLE_BODY_BUFFER_BYTES);
+        body_buffers.release_when_quiet(IDLE_BODY_BUFFER_QUIET);
         Ok(S3Store {
             client: Client::from_conf(s3_config.build()),
             bucket: config.bucket.clone(),
             max_attempts: config.max_attempts,
-            body_buffers: BufferPool::new(IDLE_BODY_BUFFER_BYTES),
+            body_buffers,
             unsigned_payload: sends_over_tls(config.endpoint_url.as_deref()),
         })
     }

@@ -36,9 +36,13 @@ use crate::buffers::BufferPool;
 /// go, and the page cache holds a staging file as well as we would.
 const MAX_MEMORY_FILE_BYTES: usize = 1024 * 1024;
 
-/// Idle part buffers kept for reuse: a few parts' worth, so that a streaming
-/// upload reads each part into memory that is already mapped.
-const IDLE_READ_BUFFER_BYTES: usize = 32 * 1024 * 1024;
+/// Idle part buffers kept for reuse, so that a streaming upload reads each
+/// part into memory that is already mapped: the parts in flight (8 of 8 MiB
+/// by default) and room for the bursts in which they come back.
+const IDLE_READ_BUFFER_BYTES: usize = 128 * 1024 * 1024;
+
+/// Idle part buffers go back to the system after this long unused.
+const IDLE_READ_BUFFER_QUIET: Duration = Duration::from_secs(10);
 
 /// Memory is counted in units of this many bytes.
 const UNIT_BYTES: usize = 4096;
@@ -82,7 +86,11 @@ impl StagingArea {
             directory,
             _lock: lock,
             memory_units: Arc::new(Semaphore::new(units as usize)),
-            read_buffers: BufferPool::new(IDLE_READ_BUFFER_BYTES),
+            read_buffers: {
+                let pool = BufferPool::new(IDLE_READ_BUFFER_BYTES);
+                pool.release_when_quiet(IDLE_READ_BUFFER_QUIET);
+                pool
+            },
         })
     }
 
