@@ -235,13 +235,23 @@ struct Cli {
         help_heading = "Access")]
     dir_mode: u16,
 
-    /// Seconds to trust cached lookups, attributes and listings (e.g. 0.5)
+    /// Seconds to trust cached lookups, attributes and listings (e.g. 0.5), or
+    /// `indefinite`, or `minimal`
     ///
-    /// Caches "not found" too. Longer saves requests, shows others' changes later;
-    /// 0 always asks.
-    #[arg(long, value_name = "SECONDS", value_parser = parse_ttl, default_value = "1",
-        help_heading = "Caching")]
+    /// Longer saves requests and shows other clients' changes later. `minimal`
+    /// (0) asks the bucket every time; `indefinite` never asks again, so use it
+    /// only for a bucket that nothing else writes while it is mounted.
+    #[arg(long, value_name = "SECONDS|indefinite|minimal", value_parser = parse_ttl,
+        default_value = "1", help_heading = "Caching")]
     metadata_ttl: Duration,
+
+    /// How long "no such file" is trusted, as --metadata-ttl [default: --metadata-ttl]
+    ///
+    /// A name that does not exist yet and that another client creates shows
+    /// up after at most this long.
+    #[arg(long, value_name = "SECONDS|indefinite|minimal", value_parser = parse_ttl,
+        help_heading = "Caching")]
+    negative_metadata_ttl: Option<Duration>,
 
     /// Memory for cached file data, read-ahead included, in MiB
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=u64::MAX / MIB),
@@ -584,6 +594,7 @@ impl Cli {
                 },
                 xattrs: !self.no_xattr,
                 metadata_ttl: self.metadata_ttl,
+                negative_metadata_ttl: self.negative_metadata_ttl.unwrap_or(self.metadata_ttl),
                 max_cache_size_bytes,
                 read_part_size_bytes,
                 write_part_size_bytes: self.write_part_size * MIB,
@@ -764,8 +775,20 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|_| "too many seconds".to_owned())
 }
 
+/// What `--metadata-ttl indefinite` means: long enough never to expire
+/// while mounted, short enough that adding it to a clock cannot overflow.
+pub const INDEFINITE_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 fn parse_ttl(text: &str) -> Result<Duration, String> {
-    parse_seconds(text)
+    match text {
+        "indefinite" => Ok(INDEFINITE_TTL),
+        "minimal" => Ok(Duration::ZERO),
+        _ => parse_seconds(text)
+            .map(|ttl| ttl.min(INDEFINITE_TTL))
+            .map_err(|_| {
+                "not a number of seconds (e.g. 1 or 0.5), indefinite or minimal".to_owned()
+            }),
+    }
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, String> {
@@ -835,6 +858,7 @@ mod tests {
                 posix_metadata: PosixMetadata::FromHeaders,
                 xattrs: true,
                 metadata_ttl: Duration::from_secs(1),
+                negative_metadata_ttl: Duration::from_secs(1),
                 max_cache_size_bytes: 512 * MIB,
                 read_part_size_bytes: 8 * MIB,
                 write_part_size_bytes: 8 * MIB,
@@ -930,6 +954,33 @@ mod tests {
         let config = parse_ok(&["-o", "stall_timeout=3", "bucket", "/mnt"]);
         assert_eq!(config.store.stall_timeout, Duration::from_secs(3));
         assert!(parse_err(&["--copy-timeout", "0", "b", "/mnt"]).contains("--copy-timeout"));
+    }
+
+    #[test]
+    fn metadata_ttls_take_seconds_indefinite_or_minimal() {
+        let config = parse_ok(&["--metadata-ttl", "indefinite", "bucket", "/mnt"]);
+        assert_eq!(config.fs.metadata_ttl, INDEFINITE_TTL);
+        assert_eq!(
+            config.fs.negative_metadata_ttl, INDEFINITE_TTL,
+            "follows by default"
+        );
+        let config = parse_ok(&[
+            "--metadata-ttl",
+            "minimal",
+            "--negative-metadata-ttl",
+            "2.5",
+            "bucket",
+            "/mnt",
+        ]);
+        assert_eq!(config.fs.metadata_ttl, Duration::ZERO);
+        assert_eq!(config.fs.negative_metadata_ttl, Duration::from_millis(2500));
+        let config = parse_ok(&["bucket", "/mnt", "-o", "negative_metadata_ttl=minimal"]);
+        assert_eq!(config.fs.metadata_ttl, Duration::from_secs(1));
+        assert_eq!(config.fs.negative_metadata_ttl, Duration::ZERO);
+        assert!(
+            parse_err(&["--metadata-ttl", "forever", "bucket", "/mnt"])
+                .contains("indefinite or minimal")
+        );
     }
 
     #[test]

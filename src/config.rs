@@ -82,8 +82,10 @@ pub struct FsConfig {
     pub posix_metadata: PosixMetadata,
     /// Extended attributes in the `xattr` header (needs `posix_metadata`).
     pub xattrs: bool,
-    /// How long a lookup, an attribute or a listing is trusted, negative lookups included.
+    /// How long a lookup, an attribute or a listing is trusted.
     pub metadata_ttl: Duration,
+    /// How long a lookup that found nothing is trusted.
+    pub negative_metadata_ttl: Duration,
     /// Memory for the block cache, in-flight prefetch included.
     pub max_cache_size_bytes: u64,
     /// Size of one ranged GET once a reader streams.

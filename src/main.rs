@@ -380,7 +380,7 @@ fn describe_options(config: &MountConfig) -> String {
     let store = &config.store;
     format!(
         "{}, endpoint {}, region {}, profile {}, {}{}access {:?}, uid {} gid {} file mode {:o} \
-         dir mode {:o}, metadata {:?}, metadata ttl {:?}, cache {} MiB, read part {} MiB, \
+         dir mode {:o}, metadata {:?}, metadata ttl {:?} (not found: {:?}), cache {} MiB, read part {} MiB, \
          write part {} MiB, concurrency {}, stall timeout {:?}, connect timeout {:?}, copy timeout \
          {:?}, {} attempts",
         match fs.write_mode {
@@ -410,6 +410,7 @@ fn describe_options(config: &MountConfig) -> String {
         fs.owner.dir_mode,
         fs.posix_metadata,
         fs.metadata_ttl,
+        fs.negative_metadata_ttl,
         fs.max_cache_size_bytes >> 20,
         fs.read_part_size_bytes >> 20,
         fs.write_part_size_bytes >> 20,

@@ -284,6 +284,46 @@ async fn the_lister_stays_a_few_pages_ahead_of_the_reader() {
 }
 
 #[tokio::test]
+async fn not_found_is_trusted_for_the_negative_ttl_alone() {
+    let store = Arc::new(MemoryStore::new());
+    store.put("present", vec![1u8; 1]);
+    let fs = Filesystem::new(
+        Arc::clone(&store),
+        FsConfig {
+            metadata_ttl: Duration::from_secs(600),
+            negative_metadata_ttl: Duration::ZERO,
+            ..config(PosixMetadata::ListingOnly)
+        },
+        16,
+    )
+    .unwrap();
+    assert!(fs.lookup(ROOT_INO, "later").await.is_err());
+    store.put("later", vec![2u8; 1]);
+    // Another client created it: with no negative TTL the next lookup asks.
+    let found = fs.lookup(ROOT_INO, "later").await.unwrap();
+    assert_eq!(found.attr.size, 1);
+
+    let fs = Filesystem::new(
+        Arc::clone(&store),
+        FsConfig {
+            metadata_ttl: Duration::ZERO,
+            negative_metadata_ttl: Duration::from_secs(600),
+            ..config(PosixMetadata::ListingOnly)
+        },
+        16,
+    )
+    .unwrap();
+    assert!(fs.lookup(ROOT_INO, "missing").await.is_err());
+    store.put("missing", vec![3u8; 1]);
+    let requests = store.head_count() + store.list_count();
+    assert!(
+        fs.lookup(ROOT_INO, "missing").await.is_err(),
+        "still trusted"
+    );
+    assert_eq!(store.head_count() + store.list_count(), requests);
+}
+
+#[tokio::test]
 async fn a_directory_being_listed_is_not_listed_again_by_its_lookup() {
     let store = Arc::new(MemoryStore::new());
     for i in 0..2500 {
@@ -294,6 +334,7 @@ async fn a_directory_being_listed_is_not_listed_again_by_its_lookup() {
         Arc::clone(&store),
         FsConfig {
             metadata_ttl: ttl,
+            negative_metadata_ttl: ttl,
             ..config(PosixMetadata::ListingOnly)
         },
         16,

@@ -20,6 +20,7 @@ fn mount(store: &Arc<MemoryStore>, posix_metadata: PosixMetadata) -> Filesystem<
         posix_metadata,
         // Nothing expires during a test: what was listed stays trusted.
         metadata_ttl: Duration::from_secs(600),
+        negative_metadata_ttl: Duration::from_secs(600),
         ..fs_config()
     };
     Filesystem::new(Arc::clone(store), config, 16).expect("staging directory")

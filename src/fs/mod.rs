@@ -369,7 +369,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 config.prefix.clone(),
                 root_stat,
             ))),
-            negative: NegativeCache::new(config.metadata_ttl, NEGATIVE_CACHE_ENTRIES),
+            negative: NegativeCache::new(config.negative_metadata_ttl, NEGATIVE_CACHE_ENTRIES),
             blocks: Arc::new(BlockCache::new(cache_bytes)),
             meta,
             listings: Arc::new(DirectoryConfirmations::new(config.metadata_ttl)),

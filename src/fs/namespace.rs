@@ -422,6 +422,7 @@ mod tests {
             posix_metadata: PosixMetadata::FromHeaders,
             xattrs: true,
             metadata_ttl: Duration::from_secs(60),
+            negative_metadata_ttl: Duration::from_secs(60),
             max_cache_size_bytes: 16 * MIB,
             read_part_size_bytes: 8 * MIB,
             write_part_size_bytes: 8 * MIB,

@@ -28,6 +28,7 @@ pub fn fs_config() -> FsConfig {
         posix_metadata: PosixMetadata::FromHeaders,
         xattrs: true,
         metadata_ttl: Duration::from_secs(60),
+        negative_metadata_ttl: Duration::from_secs(60),
         max_cache_size_bytes: 64 * MIB,
         read_part_size_bytes: 8 * MIB,
         write_part_size_bytes: 8 * MIB,

@@ -137,6 +137,7 @@ fn config(retain: Retain) -> FsConfig {
         // Every lookup asks the store, so the model need not know what the
         // file system cached: an open sees the object as it is now.
         metadata_ttl: Duration::ZERO,
+        negative_metadata_ttl: Duration::ZERO,
         write_part_size_bytes: PART,
         stream_retain_bytes: retain.bytes(),
         ..fs_config()
