@@ -201,6 +201,13 @@ fn sends_over_tls(endpoint_url: Option<&str>) -> bool {
     })
 }
 
+/// Whether a response's ETag names another version than `pinned`. An
+/// answer without an ETag is taken at its word (If-Match was sent with it).
+fn is_other_version(pinned: &str, answered: Option<&str>) -> bool {
+    let bare = |etag: &str| etag.trim_start_matches("W/").trim_matches('"').to_owned();
+    pinned != "*" && answered.is_some_and(|answered| bare(answered) != bare(pinned))
+}
+
 /// Applies `change` when `condition` holds; keeps one type either way.
 trait MapIf: Sized {
     fn map_if(self, condition: bool, change: impl FnOnce(Self) -> Self) -> Self {
@@ -263,8 +270,18 @@ impl ObjectStore for S3Store {
                 .await;
             let failure = match result {
                 Ok(output) => {
-                    if pinned.is_none() {
-                        pinned = output.e_tag.clone().filter(|etag| !etag.is_empty());
+                    match &pinned {
+                        None => pinned = output.e_tag.clone().filter(|etag| !etag.is_empty()),
+                        // Some S3-compatible servers (s3s-fs among them)
+                        // ignore If-Match on GET and answer the new version;
+                        // its ETag gives it away, and its bytes must not be
+                        // mixed with the pinned version's.
+                        Some(expected) if is_other_version(expected, output.e_tag.as_deref()) => {
+                            return Err(StoreError::PreconditionFailed {
+                                key: key.to_owned(),
+                            });
+                        }
+                        Some(_) => {}
                     }
                     // The store clamps the range at the object's end.
                     if let Some(len) = output
@@ -751,6 +768,15 @@ struct EmptyCopyRange {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_answer_with_another_etag_is_another_version() {
+        assert!(!is_other_version("\"abc\"", Some("\"abc\"")));
+        assert!(!is_other_version("\"abc\"", Some("abc")));
+        assert!(!is_other_version("\"abc\"", None));
+        assert!(!is_other_version("*", Some("\"def\"")));
+        assert!(is_other_version("\"abc\"", Some("\"def\"")));
+    }
+
     #[test]
     fn payloads_go_unsigned_only_over_tls() {
         use super::sends_over_tls;
