@@ -7,7 +7,9 @@
 //! fstab lines of the README through `mount -T`, the service template run
 //! the way systemd runs it, and `systemd-analyze verify` on the installed
 //! units. It purges the package at the end, and in a guard's `Drop` when it
-//! fails part way.
+//! fails part way. Before installing, lintian must find nothing but what
+//! packaging/deb/lintian-overrides explains; [`rpm_spec_parses_and_lints`]
+//! holds the spec to the same with rpmlint and its rpmlintrc.
 //!
 //! That test changes the system (dpkg), so it holds [`SYSTEM_LOCK`] across
 //! processes; any other test that installs the package or uses
