@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Installs what the tests and the demo need, into fixed places the tests know about:
-#   - fuse3 (fusermount3, mount.fuse3), git, tar, s3fs and attr from apt, when missing;
-#   - a Python venv with moto[server] and awscli: $CACHE/venv;
+# Installs what the tests need, into fixed places the tests know about:
+#   - all that scripts/demo.sh needs (scripts/setup-demo-deps.sh): fuse3, and moto_server in
+#     the Python venv $CACHE/venv;
+#   - git, tar, s3fs and attr from apt, when missing;
 #   - s3s-fs 0.14.1 patched with scripts/s3s-fs/dir-keys.patch: $CACHE/s3s-fs-patched-2/target/release/s3s-fs;
-#   - packaging tools for tests/packaging.rs: systemd (systemd-analyze), rpm (rpmspec) and rpmlint
-#     from apt, and cargo-deb: $CACHE/cargo-deb/bin/cargo-deb.
-# CACHE is $BUCKETFS_TEST_CACHE, default ~/.cache/bucketfs-test. Idempotent: quick when all is cached.
-# Exports nothing. Options: --skip-s3s-fs (the demo does not need it; its first build takes minutes).
+#   - packaging tools for tests/packaging.rs: systemd (systemd-analyze), rpm (rpmspec), rpmlint
+#     and lintian from apt, and cargo-deb: $CACHE/cargo-deb/bin/cargo-deb.
+# CACHE is $BUCKETFS_TEST_CACHE, default ~/.cache/bucketfs-test. Idempotent: quick when all is
+# cached; minutes the first time, mostly building s3s-fs and cargo-deb.
+# Exports nothing. Options: --skip-s3s-fs (its first build takes minutes).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CACHE=${BUCKETFS_TEST_CACHE:-$HOME/.cache/bucketfs-test}
+SETUP_NAME=setup
+# shellcheck source=scripts/setup-common.sh
+. "$ROOT/scripts/setup-common.sh"
 VENV=$CACHE/venv
-# Pinned so every machine tests against the same fake S3; bump deliberately.
-PY_REQS="moto[server]==5.2.5 awscli==1.46.3"
 
 skip_s3s=false
 for arg in "$@"; do
@@ -22,55 +24,14 @@ for arg in "$@"; do
   esac
 done
 
-say() { echo "setup: $*"; }
-die() { echo "setup: ERROR: $*" >&2; exit 1; }
+take_setup_lock
 
-# One setup at a time per cache (say the demo and the tests started together): a second one
-# waits, then finds everything in place.
-mkdir -p "$CACHE"
-exec 8>"$CACHE/.setup.lock"
-flock -n 8 || { say "waiting for another setup-test-deps.sh to finish"; flock 8; }
-
-# Root runs apt directly; otherwise try sudo (non-interactively, so CI never hangs on a prompt).
-apt_get() {
-  local sudo=()
-  [ "$(id -u)" -eq 0 ] || sudo=(sudo -n)
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q "$@"
-}
-apt_install() {
-  # Only refresh the package lists when the install fails without it (fresh images have none).
-  apt_get install -y "$@" >/dev/null 2>&1 && return 0
-  say "apt-get update"
-  apt_get update >/dev/null || die "apt-get update failed"
-  apt_get install -y "$@" >/dev/null || die "apt-get install $* failed"
-}
-
-# 1. FUSE userspace tools.
-if command -v fusermount3 >/dev/null 2>&1; then
-  say "fuse3: present ($(command -v fusermount3))"
-else
-  say "fuse3: installing with apt-get"
-  apt_install fuse3
-  command -v fusermount3 >/dev/null 2>&1 || die "fusermount3 still missing after installing fuse3"
-fi
-# The write tests drive git, tar and the like inside a mount; tests/s3fs_interop.rs mounts the
-# same bucket with s3fs-fuse; tests/xattr.rs uses setfattr/getfattr.
-for pair in git:git tar:tar s3fs:s3fs setfattr:attr; do
-  tool=${pair%%:*} package=${pair#*:}
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    say "$tool: installing $package with apt-get"
-    apt_install "$package"
-  fi
-done
-# Packaging checks: systemd-analyze verify on the units, rpmspec/rpmlint on the spec, dpkg for the .deb.
-for pair in systemd-analyze:systemd rpmspec:rpm rpmlint:rpmlint dpkg-deb:dpkg; do
-  tool=${pair%%:*} package=${pair#*:}
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    say "$tool: installing $package with apt-get"
-    apt_install "$package"
-  fi
-done
-[ -c /dev/fuse ] || say "WARNING: /dev/fuse is missing; mounts will fail (load the fuse module or run the container with --device /dev/fuse)"
+# 1. Tools from apt. The write tests drive git, tar and the like inside a mount;
+# tests/s3fs_interop.rs mounts the same bucket with s3fs-fuse; tests/xattr.rs uses
+# setfattr/getfattr; tests/packaging.rs checks the units with systemd-analyze, the spec with
+# rpmspec and rpmlint, and the .deb with dpkg-deb and lintian.
+apt_install_tools git:git tar:tar s3fs:s3fs setfattr:attr \
+  systemd-analyze:systemd rpmspec:rpm rpmlint:rpmlint dpkg-deb:dpkg lintian:lintian
 
 # 2. Patched s3s-fs (the second fake S3). Its first build is minutes of CPU, while the venv below
 # is mostly download time, so the build runs in the background meanwhile.
@@ -109,31 +70,8 @@ else
   deb_pid=$!
 fi
 
-# 4. moto + aws CLI venv. The stamp records the pinned requirements so changing them rebuilds the venv.
-venv_ok() {
-  [ "$(cat "$VENV/.bucketfs-reqs" 2>/dev/null)" = "$PY_REQS" ] &&
-    "$VENV/bin/moto_server" --help >/dev/null 2>&1 &&
-    "$VENV/bin/aws" --version >/dev/null 2>&1
-}
-if venv_ok; then
-  say "venv: reusing $VENV"
-else
-  say "venv: creating $VENV with $PY_REQS"
-  t0=$SECONDS
-  rm -rf "$VENV"
-  if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
-    # Debian's system python3 needs python3-venv for ensurepip.
-    rm -rf "$VENV"
-    say "venv: python3 -m venv failed; installing python3-venv with apt-get"
-    apt_install python3-venv
-    python3 -m venv "$VENV" || die "python3 -m venv failed"
-  fi
-  # shellcheck disable=SC2086 # PY_REQS is a list of requirement words
-  "$VENV/bin/pip" install -q $PY_REQS || die "pip install $PY_REQS failed"
-  echo "$PY_REQS" >"$VENV/.bucketfs-reqs"
-  venv_ok || die "venv built but moto_server/aws do not run"
-  say "venv: done in $((SECONDS - t0))s"
-fi
+# 4. fuse3 and the moto venv (mostly download time, while the builds above use the CPU).
+"$ROOT/scripts/setup-demo-deps.sh"
 
 if [ -n "$s3s_pid" ]; then
   say "s3s-fs: waiting for the build (log: $CACHE/s3s-fs-patched-2/build.log)"
@@ -156,7 +94,6 @@ fi
 
 say "ready:"
 say "  moto_server  $VENV/bin/moto_server"
-say "  aws          $VENV/bin/aws"
 $skip_s3s || say "  s3s-fs       $S3S_BIN"
 say "  fusermount3  $(command -v fusermount3)"
 say "  cargo-deb    $CARGO_DEB"

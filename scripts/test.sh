@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every check and test: installs the test tools (scripts/setup-test-deps.sh), then
-# cargo fmt --check, cargo clippy -D warnings and cargo test, all in the release profile so the
-# crate compiles once. Extra arguments go to `cargo test` (e.g. a test name filter, or -- --nocapture).
+# Runs every check and test: installs the test tools (scripts/setup-test-deps.sh: what the demo
+# needs, plus s3fs, s3s-fs, cargo-deb and the packaging linters), then cargo fmt --check,
+# cargo clippy -D warnings and cargo test, all in the release profile so the crate compiles once.
+# Extra arguments go to `cargo test` (e.g. a test name filter, or -- --nocapture).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -60,4 +61,4 @@ cargo clippy --release --all-targets -- -D warnings
 step "cargo test --release $*"
 TMPDIR=$TEST_TMP cargo test --release "$@"
 
-step "all tests passed"
+step "all tests passed in $((SECONDS / 60)) min $((SECONDS % 60)) s"

@@ -78,6 +78,15 @@ const IGNORED_MOUNT_OPTIONS: &[&str] = &[
 /// Prefix of systemd's own fstab options (`x-systemd.requires=...`).
 const IGNORED_MOUNT_OPTION_PREFIX: &str = "x-systemd.";
 
+/// `bucketfs --version`: the release and the commit it was built from
+/// (build.rs; `unknown` for a source tree without git history).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BUCKETFS_BUILD_COMMIT"),
+    ")"
+);
+
 const AFTER_LONG_HELP: &str = "\
 Mount options (-o):
   Every long option above also works as a mount option, named with '_' for '-':
@@ -101,7 +110,7 @@ Examples:
 #[command(
     name = "bucketfs",
     bin_name = "bucketfs",
-    version,
+    version = VERSION,
     about = "Mount an S3 bucket as a POSIX filesystem over FUSE",
     args_override_self = true,
     after_long_help = AFTER_LONG_HELP

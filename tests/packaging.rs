@@ -7,7 +7,9 @@
 //! fstab lines of the README through `mount -T`, the service template run
 //! the way systemd runs it, and `systemd-analyze verify` on the installed
 //! units. It purges the package at the end, and in a guard's `Drop` when it
-//! fails part way.
+//! fails part way. Before installing, lintian must find nothing but what
+//! packaging/deb/lintian-overrides explains; [`rpm_spec_parses_and_lints`]
+//! holds the spec to the same with rpmlint and its rpmlintrc.
 //!
 //! That test changes the system (dpkg), so it holds [`SYSTEM_LOCK`] across
 //! processes; any other test that installs the package or uses
@@ -24,6 +26,10 @@ mod common;
 #[path = "../examples/gen-docs.rs"]
 #[allow(dead_code)] // its main()
 mod gen_docs;
+// How the build finds the commit for `--version`, tried on made-up trees.
+#[path = "../build.rs"]
+#[allow(dead_code)] // its main()
+mod build_script;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -77,6 +83,7 @@ fn deb_installs_mounts_and_purges() {
     let deb = build_deb();
     println!("built {} in {:?}", deb.display(), started.elapsed());
     check_deb_contents(&deb);
+    lint_deb(&deb);
 
     let bucket = Bucket::new(ServerKind::Moto);
     bucket.put("hello.txt", ROOT_BODY);
@@ -93,7 +100,7 @@ fn deb_installs_mounts_and_purges() {
 }
 
 /// Checks that need no installation: the spec parses and lints clean, and
-/// names the crate's version.
+/// names the crate's version, the maintainer and the files the .deb ships.
 #[test]
 fn rpm_spec_parses_and_lints() {
     let spec = repo_path("packaging/rpm/bucketfs.spec");
@@ -104,26 +111,198 @@ fn rpm_spec_parses_and_lints() {
         .find_map(|line| line.strip_prefix("Version:"))
         .map(str::trim);
     assert_eq!(version, Some(env!("CARGO_PKG_VERSION")), "spec:\n{text}");
+    let files = text
+        .split("\n%files")
+        .nth(1)
+        .and_then(|rest| rest.split("\n%changelog").next())
+        .expect("spec has %files");
     for path in [
         "/usr/bin/bucketfs",
         "/usr/sbin/mount.bucketfs",
         "/usr/lib/systemd/system/bucketfs@.service",
         "/etc/bucketfs/example.conf",
+        "/usr/share/man/man8/bucketfs.8",
+        // `man mount.bucketfs`, as the .deb has it.
+        "/usr/share/man/man8/mount.bucketfs.8",
     ] {
         assert!(
-            text.contains(path),
-            "rpmspec -P does not install {path}:\n{text}"
+            files
+                .lines()
+                .filter_map(|line| line.split_whitespace().last())
+                .any(|file| file.starts_with(path)),
+            "%files of rpmspec -P lacks {path}:\n{files}"
         );
     }
-    // rpmlint exits non-zero on errors; warnings (no URL, Source without
-    // one) are printed for the reader.
-    let lint = run(Command::new(tool("rpmlint")).arg(&spec));
+    assert!(
+        files.lines().any(|line| line == "%license LICENSE"),
+        "the spec does not ship LICENSE:\n{files}"
+    );
+    let packager = run(Command::new(tool("rpmspec"))
+        .args(["-q", "--srpm", "--qf", "%{packager}"])
+        .arg(&spec))
+    .stdout_str();
+    assert_eq!(packager.trim(), deb_maintainer(), "the .rpm's Packager");
+
+    // The spec's rpmlintrc drops one check, for rpm older than 4.6; any
+    // other warning is one a packager would have to deal with.
+    let lint = run(Command::new(tool("rpmlint"))
+        .arg("-r")
+        .arg(repo_path("packaging/rpm/bucketfs.rpmlintrc"))
+        .arg(&spec));
     println!("{}", lint.stdout_str());
     assert!(
-        lint.stdout_str().contains(" 0 errors"),
+        lint.stdout_str().contains(" 0 errors, 0 warnings"),
         "{}",
         lint.describe()
     );
+}
+
+/// The maintainer is one address, the same in every place a package names
+/// it, and one that can receive mail (not localhost or an example domain).
+#[test]
+fn packages_name_one_real_maintainer() {
+    let maintainer = deb_maintainer();
+    let (name, address) = maintainer
+        .strip_suffix('>')
+        .and_then(|m| m.split_once(" <"))
+        .unwrap_or_else(|| panic!("not \"Name <address>\": {maintainer}"));
+    assert!(!name.is_empty(), "{maintainer}");
+    let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+    assert!(
+        domain.contains('.')
+            && ![".localdomain", ".local", ".example", ".invalid", ".test"]
+                .iter()
+                .any(|bogus| domain.ends_with(bogus))
+            && !domain.starts_with("example."),
+        "{maintainer} is no address a user can write to"
+    );
+    let changelog = std::fs::read_to_string(repo_path("packaging/deb/changelog"))
+        .expect("read packaging/deb/changelog");
+    for line in changelog.lines().filter(|line| line.starts_with(" -- ")) {
+        assert!(
+            line.starts_with(&format!(" -- {maintainer}  ")),
+            "packaging/deb/changelog: {line}"
+        );
+    }
+    let spec = std::fs::read_to_string(repo_path("packaging/rpm/bucketfs.spec"))
+        .expect("read bucketfs.spec");
+    let entries = spec
+        .split("%changelog")
+        .nth(1)
+        .expect("spec has %changelog");
+    for line in entries.lines().filter(|line| line.starts_with('*')) {
+        assert!(line.contains(&maintainer), "spec %changelog: {line}");
+    }
+
+    let license = std::fs::read_to_string(repo_path("LICENSE")).expect("read LICENSE");
+    assert_eq!(env!("CARGO_PKG_LICENSE"), "Apache-2.0");
+    for needle in [
+        "Apache License",
+        "Version 2.0, January 2004",
+        "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION",
+        "END OF TERMS AND CONDITIONS",
+    ] {
+        assert!(license.contains(needle), "LICENSE lacks {needle:?}");
+    }
+}
+
+/// `bucketfs --version` names the release and the commit of this checkout.
+#[test]
+fn version_names_release_and_commit() {
+    let out = run(Command::new(common::bucketfs_bin()).arg("--version"));
+    let head = git_head(&repo_path(""));
+    assert_eq!(
+        out.stdout_str().trim(),
+        format!(
+            "bucketfs {} (commit {})",
+            env!("CARGO_PKG_VERSION"),
+            &head[..12]
+        )
+    );
+}
+
+/// The RPM builds from `git archive` of the tree, without .git: the archive
+/// carries the commit for build.rs in packaging/commit.
+#[test]
+fn git_archive_records_the_commit() {
+    let repo = repo_path("");
+    let archived = run(Command::new("bash")
+        .arg("-c")
+        .arg("git archive --format=tar HEAD packaging/commit | tar -xO")
+        .current_dir(&repo));
+    assert_eq!(archived.stdout_str().trim(), git_head(&repo));
+}
+
+/// build.rs names the commit of its own tree from git or from git archive's
+/// packaging/commit, and says `unknown` (the fallback of a tarball without
+/// either) rather than the commit of a repository the tarball sits in.
+#[test]
+fn build_script_names_only_its_own_commit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let outer = dir.path().canonicalize().expect("canonical");
+    git_commit_all(&outer);
+    let tree = outer.join("bucketfs-0.1.0");
+    std::fs::create_dir_all(tree.join("packaging")).expect("mkdir");
+    let commit_file = tree.join("packaging/commit");
+
+    // A tarball made otherwise than by git archive, unpacked in a repository.
+    std::fs::write(&commit_file, "$Format:%H$\n").expect("write");
+    assert_eq!(build_script::build_commit(&tree).commit, None);
+
+    // The same from git archive.
+    let hash = "0123456789abcdef0123456789abcdef01234567";
+    std::fs::write(&commit_file, format!("{hash}\n")).expect("write");
+    assert_eq!(
+        build_script::build_commit(&tree).commit.as_deref(),
+        Some(&hash[..12])
+    );
+
+    // A checkout of its own, with the unexpanded file.
+    std::fs::write(&commit_file, "$Format:%H$\n").expect("write");
+    git_commit_all(&tree);
+    let found = build_script::build_commit(&tree);
+    assert_eq!(found.commit, Some(git_head(&tree)[..12].to_owned()));
+    assert!(
+        found.watch.iter().any(|path| path.ends_with(".git/HEAD")),
+        "build.rs does not rerun when HEAD moves: {:?}",
+        found.watch
+    );
+}
+
+fn git_head(repo: &Path) -> String {
+    let out = run(Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["rev-parse", "HEAD"]));
+    out.stdout_str().trim().to_owned()
+}
+
+/// `git init` (if need be) and a commit of everything in `dir`.
+fn git_commit_all(dir: &Path) {
+    let git = |args: &[&str]| {
+        run(Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=test", "-c", "user.email=test@bucketfs.dev"])
+            .args(args));
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "--allow-empty", "-m", "test"]);
+}
+
+/// Cargo.toml's [package.metadata.deb] maintainer.
+fn deb_maintainer() -> String {
+    let manifest = std::fs::read_to_string(repo_path("Cargo.toml")).expect("read Cargo.toml");
+    let metadata = manifest
+        .split("[package.metadata.deb]")
+        .nth(1)
+        .expect("Cargo.toml has [package.metadata.deb]");
+    metadata
+        .lines()
+        .find_map(|line| line.strip_prefix("maintainer = "))
+        .map(|value| value.trim().trim_matches('"').to_owned())
+        .expect("[package.metadata.deb] names a maintainer")
 }
 
 /// systemd finds a mount or automount unit only under the name that
@@ -249,6 +428,32 @@ fn check_deb_contents(deb: &Path) {
         conffiles.lines().any(|line| line == EXAMPLE_CONF),
         "{EXAMPLE_CONF} is not a conffile: {conffiles:?}"
     );
+}
+
+/// lintian as a distribution runs it on an upload: no error and no warning,
+/// but for what packaging/deb/lintian-overrides explains.
+fn lint_deb(deb: &Path) {
+    let out = run_with_timeout(
+        Command::new(tool("lintian"))
+            .args(["--fail-on", "error,warning"])
+            .arg(deb),
+        Duration::from_secs(300),
+    );
+    println!("lintian:\n{}", out.stdout_str());
+    assert!(
+        out.success()
+            && !out
+                .stdout_str()
+                .lines()
+                .any(|l| l.starts_with("E: ") || l.starts_with("W: ")),
+        "lintian: {}",
+        out.describe()
+    );
+    let field = run(Command::new("dpkg-deb")
+        .arg("--field")
+        .arg(deb)
+        .arg("Maintainer"));
+    assert_eq!(field.stdout_str().trim(), deb_maintainer());
 }
 
 // ---------------------------------------------------------------------------
