@@ -77,7 +77,7 @@ const DELIMITER: &str = "/";
 /// parts land in memory that is already mapped: the default read-ahead
 /// (64 MiB) and the parts in flight, with room for the bursts in which
 /// parallel readers give them back.
-const IDLE_BODY_BUFFER_BYTES: usize = 128 * 1024 * 1024;
+const IDLE_BODY_BUFFER_BYTES: usize = 32 * 1024 * 1024;
 
 /// Idle body buffers go back to the system after this long without a GET.
 const IDLE_BODY_BUFFER_QUIET: Duration = Duration::from_secs(10);
