@@ -11,11 +11,12 @@
 //! A buffer goes back to the pool when the last `Bytes` slice of it is
 //! dropped (the block cache evicting it, a reader done with it), so the
 //! pool never holds memory that is still in use, and keeps at most
-//! `max_retained_bytes` of idle buffers. That bound must cover what a busy
-//! mount has in flight (readers give buffers back in bursts, and each one
-//! dropped is one faulted in again: with 32 MiB, four parallel readers
-//! faulted in a fresh page for almost every byte they read), so idle
-//! buffers are also given back to the system once the pool has gone
+//! `max_retained_bytes` of idle buffers. Readers give buffers back in
+//! bursts, and each one dropped past that bound is one faulted in again
+//! (with 32 MiB, four parallel readers faulted in a fresh page for almost
+//! every byte they read; 128 MiB cut that sixfold but broke the memory
+//! bound of tests/load.rs, so the bound should follow the mount's budgets).
+//! Idle buffers are also given back to the system once the pool has gone
 //! unused for a while (`release_when_quiet`).
 
 use std::sync::{Arc, Mutex, Weak};

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
+use tokio::sync::Semaphore;
 
 use crate::cache::block::{BLOCK_SIZE_BYTES, BlockKey, Lookup, SharedFetch, share};
 use crate::fs::{Error, Filesystem, Result};
@@ -267,8 +268,7 @@ impl<S: ObjectStore> Filesystem<S> {
             BLOCK_SIZE_BYTES
         } else {
             (state.window_bytes * 2).min(max_window_bytes)
-        }
-        .min(max_window_bytes.max(BLOCK_SIZE_BYTES));
+        };
         state.next_offset = Some(state.next_offset.unwrap_or(0).max(end));
         // Small requests while the window is small (fast first bytes), whole
         // parts once it has grown.
@@ -338,23 +338,9 @@ impl<S: ObjectStore> Filesystem<S> {
         let key = handle.key.clone();
         let etag = handle.etag.clone();
         tokio::spawn(async move {
-            let result = {
-                let _permit = requests.acquire().await.expect("never closed");
-                let if_match = (!etag.is_empty()).then_some(&*etag);
-                store.get_range(&key, start..end, if_match).await
-            };
-            let result = match result {
-                Ok(bytes) if bytes.len() as u64 != end - start => Err(StoreError::Other {
-                    source: format!(
-                        "short read of {key}: {} bytes of {}",
-                        bytes.len(),
-                        end - start
-                    )
-                    .into(),
-                }),
-                other => other,
-            }
-            .map_err(Arc::new);
+            let result = get_exact(&*store, &requests, &key, &etag, start..end)
+                .await
+                .map_err(Arc::new);
             blocks.complete(&first_block, count, &result);
             let _ = sender.send(result);
         });
@@ -369,27 +355,15 @@ impl<S: ObjectStore> Filesystem<S> {
             .div_ceil(ISOLATED_READ_ALIGN_BYTES)
             .saturating_mul(ISOLATED_READ_ALIGN_BYTES)
             .min(handle.size);
-        let bytes = {
-            let _permit = self.read_requests.acquire().await.expect("never closed");
-            let if_match = (!handle.etag.is_empty()).then_some(&*handle.etag);
-            self.store
-                .get_range(&handle.key, start..stop, if_match)
-                .await
-        }
+        let bytes = get_exact(
+            &*self.store,
+            &self.read_requests,
+            &handle.key,
+            &handle.etag,
+            start..stop,
+        )
+        .await
         .map_err(|error| Error::from_store(Arc::new(error), Some(&handle.key)))?;
-        // Neither short nor long: an object that changed size under its
-        // ETag is not one version.
-        if bytes.len() as u64 != stop - start {
-            return Err(Error::Store(Arc::new(StoreError::Other {
-                source: format!(
-                    "short read of {}: {} bytes of {}",
-                    handle.key,
-                    bytes.len(),
-                    stop - start
-                )
-                .into(),
-            })));
-        }
         Ok(bytes.slice((offset - start) as usize..(end - start) as usize))
     }
 
@@ -422,6 +396,28 @@ impl<S: ObjectStore> Filesystem<S> {
             .into(),
         })))
     }
+}
+
+/// One ranged GET of `range`, pinned to `etag` when there is one, within
+/// the mount's bound on GETs in flight. An answer of any other length is an
+/// error: an object that changed size under its ETag is not one version.
+async fn get_exact<S: ObjectStore>(
+    store: &S,
+    requests: &Semaphore,
+    key: &str,
+    etag: &str,
+    range: std::ops::Range<u64>,
+) -> std::result::Result<Bytes, StoreError> {
+    let _permit = requests.acquire().await.expect("never closed");
+    let if_match = (!etag.is_empty()).then_some(etag);
+    let wanted = range.end - range.start;
+    let bytes = store.get_range(key, range, if_match).await?;
+    if bytes.len() as u64 != wanted {
+        return Err(StoreError::Other {
+            source: format!("short read of {key}: {} bytes of {wanted}", bytes.len()).into(),
+        });
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

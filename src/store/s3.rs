@@ -73,10 +73,9 @@ const FALLBACK_REGION: &str = "us-east-1";
 /// The delimiter that makes ListObjectsV2 roll keys up into directories.
 const DELIMITER: &str = "/";
 
-/// Idle GET body buffers kept for reuse, so that streaming readers' next
-/// parts land in memory that is already mapped: the default read-ahead
-/// (64 MiB) and the parts in flight, with room for the bursts in which
-/// parallel readers give them back.
+/// Idle GET body buffers kept for reuse, so that a streaming reader's next
+/// parts land in memory that is already mapped: a few parts' worth (see
+/// `crate::buffers` for what a larger bound bought and cost).
 const IDLE_BODY_BUFFER_BYTES: usize = 32 * 1024 * 1024;
 
 /// Idle body buffers go back to the system after this long without a GET.

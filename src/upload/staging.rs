@@ -37,8 +37,7 @@ use crate::buffers::BufferPool;
 const MAX_MEMORY_FILE_BYTES: usize = 1024 * 1024;
 
 /// Idle part buffers kept for reuse, so that a streaming upload reads each
-/// part into memory that is already mapped: the parts in flight (8 of 8 MiB
-/// by default) and room for the bursts in which they come back.
+/// part into memory that is already mapped: a few parts' worth.
 const IDLE_READ_BUFFER_BYTES: usize = 32 * 1024 * 1024;
 
 /// Idle part buffers go back to the system after this long unused.
