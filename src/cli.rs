@@ -171,9 +171,9 @@ struct Cli {
     ///
     /// Counted in every phase: connecting, sending, awaiting the answer,
     /// receiving; a slow transfer that keeps moving never times out. Once the
-    /// endpoint leaves a request unanswered, further requests fail at once
-    /// until one probe gets an answer, so a dead endpoint gives EIO within
-    /// about twice this. --request-timeout is the former name.
+    /// endpoint leaves a request unanswered and the next one too, further
+    /// requests fail at once for 5 s at a time until one gets an answer, so
+    /// a dead endpoint gives EIO within about twice this. --request-timeout is the former name.
     #[arg(long, visible_alias = "request-timeout", value_name = "SECONDS",
         value_parser = parse_timeout, default_value = "10", help_heading = "Requests")]
     stall_timeout: Duration,

@@ -14,10 +14,10 @@
 //! row, with jittered exponential back-off, and only for failures another
 //! attempt may not meet. A GetObject body that breaks off resumes from the
 //! last byte received, pinned to the ETag of the first response. Once the
-//! endpoint leaves a request unanswered, requests fail fast or wait on one
-//! probe until it answers again (see `health`), so that a black-holed
-//! endpoint costs a FUSE call two stall timeouts at most, not one per
-//! request and attempt.
+//! endpoint leaves a request unanswered, every attempt probes it, and once a
+//! probe is unanswered too requests fail fast until it answers again (see
+//! `health`), so that a black-holed endpoint costs a FUSE call two stall
+//! timeouts at most, not one per request and attempt.
 //!
 //! SDK errors become `StoreError` in one place, `errors::map_error`; nothing
 //! of the SDK leaves this module except as an opaque error source. Copies

@@ -821,11 +821,26 @@ impl Drop for Mount {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        if let Some(keep) = std::env::var_os("BUCKETFS_TEST_KEEP_LOGS") {
+            // For studying a run that passed (e.g. how often a fault path
+            // was taken): one file per mount, named after its mountpoint.
+            let name = self.mountpoint.file_name().unwrap_or_default();
+            let _ = std::fs::create_dir_all(&keep);
+            let _ = std::fs::copy(&self.stderr_path, Path::new(&keep).join(name));
+        }
         if thread::panicking() {
+            let log = self.daemon_log();
+            // The tail alone often misses the cause: a failed commit is
+            // followed by hundreds of lines of other requests.
+            eprintln!(
+                "--- bucketfs warnings and errors for {} ---\n{}",
+                self.mountpoint.display(),
+                warnings_and_errors(&log, 40)
+            );
             eprintln!(
                 "--- bucketfs stderr for {} (tail) ---\n{}",
                 self.mountpoint.display(),
-                tail(&self.daemon_log(), 80)
+                tail(&log, 80)
             );
         }
     }
@@ -1230,6 +1245,19 @@ pub fn tail(text: &str, lines: usize) -> String {
         all.len() - lines,
         all[all.len() - lines..].join("\n")
     )
+}
+
+/// The first `limit` lines of an env_logger log at WARN or ERROR.
+pub fn warnings_and_errors(log: &str, limit: usize) -> String {
+    let notable: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+        .collect();
+    let mut shown = notable[..notable.len().min(limit)].join("\n");
+    if notable.len() > limit {
+        shown.push_str(&format!("\n[… {} more]", notable.len() - limit));
+    }
+    shown
 }
 
 /// Non-empty lines of a tool's output, as a sorted set.

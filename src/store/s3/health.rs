@@ -3,23 +3,29 @@
 //! A black-holed endpoint (a host that accepts connections, or drops
 //! packets, but never answers) costs each request the whole stall timeout,
 //! and one FUSE call makes several requests, each with retries. So once a
-//! request got no answer the endpoint is [`Health::Silent`]: the next attempt
-//! is sent as a probe, one at a time; requests that come while it is out wait
-//! for its outcome, and for [`PROBE_INTERVAL`] after a failed probe requests
-//! fail at once instead of waiting too. The first answer (response headers,
+//! request got no answer the endpoint is [`Health::Silent`], and every
+//! attempt sent from then on probes it. If a probe gets no answer either,
+//! with nothing answered in between, the endpoint is
+//! [`Health::Refusing`]: for [`PROBE_INTERVAL`] requests fail at once instead
+//! of each waiting a stall timeout. The first answer (response headers,
 //! whatever their status) makes the endpoint [`Health::Answering`] again, so a
 //! mount recovers by itself as soon as the endpoint does.
 //!
+//! Every attempt probes, rather than one at a time, because on a live but
+//! flaky network the answers of the others are the evidence: one stalled
+//! request is no black hole while the requests beside it are answered. A
+//! single probe would decide for all of them on its own luck; with 5 % of
+//! requests stalling, one silence in twenty would then fail every request
+//! for the interval. On a dead endpoint the probes all wait their stall
+//! timeout side by side, which costs no more time than waiting for one.
+//!
 //! A single silent request (say, a pooled connection a NAT dropped) does not
-//! fail anything by itself: its retry is the probe, on a fresh connection.
+//! fail anything by itself: its retry probes, on a fresh connection.
 //! Requests that wait on the store's own work (copies, completions) are sent
-//! but never serve as the probe, whose outcome must come within the stall
-//! timeout.
+//! but never probe, since their answer may take longer than a stall timeout.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use tokio::sync::Notify;
 
 /// After a failed probe, requests fail at once for this long rather than
 /// each waiting a stall timeout. Short enough that a returning endpoint is
@@ -30,20 +36,15 @@ pub(super) const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Health {
     Answering,
-    /// No answer since `since`.
+    /// An attempt got no answer at `since` and nothing has answered since.
     Silent {
         since: Instant,
-        probe: Probe,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Probe {
-    /// The next ordinary attempt probes.
-    Due,
-    InFlight,
-    /// The last probe got no answer then.
-    FailedAt(Instant),
+    /// A probe, too, got no answer, at `failed`.
+    Refusing {
+        since: Instant,
+        failed: Instant,
+    },
 }
 
 /// What a request may wait for.
@@ -59,10 +60,8 @@ pub(super) enum Wait {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Admission {
     Send,
-    /// Sent as the one probe; its outcome must be reported.
+    /// Sent while the endpoint is silent: its outcome is evidence.
     SendAsProbe,
-    /// A probe is out: wait for its outcome, then ask again.
-    AwaitProbe,
     /// A probe failed recently: fail without sending.
     Refuse {
         silent_for: Duration,
@@ -86,32 +85,18 @@ pub(super) enum Outcome {
 impl Health {
     /// The one place where the state changes when an attempt starts.
     pub(super) fn admit(&mut self, wait: Wait, now: Instant) -> Admission {
-        match (*self, wait) {
-            (Health::Answering, _) => Admission::Send,
-            (
-                Health::Silent {
-                    probe: Probe::InFlight,
-                    ..
-                },
-                _,
-            ) => Admission::AwaitProbe,
-            (
-                Health::Silent {
-                    since,
-                    probe: Probe::FailedAt(failed),
-                },
-                _,
-            ) if now.saturating_duration_since(failed) < PROBE_INTERVAL => Admission::Refuse {
-                silent_for: now.saturating_duration_since(since),
-            },
-            (Health::Silent { .. }, Wait::ServerWork) => Admission::Send,
-            (Health::Silent { since, .. }, Wait::Ordinary) => {
-                *self = Health::Silent {
-                    since,
-                    probe: Probe::InFlight,
+        if let Health::Refusing { since, failed } = *self {
+            if now.saturating_duration_since(failed) < PROBE_INTERVAL {
+                return Admission::Refuse {
+                    silent_for: now.saturating_duration_since(since),
                 };
-                Admission::SendAsProbe
             }
+            *self = Health::Silent { since };
+        }
+        match (*self, wait) {
+            (Health::Answering, _) | (Health::Silent { .. }, Wait::ServerWork) => Admission::Send,
+            (Health::Silent { .. }, Wait::Ordinary) => Admission::SendAsProbe,
+            (Health::Refusing { .. }, _) => unreachable!("left above"),
         }
     }
 
@@ -119,82 +104,45 @@ impl Health {
     pub(super) fn finish(&mut self, outcome: Outcome, was_probe: bool, now: Instant) {
         *self = match (*self, outcome, was_probe) {
             (_, Outcome::Answered, _) => Health::Answering,
-            (Health::Answering, Outcome::NoAnswer, _) => Health::Silent {
-                since: now,
-                probe: Probe::Due,
-            },
+            (Health::Answering, Outcome::NoAnswer, _) => Health::Silent { since: now },
             (Health::Answering, Outcome::FailedFast | Outcome::Abandoned, _) => Health::Answering,
-            (Health::Silent { since, .. }, Outcome::NoAnswer, true) => Health::Silent {
-                since,
-                probe: Probe::FailedAt(now),
-            },
+            // Nothing answered since the silence began, and an attempt sent
+            // after it began got no answer either. A later one extends the
+            // refusal: it is the freshest evidence.
+            (
+                Health::Silent { since } | Health::Refusing { since, .. },
+                Outcome::NoAnswer,
+                true,
+            ) => Health::Refusing { since, failed: now },
             // A reset or a refusal says something is there, or nothing at
-            // all, and costs no wait either way: it proves no black hole, so
-            // the next attempt probes again rather than everyone failing.
-            // (One stalled request and a reset after it, under a flaky
-            // network, must not fail every request for the interval.)
-            (Health::Silent { since, .. }, Outcome::FailedFast | Outcome::Abandoned, true) => {
-                Health::Silent {
-                    since,
-                    probe: Probe::Due,
-                }
-            }
-            // Requests sent before the endpoint fell silent end as they may;
-            // only the probe decides.
-            (silent @ Health::Silent { .. }, _, false) => silent,
+            // all, and costs no wait either way: it proves no black hole.
+            // Requests sent before the endpoint fell silent end as they may:
+            // they say nothing new.
+            (state @ (Health::Silent { .. } | Health::Refusing { .. }), _, _) => state,
         };
     }
 }
 
-/// [`Health`] shared by a store's requests, with a wake-up for those that
-/// wait on a probe.
+/// [`Health`] shared by a store's requests.
 #[derive(Debug)]
 pub(super) struct EndpointHealth {
     state: Mutex<Health>,
-    probe_ended: Notify,
 }
 
 impl EndpointHealth {
     pub(super) fn new() -> EndpointHealth {
         EndpointHealth {
             state: Mutex::new(Health::Answering),
-            probe_ended: Notify::new(),
         }
     }
 
-    /// Asks until the attempt may be sent, waiting at most `max_wait` for a
-    /// probe; `Err` with how long the endpoint has been silent otherwise.
-    pub(super) async fn admit(
-        &self,
-        wait: Wait,
-        max_wait: Duration,
-    ) -> Result<Ticket<'_>, Duration> {
-        let deadline = tokio::time::Instant::now() + max_wait;
-        loop {
-            let notified = self.probe_ended.notified();
-            tokio::pin!(notified);
-            // Registered before the state is read, so that a probe ending in
-            // between still wakes us.
-            notified.as_mut().enable();
-            let admission = self.lock().admit(wait, Instant::now());
-            match admission {
-                Admission::Send => return Ok(Ticket::new(self, false)),
-                Admission::SendAsProbe => return Ok(Ticket::new(self, true)),
-                Admission::Refuse { silent_for } => return Err(silent_for),
-                Admission::AwaitProbe => {
-                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                        return Err(self.silent_for());
-                    }
-                }
-            }
-        }
-    }
-
-    /// How long the endpoint has not answered; zero while it answers.
-    fn silent_for(&self) -> Duration {
-        match *self.lock() {
-            Health::Answering => Duration::ZERO,
-            Health::Silent { since, .. } => Instant::now().saturating_duration_since(since),
+    /// A ticket for an attempt that may be sent; `Err` with how long the
+    /// endpoint has been silent when it is refused.
+    pub(super) fn admit(&self, wait: Wait) -> Result<Ticket<'_>, Duration> {
+        match self.lock().admit(wait, Instant::now()) {
+            Admission::Send => Ok(Ticket::new(self, false)),
+            Admission::SendAsProbe => Ok(Ticket::new(self, true)),
+            Admission::Refuse { silent_for } => Err(silent_for),
         }
     }
 
@@ -205,10 +153,13 @@ impl EndpointHealth {
     }
 
     fn finish(&self, outcome: Outcome, was_probe: bool) {
-        self.lock().finish(outcome, was_probe, Instant::now());
-        if was_probe || outcome == Outcome::Answered {
-            self.probe_ended.notify_waiters();
-        }
+        let (before, after) = {
+            let mut state = self.lock();
+            let before = *state;
+            state.finish(outcome, was_probe, Instant::now());
+            (before, *state)
+        };
+        log_change(before, after);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Health> {
@@ -219,9 +170,27 @@ impl EndpointHealth {
     }
 }
 
+/// Says when the endpoint falls silent, when requests start failing fast,
+/// and when it answers again: the moments a user needs to match failed
+/// calls against.
+fn log_change(before: Health, after: Health) {
+    match (before, after) {
+        (Health::Answering, Health::Silent { .. }) => {
+            log::info!("the endpoint left a request unanswered; the next attempts probe it");
+        }
+        (Health::Silent { .. }, Health::Refusing { since, .. }) => log::warn!(
+            "the endpoint has not answered for {:.1?}; failing requests at once for {PROBE_INTERVAL:?}",
+            since.elapsed()
+        ),
+        (Health::Silent { since } | Health::Refusing { since, .. }, Health::Answering) => {
+            log::info!("the endpoint answers again after {:.1?}", since.elapsed());
+        }
+        _ => {}
+    }
+}
+
 /// An admitted attempt. Reporting its outcome consumes it; dropped without
-/// one (the caller gave up), it is `Abandoned`, so a probe never stays "in
-/// flight" forever.
+/// one (the caller gave up), it is `Abandoned`.
 #[derive(Debug)]
 pub(super) struct Ticket<'a> {
     health: &'a EndpointHealth,
@@ -259,36 +228,48 @@ mod tests {
     const SECOND: Duration = Duration::from_secs(1);
 
     #[test]
-    fn one_silent_request_makes_the_next_attempt_a_probe() {
+    fn one_silent_request_makes_every_next_attempt_a_probe() {
         let t0 = Instant::now();
         let mut health = Health::Answering;
         assert_eq!(health.admit(Wait::Ordinary, t0), Admission::Send);
-        health.finish(Outcome::NoAnswer, false, t0 + 10 * SECOND);
         let silent_at = t0 + 10 * SECOND;
-        assert_eq!(
-            health,
-            Health::Silent {
-                since: silent_at,
-                probe: Probe::Due
-            }
-        );
-        assert_eq!(
-            health.admit(Wait::Ordinary, silent_at),
-            Admission::SendAsProbe
-        );
-        // Others wait for the probe, copies included.
-        assert_eq!(
-            health.admit(Wait::Ordinary, silent_at),
-            Admission::AwaitProbe
-        );
-        assert_eq!(
-            health.admit(Wait::ServerWork, silent_at),
-            Admission::AwaitProbe
-        );
-        // The probe is answered: everything is sent again.
+        health.finish(Outcome::NoAnswer, false, silent_at);
+        assert_eq!(health, Health::Silent { since: silent_at });
+        for _ in 0..3 {
+            assert_eq!(
+                health.admit(Wait::Ordinary, silent_at),
+                Admission::SendAsProbe
+            );
+        }
+        // A copy is sent, but its slow answer would prove nothing.
+        assert_eq!(health.admit(Wait::ServerWork, silent_at), Admission::Send);
+        // A probe is answered: the endpoint is back.
         health.finish(Outcome::Answered, true, silent_at + SECOND);
         assert_eq!(health, Health::Answering);
         assert_eq!(health.admit(Wait::Ordinary, silent_at), Admission::Send);
+    }
+
+    /// Two probes out, as on a flaky network: the one answered first wins,
+    /// and the other's silence after it is a new silence, not a refusal.
+    #[test]
+    fn an_answer_beside_a_silent_probe_keeps_requests_flowing() {
+        let t0 = Instant::now();
+        let mut health = Health::Answering;
+        health.finish(Outcome::NoAnswer, false, t0);
+        assert_eq!(health.admit(Wait::Ordinary, t0), Admission::SendAsProbe);
+        assert_eq!(health.admit(Wait::Ordinary, t0), Admission::SendAsProbe);
+        health.finish(Outcome::Answered, true, t0 + SECOND / 10);
+        health.finish(Outcome::NoAnswer, true, t0 + 10 * SECOND);
+        assert_eq!(
+            health,
+            Health::Silent {
+                since: t0 + 10 * SECOND
+            }
+        );
+        assert_eq!(
+            health.admit(Wait::Ordinary, t0 + 10 * SECOND),
+            Admission::SendAsProbe
+        );
     }
 
     #[test]
@@ -309,13 +290,13 @@ mod tests {
             health.admit(Wait::ServerWork, failed + SECOND),
             Admission::Refuse { .. }
         ));
-        // After the interval, one request probes again; a copy is sent but
-        // does not probe.
+        // After the interval, requests probe again; a copy is sent but does
+        // not probe.
         let later = failed + PROBE_INTERVAL;
         assert_eq!(health.admit(Wait::ServerWork, later), Admission::Send);
         assert_eq!(health.admit(Wait::Ordinary, later), Admission::SendAsProbe);
-        assert_eq!(health.admit(Wait::Ordinary, later), Admission::AwaitProbe);
-        // A refused or reset connection is no black hole: the next one probes.
+        assert_eq!(health, Health::Silent { since: t0 });
+        // A refused or reset connection is no black hole: still probing.
         health.finish(Outcome::FailedFast, true, later + SECOND);
         assert_eq!(
             health.admit(Wait::Ordinary, later + 2 * SECOND),
@@ -327,63 +308,38 @@ mod tests {
     }
 
     #[test]
-    fn an_abandoned_probe_lets_the_next_request_probe() {
+    fn an_abandoned_probe_proves_nothing() {
         let t0 = Instant::now();
         let mut health = Health::Answering;
         health.finish(Outcome::NoAnswer, false, t0);
         assert_eq!(health.admit(Wait::Ordinary, t0), Admission::SendAsProbe);
         health.finish(Outcome::Abandoned, true, t0 + SECOND);
-        assert_eq!(
-            health.admit(Wait::Ordinary, t0 + SECOND),
-            Admission::SendAsProbe
-        );
+        assert_eq!(health, Health::Silent { since: t0 });
     }
 
     #[test]
-    fn fast_failures_while_answering_change_nothing() {
+    fn requests_sent_before_the_silence_do_not_decide_it() {
         let t0 = Instant::now();
         let mut health = Health::Answering;
         health.finish(Outcome::FailedFast, false, t0);
         health.finish(Outcome::Abandoned, false, t0);
         assert_eq!(health, Health::Answering);
-        // Requests sent before the silence do not decide it.
         health.finish(Outcome::NoAnswer, false, t0);
-        health.admit(Wait::Ordinary, t0);
         health.finish(Outcome::NoAnswer, false, t0 + SECOND);
-        assert_eq!(
-            health,
-            Health::Silent {
-                since: t0,
-                probe: Probe::InFlight
-            }
-        );
+        assert_eq!(health, Health::Silent { since: t0 });
     }
 
-    #[tokio::test]
-    async fn waiters_wake_when_the_probe_ends_and_give_up_at_their_bound() {
-        let millis = Duration::from_millis;
-        let health = std::sync::Arc::new(EndpointHealth::new());
+    #[test]
+    fn tickets_report_their_outcome_and_dropped_ones_are_abandoned() {
+        let health = EndpointHealth::new();
         health.report(Outcome::NoAnswer);
-        let probe = health.admit(Wait::Ordinary, SECOND).await.unwrap();
+        let probe = health.admit(Wait::Ordinary).unwrap();
         assert!(probe.is_probe);
-        // Nobody ends the probe: the waiter gives up after its bound.
-        let started = tokio::time::Instant::now();
-        assert!(health.admit(Wait::Ordinary, millis(200)).await.is_err());
-        assert!(started.elapsed() >= millis(200));
-        // The probe is answered while another waits: it is sent.
-        let waiter = {
-            let health = std::sync::Arc::clone(&health);
-            tokio::spawn(async move {
-                health
-                    .admit(Wait::Ordinary, 10 * SECOND)
-                    .await
-                    .map(|ticket| ticket.is_probe)
-            })
-        };
-        tokio::time::sleep(millis(100)).await;
-        let started = tokio::time::Instant::now();
-        probe.finish(Outcome::Answered);
-        assert_eq!(waiter.await.unwrap(), Ok(false));
-        assert!(started.elapsed() < 5 * SECOND);
+        drop(probe);
+        assert!(matches!(*health.lock(), Health::Silent { .. }));
+        let probe = health.admit(Wait::Ordinary).unwrap();
+        probe.finish(Outcome::NoAnswer);
+        assert!(health.admit(Wait::Ordinary).is_err());
+        assert!(health.admit(Wait::ServerWork).is_err());
     }
 }

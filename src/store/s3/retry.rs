@@ -4,8 +4,9 @@
 //! (500, 502, 503, 504, InternalError, RequestTimeout), connection failures
 //! and stalls are retried; everything else (404, 403, 412, malformed
 //! requests) fails at once, since sending it again cannot change the answer.
-//! A request the endpoint's health refused is not retried either: the probe
-//! decides when sending is worth it again.
+//! An attempt the endpoint's health refused (not sent: the endpoint looks
+//! dead) counts as a transient failure, so a request with attempts to spare
+//! outlives a short refusal and one at its last attempt fails at once.
 //!
 //! Waits grow exponentially with "full jitter" (a uniform draw below the
 //! ceiling), which spreads the retries of many requests failing together;

@@ -131,12 +131,9 @@ impl HttpConnector for StallGuard {
         let health = Arc::clone(&self.health);
         let wait = wait_of(&request);
         HttpConnectorFuture::new(async move {
-            let ticket = health
-                .admit(wait, bounds.stall)
-                .await
-                .map_err(|silent_for| {
-                    ConnectorError::other(Box::new(EndpointSilent { silent_for }), None)
-                })?;
+            let ticket = health.admit(wait).map_err(|silent_for| {
+                ConnectorError::other(Box::new(EndpointSilent { silent_for }), None)
+            })?;
             let progress = Arc::new(Progress::new());
             let body = request.take_body();
             *request.body_mut() = SdkBody::from_body_1_x(Sliced {
@@ -401,7 +398,7 @@ pub(super) struct Stalled {
 /// Sent nothing: the endpoint has not answered lately.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the endpoint has not answered for {} s; requests fail at once until a probe gets an answer",
+    "the endpoint has not answered for {} s; requests fail at once until one gets an answer",
     silent_for.as_secs()
 )]
 pub(super) struct EndpointSilent {
