@@ -188,7 +188,13 @@ async fn posix_headers_are_read_once_per_etag() {
     for i in 0..3 {
         store.put_with_metadata(&format!("f{i}"), vec![0u8; 4], headers.clone());
     }
-    let fs = mount(&store, PosixMetadata::FromHeaders);
+    // No TTL: every pass lists again (within a TTL the whole listing is
+    // kept, see walk_core.rs), and only the headers are cached, by ETag.
+    let no_ttl = FsConfig {
+        metadata_ttl: Duration::ZERO,
+        ..config(PosixMetadata::FromHeaders)
+    };
+    let fs = Filesystem::new(Arc::clone(&store), no_ttl, 16).expect("staging directory");
     list(&fs, ROOT_INO).await;
     list(&fs, ROOT_INO).await;
     assert_eq!(

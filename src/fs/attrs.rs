@@ -62,7 +62,7 @@ impl SetAttr {
 
 impl<S: ObjectStore> Filesystem<S> {
     pub async fn setattr(&self, ino: u64, change: SetAttr) -> Result<Entry> {
-        self.check_writable()?;
+        let _change = self.check_writable()?;
         match change.size {
             Some(size) => {
                 if self.kind_of(ino)? == FileKind::Directory {
@@ -97,7 +97,7 @@ impl<S: ObjectStore> Filesystem<S> {
         ino: u64,
         change: impl FnOnce(&mut PosixHeaders) -> Result<()>,
     ) -> Result<()> {
-        self.check_writable()?;
+        let _change = self.check_writable()?;
         if self.kind_of(ino)? == FileKind::Directory {
             return self.change_directory_headers(ino, change).await;
         }

@@ -57,6 +57,7 @@ use crate::object_format::PosixHeaders;
 use crate::store::{ListPage, ListedObject, ObjectStore, StoreError};
 
 mod markers;
+pub(super) mod walk;
 
 pub(super) use markers::{DirectoryProbe, directory_marker_stat, directory_stat};
 
@@ -92,7 +93,8 @@ const PAGES_AHEAD: usize = 2;
 /// LIST; a client listing and HEADing by hand never stalls its LISTs.
 const LISTED_AHEAD: usize = 2;
 
-struct Resolved {
+#[derive(Clone)]
+pub(super) struct Resolved {
     name: String,
     kind: FileKind,
     key: String,
@@ -147,6 +149,12 @@ pub struct DirStream {
     /// Started at the first page wanted; dropped (and aborted) on failure,
     /// rewind and close.
     lister: Option<Lister>,
+    /// What this pass listed so far, to be kept whole once it reaches the
+    /// end; `None` once it was too large, or for a pass served from what
+    /// was kept.
+    collected: Option<Vec<Resolved>>,
+    /// The namespace epoch when this pass began (see `walk`).
+    epoch: Option<u64>,
 }
 
 impl DirStream {
@@ -163,6 +171,8 @@ impl DirStream {
             listed_through: String::new(),
             pages_without_progress: 0,
             lister: None,
+            collected: Some(Vec::new()),
+            epoch: None,
         }
     }
 
@@ -316,6 +326,18 @@ impl<S: ObjectStore> Filesystem<S> {
     async fn next_page(&self, stream: &mut DirStream) -> Result<()> {
         stream.page_offset += stream.page.len() as u64;
         stream.page.clear();
+        if stream.epoch.is_none() {
+            stream.epoch = Some(self.walks.epoch());
+            if let Some(entries) = self.kept_listing(&stream.prefix).await {
+                let mut page = (*entries).clone();
+                self.add_created_here(stream.ino, &mut page, true);
+                stream.page = page;
+                stream.collected = None;
+                stream.is_listed_to_end = true;
+                self.listing_completed(stream);
+                return Ok(());
+            }
+        }
         while stream.page.is_empty() && !stream.is_listed_to_end {
             if stream.lister.is_none() {
                 stream.lister = Some(self.start_lister(
@@ -346,13 +368,6 @@ impl<S: ObjectStore> Filesystem<S> {
             stream.continuation = page.next.clone();
             let is_last_page = page.next.is_none();
             stream.is_listed_to_end = is_last_page;
-            if is_last_page {
-                stream.lister = None;
-                self.completed_listings
-                    .lock()
-                    .unwrap()
-                    .put(stream.generation, Instant::now());
-            }
 
             let mut directories: Vec<(String, String)> = Vec::new();
             for prefix in &page.common_prefixes {
@@ -435,29 +450,83 @@ impl<S: ObjectStore> Filesystem<S> {
                     key,
                 }
             }));
-            // Files created here and not uploaded yet: listed once, from the
-            // inode table, at the end of the listing.
-            let created = self.created_names(stream.ino);
-            if !created.is_empty() {
-                resolved.retain(|entry| !created.contains(&entry.name));
-                if is_last_page {
-                    let inodes = self.inodes.lock().unwrap();
-                    for name in created {
-                        if let Some((_, inode)) = inodes.child(stream.ino, &name) {
-                            resolved.push(Resolved {
-                                name,
-                                kind: inode.kind,
-                                key: inode.key.clone(),
-                                stat: inode.stat.clone(),
-                            });
-                        }
-                    }
+            if let Some(collected) = stream.collected.as_mut() {
+                if collected.len() + resolved.len() > walk::MAX_DIRECTORY_ENTRIES {
+                    stream.collected = None;
+                } else {
+                    collected.extend(resolved.iter().cloned());
                 }
             }
+            self.add_created_here(stream.ino, &mut resolved, is_last_page);
             resolved.sort_by(|a, b| a.name.cmp(&b.name));
             stream.page = resolved;
+            if is_last_page {
+                stream.lister = None;
+                if let (Some(mut collected), Some(epoch)) = (stream.collected.take(), stream.epoch)
+                {
+                    collected.sort_by(|a, b| a.name.cmp(&b.name));
+                    self.walks.keep(&stream.prefix, collected, epoch);
+                }
+                self.listing_completed(stream);
+            }
         }
         Ok(())
+    }
+
+    /// Files created here and not uploaded yet: listed once, from the inode
+    /// table, at the end of the listing; the store's entry of such a name is
+    /// left out.
+    fn add_created_here(&self, ino: u64, page: &mut Vec<Resolved>, is_last_page: bool) {
+        let created = self.created_names(ino);
+        if created.is_empty() {
+            return;
+        }
+        page.retain(|entry| !created.contains(&entry.name));
+        if is_last_page {
+            let inodes = self.inodes.lock().unwrap();
+            for name in created {
+                if let Some((_, inode)) = inodes.child(ino, &name) {
+                    page.push(Resolved {
+                        name,
+                        kind: inode.kind,
+                        key: inode.key.clone(),
+                        stat: inode.stat.clone(),
+                    });
+                }
+            }
+        }
+        page.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
+    fn listing_completed(&self, stream: &DirStream) {
+        self.completed_listings
+            .lock()
+            .unwrap()
+            .put(stream.generation, Instant::now());
+        self.walks.completed(&stream.prefix);
+    }
+
+    /// The whole listing of `prefix` without listing it: kept from a pass
+    /// within the TTL, or from a walk under way (waiting for it to get
+    /// there), which this pass may start.
+    async fn kept_listing(&self, prefix: &str) -> Option<walk::Entries> {
+        let parent = (prefix != self.config.prefix).then(|| parent_prefix(prefix));
+        match self.walks.opened(prefix, parent) {
+            walk::Opened::Kept(entries) => Some(entries),
+            walk::Opened::AwaitWalk => self.walks.listed_by_walk(prefix).await,
+            walk::Opened::StartWalk { root, id } => {
+                let context = walk::WalkContext {
+                    meta: Arc::clone(&self.meta),
+                    walks: Arc::clone(&self.walks),
+                    posix_metadata: self.config.posix_metadata,
+                    implicit_directory_stat: self.implicit_directory_stat(),
+                };
+                let task = tokio::spawn(walk::walk(context, id, root));
+                self.walks.walk_started(id, task.abort_handle());
+                self.walks.listed_by_walk(prefix).await
+            }
+            walk::Opened::List => None,
+        }
     }
 
     /// Drops from a page what no store keeping to S3's rules would list (see
@@ -521,6 +590,12 @@ impl<S: ObjectStore> Filesystem<S> {
         ));
         Lister { pages, task }
     }
+}
+
+/// The directory holding the directory `prefix` (`a/b/` → `a/`, `a/` → ``).
+fn parent_prefix(prefix: &str) -> &str {
+    let inner = prefix.strip_suffix('/').unwrap_or(prefix);
+    inner.rfind('/').map_or("", |slash| &prefix[..=slash])
 }
 
 /// The name a listed object `key` has in the directory `prefix`, if it can

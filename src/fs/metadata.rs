@@ -178,6 +178,19 @@ impl<S: ObjectStore> MetadataRequests<S> {
             .list_page(prefix, true, continuation, max_keys)
             .await
     }
+
+    /// One ListObjectsV2 page of every key under `prefix`, at any depth.
+    pub async fn list_flat_page(
+        &self,
+        prefix: &str,
+        continuation: Option<&str>,
+        max_keys: u32,
+    ) -> Result<ListPage, StoreError> {
+        let _permit = self.permits.acquire().await.expect("never closed");
+        self.store
+            .list_page(prefix, false, continuation, max_keys)
+            .await
+    }
 }
 
 #[cfg(test)]

@@ -296,6 +296,8 @@ pub struct Filesystem<S> {
     meta: Arc<MetadataRequests<S>>,
     /// Directories that a listing under way or just completed found.
     listings: Arc<DirectoryConfirmations>,
+    /// Whole listings kept for the TTL, and the tree walk under way.
+    walks: Arc<dir::walk::Walks>,
     /// Whole listings of directories where lookups keep missing.
     contents: DirectoryContents,
     read_requests: Arc<Semaphore>,
@@ -373,6 +375,7 @@ impl<S: ObjectStore> Filesystem<S> {
             blocks: Arc::new(BlockCache::new(cache_bytes)),
             meta,
             listings: Arc::new(DirectoryConfirmations::new(config.metadata_ttl)),
+            walks: Arc::new(dir::walk::Walks::new(config.metadata_ttl)),
             contents: DirectoryContents::new(config.metadata_ttl),
             read_requests: Arc::new(Semaphore::new(read_concurrency as usize)),
             read_streams: read::ReadStreams::new(window_bytes, part),

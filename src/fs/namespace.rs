@@ -22,7 +22,7 @@ const RENAME_PARALLELISM: usize = 16;
 
 impl<S: ObjectStore> Filesystem<S> {
     pub async fn unlink(&self, parent: u64, name: &str) -> Result<()> {
-        self.check_writable()?;
+        let _change = self.check_writable()?;
         let parent_key = self.directory_key(parent)?;
         let key = format!("{parent_key}{name}");
         let child = self
@@ -62,7 +62,7 @@ impl<S: ObjectStore> Filesystem<S> {
 
     /// Writes the marker object `name/`, so the directory exists while empty.
     pub async fn mkdir(&self, parent: u64, name: &str, mode: u32, caller: Caller) -> Result<Entry> {
-        self.check_writable()?;
+        let _change = self.check_writable()?;
         let parent_key = self.directory_key(parent)?;
         check_name(name)?;
         let key = format!("{parent_key}{name}/");
@@ -87,7 +87,7 @@ impl<S: ObjectStore> Filesystem<S> {
 
     /// ENOTEMPTY while any key lives under the prefix; removes the marker.
     pub async fn rmdir(&self, parent: u64, name: &str) -> Result<()> {
-        self.check_writable()?;
+        let _change = self.check_writable()?;
         let parent_key = self.directory_key(parent)?;
         let child = self
             .inodes
@@ -141,7 +141,7 @@ impl<S: ObjectStore> Filesystem<S> {
         new_name: &str,
         no_replace: bool,
     ) -> Result<()> {
-        self.check_writable()?;
+        let _change = self.check_writable()?;
         check_name(new_name)?;
         let source = self.lookup(parent, name).await?;
         self.forget(source.attr.ino, 1);

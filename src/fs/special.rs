@@ -73,7 +73,7 @@ impl<S: ObjectStore> Filesystem<S> {
         headers: PosixHeaders,
         body: Bytes,
     ) -> Result<Entry> {
-        self.check_writable()?;
+        let _change = self.check_writable()?;
         let parent_key = self.directory_key(parent)?;
         check_name(name)?;
         if self.lookup(parent, name).await.is_ok_and(|entry| {

@@ -22,6 +22,7 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt, stream};
 
 use crate::config::WriteMode;
+use crate::fs::dir::walk::Change;
 use crate::fs::{Entry, Error, FileKind, Filesystem, Result, Stat, check_name};
 use crate::object_format::{PosixHeaders, new_object_headers};
 use crate::store::{ObjectHeaders, ObjectStore};
@@ -65,10 +66,12 @@ pub struct Caller {
 }
 
 impl<S: ObjectStore> Filesystem<S> {
-    pub(super) fn check_writable(&self) -> Result<()> {
+    /// Fails on a read-only mount; else the change about to be made, which
+    /// listings kept from before or during it must not outlive.
+    pub(super) fn check_writable(&self) -> Result<Change> {
         match self.config.write_mode {
             WriteMode::ReadOnly => Err(Error::ReadOnly),
-            WriteMode::ReadWrite => Ok(()),
+            WriteMode::ReadWrite => Ok(Change::new(&self.walks)),
         }
     }
 
@@ -83,7 +86,7 @@ impl<S: ObjectStore> Filesystem<S> {
     /// One more reference to the inode's shared `OpenWrite`, created staged
     /// with the object's current contents unless `truncate`.
     pub(super) async fn writer_for(&self, ino: u64, truncate: bool) -> Result<WriterRef> {
-        self.check_writable()?;
+        let _change = self.check_writable()?;
         loop {
             let existing = self.writes.lock().unwrap().get(&ino).cloned();
             if let Some(shared) = existing {
@@ -224,6 +227,7 @@ impl<S: ObjectStore> Filesystem<S> {
 
     /// Uploads what the file owes; on success its object is the new contents.
     pub(super) async fn commit(&self, open: &mut OpenWrite) -> Result<()> {
+        let _change = Change::new(&self.walks);
         let committed = open.commit(&self.store, &self.upload).await;
         let etag = match committed {
             Ok(Some(etag)) => etag,
@@ -327,7 +331,7 @@ impl<S: ObjectStore> Filesystem<S> {
         mode: u32,
         caller: Caller,
     ) -> Result<(Entry, u64)> {
-        self.check_writable()?;
+        let _change = self.check_writable()?;
         let parent_key = self.directory_key(parent)?;
         check_name(name)?;
         let key = format!("{parent_key}{name}");

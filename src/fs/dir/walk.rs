@@ -1,0 +1,662 @@
+//! Whole directory listings kept for the metadata TTL, and tree walks served
+//! from one flat listing.
+//!
+//! `find`, `du`, `ls -R` and backup scanners open every directory of a
+//! tree in turn. Listed one directory at a time, that costs a LIST per
+//! directory, and a second walk costs them all again. Here:
+//!
+//! - A directory listed to its end is kept ([`Walks::keep`]), so another
+//!   pass over it within the TTL costs no request.
+//! - Two descents in a row (a directory opened just after the listing of
+//!   its parent completed, twice) mark a walk: the tree under the upper
+//!   parent is then listed flat (ListObjectsV2 without a delimiter, pages
+//!   back to back, HEADs for POSIX headers as the pages arrive), and every
+//!   directory under it is filled from that one listing as the listing
+//!   passes its last key. A directory the walker opens before the listing
+//!   got there waits for it.
+//! - The flat listing stays at most `WALK_AHEAD_ENTRIES` entries ahead of
+//!   the walker (the greatest directory it has opened), so a tree too large
+//!   to hold costs bounded memory and, if the walk stops, a bounded number of
+//!   requests; it is abandoned when the walker has not come for
+//!   `WALK_IDLE`.
+//!
+//! Kept listings are what the store said, not what this mount changed since:
+//! every change this mount makes to the namespace or to attributes bumps an
+//! epoch (at its start and at its end), and a listing is served only if no
+//! change started or ended since its listing began. Other clients' changes
+//! show after the TTL, the trust every cached attribute gets.
+//!
+//! Memory: at most `CACHED_ENTRIES` entries kept (about 300 bytes each with
+//! POSIX headers, so about 30 MiB), least recently used directories dropped
+//! first; a directory with more than a quarter of that is never kept.
+
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use lru::LruCache;
+use tokio::sync::Notify;
+
+use super::{Resolved, resolve_file};
+use crate::config::PosixMetadata;
+use crate::fs::metadata::MetadataRequests;
+use crate::fs::{FileKind, Stat, is_valid_name};
+use crate::object_format::PosixHeaders;
+use crate::store::{ListedObject, ObjectStore};
+
+/// Entries kept over all directories.
+const CACHED_ENTRIES: usize = 100_000;
+
+/// A directory with more entries is not kept: it would push out many
+/// smaller ones, and listing it again costs few requests per entry.
+pub(in crate::fs) const MAX_DIRECTORY_ENTRIES: usize = CACHED_ENTRIES / 4;
+
+/// How far the flat listing may run ahead of the walker.
+const WALK_AHEAD_ENTRIES: usize = 20_000;
+
+/// A descent counts when the parent's listing completed this recently.
+const DESCENT_WINDOW: Duration = Duration::from_secs(5);
+
+/// A walk whose walker has not opened a directory under it for this long is
+/// over: `find` opens the next directory within milliseconds.
+const WALK_IDLE: Duration = Duration::from_secs(10);
+
+/// Keys per flat listing page: S3's maximum.
+const FLAT_PAGE_KEYS: u32 = 1000;
+
+/// Recently completed listings remembered for spotting descents.
+const RECENT_COMPLETIONS: usize = 256;
+
+/// One directory's entries as the store listed them, sorted by name.
+pub(in crate::fs) type Entries = Arc<Vec<Resolved>>;
+
+struct Kept {
+    entries: Entries,
+    listed_at: Instant,
+    /// The epoch when its listing began.
+    epoch: u64,
+}
+
+/// Where the flat listing of a walk stands.
+enum WalkProgress {
+    /// Every directory whose prefix sorts at or before this key (and does
+    /// not contain it) has been kept.
+    ListedThrough(String),
+    Done,
+}
+
+struct Walk {
+    id: u64,
+    root: String,
+    progress: WalkProgress,
+    /// The greatest directory the walker opened; the listing waits while
+    /// the entries it kept beyond it exceed `WALK_AHEAD_ENTRIES`.
+    walker_at: String,
+    last_visit: Instant,
+    /// Entries kept by this walk in directories beyond the walker.
+    ahead: BTreeMap<String, usize>,
+    task: Option<tokio::task::AbortHandle>,
+}
+
+impl Walk {
+    fn covers(&self, prefix: &str) -> bool {
+        prefix.starts_with(self.root.as_str())
+    }
+
+    fn has_passed(&self, prefix: &str) -> bool {
+        match &self.progress {
+            WalkProgress::Done => true,
+            WalkProgress::ListedThrough(key) => key.as_str() > prefix && !key.starts_with(prefix),
+        }
+    }
+
+    fn ahead_entries(&self) -> usize {
+        self.ahead.values().sum()
+    }
+
+    fn walker_reached(&mut self, prefix: &str) {
+        if prefix > self.walker_at.as_str() {
+            self.walker_at = prefix.to_owned();
+        }
+        let beyond = self.ahead.split_off(&format!("{}\u{0}", self.walker_at));
+        self.ahead = beyond;
+        self.last_visit = Instant::now();
+    }
+}
+
+impl Drop for Walk {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+struct State {
+    epoch: u64,
+    kept: LruCache<String, Kept>,
+    kept_entries: usize,
+    completed: LruCache<String, Instant>,
+    /// The parent of the last descent, and when.
+    last_descent: Option<(String, Instant)>,
+    walk: Option<Walk>,
+    next_walk: u64,
+}
+
+/// What the caller of [`Walks::opened`] should do.
+pub(in crate::fs) enum Opened {
+    /// Serve these entries; no request needed.
+    Kept(Entries),
+    /// A walk under way covers the directory: wait for it (`listed_by_walk`).
+    AwaitWalk,
+    /// A walk just started at this root: spawn its listing and wait for it.
+    StartWalk { root: String, id: u64 },
+    /// List the directory as usual.
+    List,
+}
+
+pub(in crate::fs) struct Walks {
+    ttl: Duration,
+    state: Mutex<State>,
+    progressed: Notify,
+}
+
+impl Walks {
+    pub(in crate::fs) fn new(ttl: Duration) -> Walks {
+        Walks {
+            ttl,
+            state: Mutex::new(State {
+                epoch: 0,
+                kept: LruCache::unbounded(),
+                kept_entries: 0,
+                completed: LruCache::new(NonZeroUsize::new(RECENT_COMPLETIONS).expect("non-zero")),
+                last_descent: None,
+                walk: None,
+                next_walk: 1,
+            }),
+            progressed: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The current epoch, for a listing about to begin.
+    pub(in crate::fs) fn epoch(&self) -> u64 {
+        self.lock().epoch
+    }
+
+    /// A change to the namespace or to attributes is starting or has ended.
+    pub(in crate::fs) fn changed(&self) {
+        let mut state = self.lock();
+        state.epoch += 1;
+        // A walk under way lists what may just have changed.
+        state.walk = None;
+        drop(state);
+        self.progressed.notify_waiters();
+    }
+
+    /// A pass over the directory `prefix` (with parent `parent`, none for the
+    /// mount's root) begins at its first entry.
+    pub(in crate::fs) fn opened(&self, prefix: &str, parent: Option<&str>) -> Opened {
+        if self.ttl.is_zero() {
+            return Opened::List; // nothing could be kept
+        }
+        let mut state = self.lock();
+        let now = Instant::now();
+        if let Some(walk) = state.walk.as_mut() {
+            if walk.covers(prefix) {
+                walk.walker_reached(prefix);
+                // The listing may be waiting for the walker.
+                self.progressed.notify_waiters();
+            } else if walk.last_visit.elapsed() > WALK_IDLE {
+                state.walk = None;
+            }
+        }
+        if let Some(entries) = self.fresh(&mut state, prefix) {
+            return Opened::Kept(entries);
+        }
+        if state.walk.as_ref().is_some_and(|walk| walk.covers(prefix)) {
+            return Opened::AwaitWalk;
+        }
+        let Some(parent) = parent else {
+            return Opened::List;
+        };
+        let is_descent = state
+            .completed
+            .peek(parent)
+            .is_some_and(|at| at.elapsed() < DESCENT_WINDOW);
+        if !is_descent {
+            state.last_descent = None;
+            return Opened::List;
+        }
+        let root = match state.last_descent.take() {
+            Some((earlier, at))
+                if at.elapsed() < DESCENT_WINDOW && parent.starts_with(&earlier) =>
+            {
+                earlier
+            }
+            _ => {
+                state.last_descent = Some((parent.to_owned(), now));
+                return Opened::List;
+            }
+        };
+        let id = state.next_walk;
+        state.next_walk += 1;
+        log::debug!("walk of {root:?} spotted at {prefix:?}: listing it flat");
+        state.walk = Some(Walk {
+            id,
+            root: root.clone(),
+            progress: WalkProgress::ListedThrough(String::new()),
+            walker_at: prefix.to_owned(),
+            last_visit: now,
+            ahead: BTreeMap::new(),
+            task: None,
+        });
+        Opened::StartWalk { root, id }
+    }
+
+    pub(in crate::fs) fn walk_started(&self, id: u64, task: tokio::task::AbortHandle) {
+        let mut state = self.lock();
+        match state.walk.as_mut() {
+            Some(walk) if walk.id == id => walk.task = Some(task),
+            _ => task.abort(),
+        }
+    }
+
+    /// The kept entries of `prefix` once the walk under way has listed it;
+    /// `None` when no walk covers it, or the walk passed it without keeping
+    /// it (nothing under it, or too large) or ended before it.
+    pub(in crate::fs) async fn listed_by_walk(&self, prefix: &str) -> Option<Entries> {
+        loop {
+            let notified = self.progressed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut state = self.lock();
+                if let Some(entries) = self.fresh(&mut state, prefix) {
+                    return Some(entries);
+                }
+                let walk = state.walk.as_ref().filter(|walk| walk.covers(prefix))?;
+                if walk.has_passed(prefix) {
+                    return None;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn fresh(&self, state: &mut State, prefix: &str) -> Option<Entries> {
+        let epoch = state.epoch;
+        let kept = state.kept.get(prefix)?;
+        (kept.epoch == epoch && kept.listed_at.elapsed() < self.ttl)
+            .then(|| Arc::clone(&kept.entries))
+    }
+
+    /// A pass over `prefix` reached its end: for spotting descents into it.
+    pub(in crate::fs) fn completed(&self, prefix: &str) {
+        self.lock().completed.put(prefix.to_owned(), Instant::now());
+    }
+
+    /// Keeps the whole listing of `prefix`, begun at `epoch`.
+    pub(in crate::fs) fn keep(&self, prefix: &str, entries: Vec<Resolved>, epoch: u64) {
+        let mut state = self.lock();
+        self.keep_locked(&mut state, prefix, entries, epoch);
+    }
+
+    fn keep_locked(&self, state: &mut State, prefix: &str, entries: Vec<Resolved>, epoch: u64) {
+        // With no TTL nothing kept would ever be served.
+        if self.ttl.is_zero() || entries.len() > MAX_DIRECTORY_ENTRIES || epoch != state.epoch {
+            return;
+        }
+        let count = entries.len();
+        if let Some(old) = state.kept.put(
+            prefix.to_owned(),
+            Kept {
+                entries: Arc::new(entries),
+                listed_at: Instant::now(),
+                epoch,
+            },
+        ) {
+            state.kept_entries -= old.entries.len();
+        }
+        state.kept_entries += count;
+        while state.kept_entries > CACHED_ENTRIES {
+            match state.kept.pop_lru() {
+                Some((_, old)) => state.kept_entries -= old.entries.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// The walk `id` listed a directory whole.
+    fn walk_kept(&self, id: u64, prefix: &str, entries: Vec<Resolved>, epoch: u64) {
+        let mut state = self.lock();
+        let count = entries.len();
+        let is_ahead = match state.walk.as_ref() {
+            Some(walk) if walk.id == id => prefix > walk.walker_at.as_str(),
+            _ => return,
+        };
+        self.keep_locked(&mut state, prefix, entries, epoch);
+        if is_ahead && let Some(walk) = state.walk.as_mut() {
+            walk.ahead.insert(prefix.to_owned(), count);
+        }
+        drop(state);
+        self.progressed.notify_waiters();
+    }
+
+    fn walk_listed_through(&self, id: u64, key: &str) {
+        let mut state = self.lock();
+        if let Some(walk) = state.walk.as_mut()
+            && walk.id == id
+        {
+            walk.progress = WalkProgress::ListedThrough(key.to_owned());
+        }
+        drop(state);
+        self.progressed.notify_waiters();
+    }
+
+    /// The walk `id` ended: listed to its end, or failed.
+    fn walk_ended(&self, id: u64, listed_to_end: bool) {
+        let mut state = self.lock();
+        if let Some(walk) = state.walk.as_mut()
+            && walk.id == id
+        {
+            if listed_to_end {
+                walk.progress = WalkProgress::Done;
+                walk.task = None;
+            } else {
+                state.walk = None;
+            }
+        }
+        drop(state);
+        self.progressed.notify_waiters();
+    }
+
+    /// Waits while walk `id` is far enough ahead of its walker; false when
+    /// the walk is over.
+    async fn room_to_walk(&self, id: u64) -> bool {
+        loop {
+            let notified = self.progressed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut state = self.lock();
+                let Some(walk) = state.walk.as_ref().filter(|walk| walk.id == id) else {
+                    return false;
+                };
+                if walk.last_visit.elapsed() > WALK_IDLE {
+                    log::debug!("walk of {:?} abandoned: the walker went away", walk.root);
+                    state.walk = None;
+                    return false;
+                }
+                if walk.ahead_entries() <= WALK_AHEAD_ENTRIES {
+                    return true;
+                }
+            }
+            // Checked again now and then for the idle limit.
+            let _ = tokio::time::timeout(WALK_IDLE / 4, notified).await;
+        }
+    }
+}
+
+/// A directory the flat listing is inside of.
+struct OpenDirectory {
+    prefix: String,
+    files: Vec<Resolved>,
+    /// Subdirectories by name, with their marker's attributes if any.
+    directories: Vec<(String, Option<Stat>)>,
+}
+
+impl OpenDirectory {
+    fn new(prefix: String) -> OpenDirectory {
+        OpenDirectory {
+            prefix,
+            files: Vec::new(),
+            directories: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.files.len() + self.directories.len()
+    }
+
+    /// Its entries as a delimited listing shows them: a directory hides a
+    /// file of its name, whose attributes it takes when that file is an
+    /// old-style directory object and it has no marker.
+    fn into_entries(
+        self,
+        is_old_style: impl Fn(&PosixHeaders) -> bool,
+        implicit: &Stat,
+    ) -> Vec<Resolved> {
+        let mut files: HashMap<String, Resolved> = self
+            .files
+            .into_iter()
+            .map(|file| (file.name.clone(), file))
+            .collect();
+        let mut entries = Vec::with_capacity(files.len() + self.directories.len());
+        for (name, marker) in self.directories {
+            let shadowed = files.remove(&name);
+            let stat = marker
+                .or_else(|| {
+                    shadowed
+                        .filter(|file| is_old_style(&file.stat.headers))
+                        .map(|file| super::directory_stat(file.stat))
+                })
+                .unwrap_or_else(|| implicit.clone());
+            entries.push(Resolved {
+                key: format!("{}{name}/", self.prefix),
+                name,
+                kind: FileKind::Directory,
+                stat,
+            });
+        }
+        for (_, file) in files {
+            if is_old_style(&file.stat.headers) {
+                entries.push(Resolved {
+                    key: format!("{}/", file.key),
+                    kind: FileKind::Directory,
+                    stat: super::directory_stat(file.stat),
+                    name: file.name,
+                });
+            } else {
+                entries.push(file);
+            }
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        // An old-style object beside a marker-less prefix of its name.
+        entries.dedup_by(|later, earlier| later.name == earlier.name);
+        entries
+    }
+}
+
+/// What a walk needs of the filesystem.
+pub(in crate::fs) struct WalkContext<S> {
+    pub meta: Arc<MetadataRequests<S>>,
+    pub walks: Arc<Walks>,
+    pub posix_metadata: PosixMetadata,
+    pub implicit_directory_stat: Stat,
+}
+
+/// Lists everything under `root` flat and keeps every directory under it as
+/// the listing passes its last key.
+pub(in crate::fs) async fn walk<S: ObjectStore>(cx: WalkContext<S>, id: u64, root: String) {
+    let epoch = cx.walks.epoch();
+    let is_old_style = |headers: &PosixHeaders| {
+        cx.posix_metadata == PosixMetadata::FromHeaders && headers.is_old_style_directory()
+    };
+    let mut open = vec![OpenDirectory::new(root.clone())];
+    let mut continuation: Option<String> = None;
+    let mut listed_through = String::new();
+    loop {
+        if !cx.walks.room_to_walk(id).await {
+            return;
+        }
+        let page = match cx
+            .meta
+            .list_flat_page(&root, continuation.as_deref(), FLAT_PAGE_KEYS)
+            .await
+        {
+            Ok(page) => page,
+            Err(error) => {
+                log::debug!("flat listing of {root:?} failed: {error}");
+                cx.walks.walk_ended(id, false);
+                return;
+            }
+        };
+        let resolved: Result<Vec<(ListedObject, Stat)>, String> =
+            futures::stream::iter(page.objects)
+                .map(|object| resolve(&cx, object))
+                .buffered(cx.meta.max_concurrency())
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect();
+        let resolved = match resolved {
+            Ok(resolved) => resolved,
+            Err(why) => {
+                log::debug!("walk of {root:?} stopped ({why}); walked as usual");
+                cx.walks.walk_ended(id, false);
+                return;
+            }
+        };
+        for (object, stat) in resolved {
+            let key = object.key.clone();
+            let why = if key.as_str() <= listed_through.as_str() && !listed_through.is_empty() {
+                Some("a key listed twice or out of order")
+            } else if !place(&mut open, object, stat, |directory| {
+                let prefix = directory.prefix.clone();
+                let entries = directory.into_entries(is_old_style, &cx.implicit_directory_stat);
+                cx.walks.walk_kept(id, &prefix, entries, epoch);
+            }) {
+                Some("a key outside the tree")
+            } else if open
+                .iter()
+                .any(|directory| directory.len() > MAX_DIRECTORY_ENTRIES)
+            {
+                Some("a directory too large to hold")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                log::debug!("walk of {root:?} stopped ({why}); walked as usual");
+                cx.walks.walk_ended(id, false);
+                return;
+            }
+            listed_through = key;
+        }
+        cx.walks.walk_listed_through(id, &listed_through);
+        continuation = page.next;
+        if continuation.is_none() {
+            while let Some(directory) = open.pop() {
+                let prefix = directory.prefix.clone();
+                let entries = directory.into_entries(is_old_style, &cx.implicit_directory_stat);
+                cx.walks.walk_kept(id, &prefix, entries, epoch);
+            }
+            cx.walks.walk_ended(id, true);
+            return;
+        }
+    }
+}
+
+/// A listed key's attributes, as a delimited listing resolves them; an
+/// error when a HEAD failed (the walk stops: a directory missing a file
+/// must not be kept).
+async fn resolve<S: ObjectStore>(
+    cx: &WalkContext<S>,
+    object: ListedObject,
+) -> Result<(ListedObject, Stat), String> {
+    if object.key.ends_with('/') {
+        let stat = if cx.posix_metadata == PosixMetadata::FromHeaders {
+            super::directory_marker_stat(&cx.meta, &object.key, Some(&object)).await
+        } else {
+            None
+        };
+        return Ok((
+            object,
+            stat.unwrap_or_else(|| cx.implicit_directory_stat.clone()),
+        ));
+    }
+    let file = resolve_file(&cx.meta, cx.posix_metadata, object.clone())
+        .await
+        .map_err(|error| format!("HEAD of {:?}: {error}", object.key))?;
+    Ok((object, file.stat))
+}
+
+/// Puts one listed key where it belongs, closing (and handing to `close`)
+/// every open directory the key is past. False when the key is not under
+/// the innermost open directory after closing, which keys in order never
+/// are.
+fn place(
+    open: &mut Vec<OpenDirectory>,
+    object: ListedObject,
+    stat: Stat,
+    mut close: impl FnMut(OpenDirectory),
+) -> bool {
+    let key = object.key;
+    while open.len() > 1 && !key.starts_with(open.last().expect("non-empty").prefix.as_str()) {
+        close(open.pop().expect("non-empty"));
+    }
+    let Some(innermost) = open.last() else {
+        return false;
+    };
+    if !key.starts_with(innermost.prefix.as_str()) {
+        return false;
+    }
+    // Keys S3 could not hold are skipped, as a delimited listing skips them.
+    if key.len() > super::MAX_KEY_BYTES {
+        return true;
+    }
+    let rest = key[innermost.prefix.len()..].to_owned();
+    let mut components: Vec<&str> = rest.split('/').collect();
+    let leaf = components.pop().unwrap_or_default();
+    // Invalid names are skipped, as a delimited listing skips them.
+    if components.iter().any(|name| !is_valid_name(name)) {
+        return true;
+    }
+    let is_marker = leaf.is_empty();
+    let deepest = components.len();
+    for (depth, name) in components.into_iter().enumerate() {
+        let parent = open.last_mut().expect("non-empty");
+        let prefix = format!("{}{name}/", parent.prefix);
+        let marker = (is_marker && depth + 1 == deepest).then(|| stat.clone());
+        parent.directories.push((name.to_owned(), marker));
+        open.push(OpenDirectory::new(prefix));
+    }
+    if !is_marker && is_valid_name(leaf) {
+        let innermost = open.last_mut().expect("non-empty");
+        innermost.files.push(Resolved {
+            name: leaf.to_owned(),
+            kind: FileKind::File,
+            key,
+            stat,
+        });
+    }
+    true
+}
+
+/// A change to the namespace or to attributes under way: kept listings from
+/// before its end are not served (see the module notes).
+pub(in crate::fs) struct Change {
+    walks: Arc<Walks>,
+}
+
+impl Change {
+    pub(in crate::fs) fn new(walks: &Arc<Walks>) -> Change {
+        walks.changed();
+        Change {
+            walks: Arc::clone(walks),
+        }
+    }
+}
+
+impl Drop for Change {
+    fn drop(&mut self) {
+        self.walks.changed();
+    }
+}

@@ -1,0 +1,241 @@
+//! Tree walks over the in-memory store (issue 13, section 1): a walk the
+//! way `find` does it (list a directory, then each subdirectory in turn)
+//! shows exactly what directory-by-directory listings show, costs a few
+//! flat listing pages instead of a LIST per directory, a second walk within
+//! the TTL costs nothing, this mount's own changes show at once, and a
+//! failing HEAD during a walk changes nothing that is shown.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[path = "common/core.rs"]
+mod core_fs;
+
+use bucketfs::config::FsConfig;
+use bucketfs::fs::{Caller, FileKind, Filesystem, ROOT_INO, SetAttr};
+use bucketfs::store::memory::{FailureKind, MemoryStore, Verb};
+use bytes::Bytes;
+use core_fs::fs_config;
+
+const DIRS: usize = 40;
+const FILES_PER_DIR: usize = 30;
+
+const CALLER: Caller = Caller { uid: 0, gid: 0 };
+
+/// What a walk saw: path → (kind, size, permission bits).
+type Seen = HashMap<String, (FileKind, u64, u16)>;
+
+fn filesystem(store: &Arc<MemoryStore>, metadata_ttl: Duration) -> Filesystem<MemoryStore> {
+    let config = FsConfig {
+        metadata_ttl,
+        ..fs_config()
+    };
+    Filesystem::new(Arc::clone(store), config, 16).expect("staging directory")
+}
+
+/// `DIRS` directories of `FILES_PER_DIR` files carrying s3fs headers, one
+/// of them with a nested directory, an empty directory (a marker only), a
+/// marker with a mode, and a file shadowed by a directory of its name.
+fn tree() -> Arc<MemoryStore> {
+    let store = Arc::new(MemoryStore::new());
+    let headers: HashMap<String, String> = [("mode", "33184"), ("uid", "7")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    for dir in 0..DIRS {
+        for file in 0..FILES_PER_DIR {
+            store.put_with_metadata(
+                &format!("t/d{dir:02}/f{file:02}"),
+                vec![0u8; dir + file],
+                headers.clone(),
+            );
+        }
+    }
+    store.put("t/d03/nested/deeper/x", vec![1u8; 5]);
+    store.put("t/empty/", Vec::new());
+    let marker_mode: HashMap<String, String> = [("mode", "16832")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    store.put_with_metadata("t/marked/", Vec::new(), marker_mode);
+    store.put("t/marked/inside", vec![2u8; 3]);
+    store.put("t/d07", vec![3u8; 9]); // hidden by the directory t/d07/
+    store.put("top-level-file", vec![4u8; 2]);
+    store
+}
+
+/// Lists `ino` and descends into each subdirectory as it comes, as `find`
+/// does, recording everything under `path`.
+async fn walk(fs: &Filesystem<MemoryStore>, ino: u64, path: &str, seen: &mut Seen) {
+    let fh = fs.opendir(ino).expect("opendir");
+    let mut offset = 0;
+    let mut directories = Vec::new();
+    loop {
+        // A failed call is tried again at the same offset, as a tool
+        // that retries would; the failing-HEAD test needs no more.
+        let mut entries = fs.readdirplus(fh, offset).await;
+        for _ in 0..3 {
+            if entries.is_ok() {
+                break;
+            }
+            entries = fs.readdirplus(fh, offset).await;
+        }
+        let entries = entries.expect("readdirplus");
+        let Some(last) = entries.last() else { break };
+        offset = last.next_offset;
+        for entry in entries {
+            if !entry.counts_as_lookup {
+                continue; // . and ..
+            }
+            let attr = entry.entry.attr;
+            let child = format!("{path}/{}", entry.name);
+            seen.insert(child.clone(), (attr.kind, attr.size, attr.perm));
+            if attr.kind == FileKind::Directory {
+                directories.push((attr.ino, child));
+            } else {
+                fs.forget(attr.ino, 1);
+            }
+        }
+    }
+    fs.releasedir(fh);
+    for (child_ino, child) in directories {
+        Box::pin(walk(fs, child_ino, &child, seen)).await;
+        fs.forget(child_ino, 1);
+    }
+}
+
+async fn walk_all(fs: &Filesystem<MemoryStore>) -> Seen {
+    let mut seen = Seen::new();
+    walk(fs, ROOT_INO, "", &mut seen).await;
+    seen
+}
+
+/// What listing every directory on its own shows: a mount with no TTL
+/// keeps nothing and never walks flat.
+async fn reference(store: &Arc<MemoryStore>) -> Seen {
+    walk_all(&filesystem(store, Duration::ZERO)).await
+}
+
+fn total_requests(store: &MemoryStore) -> u64 {
+    [Verb::List, Verb::Head, Verb::Get]
+        .into_iter()
+        .map(|verb| store.request_count(verb))
+        .sum()
+}
+
+#[tokio::test]
+async fn a_walk_is_listed_flat_and_shows_what_listing_each_directory_shows() {
+    let store = tree();
+    let expected = reference(&store).await;
+    let ordinary_lists = store.list_count();
+    assert!(
+        ordinary_lists > DIRS as u64,
+        "the reference lists each directory: {ordinary_lists}"
+    );
+
+    let fs = filesystem(&store, Duration::from_secs(60));
+    let seen = walk_all(&fs).await;
+    assert_eq!(seen.len(), expected.len());
+    assert_eq!(seen, expected);
+    assert_eq!(
+        seen.get("/t/empty").map(|entry| entry.0),
+        Some(FileKind::Directory)
+    );
+    assert_eq!(seen.get("/t/marked").map(|entry| entry.2), Some(0o700));
+    assert_eq!(
+        seen.get("/t/d07").map(|entry| entry.0),
+        Some(FileKind::Directory)
+    );
+    let lists = store.list_count() - ordinary_lists;
+    eprintln!("walk: {lists} LISTs; listing each directory: {ordinary_lists}");
+    // The root, t/, the first descents, then flat pages of 1,000 keys.
+    assert!(
+        lists <= 8,
+        "a walk of {DIRS} directories sent {lists} LISTs (listing each: {ordinary_lists})"
+    );
+}
+
+#[tokio::test]
+async fn a_second_walk_within_the_ttl_sends_no_request() {
+    let store = tree();
+    let fs = filesystem(&store, Duration::from_secs(60));
+    let first = walk_all(&fs).await;
+    let before = total_requests(&store);
+    let second = walk_all(&fs).await;
+    assert_eq!(second, first);
+    assert_eq!(
+        total_requests(&store),
+        before,
+        "the second walk sent requests"
+    );
+}
+
+#[tokio::test]
+async fn a_walk_after_the_ttl_lists_again_and_sees_other_clients_changes() {
+    let store = tree();
+    let fs = filesystem(&store, Duration::from_millis(300));
+    walk_all(&fs).await;
+    store.put("t/d05/from-elsewhere", vec![9u8; 11]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let lists = store.list_count();
+    let seen = walk_all(&fs).await;
+    assert!(store.list_count() > lists);
+    assert_eq!(
+        seen.get("/t/d05/from-elsewhere").map(|entry| entry.1),
+        Some(11)
+    );
+}
+
+#[tokio::test]
+async fn this_mounts_changes_show_at_once_in_kept_listings() {
+    let store = tree();
+    let fs = filesystem(&store, Duration::from_secs(60));
+    walk_all(&fs).await;
+
+    let t = fs.lookup(ROOT_INO, "t").await.unwrap().attr.ino;
+    let d05 = fs.lookup(t, "d05").await.unwrap().attr.ino;
+    let (entry, fh) = fs.create(d05, "new", 0o644, CALLER).await.unwrap();
+    fs.write(fh, 0, Bytes::from_static(b"hello")).await.unwrap();
+    fs.release(fh).await;
+    fs.forget(entry.attr.ino, 1);
+    fs.unlink(d05, "f00").await.unwrap();
+    let f01 = fs.lookup(d05, "f01").await.unwrap().attr.ino;
+    fs.setattr(
+        f01,
+        SetAttr {
+            mode: Some(0o600),
+            ..SetAttr::default()
+        },
+    )
+    .await
+    .unwrap();
+    fs.forget(f01, 1);
+
+    let seen = walk_all(&fs).await;
+    assert_eq!(seen.get("/t/d05/new").map(|entry| entry.1), Some(5));
+    assert!(!seen.contains_key("/t/d05/f00"));
+    assert_eq!(seen.get("/t/d05/f01").map(|entry| entry.2), Some(0o600));
+    assert_eq!(seen, reference(&store).await);
+}
+
+#[tokio::test]
+async fn a_failing_head_during_a_walk_changes_nothing_shown() {
+    let store = tree();
+    let expected = reference(&store).await;
+    for failure_after in [0, 5, 200, 700] {
+        let fs = filesystem(&store, Duration::from_secs(60));
+        // Lets the walk get under way, then fails one HEAD.
+        let started = store.head_count();
+        let walker = async { walk_all(&fs).await };
+        let failer = async {
+            while store.head_count() < started + failure_after {
+                tokio::task::yield_now().await;
+            }
+            store.fail_next(Verb::Head, FailureKind::Timeout, 1);
+        };
+        let (seen, ()) = tokio::join!(walker, failer);
+        store.clear_failures();
+        assert_eq!(seen, expected, "HEAD failed after {failure_after}");
+    }
+}
