@@ -486,82 +486,122 @@ pub(in crate::fs) struct WalkContext<S> {
 /// Lists everything under `root` flat and keeps every directory under it as
 /// the listing passes its last key.
 pub(in crate::fs) async fn walk<S: ObjectStore>(cx: WalkContext<S>, id: u64, root: String) {
-    let epoch = cx.walks.epoch();
+    // The next page is listed while this one's HEADs run, as a client
+    // listing and HEADing by hand would.
+    let (sender, mut pages) = tokio::sync::mpsc::channel(1);
+    let (cx, root) = (&cx, root.as_str());
+    let list = async move {
+        let mut continuation: Option<String> = None;
+        loop {
+            let Ok(slot) = sender.reserve().await else {
+                return; // the walk stopped
+            };
+            if !cx.walks.room_to_walk(id).await {
+                return;
+            }
+            let page = cx
+                .meta
+                .list_flat_page(root, continuation.as_deref(), FLAT_PAGE_KEYS)
+                .await;
+            continuation = page.as_ref().ok().and_then(|page| page.next.clone());
+            slot.send(page);
+            if continuation.is_none() {
+                return; // the last page, or a failure
+            }
+        }
+    };
+    let place_pages = async move {
+        let mut walked = Walked::new(cx, id, root);
+        while let Some(page) = pages.recv().await {
+            let page = match page {
+                Ok(page) => page,
+                Err(error) => return walked.stop(&format!("listing failed: {error}")),
+            };
+            let mut resolved = futures::stream::iter(page.objects)
+                .map(|object| resolve(cx, object))
+                .buffered(cx.meta.max_concurrency());
+            // Placed as they come, so that directories complete early.
+            while let Some(object) = resolved.next().await {
+                let placed = object.and_then(|(object, stat)| walked.place(object, stat));
+                if let Err(why) = placed {
+                    return walked.stop(&why);
+                }
+            }
+            cx.walks.walk_listed_through(id, &walked.listed_through);
+            if page.next.is_none() {
+                return walked.finish();
+            }
+        }
+        // The listing loop gave up: the walk is over already.
+    };
+    tokio::join!(list, place_pages);
+}
+
+/// The directories a walk is inside of, and how far it got.
+struct Walked<'a, S> {
+    cx: &'a WalkContext<S>,
+    id: u64,
+    root: &'a str,
+    /// The namespace epoch when the walk began.
+    epoch: u64,
+    open: Vec<OpenDirectory>,
+    listed_through: String,
+}
+
+impl<'a, S: ObjectStore> Walked<'a, S> {
+    fn new(cx: &'a WalkContext<S>, id: u64, root: &'a str) -> Self {
+        Walked {
+            cx,
+            id,
+            root,
+            epoch: cx.walks.epoch(),
+            open: vec![OpenDirectory::new(root.to_owned())],
+            listed_through: String::new(),
+        }
+    }
+
+    fn place(&mut self, object: ListedObject, stat: Stat) -> Result<(), String> {
+        let key = object.key.clone();
+        if !self.listed_through.is_empty() && key <= self.listed_through {
+            return Err(format!("{key:?} listed twice or out of order"));
+        }
+        let (cx, id, epoch) = (self.cx, self.id, self.epoch);
+        if !place(&mut self.open, object, stat, |directory| {
+            keep(cx, id, epoch, directory);
+        }) {
+            return Err(format!("{key:?} is outside the tree"));
+        }
+        if self
+            .open
+            .iter()
+            .any(|directory| directory.len() > MAX_DIRECTORY_ENTRIES)
+        {
+            return Err("a directory too large to hold".to_owned());
+        }
+        self.listed_through = key;
+        Ok(())
+    }
+
+    fn finish(mut self) {
+        while let Some(directory) = self.open.pop() {
+            keep(self.cx, self.id, self.epoch, directory);
+        }
+        self.cx.walks.walk_ended(self.id, true);
+    }
+
+    fn stop(self, why: &str) {
+        log::debug!("walk of {:?} stopped ({why}); walked as usual", self.root);
+        self.cx.walks.walk_ended(self.id, false);
+    }
+}
+
+fn keep<S>(cx: &WalkContext<S>, id: u64, epoch: u64, directory: OpenDirectory) {
     let is_old_style = |headers: &PosixHeaders| {
         cx.posix_metadata == PosixMetadata::FromHeaders && headers.is_old_style_directory()
     };
-    let mut open = vec![OpenDirectory::new(root.clone())];
-    let mut continuation: Option<String> = None;
-    let mut listed_through = String::new();
-    loop {
-        if !cx.walks.room_to_walk(id).await {
-            return;
-        }
-        let page = match cx
-            .meta
-            .list_flat_page(&root, continuation.as_deref(), FLAT_PAGE_KEYS)
-            .await
-        {
-            Ok(page) => page,
-            Err(error) => {
-                log::debug!("flat listing of {root:?} failed: {error}");
-                cx.walks.walk_ended(id, false);
-                return;
-            }
-        };
-        let resolved: Result<Vec<(ListedObject, Stat)>, String> =
-            futures::stream::iter(page.objects)
-                .map(|object| resolve(&cx, object))
-                .buffered(cx.meta.max_concurrency())
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect();
-        let resolved = match resolved {
-            Ok(resolved) => resolved,
-            Err(why) => {
-                log::debug!("walk of {root:?} stopped ({why}); walked as usual");
-                cx.walks.walk_ended(id, false);
-                return;
-            }
-        };
-        for (object, stat) in resolved {
-            let key = object.key.clone();
-            let why = if key.as_str() <= listed_through.as_str() && !listed_through.is_empty() {
-                Some("a key listed twice or out of order")
-            } else if !place(&mut open, object, stat, |directory| {
-                let prefix = directory.prefix.clone();
-                let entries = directory.into_entries(is_old_style, &cx.implicit_directory_stat);
-                cx.walks.walk_kept(id, &prefix, entries, epoch);
-            }) {
-                Some("a key outside the tree")
-            } else if open
-                .iter()
-                .any(|directory| directory.len() > MAX_DIRECTORY_ENTRIES)
-            {
-                Some("a directory too large to hold")
-            } else {
-                None
-            };
-            if let Some(why) = why {
-                log::debug!("walk of {root:?} stopped ({why}); walked as usual");
-                cx.walks.walk_ended(id, false);
-                return;
-            }
-            listed_through = key;
-        }
-        cx.walks.walk_listed_through(id, &listed_through);
-        continuation = page.next;
-        if continuation.is_none() {
-            while let Some(directory) = open.pop() {
-                let prefix = directory.prefix.clone();
-                let entries = directory.into_entries(is_old_style, &cx.implicit_directory_stat);
-                cx.walks.walk_kept(id, &prefix, entries, epoch);
-            }
-            cx.walks.walk_ended(id, true);
-            return;
-        }
-    }
+    let prefix = directory.prefix.clone();
+    let entries = directory.into_entries(is_old_style, &cx.implicit_directory_stat);
+    cx.walks.walk_kept(id, &prefix, entries, epoch);
 }
 
 /// A listed key's attributes, as a delimited listing resolves them; an
