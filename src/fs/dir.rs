@@ -328,13 +328,13 @@ impl<S: ObjectStore> Filesystem<S> {
         stream.page.clear();
         if stream.epoch.is_none() {
             stream.epoch = Some(self.walks.epoch());
-            if let Some(entries) = self.kept_listing(&stream.prefix).await {
-                let mut page = (*entries).clone();
+            if let Some(listing) = self.kept_listing(&stream.prefix).await {
+                let mut page = (*listing.entries).clone();
                 self.add_created_here(stream.ino, &mut page, true);
                 stream.page = page;
                 stream.collected = None;
                 stream.is_listed_to_end = true;
-                self.listing_completed(stream);
+                self.listing_completed(stream, listing.listed_at);
                 return Ok(());
             }
         }
@@ -467,7 +467,7 @@ impl<S: ObjectStore> Filesystem<S> {
                     collected.sort_by(|a, b| a.name.cmp(&b.name));
                     self.walks.keep(&stream.prefix, collected, epoch);
                 }
-                self.listing_completed(stream);
+                self.listing_completed(stream, Instant::now());
             }
         }
         Ok(())
@@ -498,18 +498,18 @@ impl<S: ObjectStore> Filesystem<S> {
         page.sort_by(|a, b| a.name.cmp(&b.name));
     }
 
-    fn listing_completed(&self, stream: &DirStream) {
+    fn listing_completed(&self, stream: &DirStream, at: Instant) {
         self.completed_listings
             .lock()
             .unwrap()
-            .put(stream.generation, Instant::now());
+            .put(stream.generation, at);
         self.walks.completed(&stream.prefix);
     }
 
     /// The whole listing of `prefix` without listing it: kept from a pass
     /// within the TTL, or from a walk under way (waiting for it to get
     /// there), which this pass may start.
-    async fn kept_listing(&self, prefix: &str) -> Option<walk::Entries> {
+    async fn kept_listing(&self, prefix: &str) -> Option<walk::Listing> {
         let parent = (prefix != self.config.prefix).then(|| parent_prefix(prefix));
         match self.walks.opened(prefix, parent) {
             walk::Opened::Kept(entries) => Some(entries),

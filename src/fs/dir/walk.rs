@@ -70,11 +70,16 @@ const FLAT_PAGE_KEYS: u32 = 1000;
 const RECENT_COMPLETIONS: usize = 256;
 
 /// One directory's entries as the store listed them, sorted by name.
-pub(in crate::fs) type Entries = Arc<Vec<Resolved>>;
+#[derive(Clone)]
+pub(in crate::fs) struct Listing {
+    pub entries: Arc<Vec<Resolved>>,
+    /// When the listing completed: its entries are trusted for the TTL
+    /// from then, not from when they are served.
+    pub listed_at: Instant,
+}
 
 struct Kept {
-    entries: Entries,
-    listed_at: Instant,
+    listing: Listing,
     /// The epoch when its listing began.
     epoch: u64,
 }
@@ -148,7 +153,7 @@ struct State {
 /// What the caller of [`Walks::opened`] should do.
 pub(in crate::fs) enum Opened {
     /// Serve these entries; no request needed.
-    Kept(Entries),
+    Kept(Listing),
     /// A walk under way covers the directory: wait for it (`listed_by_walk`).
     AwaitWalk,
     /// A walk just started at this root: spawn its listing and wait for it.
@@ -272,7 +277,7 @@ impl Walks {
     /// The kept entries of `prefix` once the walk under way has listed it;
     /// `None` when no walk covers it, or the walk passed it without keeping
     /// it (nothing under it, or too large) or ended before it.
-    pub(in crate::fs) async fn listed_by_walk(&self, prefix: &str) -> Option<Entries> {
+    pub(in crate::fs) async fn listed_by_walk(&self, prefix: &str) -> Option<Listing> {
         loop {
             let notified = self.progressed.notified();
             tokio::pin!(notified);
@@ -291,11 +296,11 @@ impl Walks {
         }
     }
 
-    fn fresh(&self, state: &mut State, prefix: &str) -> Option<Entries> {
+    fn fresh(&self, state: &mut State, prefix: &str) -> Option<Listing> {
         let epoch = state.epoch;
         let kept = state.kept.get(prefix)?;
-        (kept.epoch == epoch && kept.listed_at.elapsed() < self.ttl)
-            .then(|| Arc::clone(&kept.entries))
+        (kept.epoch == epoch && kept.listing.listed_at.elapsed() < self.ttl)
+            .then(|| kept.listing.clone())
     }
 
     /// A pass over `prefix` reached its end: for spotting descents into it.
@@ -318,17 +323,19 @@ impl Walks {
         if let Some(old) = state.kept.put(
             prefix.to_owned(),
             Kept {
-                entries: Arc::new(entries),
-                listed_at: Instant::now(),
+                listing: Listing {
+                    entries: Arc::new(entries),
+                    listed_at: Instant::now(),
+                },
                 epoch,
             },
         ) {
-            state.kept_entries -= old.entries.len();
+            state.kept_entries -= old.listing.entries.len();
         }
         state.kept_entries += count;
         while state.kept_entries > CACHED_ENTRIES {
             match state.kept.pop_lru() {
-                Some((_, old)) => state.kept_entries -= old.entries.len(),
+                Some((_, old)) => state.kept_entries -= old.listing.entries.len(),
                 None => break,
             }
         }
