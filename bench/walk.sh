@@ -12,7 +12,7 @@
 # because s3s-fs walks the whole bucket for every flat ListObjectsV2 page (see "Server" below).
 # Generating here (2 shared cores, fast s3s-fs): 10,000 keys in about 7 s, 100,000 in about 70 s
 # (both measured); 1,000,000 is about 12 minutes at the same rate (extrapolated, not run) and about
-# 4 GB of disk and 2,000,000 inodes (s3s-fs keeps a JSON file beside every object).
+# 4 GB of disk and 3,000,000 inodes (s3s-fs keeps two JSON files beside every object).
 #
 # Workloads, per size and tool, each on a fresh mount (cold: nothing cached by the client):
 #   find   `find MNT/tree -type f | wc -l`, which must print N
@@ -35,7 +35,7 @@
 # server a little CPU on every request, the same for every tool and the reference.
 #
 # The server's page cache is not dropped between runs: a walk asks for metadata only, and after a
-# drop the first run would wait for s3s-fs reading its 2 files per key from disk, which is no
+# drop the first run would wait for s3s-fs reading its 3 files per key from disk, which is no
 # client's doing. Instead the tree is walked once, untimed, by a raw flat listing before the size's
 # first run. The client side is cold through the fresh mount.
 #
@@ -121,19 +121,21 @@ bench_client_configs
 SERVER_LOG=$WORK/server.log
 
 log_offset() { stat -c %s "$SERVER_LOG"; }
-# Requests the server parsed since byte offset $1 of its log, as "total LIST HEAD GET other".
+# Requests the server parsed since byte offset $1 of its log, as "total LIST HEAD HEAD-of-d/ GET
+# other": the line names the operation and the key, so HEADs of directory markers (keys ending in
+# "/", none of which exist in these trees) are told apart from HEADs of the files.
 requests_since() {
-  tail -c +"$(($1 + 1))" "$SERVER_LOG" | grep -o 'resolved route, op: [A-Za-z0-9]*' |
-    awk '{ op = $NF; n++
+  tail -c +"$(($1 + 1))" "$SERVER_LOG" | grep -F 'resolved route, op: ' |
+    awk '{ op = $0; sub(/.*resolved route, op: /, "", op); sub(/[^A-Za-z0-9].*/, "", op); n++
            if (op == "ListObjectsV2" || op == "ListObjects") l++
-           else if (op == "HeadObject") h++
+           else if (op == "HeadObject") { h++; if ($0 ~ /\/" }$/) hd++ }
            else if (op == "GetObject") g++
            else o++ }
-         END { printf "%d %d %d %d %d\n", n, l, h, g, o }'
+         END { printf "%d %d %d %d %d %d\n", n, l, h, hd, g, o }'
 }
 describe_requests() {
   local parts=($1)
-  echo "${parts[0]} requests (LIST ${parts[1]}, HEAD ${parts[2]}, GET ${parts[3]}, other ${parts[4]})"
+  echo "${parts[0]} requests (LIST ${parts[1]}, HEAD ${parts[2]} of which ${parts[3]} of d/ keys, GET ${parts[4]}, other ${parts[5]})"
 }
 per_key() { awk -v r="$1" -v n="$2" 'BEGIN { printf "%.3f", r / n }'; }
 
@@ -218,7 +220,8 @@ record_walk() {
   record "$key:req" "${parts[0]}"
   record "$key:list" "${parts[1]}"
   record "$key:head" "${parts[2]}"
-  record "$key:get" "${parts[3]}"
+  record "$key:headdir" "${parts[3]}"
+  record "$key:get" "${parts[4]}"
   [ -n "${rss:-}" ] && record "$key:rss" "$rss"
   [ "$ok" = 1 ] || record "$key:bad" 1
   return 0
@@ -310,7 +313,8 @@ time_ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^[0-9.]+$/ || b !~ /^[
 echo
 step "results: median of $RUNS round(s); server $(server_description); machine: see the header"
 note "x raw: the time over the raw flat listing's time (below $TARGET_RATIO meets the issue's target)"
-note "req/key: requests the server received from the tool (mount to unmount), over the keys in the tree"
+note "req/key: requests the server received from the tool (mount to unmount), over the keys in the tree;"
+note "HEAD d/: HEADs of keys ending in / (directory markers; the trees have none)"
 note "RSS: the daemon's peak (VmHWM), max over rounds; check: find and ls -lR counted N files, du exited cleanly"
 for tool in $TOOLS; do
   case $tool in
@@ -321,7 +325,7 @@ for tool in $TOOLS; do
   esac
 done
 echo
-printf '    %-8s %-10s %-18s %9s %6s %7s %8s %7s %7s %7s %7s %s\n' keys workload tool seconds "x raw" "RSS MiB" requests req/key LIST HEAD GET check
+printf '    %-8s %-10s %-18s %9s %7s %7s %8s %7s %7s %7s %7s %5s %s\n' keys workload tool seconds "x raw" "RSS MiB" requests req/key LIST HEAD "HEAD d/" GET check
 for size in $SIZES; do
   raw_seconds=$(med "$size:flat:raw")
   for workload in flat find find-warm du ls-lR; do
@@ -330,9 +334,9 @@ for size in $SIZES; do
       [ -n "${R[$key:req]:-}" ] || continue
       v=$(med_or_timeout "$key")
       requests=$(med "$key:req")
-      printf '    %-8s %-10s %-18s %9s %6s %7s %8s %7s %7s %7s %7s %s\n' "$size" "$workload" "$tool" "$v" \
+      printf '    %-8s %-10s %-18s %9s %7s %7s %8s %7s %7s %7s %7s %5s %s\n' "$size" "$workload" "$tool" "$v" \
         "$(time_ratio "$v" "$raw_seconds")" "$(maxof "$key:rss")" "$requests" "$(per_key "$requests" "$size")" \
-        "$(med "$key:list")" "$(med "$key:head")" "$(med "$key:get")" \
+        "$(med "$key:list")" "$(med "$key:head")" "$(med "$key:headdir")" "$(med "$key:get")" \
         "$([ -n "${R[$key:bad]:-}" ] && echo MISMATCH/FAILED || echo ok)"
     done
   done
