@@ -10,9 +10,10 @@
 # flight) once and kept between runs in BENCH_WALK_DATA (the s3s-fs root, outside the work dir); a
 # stamp file per tree there (.walk-N.done) makes later runs skip the generation. One bucket per size,
 # because s3s-fs walks the whole bucket for every flat ListObjectsV2 page (see "Server" below).
-# Generating here (2 shared cores, fast s3s-fs): 10,000 keys in about 7 s, 100,000 in about 70 s
-# (both measured); 1,000,000 is about 12 minutes at the same rate (extrapolated, not run) and about
-# 4 GB of disk and 3,000,000 inodes (s3s-fs keeps two JSON files beside every object).
+# Generating here (2 cores shared with compiles and tests, load 4 to 8, fast s3s-fs): 10,000 keys in
+# 3.3 s, 100,000 in 37 s (2,700 PUT/s; measured 2026-12-03); 1,000,000 would take about 6 to 7
+# minutes at that rate (extrapolated, not run) and about 12 GB of disk and 3,000,000 inodes: s3s-fs
+# keeps two JSON files of one 4 KiB block each beside every object (12 KiB a key, measured).
 #
 # Workloads, per size and tool, each on a fresh mount (cold: nothing cached by the client):
 #   find   `find MNT/tree -type f | wc -l`, which must print N
@@ -24,7 +25,10 @@
 #          and find-warm only) shows the walk within the TTL.
 # References: raw (the flat listing, the issue's yardstick) and raw-heads (the same listing plus a
 # HEAD per key, 16 in flight, started as the pages arrive: the least a client reading POSIX headers
-# from object metadata can send, which default bucketfs and s3fs do).
+# from object metadata can send, which default bucketfs and s3fs do). On s3s-fs every flat page of a
+# bucket costs the same (see "Server"), a full second at 100,000 keys and more under load, so the
+# references list at most BENCH_WALK_RAW_MAX_PAGES pages (10) and a longer listing's time is
+# extrapolated from them (time x pages of the tree / pages listed), marked so in the table.
 #
 # Printed per size, workload and tool: the time (median over rounds), its ratio to the raw flat
 # listing's time (x raw: below 1.2 meets the issue's target), the daemon's peak RSS (VmHWM, max over
@@ -36,21 +40,24 @@
 #
 # The server's page cache is not dropped between runs: a walk asks for metadata only, and after a
 # drop the first run would wait for s3s-fs reading its 3 files per key from disk, which is no
-# client's doing. Instead the tree is walked once, untimed, by a raw flat listing before the size's
-# first run. The client side is cold through the fresh mount.
+# client's doing. Instead the server's files of the tree (its keys' files, stat'ed, and their JSON
+# files, read) are brought into the page cache before the size's first run. The client side is cold
+# through the fresh mount.
 #
 # Server: s3s-fs answers every flat ListObjectsV2 page by walking and sorting the whole bucket, and
 # every delimited page by reading the bucket's top directory plus the listed one. So on this server a
-# flat listing of N keys costs N / 1,000 pages x N entries (quadratic: 1,000,000 keys would take
-# hours, which is why the default stops at 100,000), while a walk of 1,000 delimited listings costs
-# about 1,000 x (1,000 + N / 1,000). Real S3 pages in constant time per page. At 100,000 keys the
-# raw flat listing here is therefore slower per key than on S3, and the x raw ratios flatter the
-# walkers that list per directory.
+# flat listing of N keys costs N / 1,000 pages x N entries (quadratic: measured 0.35 s a page at
+# 10,000 keys and 3 s a page at 100,000 on a quiet moment; 1,000,000 keys would take hours, which is
+# why the default stops at 100,000), while a walk of 1,000 delimited listings costs about
+# 1,000 x (1,000 + N / 1,000) entries (12 ms for a page of 100 keys at 100,000). Real S3 serves a
+# page in about constant time. So from 100,000 keys on, the raw flat listing here is far slower
+# than a walk by delimited listings, the x raw ratios of the walkers are not what they would be on
+# S3, and a flat-listing walker would pay the same quadratic cost on this server.
 #
 # Rounds: BENCH_WALK_ROUNDS, default 1. At 100,000 keys one round of every tool and workload takes
-# about 10 minutes on 2 cores (s3fs alone several); three would exceed the 20-minute budget, and
-# with one round the noise of a shared machine shows between sizes and variants instead of being
-# hidden in a median. Tools run in a rotated order from round to round.
+# over 10 minutes on 2 cores; three would exceed the 20-minute budget, and with one round the noise
+# of a shared machine shows between sizes and variants instead of being hidden in a median. Tools
+# run in a rotated order from round to round.
 #
 # Usage: bench/walk.sh   (as root: FUSE mounts, the network namespace)
 # Knobs (environment), besides bench/lib.sh's (BENCH_SERVER=fast|slow, ...):
@@ -58,7 +65,8 @@
 #   BENCH_WALK_TOOLS ("bucketfs bucketfs-no-posix bucketfs-ttl mountpoint s3fs-tuned rclone raw
 #   raw-heads"), BENCH_WALK_WORKLOADS ("find du ls-lR"), BENCH_WALK_TIMEOUT (600: seconds one
 #   command may take; a run that takes longer is killed and reported as TIMEOUT),
-#   BENCH_WALK_DATA (~/.cache/bucketfs-test/walk-data: the trees, kept between runs).
+#   BENCH_WALK_DATA (~/.cache/bucketfs-test/walk-data: the trees, kept between runs),
+#   BENCH_WALK_RAW_MAX_PAGES (10; 0: the references list the whole tree, at the cost above).
 # About 15 minutes with the defaults and the trees already generated (estimate from one run).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -69,6 +77,7 @@ TOOLS=${BENCH_WALK_TOOLS:-"bucketfs bucketfs-no-posix bucketfs-ttl mountpoint s3
 WORKLOADS=${BENCH_WALK_WORKLOADS:-"find du ls-lR"}
 TIMEOUT=${BENCH_WALK_TIMEOUT:-600}
 WALK_DATA=${BENCH_WALK_DATA:-$CACHE_DIR/walk-data}
+RAW_MAX_PAGES=${BENCH_WALK_RAW_MAX_PAGES:-10}
 DIRS=1000
 PREFIX=tree/
 LONG_TTL=600
@@ -259,17 +268,30 @@ mounted_run() {
 }
 
 raw_run() {
-  local size=$1 tool=$2 offset requests out heads=()
-  [ "$tool" = raw-heads ] && heads=(--heads --concurrency "$CONCURRENCY")
+  local size=$1 tool=$2 offset requests out args=() pages total_pages listed
+  [ "$tool" = raw-heads ] && args=(--heads --concurrency "$CONCURRENCY")
+  [ "$RAW_MAX_PAGES" -gt 0 ] && args+=(--max-pages "$RAW_MAX_PAGES")
+  total_pages=$(((size + 999) / 1000))
   offset=$(log_offset)
   daemon_pid= rss= out=
   out=$(timeout "$TIMEOUT" "$RAW" --endpoint-url "$ENDPOINT" list --bucket "walk-$size" \
-    --prefix "$PREFIX" --recursive "${heads[@]}") || { seconds=TIMEOUT entries=- ok=0; }
+    --prefix "$PREFIX" --recursive "${args[@]}") || { seconds=TIMEOUT entries=- ok=0; }
   if [ -n "$out" ]; then
-    seconds=$(field seconds "$out") entries=$(field objects "$out") ok=1
-    [ "$entries" -eq "$size" ] || { ok=0; note "MISMATCH: $tool listed $entries keys, the tree has $size"; }
+    seconds=$(field seconds "$out") entries=$(field objects "$out") pages=$(field pages "$out") ok=1
+    listed=$size
+    if [ "$(field stopped_early "$out")" = 1 ]; then
+      listed=$((pages * 1000))
+      note "$tool: $pages of $total_pages pages listed in ${seconds}s; the whole listing's time extrapolated"
+      seconds=$(awk -v s="$seconds" -v p="$pages" -v t="$total_pages" 'BEGIN { printf "%.3f", s * t / p }')
+      record "$size:flat:$tool:extrapolated" "$pages/$total_pages"
+    fi
+    [ "$entries" -eq "$listed" ] || { ok=0; note "MISMATCH: $tool listed $entries keys, expected $listed"; }
   fi
   requests=$(requests_since "$offset")
+  # Requests per key of the whole listing: pages (and HEADs) grow with the keys listed.
+  if [ "${listed:-$size}" != "$size" ]; then
+    requests=$(awk -v r="$requests" -v l="$listed" -v n="$size" 'BEGIN { split(r, a, " "); for (i = 1; i <= 6; i++) printf "%d%s", a[i] * n / l, (i < 6 ? " " : "\n") }')
+  fi
   record_walk "$size" flat "$tool" "$requests"
   run_line "$size" flat "$tool" "$requests"
 }
@@ -281,10 +303,12 @@ done
 
 for size in $SIZES; do
   BUCKET=walk-$size
-  step "$size keys: untimed warm-up of the server (one flat listing); load $(load)"
-  out=$(raw list --bucket "$BUCKET" --prefix "$PREFIX" --recursive)
-  note "$out"
-  [ "$(field objects "$out")" -eq "$size" ] || die "$BUCKET lists $(field objects "$out") keys, expected $size"
+  step "$size keys: the server's files into the page cache; load $(load)"
+  found=$(find "$WALK_DATA/$BUCKET" -type f -printf '%s\n' | wc -l)
+  [ "$found" -eq "$size" ] || die "$BUCKET holds $found files, expected $size"
+  # s3s-fs's JSON files of bucket B are .bucket-BASE64URL(B).object-*.json in its root.
+  encoded=$(printf '%s' "$BUCKET" | base64 -w0 | tr '+/' '-_' | tr -d '=')
+  find "$WALK_DATA" -maxdepth 1 -name ".bucket-$encoded.object-*" -print0 | xargs -0 cat >/dev/null
   for round in $(seq 1 "$RUNS"); do
     step "$size keys, round $round of $RUNS; load $(load)"
     for tool in $(rotated "$TOOLS" "$round"); do
@@ -315,6 +339,7 @@ step "results: median of $RUNS round(s); server $(server_description); machine: 
 note "x raw: the time over the raw flat listing's time (below $TARGET_RATIO meets the issue's target)"
 note "req/key: requests the server received from the tool (mount to unmount), over the keys in the tree;"
 note "HEAD d/: HEADs of keys ending in / (directory markers; the trees have none)"
+note "raw rows marked extrapolated: time and requests of the pages listed, scaled to the whole tree"
 note "RSS: the daemon's peak (VmHWM), max over rounds; check: find and ls -lR counted N files, du exited cleanly"
 for tool in $TOOLS; do
   case $tool in
@@ -337,7 +362,8 @@ for size in $SIZES; do
       printf '    %-8s %-10s %-18s %9s %7s %7s %8s %7s %7s %7s %7s %5s %s\n' "$size" "$workload" "$tool" "$v" \
         "$(time_ratio "$v" "$raw_seconds")" "$(maxof "$key:rss")" "$requests" "$(per_key "$requests" "$size")" \
         "$(med "$key:list")" "$(med "$key:head")" "$(med "$key:headdir")" "$(med "$key:get")" \
-        "$([ -n "${R[$key:bad]:-}" ] && echo MISMATCH/FAILED || echo ok)"
+        "$([ -n "${R[$key:bad]:-}" ] && echo MISMATCH/FAILED || echo ok)$([ -n "${R[$key:extrapolated]:-}" ] &&
+          echo ", extrapolated from pages${R[$key:extrapolated]}")"
     done
   done
 done

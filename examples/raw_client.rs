@@ -128,6 +128,10 @@ enum Command {
         /// (each continues from the previous one's token, as S3 requires)
         #[arg(long)]
         recursive: bool,
+        /// Stop after this many pages (prints stopped_early=1 if keys were left): on a server
+        /// whose every page costs the same, a few pages tell what the whole listing costs
+        #[arg(long)]
+        max_pages: Option<usize>,
         /// Also HEAD every listed object (its user metadata holds the POSIX attributes)
         #[arg(long)]
         heads: bool,
@@ -264,9 +268,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bucket,
             prefix,
             recursive,
+            max_pages,
             heads,
             concurrency,
-        } => list(&client, &bucket, &prefix, recursive, heads, concurrency).await,
+        } => {
+            let shape = ListShape {
+                recursive,
+                max_pages,
+            };
+            list(&client, &bucket, &prefix, shape, heads, concurrency).await
+        }
         Command::GetAll {
             bucket,
             prefix,
@@ -467,11 +478,17 @@ async fn list_page(
     Ok((keys, prefixes, next))
 }
 
+/// What `list` asks for: one level or everything below, and how much of it.
+struct ListShape {
+    recursive: bool,
+    max_pages: Option<usize>,
+}
+
 async fn list(
     client: &Client,
     bucket: &str,
     prefix: &str,
-    recursive: bool,
+    shape: ListShape,
     heads: bool,
     concurrency: usize,
 ) -> anyhow::Result<()> {
@@ -482,7 +499,7 @@ async fn list(
     let mut continuation = None;
     loop {
         let (keys, page_prefixes, next) =
-            list_page(client, bucket, prefix, !recursive, continuation).await?;
+            list_page(client, bucket, prefix, !shape.recursive, continuation).await?;
         pages += 1;
         objects += keys.len();
         prefixes += page_prefixes;
@@ -506,7 +523,7 @@ async fn list(
             }
         }
         continuation = next;
-        if continuation.is_none() {
+        if continuation.is_none() || shape.max_pages.is_some_and(|max| pages >= max) {
             break;
         }
     }
@@ -516,8 +533,9 @@ async fn list(
         head_count += 1;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let stopped_early = u8::from(continuation.is_some());
     println!(
-        "objects={objects} prefixes={prefixes} pages={pages} heads={head_count} seconds={seconds:.3}"
+        "objects={objects} prefixes={prefixes} pages={pages} heads={head_count} seconds={seconds:.3} stopped_early={stopped_early}"
     );
     Ok(())
 }
