@@ -13,7 +13,9 @@
 //!   sends;
 //! - `list`: ListObjectsV2 pages with delimiter `/`, and with `--heads` a HEAD
 //!   per object, `--concurrency` in flight, started as pages arrive (what
-//!   `ls -l` costs when attributes come from object metadata);
+//!   `ls -l` costs when attributes come from object metadata); with
+//!   `--recursive`, the whole prefix flat (no delimiter), the baseline of a
+//!   tree walk (`bench/walk.sh`);
 //! - `get-all`: list a prefix recursively and GET every object into a local
 //!   directory (the baseline of `cp -r`);
 //! - `put-file`: one local file as one PutObject, or as a multipart upload
@@ -114,13 +116,22 @@ enum Command {
         #[arg(long)]
         lookup: bool,
     },
-    /// List one directory level (delimiter '/'), optionally with a HEAD per object
+    /// List one directory level (delimiter '/'), or with --recursive every key under the
+    /// prefix flat; optionally with a HEAD per object
     List {
         #[arg(long)]
         bucket: String,
         /// Directory prefix, e.g. "dir/"
         #[arg(long, default_value = "")]
         prefix: String,
+        /// No delimiter: every key under the prefix, 1,000 per page, pages one after another
+        /// (each continues from the previous one's token, as S3 requires)
+        #[arg(long)]
+        recursive: bool,
+        /// Stop after this many pages (prints stopped_early=1 if keys were left): on a server
+        /// whose every page costs the same, a few pages tell what the whole listing costs
+        #[arg(long)]
+        max_pages: Option<usize>,
         /// Also HEAD every listed object (its user metadata holds the POSIX attributes)
         #[arg(long)]
         heads: bool,
@@ -224,7 +235,8 @@ struct PutTreeArgs {
     /// Size of each object, in bytes
     #[arg(long)]
     size: usize,
-    /// Spread the objects over this many subdirectories (0: all directly under the prefix)
+    /// Spread the objects over this many subdirectories, round robin (0: all directly under
+    /// the prefix); names are zero-padded to one width (d000/f000000 for 1,000 and 1,000,000)
     #[arg(long, default_value = "0")]
     dirs: usize,
     /// Store s3fs-style POSIX attributes (x-amz-meta-mode/uid/gid/mtime) on each object
@@ -255,9 +267,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List {
             bucket,
             prefix,
+            recursive,
+            max_pages,
             heads,
             concurrency,
-        } => list(&client, &bucket, &prefix, heads, concurrency).await,
+        } => {
+            let shape = ListShape {
+                recursive,
+                max_pages,
+            };
+            list(&client, &bucket, &prefix, shape, heads, concurrency).await
+        }
         Command::GetAll {
             bucket,
             prefix,
@@ -458,10 +478,17 @@ async fn list_page(
     Ok((keys, prefixes, next))
 }
 
+/// What `list` asks for: one level or everything below, and how much of it.
+struct ListShape {
+    recursive: bool,
+    max_pages: Option<usize>,
+}
+
 async fn list(
     client: &Client,
     bucket: &str,
     prefix: &str,
+    shape: ListShape,
     heads: bool,
     concurrency: usize,
 ) -> anyhow::Result<()> {
@@ -472,7 +499,7 @@ async fn list(
     let mut continuation = None;
     loop {
         let (keys, page_prefixes, next) =
-            list_page(client, bucket, prefix, true, continuation).await?;
+            list_page(client, bucket, prefix, !shape.recursive, continuation).await?;
         pages += 1;
         objects += keys.len();
         prefixes += page_prefixes;
@@ -496,7 +523,7 @@ async fn list(
             }
         }
         continuation = next;
-        if continuation.is_none() {
+        if continuation.is_none() || shape.max_pages.is_some_and(|max| pages >= max) {
             break;
         }
     }
@@ -506,8 +533,9 @@ async fn list(
         head_count += 1;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let stopped_early = u8::from(continuation.is_some());
     println!(
-        "objects={objects} prefixes={prefixes} pages={pages} heads={head_count} seconds={seconds:.3}"
+        "objects={objects} prefixes={prefixes} pages={pages} heads={head_count} seconds={seconds:.3} stopped_early={stopped_early}"
     );
     Ok(())
 }
@@ -605,41 +633,54 @@ fn fill_pseudo_random(buffer: &mut [u8], seed: u64) {
     }
 }
 
+/// Decimal digits of `n`, at least `min`: names of one width sort in index
+/// order, and trees of up to 100 directories and 100,000 objects keep the
+/// names they always had (`d07/f01234`).
+fn name_width(n: usize, min: usize) -> usize {
+    n.saturating_sub(1).to_string().len().max(min)
+}
+
 async fn put_tree(client: &Client, args: &PutTreeArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mtime = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     // SAFETY: getuid and getgid cannot fail and touch no memory.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
-    let mut tasks = JoinSet::new();
-    for index in 0..args.count {
-        let key = match args.dirs {
-            0 => format!("{}f{index:05}", args.prefix),
-            dirs => format!("{}d{:02}/f{index:05}", args.prefix, index % dirs),
-        };
-        let mut request = client.put_object().bucket(&args.bucket).key(&key);
-        if args.posix_metadata {
-            request = request
-                .metadata("mode", S3FS_FILE_MODE.to_string())
-                .metadata("uid", uid.to_string())
-                .metadata("gid", gid.to_string())
-                .metadata("mtime", mtime.to_string());
-        }
-        let size = args.size;
-        let permits = Arc::clone(&permits);
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await?;
-            let mut data = vec![0u8; size];
-            fill_pseudo_random(&mut data, index as u64);
-            request
-                .body(ByteStream::from(data))
-                .send()
-                .await
-                .with_context(|| format!("PUT {key}"))?;
-            anyhow::Ok(())
-        });
-    }
-    while let Some(result) = tasks.join_next().await {
+    let (dir_width, file_width) = (name_width(args.dirs, 2), name_width(args.count, 5));
+    // Requests are built as they are started, not all up front: a tree of a
+    // million keys would otherwise hold a million pending requests.
+    let mut puts = futures::stream::iter(0..args.count)
+        .map(|index| {
+            let key = match args.dirs {
+                0 => format!("{}f{index:0file_width$}", args.prefix),
+                dirs => format!(
+                    "{}d{:0dir_width$}/f{index:0file_width$}",
+                    args.prefix,
+                    index % dirs
+                ),
+            };
+            let mut request = client.put_object().bucket(&args.bucket).key(&key);
+            if args.posix_metadata {
+                request = request
+                    .metadata("mode", S3FS_FILE_MODE.to_string())
+                    .metadata("uid", uid.to_string())
+                    .metadata("gid", gid.to_string())
+                    .metadata("mtime", mtime.to_string());
+            }
+            let size = args.size;
+            // Spawned, so that requests are sent and answered on every worker thread.
+            tokio::spawn(async move {
+                let mut data = vec![0u8; size];
+                fill_pseudo_random(&mut data, index as u64);
+                request
+                    .body(ByteStream::from(data))
+                    .send()
+                    .await
+                    .with_context(|| format!("PUT {key}"))?;
+                anyhow::Ok(())
+            })
+        })
+        .buffer_unordered(args.concurrency.max(1));
+    while let Some(result) = puts.next().await {
         result??;
     }
     println!(
