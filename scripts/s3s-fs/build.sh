@@ -11,7 +11,7 @@
 # --fast builds the benchmark's server instead (bench/, docs/benchmarks.md): dir-keys.patch,
 # fast-bodies.patch (GET and CopyObject bodies in 1 MiB chunks instead of 4 KiB, TCP_NODELAY on
 # accepted sockets) and flat-listing.patch (a flat listing page costs the prefix's subtree, not the
-# whole bucket, and stats only keys after the continuation token), into
+# whole bucket, and stats only the keys on the page), into
 # ${BUCKETFS_TEST_CACHE:-~/.cache/bucketfs-test}/s3s-fs-patched-fast-2.
 # The test suite uses the default build only.
 # Usage: build.sh [--check] [--fast] [DEST]   (--check: exit 0 if DEST holds a build of the current patches)
