@@ -319,7 +319,8 @@ impl Walks {
         if self.ttl.is_zero() || entries.len() > MAX_DIRECTORY_ENTRIES || epoch != state.epoch {
             return;
         }
-        let count = entries.len();
+        // An empty directory costs its name and its map entry.
+        let count = entries.len().max(1);
         if let Some(old) = state.kept.put(
             prefix.to_owned(),
             Kept {
@@ -330,12 +331,12 @@ impl Walks {
                 epoch,
             },
         ) {
-            state.kept_entries -= old.listing.entries.len();
+            state.kept_entries -= old.listing.entries.len().max(1);
         }
         state.kept_entries += count;
         while state.kept_entries > CACHED_ENTRIES {
             match state.kept.pop_lru() {
-                Some((_, old)) => state.kept_entries -= old.listing.entries.len(),
+                Some((_, old)) => state.kept_entries -= old.listing.entries.len().max(1),
                 None => break,
             }
         }
@@ -368,7 +369,9 @@ impl Walks {
         self.progressed.notify_waiters();
     }
 
-    /// The walk `id` ended: listed to its end, or failed.
+    /// The walk `id` ended: listed to its end, or failed. A walk that
+    /// listed to its end stays (its kept listings answer the walker); a
+    /// failed one goes, so that nobody waits for it.
     fn walk_ended(&self, id: u64, listed_to_end: bool) {
         let mut state = self.lock();
         if let Some(walk) = state.walk.as_mut()
@@ -377,7 +380,7 @@ impl Walks {
             if listed_to_end {
                 walk.progress = WalkProgress::Done;
                 walk.task = None;
-            } else {
+            } else if !matches!(walk.progress, WalkProgress::Done) {
                 state.walk = None;
             }
         }
@@ -495,6 +498,12 @@ pub(in crate::fs) struct WalkContext<S> {
 pub(in crate::fs) async fn walk<S: ObjectStore>(cx: WalkContext<S>, id: u64, root: String) {
     // The next page is listed while this one's HEADs run, as a client
     // listing and HEADing by hand would.
+    // Whatever ends this task (a panic, an abort), waiters must not wait
+    // for it: it ends the walk unless the walk finished.
+    let _ends = EndsWalk {
+        walks: &cx.walks,
+        id,
+    };
     let (sender, mut pages) = tokio::sync::mpsc::channel(1);
     let (cx, root) = (&cx, root.as_str());
     let list = async move {
@@ -542,6 +551,17 @@ pub(in crate::fs) async fn walk<S: ObjectStore>(cx: WalkContext<S>, id: u64, roo
         // The listing loop gave up: the walk is over already.
     };
     tokio::join!(list, place_pages);
+}
+
+struct EndsWalk<'a> {
+    walks: &'a Walks,
+    id: u64,
+}
+
+impl Drop for EndsWalk<'_> {
+    fn drop(&mut self) {
+        self.walks.walk_ended(self.id, false);
+    }
 }
 
 /// The directories a walk is inside of, and how far it got.
