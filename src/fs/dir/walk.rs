@@ -26,8 +26,8 @@
 //! change started or ended since its listing began. Other clients' changes
 //! show after the TTL, the trust every cached attribute gets.
 //!
-//! Memory: at most `CACHED_ENTRIES` entries kept (about 300 bytes each with
-//! POSIX headers, so about 30 MiB), least recently used directories dropped
+//! Memory: at most `CACHED_ENTRIES` entries kept (an estimated 300 bytes each
+//! with POSIX headers, about 30 MiB; not measured), least recently used directories dropped
 //! first; a directory with more than a quarter of that is never kept.
 
 use std::collections::{BTreeMap, HashMap};
