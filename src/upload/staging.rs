@@ -37,7 +37,9 @@ use crate::buffers::BufferPool;
 const MAX_MEMORY_FILE_BYTES: usize = 1024 * 1024;
 
 /// Idle part buffers kept for reuse, so that a streaming upload reads each
-/// part into memory that is already mapped: a few parts' worth.
+/// part into memory that is already mapped: a few parts' worth, and no more
+/// than the memory for small files (a quarter of --max-write-buffer), so
+/// that a small write budget is not exceeded by buffers kept idle.
 const IDLE_READ_BUFFER_BYTES: usize = 32 * 1024 * 1024;
 
 /// Idle part buffers go back to the system after this long unused.
@@ -86,7 +88,10 @@ impl StagingArea {
             _lock: lock,
             memory_units: Arc::new(Semaphore::new(units as usize)),
             read_buffers: {
-                let pool = BufferPool::new(IDLE_READ_BUFFER_BYTES);
+                let idle_bytes = usize::try_from(memory_bytes)
+                    .unwrap_or(usize::MAX)
+                    .min(IDLE_READ_BUFFER_BYTES);
+                let pool = BufferPool::new(idle_bytes);
                 pool.release_when_quiet(IDLE_READ_BUFFER_QUIET);
                 pool
             },
