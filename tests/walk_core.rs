@@ -68,6 +68,19 @@ fn tree() -> Arc<MemoryStore> {
 /// Lists `ino` and descends into each subdirectory as it comes, as `find`
 /// does, recording everything under `path`.
 async fn walk(fs: &Filesystem<MemoryStore>, ino: u64, path: &str, seen: &mut Seen) {
+    walk_pausing(fs, ino, path, seen, Duration::ZERO).await;
+}
+
+/// `walk`, pausing before each directory as a slow walker (`du` on a busy
+/// machine) would.
+async fn walk_pausing(
+    fs: &Filesystem<MemoryStore>,
+    ino: u64,
+    path: &str,
+    seen: &mut Seen,
+    pause: Duration,
+) {
+    tokio::time::sleep(pause).await;
     let fh = fs.opendir(ino).expect("opendir");
     let mut offset = 0;
     let mut directories = Vec::new();
@@ -100,7 +113,7 @@ async fn walk(fs: &Filesystem<MemoryStore>, ino: u64, path: &str, seen: &mut See
     }
     fs.releasedir(fh);
     for (child_ino, child) in directories {
-        Box::pin(walk(fs, child_ino, &child, seen)).await;
+        Box::pin(walk_pausing(fs, child_ino, &child, seen, pause)).await;
         fs.forget(child_ino, 1);
     }
 }
@@ -238,4 +251,20 @@ async fn a_failing_head_during_a_walk_changes_nothing_shown() {
         store.clear_failures();
         assert_eq!(seen, expected, "HEAD failed after {failure_after}");
     }
+}
+
+/// A walk that takes longer than the TTL still uses what the flat listing
+/// read ahead for it: its TTL starts when the walker comes, as read-ahead's.
+#[tokio::test]
+async fn a_walk_slower_than_the_ttl_uses_what_was_listed_ahead() {
+    let store = tree();
+    let expected = reference(&store).await;
+    let lists_before = store.list_count();
+    let fs = filesystem(&store, Duration::from_millis(100));
+    let mut seen = Seen::new();
+    // 40 directories at 10 ms each: several TTLs.
+    walk_pausing(&fs, ROOT_INO, "", &mut seen, Duration::from_millis(10)).await;
+    assert_eq!(seen, expected);
+    let lists = store.list_count() - lists_before;
+    assert!(lists <= 8, "a walk slower than the TTL sent {lists} LISTs");
 }

@@ -53,6 +53,12 @@ const CACHED_ENTRIES: usize = 100_000;
 /// smaller ones, and listing it again costs few requests per entry.
 pub(in crate::fs) const MAX_DIRECTORY_ENTRIES: usize = CACHED_ENTRIES / 4;
 
+/// How long a directory the walk listed ahead waits for the walker: read
+/// ahead, its TTL starts when the walker comes (a walk of many directories
+/// takes longer than the default 1 s TTL, which would otherwise expire
+/// what was listed ahead before it is used).
+const PREFETCHED_MAX_AGE: Duration = Duration::from_secs(30);
+
 /// How far the flat listing may run ahead of the walker.
 const WALK_AHEAD_ENTRIES: usize = 20_000;
 
@@ -82,6 +88,8 @@ struct Kept {
     listing: Listing,
     /// The epoch when its listing began.
     epoch: u64,
+    /// Listed ahead by a walk and not served yet.
+    prefetched: bool,
 }
 
 /// Where the flat listing of a walk stands.
@@ -298,9 +306,20 @@ impl Walks {
 
     fn fresh(&self, state: &mut State, prefix: &str) -> Option<Listing> {
         let epoch = state.epoch;
-        let kept = state.kept.get(prefix)?;
-        (kept.epoch == epoch && kept.listing.listed_at.elapsed() < self.ttl)
-            .then(|| kept.listing.clone())
+        let kept = state.kept.get_mut(prefix)?;
+        if kept.epoch != epoch {
+            return None;
+        }
+        let age = kept.listing.listed_at.elapsed();
+        if kept.prefetched && age < PREFETCHED_MAX_AGE.max(self.ttl) {
+            // Listed ahead for the walker, which has come: like read-ahead,
+            // its TTL starts now.
+            kept.prefetched = false;
+            kept.listing.listed_at = Instant::now();
+        } else if age >= self.ttl {
+            return None;
+        }
+        Some(kept.listing.clone())
     }
 
     /// A pass over `prefix` reached its end: for spotting descents into it.
@@ -311,10 +330,17 @@ impl Walks {
     /// Keeps the whole listing of `prefix`, begun at `epoch`.
     pub(in crate::fs) fn keep(&self, prefix: &str, entries: Vec<Resolved>, epoch: u64) {
         let mut state = self.lock();
-        self.keep_locked(&mut state, prefix, entries, epoch);
+        self.keep_locked(&mut state, prefix, entries, epoch, false);
     }
 
-    fn keep_locked(&self, state: &mut State, prefix: &str, entries: Vec<Resolved>, epoch: u64) {
+    fn keep_locked(
+        &self,
+        state: &mut State,
+        prefix: &str,
+        entries: Vec<Resolved>,
+        epoch: u64,
+        prefetched: bool,
+    ) {
         // With no TTL nothing kept would ever be served.
         if self.ttl.is_zero() || entries.len() > MAX_DIRECTORY_ENTRIES || epoch != state.epoch {
             return;
@@ -329,6 +355,7 @@ impl Walks {
                     listed_at: Instant::now(),
                 },
                 epoch,
+                prefetched,
             },
         ) {
             state.kept_entries -= old.listing.entries.len().max(1);
@@ -350,7 +377,7 @@ impl Walks {
             Some(walk) if walk.id == id => prefix > walk.walker_at.as_str(),
             _ => return,
         };
-        self.keep_locked(&mut state, prefix, entries, epoch);
+        self.keep_locked(&mut state, prefix, entries, epoch, true);
         if is_ahead && let Some(walk) = state.walk.as_mut() {
             walk.ahead.insert(prefix.to_owned(), count);
         }
