@@ -268,3 +268,18 @@ async fn a_walk_slower_than_the_ttl_uses_what_was_listed_ahead() {
     let lists = store.list_count() - lists_before;
     assert!(lists <= 8, "a walk slower than the TTL sent {lists} LISTs");
 }
+
+/// A second walk after the TTL is spotted as a walk too, not listed
+/// directory by directory because the first one's walk is still around.
+#[tokio::test]
+async fn a_second_walk_after_the_ttl_is_listed_flat_again() {
+    let store = tree();
+    let expected = reference(&store).await;
+    let fs = filesystem(&store, Duration::from_millis(200));
+    assert_eq!(walk_all(&fs).await, expected);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lists_before = store.list_count();
+    assert_eq!(walk_all(&fs).await, expected);
+    let lists = store.list_count() - lists_before;
+    assert!(lists <= 8, "the second walk sent {lists} LISTs");
+}

@@ -234,6 +234,16 @@ impl Walks {
         if let Some(entries) = self.fresh(&mut state, prefix) {
             return Opened::Kept(entries);
         }
+        // A walk that listed everything and has nothing fresh for this
+        // directory is over: the next walk (a second `find` after the TTL)
+        // must be able to start.
+        if state
+            .walk
+            .as_ref()
+            .is_some_and(|walk| walk.covers(prefix) && matches!(walk.progress, WalkProgress::Done))
+        {
+            state.walk = None;
+        }
         if state.walk.as_ref().is_some_and(|walk| walk.covers(prefix)) {
             return Opened::AwaitWalk;
         }
