@@ -24,6 +24,7 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use crate::cache::block::{BLOCK_SIZE_BYTES, BlockCache};
+use crate::cache::disk::DiskCache;
 use crate::cache::meta::{HeaderCache, NegativeCache, PosixHeaders};
 use crate::config::{FsConfig, PosixMetadata};
 use crate::store::{ObjectMeta, ObjectStore, StoreError};
@@ -291,6 +292,8 @@ pub struct Filesystem<S> {
     inodes: Arc<Mutex<InodeTable>>,
     negative: NegativeCache,
     blocks: Arc<BlockCache<StoreError>>,
+    /// The second tier under `blocks`, with `--cache-dir`.
+    disk: Option<Arc<DiskCache>>,
     /// HEADs and LISTs, with the header cache; GETs have their own, smaller
     /// bound in bytes (see `read.rs`).
     meta: Arc<MetadataRequests<S>>,
@@ -347,7 +350,10 @@ impl<S: ObjectStore> Filesystem<S> {
             mtime: Some(mounted_at),
             ..Stat::default()
         };
-        let staging_parent = config.cache_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let staging_parent = config
+            .staging_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
         // --max-write-buffer bounds both: a quarter for small files staged in
         // memory, the rest for parts on their way to or from the store.
         let small_files_bytes = config.max_write_buffer_bytes / 4;
@@ -373,6 +379,7 @@ impl<S: ObjectStore> Filesystem<S> {
             ))),
             negative: NegativeCache::new(config.negative_metadata_ttl, NEGATIVE_CACHE_ENTRIES),
             blocks: Arc::new(BlockCache::new(cache_bytes)),
+            disk: None,
             meta,
             listings: Arc::new(DirectoryConfirmations::new(config.metadata_ttl)),
             walks: Arc::new(dir::walk::Walks::new(config.metadata_ttl)),
@@ -396,6 +403,13 @@ impl<S: ObjectStore> Filesystem<S> {
             staging,
             config,
         })
+    }
+
+    /// Keeps blocks read from the store in `disk` as well, and reads them
+    /// from there when memory no longer has them.
+    pub fn with_disk_cache(mut self, disk: Arc<DiskCache>) -> Self {
+        self.disk = Some(disk);
+        self
     }
 
     /// Turns what the store said into what `stat` shows: POSIX headers win

@@ -23,6 +23,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::Semaphore;
 
 use crate::cache::block::{BLOCK_SIZE_BYTES, BlockKey, Lookup, SharedFetch, share};
+use crate::cache::disk::DiskCache;
 use crate::fs::{Error, Filesystem, Result};
 use crate::store::{ObjectStore, StoreError};
 
@@ -179,9 +180,13 @@ impl<S: ObjectStore> Filesystem<S> {
         let last = (end - 1) / BLOCK_SIZE_BYTES;
 
         let step = self.advance_stream(handle, offset, end);
-        if step.isolated
-            && (first..=last).all(|index| !self.blocks.is_present(&handle.block(index)))
-        {
+        // Blocks on disk are as good as cached: an isolated read of them
+        // costs no request through the block path.
+        let is_cached = |index: u64| {
+            let block = handle.block(index);
+            self.blocks.is_present(&block) || self.disk_has(&block)
+        };
+        if step.isolated && !(first..=last).any(is_cached) {
             return self.read_isolated(handle, offset, end).await;
         }
         // What this read needs goes out first, then the window ahead.
@@ -335,10 +340,9 @@ impl<S: ObjectStore> Filesystem<S> {
         let store = Arc::clone(&self.store);
         let blocks = Arc::clone(&self.blocks);
         let requests = Arc::clone(&self.read_requests);
-        let key = handle.key.clone();
-        let etag = handle.etag.clone();
+        let disk = self.disk.clone();
         tokio::spawn(async move {
-            let result = get_exact(&*store, &requests, &key, &etag, start..end)
+            let result = fetch_blocks(&*store, disk, &requests, &first_block, count, start..end)
                 .await
                 .map_err(Arc::new);
             blocks.complete(&first_block, count, &result);
@@ -365,6 +369,12 @@ impl<S: ObjectStore> Filesystem<S> {
         .await
         .map_err(|error| Error::from_store(Arc::new(error), Some(&handle.key)))?;
         Ok(bytes.slice((offset - start) as usize..(end - start) as usize))
+    }
+
+    /// Whether the disk cache's index has the block. Only blocks of a
+    /// pinned version go to disk: without an ETag, no key names a version.
+    fn disk_has(&self, block: &BlockKey) -> bool {
+        !block.etag.is_empty() && self.disk.as_ref().is_some_and(|disk| disk.contains(block))
     }
 
     async fn block_bytes(&self, handle: &FileHandle, index: u64) -> Result<Bytes> {
@@ -396,6 +406,101 @@ impl<S: ObjectStore> Filesystem<S> {
             .into(),
         })))
     }
+}
+
+/// The `count` blocks from `first`, covering `range` of the object: those
+/// the disk cache holds (and that pass its checks) from disk, the rest in one
+/// ranged GET, which is then written to disk in the background.
+async fn fetch_blocks<S: ObjectStore>(
+    store: &S,
+    disk: Option<Arc<DiskCache>>,
+    requests: &Semaphore,
+    first: &BlockKey,
+    count: u64,
+    range: std::ops::Range<u64>,
+) -> std::result::Result<Bytes, StoreError> {
+    let Some(disk) = disk.filter(|_| !first.etag.is_empty()) else {
+        return get_exact(store, requests, &first.key, &first.etag, range).await;
+    };
+    let block = |i: u64| BlockKey {
+        index: first.index + i,
+        ..first.clone()
+    };
+    // What block `i` must hold: the last one ends with the range.
+    let expected_len =
+        |i: u64| (range.end - (first.index + i) * BLOCK_SIZE_BYTES).min(BLOCK_SIZE_BYTES) as usize;
+    let mut on_disk: Vec<Option<Bytes>> = vec![None; count as usize];
+    if (0..count).any(|i| disk.contains(&block(i))) {
+        let disk = Arc::clone(&disk);
+        let blocks: Vec<BlockKey> = (0..count).map(block).collect();
+        let read = tokio::task::spawn_blocking(move || {
+            blocks.iter().map(|b| disk.get(b)).collect::<Vec<_>>()
+        });
+        if let Ok(read) = read.await {
+            on_disk = read;
+        }
+        for (i, bytes) in on_disk.iter_mut().enumerate() {
+            if bytes
+                .as_ref()
+                .is_some_and(|b| b.len() != expected_len(i as u64))
+            {
+                *bytes = None;
+            }
+        }
+    }
+    let missing_first = on_disk.iter().position(Option::is_none);
+    let missing_last = on_disk.iter().rposition(Option::is_none);
+    let fetched = match (missing_first, missing_last) {
+        (Some(from), Some(to)) => {
+            let start = (first.index + from as u64) * BLOCK_SIZE_BYTES;
+            let end = ((first.index + to as u64 + 1) * BLOCK_SIZE_BYTES).min(range.end);
+            let bytes = get_exact(store, requests, &first.key, &first.etag, start..end).await?;
+            write_to_disk(&disk, block(from as u64), bytes.clone());
+            Some((from, bytes))
+        }
+        _ => None,
+    };
+    if count == 1
+        && let Some(bytes) = on_disk[0].take()
+    {
+        return Ok(bytes);
+    }
+    let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
+    for (i, bytes) in on_disk.iter().enumerate() {
+        match (bytes, &fetched) {
+            (Some(bytes), _) => out.extend_from_slice(bytes),
+            (None, Some((from, fetched))) => {
+                let start = (i - from) * BLOCK_SIZE_BYTES as usize;
+                let end = (start + expected_len(i as u64)).min(fetched.len());
+                out.extend_from_slice(&fetched[start..end]);
+            }
+            (None, None) => unreachable!("a block missing from disk was fetched"),
+        }
+    }
+    Ok(out.freeze())
+}
+
+/// Writes the blocks of `bytes`, which start at block `first`, to disk off
+/// the runtime's threads, unless too much already waits for the disk.
+fn write_to_disk(disk: &Arc<DiskCache>, first: BlockKey, bytes: Bytes) {
+    let Some(reservation) = disk.reserve_write(bytes.len() as u64) else {
+        log::debug!(
+            "disk cache: writes behind, not keeping blocks of {}",
+            first.key
+        );
+        return;
+    };
+    let disk = Arc::clone(disk);
+    tokio::task::spawn_blocking(move || {
+        let _reservation = reservation;
+        for (i, chunk) in bytes.chunks(BLOCK_SIZE_BYTES as usize).enumerate() {
+            let block = BlockKey {
+                index: first.index + i as u64,
+                ..first.clone()
+            };
+            disk.put(&block, chunk);
+        }
+    });
 }
 
 /// One ranged GET of `range`, pinned to `etag` when there is one, within
