@@ -69,6 +69,9 @@ struct Index {
     /// File name to file size, least recently used first.
     lru: LruCache<String, u64>,
     total_bytes: u64,
+    /// Room taken by files being written, not yet in `lru`: concurrent
+    /// writers must not each find the same room free.
+    reserved_bytes: u64,
 }
 
 pub struct DiskCache {
@@ -136,6 +139,7 @@ impl DiskCache {
             index: Mutex::new(Index {
                 lru: LruCache::unbounded(),
                 total_bytes: 0,
+                reserved_bytes: 0,
             }),
             pending_write_bytes: AtomicU64::new(0),
             next_temp: AtomicU64::new(0),
@@ -143,7 +147,7 @@ impl DiskCache {
         };
         cache.load_index().map_err(io_error)?;
         // The bound may have shrunk since the last mount.
-        let victims = cache.make_room(0);
+        let (victims, _) = cache.make_room(0);
         cache.remove_files(&victims);
         Ok(cache)
     }
@@ -191,6 +195,11 @@ impl DiskCache {
     /// Bytes of block files in the directory, as indexed.
     pub fn stored_bytes(&self) -> u64 {
         self.index.lock().unwrap().total_bytes
+    }
+
+    /// Whether blocks handed to `reserve_write` are still being written.
+    pub fn is_writing(&self) -> bool {
+        self.pending_write_bytes.load(Ordering::Acquire) > 0
     }
 
     /// Whether the index has the block (it may still fail its checks).
@@ -347,9 +356,9 @@ impl DiskCache {
             + block.key.len()
             + block.etag.len()
             + data.len()) as u64;
-        let victims = self.make_room(file_bytes);
+        let (victims, reserved) = self.make_room(file_bytes);
         self.remove_files(&victims);
-        if !self.has_room(file_bytes) {
+        if !reserved {
             log::debug!(
                 "disk cache: no room for block {} of {}",
                 block.index,
@@ -357,7 +366,10 @@ impl DiskCache {
             );
             return;
         }
-        if let Err(error) = self.write_file(&name, block, data) {
+        let written = self.write_file(&name, block, data);
+        let mut index = self.index.lock().unwrap();
+        index.reserved_bytes -= file_bytes;
+        if let Err(error) = written {
             log::warn!(
                 "disk cache: cannot write block {} of {} to {}: {error}",
                 block.index,
@@ -366,7 +378,6 @@ impl DiskCache {
             );
             return;
         }
-        let mut index = self.index.lock().unwrap();
         if let Some(old) = index.lru.push(name, file_bytes).map(|(_, size)| size) {
             index.total_bytes -= old;
         }
@@ -416,12 +427,18 @@ impl DiskCache {
     }
 
     /// Takes out of the index the least recently used blocks until `len`
-    /// more bytes fit under both bounds; returns their names, to remove.
-    fn make_room(&self, len: u64) -> Vec<(String, u64)> {
-        let mut free = free_bytes_over_floor(&self.dir).unwrap_or(u64::MAX);
+    /// more bytes fit under both bounds, and reserves those bytes if they
+    /// do; returns the names taken out, to remove, and whether it reserved.
+    fn make_room(&self, len: u64) -> (Vec<(String, u64)>, bool) {
+        let free = free_bytes_over_floor(&self.dir).unwrap_or(u64::MAX);
         let mut index = self.index.lock().unwrap();
+        // Files being written are not on disk yet: their room is not free.
+        let mut free = free.saturating_sub(index.reserved_bytes);
         let mut victims = Vec::new();
-        while index.total_bytes + len > self.max_bytes || free < len {
+        let fits = |index: &Index, free: u64| {
+            index.total_bytes + index.reserved_bytes + len <= self.max_bytes && free >= len
+        };
+        while !fits(&index, free) {
             let Some((name, size)) = index.lru.pop_lru() else {
                 break;
             };
@@ -429,13 +446,11 @@ impl DiskCache {
             free = free.saturating_add(size);
             victims.push((name, size));
         }
-        victims
-    }
-
-    fn has_room(&self, len: u64) -> bool {
-        let total = self.index.lock().unwrap().total_bytes;
-        total + len <= self.max_bytes
-            && free_bytes_over_floor(&self.dir).is_none_or(|free| free >= len)
+        let reserved = fits(&index, free);
+        if reserved {
+            index.reserved_bytes += len;
+        }
+        (victims, reserved)
     }
 
     fn remove_files(&self, victims: &[(String, u64)]) {
