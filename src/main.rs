@@ -242,6 +242,7 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
         // unmount can end the session with releases still queued. What was
         // written to them is still staged here.
         unsaved.merge(upload_open_files(&fs).await);
+        fs.finish_disk_writes().await;
         let ended = finished_session(session);
         if let (Err(error), false) = (&ended, unsaved.is_empty()) {
             log::error!("{error:#}");

@@ -285,6 +285,10 @@ pub enum OpenIntent {
     },
 }
 
+/// How long an exiting daemon waits for blocks still being written to the
+/// disk cache: at most 64 MiB of them, seconds on any disk.
+const DISK_WRITES_AT_EXIT: Duration = Duration::from_secs(30);
+
 pub struct Filesystem<S> {
     store: Arc<S>,
     config: FsConfig,
@@ -410,6 +414,16 @@ impl<S: ObjectStore> Filesystem<S> {
     pub fn with_disk_cache(mut self, disk: Arc<DiskCache>) -> Self {
         self.disk = Some(disk);
         self
+    }
+
+    /// Waits (up to `DISK_WRITES_AT_EXIT`) for blocks on their way to the
+    /// disk cache, so that what this mount read is there for the next one.
+    pub async fn finish_disk_writes(&self) {
+        let Some(disk) = &self.disk else { return };
+        let deadline = tokio::time::Instant::now() + DISK_WRITES_AT_EXIT;
+        while disk.is_writing() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Turns what the store said into what `stat` shows: POSIX headers win

@@ -11,7 +11,12 @@
 //! while `cp` soon has several parts in flight. A read elsewhere resets the
 //! window; if its blocks are neither cached nor on their way it fetches just
 //! the bytes it needs (in `ISOLATED_READ_ALIGN_BYTES` units) and caches
-//! nothing, so random reads cost a small GET each rather than a block.
+//! nothing in memory, so random reads cost a small GET each rather than a
+//! block.
+//!
+//! With `--cache-dir`, a block missing from memory is looked for on disk
+//! (`crate::cache::disk`) before the store, inside the same shared fetch,
+//! and blocks fetched from the store are written there in the background.
 //!
 //! Every GET carries `If-Match` with the handle's ETag: a handle reads one
 //! version of the object or fails with `Stale`, never a mix.
@@ -352,7 +357,8 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     /// `offset..end` straight from the store, rounded out to whole
-    /// `ISOLATED_READ_ALIGN_BYTES`; nothing is cached.
+    /// `ISOLATED_READ_ALIGN_BYTES`; nothing is cached in memory, and only
+    /// whole blocks on disk.
     async fn read_isolated(&self, handle: &FileHandle, offset: u64, end: u64) -> Result<Bytes> {
         let start = offset / ISOLATED_READ_ALIGN_BYTES * ISOLATED_READ_ALIGN_BYTES;
         let stop = end
@@ -368,7 +374,29 @@ impl<S: ObjectStore> Filesystem<S> {
         )
         .await
         .map_err(|error| Error::from_store(Arc::new(error), Some(&handle.key)))?;
+        self.keep_whole_blocks(handle, start..stop, &bytes);
         Ok(bytes.slice((offset - start) as usize..(end - start) as usize))
+    }
+
+    /// Writes the whole blocks within `range` (whose bytes are `bytes`) to
+    /// the disk cache: an isolated read as large as a block (the kernel's
+    /// first read of a file often is) would otherwise leave a hole there.
+    fn keep_whole_blocks(&self, handle: &FileHandle, range: std::ops::Range<u64>, bytes: &Bytes) {
+        let Some(disk) = self.disk.as_ref().filter(|_| !handle.etag.is_empty()) else {
+            return;
+        };
+        let first = range.start.div_ceil(BLOCK_SIZE_BYTES);
+        let end_block = if range.end == handle.size {
+            range.end.div_ceil(BLOCK_SIZE_BYTES)
+        } else {
+            range.end / BLOCK_SIZE_BYTES
+        };
+        if first >= end_block {
+            return;
+        }
+        let from = first * BLOCK_SIZE_BYTES - range.start;
+        let to = (end_block * BLOCK_SIZE_BYTES).min(range.end) - range.start;
+        write_to_disk(disk, handle.block(first), bytes.slice(from as usize..to as usize));
     }
 
     /// Whether the disk cache's index has the block. Only blocks of a
@@ -516,6 +544,7 @@ async fn get_exact<S: ObjectStore>(
     let _permit = requests.acquire().await.expect("never closed");
     let if_match = (!etag.is_empty()).then_some(etag);
     let wanted = range.end - range.start;
+    log::debug!("GET {key:?} bytes {}..{}", range.start, range.end);
     let bytes = store.get_range(key, range, if_match).await?;
     if bytes.len() as u64 != wanted {
         return Err(StoreError::Other {
