@@ -396,7 +396,11 @@ impl<S: ObjectStore> Filesystem<S> {
         }
         let from = first * BLOCK_SIZE_BYTES - range.start;
         let to = (end_block * BLOCK_SIZE_BYTES).min(range.end) - range.start;
-        write_to_disk(disk, handle.block(first), bytes.slice(from as usize..to as usize));
+        write_to_disk(
+            disk,
+            handle.block(first),
+            bytes.slice(from as usize..to as usize),
+        );
     }
 
     /// Whether the disk cache's index has the block. Only blocks of a
