@@ -459,8 +459,12 @@ async fn fetch_blocks<S: ObjectStore>(
         ..first.clone()
     };
     // What block `i` must hold: the last one ends with the range.
-    let expected_len =
-        |i: u64| (range.end - (first.index + i) * BLOCK_SIZE_BYTES).min(BLOCK_SIZE_BYTES) as usize;
+    let expected_len = |i: u64| {
+        (range
+            .end
+            .saturating_sub((first.index + i) * BLOCK_SIZE_BYTES))
+        .min(BLOCK_SIZE_BYTES) as usize
+    };
     let mut on_disk: Vec<Option<Bytes>> = vec![None; count as usize];
     if (0..count).any(|i| disk.contains(&block(i))) {
         let disk = Arc::clone(&disk);
@@ -506,7 +510,17 @@ async fn fetch_blocks<S: ObjectStore>(
                 let end = (start + expected_len(i as u64)).min(fetched.len());
                 out.extend_from_slice(&fetched[start..end]);
             }
-            (None, None) => unreachable!("a block missing from disk was fetched"),
+            // Every block missing from disk lies in the fetched range.
+            (None, None) => {
+                return Err(StoreError::Other {
+                    source: format!(
+                        "block {} of {} was neither on disk nor fetched",
+                        first.index + i as u64,
+                        first.key
+                    )
+                    .into(),
+                });
+            }
         }
     }
     Ok(out.freeze())
