@@ -243,8 +243,13 @@ impl DiskCache {
             return None;
         }
         let path = self.dir.join(&name);
-        let contents = match std::fs::read(&path) {
-            Ok(contents) => contents,
+        let read = File::open(&path).and_then(|mut file| {
+            let mut contents = Vec::with_capacity(file.metadata()?.len() as usize);
+            io::Read::read_to_end(&mut file, &mut contents)?;
+            Ok((file, contents))
+        });
+        let (file, contents) = match read {
+            Ok(read) => read,
             Err(error) => {
                 if error.kind() != io::ErrorKind::NotFound {
                     log::warn!("disk cache: cannot read {}: {error}", path.display());
@@ -257,9 +262,7 @@ impl DiskCache {
             Ok(data) => {
                 self.index.lock().unwrap().lru.promote(&name);
                 // The time is the LRU order the next mount starts from.
-                if let Ok(file) = File::open(&path) {
-                    let _ = file.set_modified(SystemTime::now());
-                }
+                let _ = file.set_modified(SystemTime::now());
                 Some(data)
             }
             Err(invalid) => {
