@@ -30,8 +30,8 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Arg, ArgAction, Command, CommandFactory, FromArgMatches, Parser};
 
 use crate::config::{
-    Access, FsConfig, LogConfig, MAX_SINGLE_COPY_BYTES, MountConfig, OwnerConfig, PosixMetadata,
-    STREAM_RETAIN_BYTES, StoreConfig, Verbosity, WriteMode,
+    Access, DiskCacheConfig, FsConfig, LogConfig, MAX_SINGLE_COPY_BYTES, MountConfig, OwnerConfig,
+    PosixMetadata, STREAM_RETAIN_BYTES, StoreConfig, Verbosity, WriteMode,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -267,6 +267,19 @@ struct Cli {
         default_value = "512", help_heading = "Caching")]
     max_cache_size: u64,
 
+    /// Keep file data read from the bucket in DIR too, across remounts
+    ///
+    /// Blocks are checksummed files named by hashes, in a directory made
+    /// private (0700); one mount at a time may use a directory. Without it,
+    /// data is cached in memory only.
+    #[arg(long, value_name = "DIR", help_heading = "Caching")]
+    cache_dir: Option<PathBuf>,
+
+    /// Disk for --cache-dir, in MiB; at least 5 % of its filesystem stays free
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=u64::MAX / MIB),
+        default_value = "10240", requires = "cache_dir", help_heading = "Caching")]
+    max_disk_cache: u64,
+
     /// Size of one ranged GET when reading sequentially, in MiB (1 to 256)
     ///
     /// Larger parts mean fewer requests but more memory per open file.
@@ -295,7 +308,7 @@ struct Cli {
     ///
     /// bucketfs creates a private (mode 0700) directory inside it.
     #[arg(long, value_name = "DIR", help_heading = "Writing")]
-    cache_dir: Option<PathBuf>,
+    staging_dir: Option<PathBuf>,
 
     /// Take attributes from listings alone, without a HEAD per file
     ///
@@ -610,7 +623,18 @@ impl Cli {
                 max_write_buffer_bytes: self.max_write_buffer * MIB,
                 stream_retain_bytes: STREAM_RETAIN_BYTES,
                 max_single_copy_bytes: MAX_SINGLE_COPY_BYTES,
-                cache_dir: self.cache_dir,
+                staging_dir: self.staging_dir,
+                disk_cache: self
+                    .cache_dir
+                    .map(|dir| {
+                        std::path::absolute(&dir)
+                            .map(|dir| DiskCacheConfig {
+                                dir,
+                                max_bytes: self.max_disk_cache * MIB,
+                            })
+                            .map_err(|err| anyhow!("bad cache directory {}: {err}", dir.display()))
+                    })
+                    .transpose()?,
             },
             access,
             foreground: self.foreground,
@@ -874,7 +898,8 @@ mod tests {
                 max_write_buffer_bytes: 256 * MIB,
                 stream_retain_bytes: STREAM_RETAIN_BYTES,
                 max_single_copy_bytes: MAX_SINGLE_COPY_BYTES,
-                cache_dir: None,
+                staging_dir: None,
+                disk_cache: None,
             }
         );
         assert_eq!(config.access, Access::Owner);

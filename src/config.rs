@@ -101,7 +101,17 @@ pub struct FsConfig {
     /// ones (renames, attribute changes) are copied part by part.
     pub max_single_copy_bytes: u64,
     /// Where the private staging directory goes; `None` for the system's temporary directory.
-    pub cache_dir: Option<PathBuf>,
+    pub staging_dir: Option<PathBuf>,
+    /// The persistent data cache under the memory one; `None` for none.
+    pub disk_cache: Option<DiskCacheConfig>,
+}
+
+/// `--cache-dir` and `--max-disk-cache`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskCacheConfig {
+    /// Absolute, as the daemon changes directory to `/`.
+    pub dir: PathBuf,
+    pub max_bytes: u64,
 }
 
 /// How much the daemon logs, before `RUST_LOG`, which overrides it.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use bucketfs::cache::disk::DiskCache;
 use bucketfs::cli::{self, Parsed};
 use bucketfs::config::{MountConfig, WriteMode};
 use bucketfs::daemon::{self, Readiness};
@@ -121,6 +122,15 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
         Signals::new().context("cannot watch signals")?
     };
 
+    // Before the bucket check: a cache directory in use is refused at once.
+    let disk_cache = match &config.fs.disk_cache {
+        Some(disk) => match DiskCache::open(&disk.dir, &config.store.bucket, disk.max_bytes) {
+            Ok(cache) => Some(Arc::new(cache)),
+            Err(error) => return Err(startup_failed(readiness, error.to_string())),
+        },
+        None => None,
+    };
+
     let store = match runtime.block_on(S3Store::new(&config.store)) {
         Ok(store) => store,
         Err(error) => {
@@ -142,7 +152,10 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
     ));
 
     let fs = match Filesystem::new(store, config.fs.clone(), config.store.max_concurrency) {
-        Ok(fs) => Arc::new(fs),
+        Ok(fs) => Arc::new(match disk_cache {
+            Some(disk) => fs.with_disk_cache(disk),
+            None => fs,
+        }),
         Err(error) => {
             let message = format!("cannot create the staging directory: {error}");
             return Err(startup_failed(readiness, message));
@@ -229,6 +242,7 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
         // unmount can end the session with releases still queued. What was
         // written to them is still staged here.
         unsaved.merge(upload_open_files(&fs).await);
+        fs.finish_disk_writes().await;
         let ended = finished_session(session);
         if let (Err(error), false) = (&ended, unsaved.is_empty()) {
             log::error!("{error:#}");
@@ -380,7 +394,7 @@ fn describe_options(config: &MountConfig) -> String {
     let store = &config.store;
     format!(
         "{}, endpoint {}, region {}, profile {}, {}{}access {:?}, uid {} gid {} file mode {:o} \
-         dir mode {:o}, metadata {:?}, metadata ttl {:?} (not found: {:?}), cache {} MiB, read part {} MiB, \
+         dir mode {:o}, metadata {:?}, metadata ttl {:?} (not found: {:?}), cache {} MiB, disk cache {}, read part {} MiB, \
          write part {} MiB, concurrency {}, stall timeout {:?}, connect timeout {:?}, copy timeout \
          {:?}, {} attempts",
         match fs.write_mode {
@@ -412,6 +426,10 @@ fn describe_options(config: &MountConfig) -> String {
         fs.metadata_ttl,
         fs.negative_metadata_ttl,
         fs.max_cache_size_bytes >> 20,
+        fs.disk_cache.as_ref().map_or_else(
+            || "none".to_owned(),
+            |disk| format!("{} MiB in {}", disk.max_bytes >> 20, disk.dir.display())
+        ),
         fs.read_part_size_bytes >> 20,
         fs.write_part_size_bytes >> 20,
         store.max_concurrency,

@@ -71,7 +71,7 @@ fn readers_on_three_hosts_see_whole_versions_within_their_ttl() {
     let ttl = READER_TTL_SECONDS.to_string();
     let mount_host = |index: usize, extra: &[&str]| -> Mount {
         let dir = staging[index].path().to_str().unwrap().to_owned();
-        let mut args = vec!["--cache-dir", &dir];
+        let mut args = vec!["--staging-dir", &dir];
         args.extend_from_slice(extra);
         bucket.mount(&args)
     };

@@ -335,7 +335,7 @@ fn kill_9_while_a_gigabyte_streams_keeps_the_previous_object_and_the_next_mount_
     bucket.put("overwritten.bin", previous.clone());
     let cache_dir = tempfile::tempdir().expect("cache dir");
     let cache_arg = cache_dir.path().to_str().expect("utf-8 path").to_owned();
-    let args = ["--cache-dir", cache_arg.as_str()];
+    let args = ["--staging-dir", cache_arg.as_str()];
 
     let mut first = Daemon::start(&bucket.target(), &bucket.name, &args, &[]);
     let dead_staging = staging_directories(cache_dir.path());

@@ -455,7 +455,7 @@ fn a_large_sequential_write_keeps_little_on_the_staging_disk() {
     let bucket = Bucket::new(ServerKind::S3sFs);
     let staging = tempfile::tempdir().unwrap();
     let staging_arg = staging.path().to_str().unwrap().to_owned();
-    let mount = bucket.mount(&["--cache-dir", &staging_arg, "--max-write-buffer", "64"]);
+    let mount = bucket.mount(&["--staging-dir", &staging_arg, "--max-write-buffer", "64"]);
     let pid = common::bucketfs_pids_for(mount.path())[0];
     let size_mib = 400;
     let writer = Command::new("dd")

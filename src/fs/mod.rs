@@ -24,6 +24,7 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use crate::cache::block::{BLOCK_SIZE_BYTES, BlockCache};
+use crate::cache::disk::DiskCache;
 use crate::cache::meta::{HeaderCache, NegativeCache, PosixHeaders};
 use crate::config::{FsConfig, PosixMetadata};
 use crate::store::{ObjectMeta, ObjectStore, StoreError};
@@ -284,6 +285,10 @@ pub enum OpenIntent {
     },
 }
 
+/// How long an exiting daemon waits for blocks still being written to the
+/// disk cache: at most 64 MiB of them, seconds on any disk.
+const DISK_WRITES_AT_EXIT: Duration = Duration::from_secs(30);
+
 pub struct Filesystem<S> {
     store: Arc<S>,
     config: FsConfig,
@@ -291,6 +296,8 @@ pub struct Filesystem<S> {
     inodes: Arc<Mutex<InodeTable>>,
     negative: NegativeCache,
     blocks: Arc<BlockCache<StoreError>>,
+    /// The second tier under `blocks`, with `--cache-dir`.
+    disk: Option<Arc<DiskCache>>,
     /// HEADs and LISTs, with the header cache; GETs have their own, smaller
     /// bound in bytes (see `read.rs`).
     meta: Arc<MetadataRequests<S>>,
@@ -347,7 +354,10 @@ impl<S: ObjectStore> Filesystem<S> {
             mtime: Some(mounted_at),
             ..Stat::default()
         };
-        let staging_parent = config.cache_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let staging_parent = config
+            .staging_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
         // --max-write-buffer bounds both: a quarter for small files staged in
         // memory, the rest for parts on their way to or from the store.
         let small_files_bytes = config.max_write_buffer_bytes / 4;
@@ -373,6 +383,7 @@ impl<S: ObjectStore> Filesystem<S> {
             ))),
             negative: NegativeCache::new(config.negative_metadata_ttl, NEGATIVE_CACHE_ENTRIES),
             blocks: Arc::new(BlockCache::new(cache_bytes)),
+            disk: None,
             meta,
             listings: Arc::new(DirectoryConfirmations::new(config.metadata_ttl)),
             walks: Arc::new(dir::walk::Walks::new(config.metadata_ttl)),
@@ -396,6 +407,23 @@ impl<S: ObjectStore> Filesystem<S> {
             staging,
             config,
         })
+    }
+
+    /// Keeps blocks read from the store in `disk` as well, and reads them
+    /// from there when memory no longer has them.
+    pub fn with_disk_cache(mut self, disk: Arc<DiskCache>) -> Self {
+        self.disk = Some(disk);
+        self
+    }
+
+    /// Waits (up to `DISK_WRITES_AT_EXIT`) for blocks on their way to the
+    /// disk cache, so that what this mount read is there for the next one.
+    pub async fn finish_disk_writes(&self) {
+        let Some(disk) = &self.disk else { return };
+        let deadline = tokio::time::Instant::now() + DISK_WRITES_AT_EXIT;
+        while disk.is_writing() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Turns what the store said into what `stat` shows: POSIX headers win

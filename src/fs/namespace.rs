@@ -429,7 +429,8 @@ mod tests {
             max_write_buffer_bytes: 16 * MIB,
             stream_retain_bytes: STREAM_RETAIN_BYTES,
             max_single_copy_bytes: MAX_SINGLE_COPY_BYTES,
-            cache_dir: None,
+            staging_dir: None,
+            disk_cache: None,
         };
         Filesystem::new(Arc::clone(store), config, 4).expect("staging directory")
     }

@@ -11,7 +11,12 @@
 //! while `cp` soon has several parts in flight. A read elsewhere resets the
 //! window; if its blocks are neither cached nor on their way it fetches just
 //! the bytes it needs (in `ISOLATED_READ_ALIGN_BYTES` units) and caches
-//! nothing, so random reads cost a small GET each rather than a block.
+//! nothing in memory, so random reads cost a small GET each rather than a
+//! block.
+//!
+//! With `--cache-dir`, a block missing from memory is looked for on disk
+//! (`crate::cache::disk`) before the store, inside the same shared fetch,
+//! and blocks fetched from the store are written there in the background.
 //!
 //! Every GET carries `If-Match` with the handle's ETag: a handle reads one
 //! version of the object or fails with `Stale`, never a mix.
@@ -23,6 +28,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::Semaphore;
 
 use crate::cache::block::{BLOCK_SIZE_BYTES, BlockKey, Lookup, SharedFetch, share};
+use crate::cache::disk::DiskCache;
 use crate::fs::{Error, Filesystem, Result};
 use crate::store::{ObjectStore, StoreError};
 
@@ -179,9 +185,13 @@ impl<S: ObjectStore> Filesystem<S> {
         let last = (end - 1) / BLOCK_SIZE_BYTES;
 
         let step = self.advance_stream(handle, offset, end);
-        if step.isolated
-            && (first..=last).all(|index| !self.blocks.is_present(&handle.block(index)))
-        {
+        // Blocks on disk are as good as cached: an isolated read of them
+        // costs no request through the block path.
+        let is_cached = |index: u64| {
+            let block = handle.block(index);
+            self.blocks.is_present(&block) || self.disk_has(&block)
+        };
+        if step.isolated && !(first..=last).any(is_cached) {
             return self.read_isolated(handle, offset, end).await;
         }
         // What this read needs goes out first, then the window ahead.
@@ -335,10 +345,9 @@ impl<S: ObjectStore> Filesystem<S> {
         let store = Arc::clone(&self.store);
         let blocks = Arc::clone(&self.blocks);
         let requests = Arc::clone(&self.read_requests);
-        let key = handle.key.clone();
-        let etag = handle.etag.clone();
+        let disk = self.disk.clone();
         tokio::spawn(async move {
-            let result = get_exact(&*store, &requests, &key, &etag, start..end)
+            let result = fetch_blocks(&*store, disk, &requests, &first_block, count, start..end)
                 .await
                 .map_err(Arc::new);
             blocks.complete(&first_block, count, &result);
@@ -348,7 +357,8 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 
     /// `offset..end` straight from the store, rounded out to whole
-    /// `ISOLATED_READ_ALIGN_BYTES`; nothing is cached.
+    /// `ISOLATED_READ_ALIGN_BYTES`; nothing is cached in memory, and only
+    /// whole blocks on disk.
     async fn read_isolated(&self, handle: &FileHandle, offset: u64, end: u64) -> Result<Bytes> {
         let start = offset / ISOLATED_READ_ALIGN_BYTES * ISOLATED_READ_ALIGN_BYTES;
         let stop = end
@@ -364,7 +374,39 @@ impl<S: ObjectStore> Filesystem<S> {
         )
         .await
         .map_err(|error| Error::from_store(Arc::new(error), Some(&handle.key)))?;
+        self.keep_whole_blocks(handle, start..stop, &bytes);
         Ok(bytes.slice((offset - start) as usize..(end - start) as usize))
+    }
+
+    /// Writes the whole blocks within `range` (whose bytes are `bytes`) to
+    /// the disk cache: an isolated read as large as a block (the kernel's
+    /// first read of a file often is) would otherwise leave a hole there.
+    fn keep_whole_blocks(&self, handle: &FileHandle, range: std::ops::Range<u64>, bytes: &Bytes) {
+        let Some(disk) = self.disk.as_ref().filter(|_| !handle.etag.is_empty()) else {
+            return;
+        };
+        let first = range.start.div_ceil(BLOCK_SIZE_BYTES);
+        let end_block = if range.end == handle.size {
+            range.end.div_ceil(BLOCK_SIZE_BYTES)
+        } else {
+            range.end / BLOCK_SIZE_BYTES
+        };
+        if first >= end_block {
+            return;
+        }
+        let from = first * BLOCK_SIZE_BYTES - range.start;
+        let to = (end_block * BLOCK_SIZE_BYTES).min(range.end) - range.start;
+        write_to_disk(
+            disk,
+            handle.block(first),
+            bytes.slice(from as usize..to as usize),
+        );
+    }
+
+    /// Whether the disk cache's index has the block. Only blocks of a
+    /// pinned version go to disk: without an ETag, no key names a version.
+    fn disk_has(&self, block: &BlockKey) -> bool {
+        !block.etag.is_empty() && self.disk.as_ref().is_some_and(|disk| disk.contains(block))
     }
 
     async fn block_bytes(&self, handle: &FileHandle, index: u64) -> Result<Bytes> {
@@ -398,6 +440,115 @@ impl<S: ObjectStore> Filesystem<S> {
     }
 }
 
+/// The `count` blocks from `first`, covering `range` of the object: those
+/// the disk cache holds (and that pass its checks) from disk, the rest in one
+/// ranged GET, which is then written to disk in the background.
+async fn fetch_blocks<S: ObjectStore>(
+    store: &S,
+    disk: Option<Arc<DiskCache>>,
+    requests: &Semaphore,
+    first: &BlockKey,
+    count: u64,
+    range: std::ops::Range<u64>,
+) -> std::result::Result<Bytes, StoreError> {
+    let Some(disk) = disk.filter(|_| !first.etag.is_empty()) else {
+        return get_exact(store, requests, &first.key, &first.etag, range).await;
+    };
+    let block = |i: u64| BlockKey {
+        index: first.index + i,
+        ..first.clone()
+    };
+    // What block `i` must hold: the last one ends with the range.
+    let expected_len = |i: u64| {
+        (range
+            .end
+            .saturating_sub((first.index + i) * BLOCK_SIZE_BYTES))
+        .min(BLOCK_SIZE_BYTES) as usize
+    };
+    let mut on_disk: Vec<Option<Bytes>> = vec![None; count as usize];
+    if (0..count).any(|i| disk.contains(&block(i))) {
+        let disk = Arc::clone(&disk);
+        let blocks: Vec<BlockKey> = (0..count).map(block).collect();
+        let read = tokio::task::spawn_blocking(move || {
+            blocks.iter().map(|b| disk.get(b)).collect::<Vec<_>>()
+        });
+        if let Ok(read) = read.await {
+            on_disk = read;
+        }
+        for (i, bytes) in on_disk.iter_mut().enumerate() {
+            if bytes
+                .as_ref()
+                .is_some_and(|b| b.len() != expected_len(i as u64))
+            {
+                *bytes = None;
+            }
+        }
+    }
+    let missing_first = on_disk.iter().position(Option::is_none);
+    let missing_last = on_disk.iter().rposition(Option::is_none);
+    let fetched = match (missing_first, missing_last) {
+        (Some(from), Some(to)) => {
+            let start = (first.index + from as u64) * BLOCK_SIZE_BYTES;
+            let end = ((first.index + to as u64 + 1) * BLOCK_SIZE_BYTES).min(range.end);
+            let bytes = get_exact(store, requests, &first.key, &first.etag, start..end).await?;
+            write_to_disk(&disk, block(from as u64), bytes.clone());
+            Some((from, bytes))
+        }
+        _ => None,
+    };
+    if count == 1
+        && let Some(bytes) = on_disk[0].take()
+    {
+        return Ok(bytes);
+    }
+    let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
+    for (i, bytes) in on_disk.iter().enumerate() {
+        match (bytes, &fetched) {
+            (Some(bytes), _) => out.extend_from_slice(bytes),
+            (None, Some((from, fetched))) => {
+                let start = (i - from) * BLOCK_SIZE_BYTES as usize;
+                let end = (start + expected_len(i as u64)).min(fetched.len());
+                out.extend_from_slice(&fetched[start..end]);
+            }
+            // Every block missing from disk lies in the fetched range.
+            (None, None) => {
+                return Err(StoreError::Other {
+                    source: format!(
+                        "block {} of {} was neither on disk nor fetched",
+                        first.index + i as u64,
+                        first.key
+                    )
+                    .into(),
+                });
+            }
+        }
+    }
+    Ok(out.freeze())
+}
+
+/// Writes the blocks of `bytes`, which start at block `first`, to disk off
+/// the runtime's threads, unless too much already waits for the disk.
+fn write_to_disk(disk: &Arc<DiskCache>, first: BlockKey, bytes: Bytes) {
+    let Some(reservation) = disk.reserve_write(bytes.len() as u64) else {
+        log::debug!(
+            "disk cache: writes behind, not keeping blocks of {}",
+            first.key
+        );
+        return;
+    };
+    let disk = Arc::clone(disk);
+    tokio::task::spawn_blocking(move || {
+        let _reservation = reservation;
+        for (i, chunk) in bytes.chunks(BLOCK_SIZE_BYTES as usize).enumerate() {
+            let block = BlockKey {
+                index: first.index + i as u64,
+                ..first.clone()
+            };
+            disk.put(&block, chunk);
+        }
+    });
+}
+
 /// One ranged GET of `range`, pinned to `etag` when there is one, within
 /// the mount's bound on GETs in flight. An answer of any other length is an
 /// error: an object that changed size under its ETag is not one version.
@@ -411,6 +562,7 @@ async fn get_exact<S: ObjectStore>(
     let _permit = requests.acquire().await.expect("never closed");
     let if_match = (!etag.is_empty()).then_some(etag);
     let wanted = range.end - range.start;
+    log::debug!("GET {key:?} bytes {}..{}", range.start, range.end);
     let bytes = store.get_range(key, range, if_match).await?;
     if bytes.len() as u64 != wanted {
         return Err(StoreError::Other {

@@ -35,7 +35,8 @@ pub fn fs_config() -> FsConfig {
         max_write_buffer_bytes: 64 * MIB,
         stream_retain_bytes: STREAM_RETAIN_BYTES,
         max_single_copy_bytes: MAX_SINGLE_COPY_BYTES,
-        cache_dir: None,
+        staging_dir: None,
+        disk_cache: None,
     }
 }
 

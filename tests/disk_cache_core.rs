@@ -1,0 +1,187 @@
+//! The disk cache under the filesystem core, over the in-memory store: what
+//! it saves in requests, and that a damaged block file is never served.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[path = "common/core.rs"]
+mod core_fs;
+
+use bucketfs::cache::block::BlockKey;
+use bucketfs::cache::disk::DiskCache;
+use bucketfs::config::{FsConfig, WriteMode};
+use bucketfs::fs::{Filesystem, OpenIntent, ROOT_INO};
+use bucketfs::store::memory::MemoryStore;
+use core_fs::fs_config;
+use rand::{Rng, SeedableRng};
+
+const MIB: u64 = 1024 * 1024;
+/// What the kernel asks for at a time.
+const READ_BYTES: u32 = 128 * 1024;
+const KEY: &str = "data/object";
+/// Five whole blocks and a short sixth.
+const OBJECT_BYTES: u64 = 5 * MIB + 12_345;
+
+fn config() -> FsConfig {
+    FsConfig {
+        write_mode: WriteMode::ReadOnly,
+        ..fs_config()
+    }
+}
+
+fn random_bytes(len: u64, seed: u64) -> Vec<u8> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut data = vec![0u8; len as usize];
+    rng.fill(&mut data[..]);
+    data
+}
+
+fn open_cache(dir: &Path, max_bytes: u64) -> Arc<DiskCache> {
+    Arc::new(DiskCache::open(dir, "bucket", max_bytes).expect("open the disk cache"))
+}
+
+/// A fresh mount (empty memory cache) over `store` with `disk` under it.
+fn mount(store: &Arc<MemoryStore>, disk: &Arc<DiskCache>) -> Filesystem<MemoryStore> {
+    Filesystem::new(Arc::clone(store), config(), 16)
+        .expect("staging directory")
+        .with_disk_cache(Arc::clone(disk))
+}
+
+/// Reads the whole file as `cat` would, then waits until the blocks it
+/// fetched are on disk.
+async fn read_all(fs: &Filesystem<MemoryStore>, disk: &DiskCache, name: &str) -> Vec<u8> {
+    let (dir, file) = name.split_once('/').unwrap();
+    let dir = fs.lookup(ROOT_INO, dir).await.unwrap().attr.ino;
+    let ino = fs.lookup(dir, file).await.unwrap().attr.ino;
+    let (fh, _) = fs.open(ino, OpenIntent::Read).await.unwrap();
+    let mut out = Vec::new();
+    loop {
+        let bytes = fs.read(fh, out.len() as u64, READ_BYTES).await.unwrap();
+        if bytes.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&bytes);
+    }
+    fs.release(fh).await;
+    // A fetch hands its blocks to the writer before it answers, so nothing
+    // can be on its way to disk once this is false.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while disk.is_writing() {
+        assert!(Instant::now() < deadline, "disk writes never finished");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    out
+}
+
+fn block(etag: &str, index: u64) -> BlockKey {
+    BlockKey {
+        key: Arc::from(KEY),
+        etag: Arc::from(etag),
+        index,
+    }
+}
+
+/// The object read once through a mount with a disk cache in `dir`, and
+/// everything let go of: what is left is the directory.
+async fn populated(dir: &Path) -> (Arc<MemoryStore>, String, Vec<u8>) {
+    let store = Arc::new(MemoryStore::new());
+    let data = random_bytes(OBJECT_BYTES, 7);
+    let etag = store.put(KEY, data.clone());
+    let disk = open_cache(dir, 1 << 30);
+    let fs = mount(&store, &disk);
+    assert!(read_all(&fs, &disk, KEY).await == data, "the right bytes");
+    for index in 0..6 {
+        assert!(disk.contains(&block(&etag, index)), "block {index} on disk");
+    }
+    (store, etag, data)
+}
+
+#[tokio::test]
+async fn a_file_read_again_by_a_new_mount_comes_from_disk_without_a_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _, data) = populated(dir.path()).await;
+    let (gets, bytes_got) = (store.get_count(), store.bytes_got());
+
+    let disk = open_cache(dir.path(), 1 << 30);
+    let fs = mount(&store, &disk);
+    assert!(read_all(&fs, &disk, KEY).await == data, "the right bytes");
+    assert_eq!(
+        store.get_count(),
+        gets,
+        "no GET: every block came from disk"
+    );
+    assert_eq!(store.bytes_got(), bytes_got);
+}
+
+/// Damages block 2's file with `damage`, reads the file through a new
+/// mount, and checks that only block 2 was fetched again and its file
+/// rewritten whole.
+async fn damaged_block_is_refetched(damage: impl FnOnce(&Path)) {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, etag, data) = populated(dir.path()).await;
+    let disk = open_cache(dir.path(), 1 << 30);
+    let damaged = disk.path_of(&block(&etag, 2));
+    damage(&damaged);
+    let (gets, bytes_got) = (store.get_count(), store.bytes_got());
+
+    let fs = mount(&store, &disk);
+    assert!(read_all(&fs, &disk, KEY).await == data, "the right bytes");
+    assert_eq!(
+        store.get_count(),
+        gets + 1,
+        "one GET, for the damaged block"
+    );
+    assert_eq!(store.bytes_got(), bytes_got + MIB);
+    let again = disk.get(&block(&etag, 2)).expect("block 2 rewritten");
+    assert!(again[..] == data[2 * MIB as usize..3 * MIB as usize]);
+}
+
+#[tokio::test]
+async fn a_flipped_byte_in_a_block_file_is_caught_and_the_block_fetched_again() {
+    damaged_block_is_refetched(|path| {
+        let mut contents = std::fs::read(path).unwrap();
+        let middle = contents.len() / 2;
+        contents[middle] ^= 0x01;
+        std::fs::write(path, contents).unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_truncated_block_file_is_caught_and_the_block_fetched_again() {
+    damaged_block_is_refetched(|path| {
+        let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        let len = file.metadata().unwrap().len();
+        file.set_len(len / 2).unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn eviction_keeps_the_directory_under_its_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let data = random_bytes(8 * MIB, 9);
+    store.put(KEY, data.clone());
+    // Room for three block files (1 MiB and a header each), not four.
+    let bound = 3 * MIB + 1024;
+    let disk = open_cache(dir.path(), bound);
+    let fs = mount(&store, &disk);
+    assert!(read_all(&fs, &disk, KEY).await == data, "the right bytes");
+
+    let files: Vec<u64> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".blk"))
+        .map(|entry| entry.metadata().unwrap().len())
+        .collect();
+    let on_disk: u64 = files.iter().sum();
+    assert!(on_disk <= bound, "{on_disk} bytes on disk, bound {bound}");
+    assert_eq!(files.len(), 3, "the bound is used, not emptied");
+    assert_eq!(
+        disk.stored_bytes(),
+        on_disk,
+        "the index agrees with the disk"
+    );
+}
