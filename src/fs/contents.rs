@@ -261,7 +261,7 @@ impl<S: ObjectStore> Filesystem<S> {
         for _ in 0..MAX_LISTED_PAGES {
             let page = self
                 .meta
-                .list_page(prefix, continuation.as_deref(), PAGE_KEYS)
+                .list_page(prefix, true, continuation.as_deref(), PAGE_KEYS)
                 .await?;
             // What a listing of the directory would not show (see `dir.rs`,
             // which warns about it) is not a name here either.

@@ -658,7 +658,7 @@ async fn list_ahead<S: ObjectStore>(
                 return; // the resolving loop has stopped
             };
             let page = meta
-                .list_page(&prefix, continuation.as_deref(), LIST_PAGE_KEYS)
+                .list_page(&prefix, true, continuation.as_deref(), LIST_PAGE_KEYS)
                 .await;
             continuation = page.as_ref().ok().and_then(|page| page.next.clone());
             slot.send(page);

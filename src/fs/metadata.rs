@@ -166,29 +166,18 @@ impl<S: ObjectStore> MetadataRequests<S> {
         .shared()
     }
 
-    /// One delimited ListObjectsV2 page under `prefix`.
+    /// One ListObjectsV2 page under `prefix`: one directory level when
+    /// `delimited`, every key at any depth otherwise.
     pub async fn list_page(
         &self,
         prefix: &str,
+        delimited: bool,
         continuation: Option<&str>,
         max_keys: u32,
     ) -> Result<ListPage, StoreError> {
         let _permit = self.permits.acquire().await.expect("never closed");
         self.store
-            .list_page(prefix, true, continuation, max_keys)
-            .await
-    }
-
-    /// One ListObjectsV2 page of every key under `prefix`, at any depth.
-    pub async fn list_flat_page(
-        &self,
-        prefix: &str,
-        continuation: Option<&str>,
-        max_keys: u32,
-    ) -> Result<ListPage, StoreError> {
-        let _permit = self.permits.acquire().await.expect("never closed");
-        self.store
-            .list_page(prefix, false, continuation, max_keys)
+            .list_page(prefix, delimited, continuation, max_keys)
             .await
     }
 }

@@ -647,7 +647,7 @@ impl<S: ObjectStore> Filesystem<S> {
     /// store answers from that directory alone, and shows its marker first
     /// if it has one.
     async fn probe_directory(&self, prefix: &str) -> Result<Option<dir::DirectoryProbe>> {
-        let page = self.meta.list_page(prefix, None, 1).await?;
+        let page = self.meta.list_page(prefix, true, None, 1).await?;
         if !dir::lists_anything_under(&page, prefix) {
             return Ok(None);
         }

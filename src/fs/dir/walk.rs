@@ -554,7 +554,7 @@ pub(in crate::fs) async fn walk<S: ObjectStore>(cx: WalkContext<S>, id: u64, roo
             }
             let page = cx
                 .meta
-                .list_flat_page(root, continuation.as_deref(), FLAT_PAGE_KEYS)
+                .list_page(root, false, continuation.as_deref(), FLAT_PAGE_KEYS)
                 .await;
             continuation = page.as_ref().ok().and_then(|page| page.next.clone());
             slot.send(page);
