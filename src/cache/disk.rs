@@ -29,11 +29,12 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use lru::LruCache;
 use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::cache::block::BlockKey;
 
@@ -50,10 +51,15 @@ const TEMP_PREFIX: &str = ".tmp-";
 /// allows: the cache must not fill a disk that others write to.
 pub const MIN_FREE_PERCENT: u64 = 5;
 
-/// Bytes of blocks waiting to be written to disk. Past this, fetched blocks
-/// are not written (only served from memory): a disk slower than the network
-/// must not make the daemon hold on to everything it read.
-const MAX_PENDING_WRITE_BYTES: u64 = 64 * 1024 * 1024;
+/// Bytes of blocks fetched for the disk but not yet written there. A fetch
+/// waits for room before it sends its GET, so a reader runs no faster than
+/// the disk takes its blocks (otherwise, on a busy host, the first read
+/// outran the writer and a third of the blocks were never kept)...
+const DEFAULT_MAX_PENDING_WRITE_BYTES: u32 = 64 * 1024 * 1024;
+/// ...but not for longer than this: past it the block is served from memory
+/// only, so a disk that stalls slows reads by at most this much per fetch
+/// instead of stopping them.
+const WRITE_ROOM_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -79,7 +85,8 @@ pub struct DiskCache {
     bucket: String,
     max_bytes: u64,
     index: Mutex<Index>,
-    pending_write_bytes: AtomicU64,
+    write_room: Arc<Semaphore>,
+    max_pending_write_bytes: u32,
     next_temp: AtomicU64,
     /// Held for the life of the cache: the flock marks the directory taken.
     _lock: File,
@@ -141,7 +148,8 @@ impl DiskCache {
                 total_bytes: 0,
                 reserved_bytes: 0,
             }),
-            pending_write_bytes: AtomicU64::new(0),
+            write_room: Arc::new(Semaphore::new(DEFAULT_MAX_PENDING_WRITE_BYTES as usize)),
+            max_pending_write_bytes: DEFAULT_MAX_PENDING_WRITE_BYTES,
             next_temp: AtomicU64::new(0),
             _lock: lock,
         };
@@ -199,7 +207,7 @@ impl DiskCache {
 
     /// Whether blocks handed to `reserve_write` are still being written.
     pub fn is_writing(&self) -> bool {
-        self.pending_write_bytes.load(Ordering::Acquire) > 0
+        self.write_room.available_permits() < self.max_pending_write_bytes as usize
     }
 
     /// Whether the index has the block (it may still fail its checks).
@@ -334,15 +342,33 @@ impl DiskCache {
         Ok(Bytes::from(contents).slice(at..body))
     }
 
-    /// Claims room for `len` bytes of writes in flight, or `None` when too
-    /// much is already waiting for the disk.
-    pub fn reserve_write(self: &Arc<Self>, len: u64) -> Option<WriteReservation> {
-        let previous = self.pending_write_bytes.fetch_add(len, Ordering::AcqRel);
-        let reservation = WriteReservation {
-            cache: Arc::clone(self),
-            len,
-        };
-        (previous + len <= MAX_PENDING_WRITE_BYTES).then_some(reservation)
+    /// Bounds the bytes on their way to disk at `bytes` instead of 64 MiB
+    /// (a write larger than that takes all of it). For tests that need a
+    /// writer slower than the reader; call before the cache is shared.
+    pub fn with_max_pending_writes(mut self, bytes: u32) -> Self {
+        self.write_room = Arc::new(Semaphore::new(bytes as usize));
+        self.max_pending_write_bytes = bytes;
+        self
+    }
+
+    /// Claims room for `len` bytes of writes in flight, waiting up to
+    /// `WRITE_ROOM_WAIT` for the writer to make it; `None` when it did not.
+    pub async fn reserve_write(&self, len: u64) -> Option<WriteReservation> {
+        let permits = len.min(u64::from(self.max_pending_write_bytes)) as u32;
+        let room = Arc::clone(&self.write_room).acquire_many_owned(permits);
+        match tokio::time::timeout(WRITE_ROOM_WAIT, room).await {
+            Ok(Ok(permit)) => Some(WriteReservation { _permit: permit }),
+            _ => None,
+        }
+    }
+
+    /// Claims room for `len` bytes of writes in flight if there is some now.
+    pub fn try_reserve_write(&self, len: u64) -> Option<WriteReservation> {
+        let permits = len.min(u64::from(self.max_pending_write_bytes)) as u32;
+        let permit = Arc::clone(&self.write_room)
+            .try_acquire_many_owned(permits)
+            .ok()?;
+        Some(WriteReservation { _permit: permit })
     }
 
     /// Writes a block's file (atomically, by rename) and evicts what the
@@ -388,28 +414,23 @@ impl DiskCache {
     }
 
     fn write_file(&self, name: &str, block: &BlockKey, data: &[u8]) -> io::Result<()> {
-        let mut contents = Vec::with_capacity(
-            FIXED_HEADER_BYTES
-                + self.bucket.len()
-                + block.key.len()
-                + block.etag.len()
-                + data.len()
-                + CRC_BYTES,
+        let mut header = Vec::with_capacity(
+            FIXED_HEADER_BYTES + self.bucket.len() + block.key.len() + block.etag.len(),
         );
-        contents.extend_from_slice(MAGIC);
-        contents.extend_from_slice(&VERSION.to_le_bytes());
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&VERSION.to_le_bytes());
         for part in [self.bucket.as_str(), &block.key, &block.etag] {
             let len = u32::try_from(part.len()).map_err(io::Error::other)?;
-            contents.extend_from_slice(&len.to_le_bytes());
+            header.extend_from_slice(&len.to_le_bytes());
         }
-        contents.extend_from_slice(&block.index.to_le_bytes());
-        contents.extend_from_slice(&(data.len() as u64).to_le_bytes());
+        header.extend_from_slice(&block.index.to_le_bytes());
+        header.extend_from_slice(&(data.len() as u64).to_le_bytes());
         for part in [self.bucket.as_str(), &block.key, &block.etag] {
-            contents.extend_from_slice(part.as_bytes());
+            header.extend_from_slice(part.as_bytes());
         }
-        contents.extend_from_slice(data);
-        let crc = crc32c::crc32c(&contents);
-        contents.extend_from_slice(&crc.to_le_bytes());
+        // The block itself is written from where it is, not copied after
+        // the header: one copy of every byte fewer on the read path's heels.
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&header), data);
 
         let temp = self.dir.join(format!(
             "{TEMP_PREFIX}{}-{}",
@@ -421,7 +442,11 @@ impl DiskCache {
             .create_new(true)
             .mode(0o600)
             .open(&temp)
-            .and_then(|mut file| file.write_all(&contents))
+            .and_then(|mut file| {
+                file.write_all(&header)?;
+                file.write_all(data)?;
+                file.write_all(&crc.to_le_bytes())
+            })
             .and_then(|()| std::fs::rename(&temp, self.dir.join(name)));
         if written.is_err() {
             let _ = std::fs::remove_file(&temp);
@@ -467,18 +492,9 @@ impl DiskCache {
     }
 }
 
-/// Room claimed for one write in flight, given back on drop.
+/// Room for a fetched block on its way to the disk, given back on drop.
 pub struct WriteReservation {
-    cache: Arc<DiskCache>,
-    len: u64,
-}
-
-impl Drop for WriteReservation {
-    fn drop(&mut self) {
-        self.cache
-            .pending_write_bytes
-            .fetch_sub(self.len, Ordering::AcqRel);
-    }
+    _permit: OwnedSemaphorePermit,
 }
 
 fn is_block_file_name(name: &str) -> bool {

@@ -28,7 +28,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::Semaphore;
 
 use crate::cache::block::{BLOCK_SIZE_BYTES, BlockKey, Lookup, SharedFetch, share};
-use crate::cache::disk::DiskCache;
+use crate::cache::disk::{DiskCache, WriteReservation};
 use crate::fs::{Error, Filesystem, Result};
 use crate::store::{ObjectStore, StoreError};
 
@@ -396,11 +396,12 @@ impl<S: ObjectStore> Filesystem<S> {
         }
         let from = first * BLOCK_SIZE_BYTES - range.start;
         let to = (end_block * BLOCK_SIZE_BYTES).min(range.end) - range.start;
-        write_to_disk(
-            disk,
-            handle.block(first),
-            bytes.slice(from as usize..to as usize),
-        );
+        let bytes = bytes.slice(from as usize..to as usize);
+        // A read off the stream does not wait for the disk: it is small, and
+        // keeping it is only a bonus.
+        if let Some(reservation) = disk.try_reserve_write(bytes.len() as u64) {
+            write_to_disk(reservation, disk, handle.block(first), bytes);
+        }
     }
 
     /// Whether the disk cache's index has the block. Only blocks of a
@@ -490,8 +491,19 @@ async fn fetch_blocks<S: ObjectStore>(
         (Some(from), Some(to)) => {
             let start = (first.index + from as u64) * BLOCK_SIZE_BYTES;
             let end = ((first.index + to as u64 + 1) * BLOCK_SIZE_BYTES).min(range.end);
+            // Room on the way to disk is claimed before the GET: a reader
+            // waits for the writer rather than reading past what it keeps.
+            let reservation = disk.reserve_write(end - start).await;
             let bytes = get_exact(store, requests, &first.key, &first.etag, start..end).await?;
-            write_to_disk(&disk, block(from as u64), bytes.clone());
+            match reservation {
+                Some(reservation) => {
+                    write_to_disk(reservation, &disk, block(from as u64), bytes.clone())
+                }
+                None => log::debug!(
+                    "disk cache: writes behind, not keeping blocks of {}",
+                    first.key
+                ),
+            }
             Some((from, bytes))
         }
         _ => None,
@@ -527,15 +539,13 @@ async fn fetch_blocks<S: ObjectStore>(
 }
 
 /// Writes the blocks of `bytes`, which start at block `first`, to disk off
-/// the runtime's threads, unless too much already waits for the disk.
-fn write_to_disk(disk: &Arc<DiskCache>, first: BlockKey, bytes: Bytes) {
-    let Some(reservation) = disk.reserve_write(bytes.len() as u64) else {
-        log::debug!(
-            "disk cache: writes behind, not keeping blocks of {}",
-            first.key
-        );
-        return;
-    };
+/// the runtime's threads, in the room `reservation` holds until they are.
+fn write_to_disk(
+    reservation: WriteReservation,
+    disk: &Arc<DiskCache>,
+    first: BlockKey,
+    bytes: Bytes,
+) {
     let disk = Arc::clone(disk);
     tokio::task::spawn_blocking(move || {
         let _reservation = reservation;
