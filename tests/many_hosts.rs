@@ -5,7 +5,8 @@
 //! version (a handle pins the ETag it opened; a file replaced under a read
 //! fails it with ESTALE, and the reader reads again), never older than what
 //! a reader already saw, and each reader must see a version once its write
-//! has been visible for longer than the readers' --metadata-ttl.
+//! has been visible for longer than the readers' --metadata-ttl. Two of the
+//! readers keep a disk cache, so every version also goes through it.
 
 mod common;
 
@@ -76,9 +77,26 @@ fn readers_on_three_hosts_see_whole_versions_within_their_ttl() {
         bucket.mount(&args)
     };
     let writer = mount_host(0, &[]);
-    let readers: Vec<Mount> = (1..4)
-        .map(|index| mount_host(index, &["--metadata-ttl", &ttl]))
-        .collect();
+    // Two readers keep what they read on disk as well, each in its own
+    // directory: a version they kept must never be served once it is
+    // replaced (blocks are keyed by ETag), nor mixed with the next one.
+    // Their memory holds about one file, so the others come back from disk.
+    let cache_dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let cache_dir = |index: usize| cache_dirs[index].path().to_str().unwrap().to_owned();
+    let (cache_1, cache_2) = (cache_dir(0), cache_dir(1));
+    let disk_cached = [
+        "--metadata-ttl",
+        &ttl,
+        "--read-part-size",
+        "1",
+        "--max-cache-size",
+        "2",
+    ];
+    let readers: Vec<Mount> = vec![
+        mount_host(1, &["--metadata-ttl", &ttl]),
+        mount_host(2, &[&disk_cached[..], &["--cache-dir", &cache_1]].concat()),
+        mount_host(3, &[&disk_cached[..], &["--cache-dir", &cache_2]].concat()),
+    ];
 
     let sources = tempfile::tempdir().unwrap();
     // When each version of each file was visible in the bucket: `cp`'s
@@ -193,6 +211,30 @@ fn readers_on_three_hosts_see_whole_versions_within_their_ttl() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // What the disk-cached readers kept outlives their mounts: a remount
+    // over the same directory serves the newest versions whole.
+    for dir in &cache_dirs {
+        let blocks = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|entry| {
+                let entry = entry.as_ref().unwrap();
+                entry.file_name().to_string_lossy().ends_with(".blk")
+            })
+            .count();
+        assert!(blocks > 0, "{}: no block kept", dir.path().display());
+    }
+    drop(readers);
+    let again = mount_host(2, &[&disk_cached[..], &["--cache-dir", &cache_1]].concat());
+    for file in 0..FILES {
+        let body = std::fs::read(again.join(format!("shared/f{file}"))).unwrap();
+        assert_eq!(
+            whole_version(file, &body),
+            Ok(VERSIONS),
+            "f{file} after a remount"
+        );
+    }
+    drop(again);
     for file in 0..FILES {
         assert_eq!(
             whole_version(file, &bucket.get(&format!("shared/f{file}"))),
