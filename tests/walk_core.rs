@@ -72,7 +72,8 @@ async fn walk(fs: &Filesystem<MemoryStore>, ino: u64, path: &str, seen: &mut See
 }
 
 /// `walk`, pausing before each directory as a slow walker (`du` on a busy
-/// machine) would.
+/// machine) would, and looking it up again before it descends, as the
+/// kernel does once the entry the listing gave has timed out.
 async fn walk_pausing(
     fs: &Filesystem<MemoryStore>,
     ino: u64,
@@ -105,14 +106,22 @@ async fn walk_pausing(
             let child = format!("{path}/{}", entry.name);
             seen.insert(child.clone(), (attr.kind, attr.size, attr.perm));
             if attr.kind == FileKind::Directory {
-                directories.push((attr.ino, child));
+                directories.push((attr.ino, child, entry.name.clone()));
             } else {
                 fs.forget(attr.ino, 1);
             }
         }
     }
     fs.releasedir(fh);
-    for (child_ino, child) in directories {
+    for (child_ino, child, name) in directories {
+        if !pause.is_zero() {
+            // A slow walker's entries from the listing have timed out by the
+            // time it descends: the kernel looks each directory up again.
+            tokio::time::sleep(pause).await;
+            let again = fs.lookup(ino, &name).await.expect("lookup on the way in");
+            assert_eq!(again.attr.ino, child_ino, "{child} looked up again");
+            fs.forget(child_ino, 1);
+        }
         Box::pin(walk_pausing(fs, child_ino, &child, seen, pause)).await;
         fs.forget(child_ino, 1);
     }
@@ -260,6 +269,7 @@ async fn a_walk_slower_than_the_ttl_uses_what_was_listed_ahead() {
     let store = tree();
     let expected = reference(&store).await;
     let lists_before = store.list_count();
+    let heads_before = store.request_count(Verb::Head);
     let fs = filesystem(&store, Duration::from_millis(100));
     let mut seen = Seen::new();
     // 40 directories at 10 ms each: several TTLs.
@@ -267,6 +277,17 @@ async fn a_walk_slower_than_the_ttl_uses_what_was_listed_ahead() {
     assert_eq!(seen, expected);
     let lists = store.list_count() - lists_before;
     assert!(lists <= 8, "a walk slower than the TTL sent {lists} LISTs");
+    // The flat listing vouches for the directories it listed: the lookups
+    // on the way in cost no probe (a LIST, or a HEAD of an old-style
+    // directory object) each.
+    // Besides a HEAD per file, the delimited listing of t/ HEADs each
+    // subdirectory's marker, as s3fs does.
+    let heads = store.request_count(Verb::Head) - heads_before;
+    let expected_heads = (DIRS * FILES_PER_DIR + DIRS) as u64;
+    assert!(
+        heads <= expected_heads + 8,
+        "{heads} HEADs, expected about {expected_heads}: the lookups probed"
+    );
 }
 
 /// A second walk after the TTL is spotted as a walk too, not listed

@@ -539,7 +539,8 @@ impl<S: ObjectStore> Filesystem<S> {
                     if self.is_fresh(child)
                         || child.is_being_written
                         || (child.kind == FileKind::Directory
-                            && self.listings.is_confirmed(ino)) =>
+                            && (self.listings.is_confirmed(ino)
+                                || self.walks.vouches_for(&child.key))) =>
                 {
                     let attr = self.attr(ino, child.kind, &child.stat);
                     inodes.add_lookup(ino);

@@ -332,6 +332,26 @@ impl Walks {
         Some(kept.listing.clone())
     }
 
+    /// Whether a listing this mount holds for `prefix`, fresh or listed
+    /// ahead for a walker that has not come yet, found entries under it:
+    /// then the directory exists, and the kernel's lookup of it on the way
+    /// in (its entry from the parent's listing having timed out meanwhile)
+    /// needs no request of its own. Peeks: the listing's TTL still starts
+    /// when it is served.
+    pub(in crate::fs) fn vouches_for(&self, prefix: &str) -> bool {
+        let state = self.lock();
+        let Some(kept) = state.kept.peek(prefix) else {
+            return false;
+        };
+        let age = kept.listing.listed_at.elapsed();
+        let is_current = if kept.prefetched {
+            age < PREFETCHED_MAX_AGE.max(self.ttl)
+        } else {
+            age < self.ttl
+        };
+        kept.epoch == state.epoch && is_current && !kept.listing.entries.is_empty()
+    }
+
     /// A pass over `prefix` reached its end: for spotting descents into it.
     pub(in crate::fs) fn completed(&self, prefix: &str) {
         self.lock().completed.put(prefix.to_owned(), Instant::now());
