@@ -171,6 +171,8 @@ impl S3Store {
     {
         let mut attempts = Attempts::new(self.max_attempts);
         loop {
+            // Every request by name, for counting what a workload costs.
+            log::trace!("{verb} {key:?}");
             let err = match attempt().await {
                 Ok(output) => return Ok(output),
                 Err(err) => err,
@@ -258,6 +260,7 @@ impl ObjectStore for S3Store {
         let mut attempts = Attempts::new(self.max_attempts);
         loop {
             let resume_at = body.next_offset();
+            log::trace!("GET {key:?} bytes {resume_at}..{}", body.end);
             let result = self
                 .client
                 .get_object()
