@@ -532,29 +532,54 @@ impl<S: ObjectStore> Filesystem<S> {
             /// Its attributes came from headers, not from the mount options.
             had_headers: bool,
         }
-        let known = {
+        // `vouched`: a walk's listing of the directory says it exists.
+        let known_child = |vouched: bool| {
             let mut inodes = self.inodes.lock().unwrap();
             match inodes.child(parent, name) {
                 Some((ino, child))
                     if self.is_fresh(child)
                         || child.is_being_written
                         || (child.kind == FileKind::Directory
-                            && (self.listings.is_confirmed(ino)
-                                || self.walks.vouches_for(&child.key))) =>
+                            && (vouched || self.listings.is_confirmed(ino))) =>
                 {
                     let attr = self.attr(ino, child.kind, &child.stat);
                     inodes.add_lookup(ino);
-                    return Ok(self.entry(attr));
+                    Ok(self.entry(attr))
                 }
-                Some((_, child)) => Some(KnownEntry {
-                    kind: child.kind,
-                    had_headers: child.stat.headers != PosixHeaders::default(),
-                }),
-                None => None,
+                Some((_, child)) => Err(Some((
+                    KnownEntry {
+                        kind: child.kind,
+                        had_headers: child.stat.headers != PosixHeaders::default(),
+                    },
+                    child.key.clone(),
+                ))),
+                None => Err(None),
             }
+        };
+        let known = match known_child(false) {
+            Ok(entry) => return Ok(entry),
+            // A directory a walk is listing: the walk says soon enough
+            // whether it still has entries, without a probe of its own.
+            Err(Some((known, key)))
+                if known.kind == FileKind::Directory && self.walks.vouches_for(&key).await =>
+            {
+                match known_child(true) {
+                    Ok(entry) => return Ok(entry),
+                    Err(known) => known.map(|(known, _)| known),
+                }
+            }
+            Err(known) => known.map(|(known, _)| known),
         };
         if self.negative.is_absent(parent, name) {
             return Err(Error::NotFound);
+        }
+        if known.is_none() {
+            // A name the kernel got from a plain readdir (no inode here)
+            // that a walk listed as a directory.
+            let dir_prefix = format!("{parent_key}{name}/");
+            if let Some(stat) = self.walks.vouched_directory(&dir_prefix).await {
+                return Ok(self.remember(parent, name, FileKind::Directory, dir_prefix, stat));
+            }
         }
         let known = match known {
             Some(known) => Some(known),

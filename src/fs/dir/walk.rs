@@ -59,6 +59,11 @@ pub(in crate::fs) const MAX_DIRECTORY_ENTRIES: usize = CACHED_ENTRIES / 4;
 /// what was listed ahead before it is used).
 const PREFETCHED_MAX_AGE: Duration = Duration::from_secs(30);
 
+/// How long a lookup of a directory the walk has not reached yet waits for
+/// it (see `Walks::vouched`). The walker is usually right behind the
+/// listing's HEADs, a fraction of a second away.
+const LOOKUP_WAITS_FOR_WALK: Duration = Duration::from_secs(2);
+
 /// How far the flat listing may run ahead of the walker.
 const WALK_AHEAD_ENTRIES: usize = 20_000;
 
@@ -86,6 +91,9 @@ pub(in crate::fs) struct Listing {
 
 struct Kept {
     listing: Listing,
+    /// The directory's own attributes as its parent's listing shows them,
+    /// where a walk kept it (it saw the parent's side too).
+    own: Option<Stat>,
     /// The epoch when its listing began.
     epoch: u64,
     /// Listed ahead by a walk and not served yet.
@@ -296,14 +304,52 @@ impl Walks {
     /// `None` when no walk covers it, or the walk passed it without keeping
     /// it (nothing under it, or too large) or ended before it.
     pub(in crate::fs) async fn listed_by_walk(&self, prefix: &str) -> Option<Listing> {
+        self.when_walked(prefix, |state| self.fresh(state, prefix))
+            .await
+    }
+
+    /// Whether a listing this mount holds for `prefix`, fresh or listed
+    /// ahead for a walker that has not come yet, found entries under it,
+    /// once the walk under way (if it covers `prefix`) got there: then the
+    /// directory exists, and the kernel's lookup of it on the way in (its
+    /// entry from the parent's listing having timed out) needs no request
+    /// of its own. Peeks: the listing's TTL still starts when it is served.
+    pub(in crate::fs) async fn vouches_for(&self, prefix: &str) -> bool {
+        self.vouched(prefix).await.is_some()
+    }
+
+    /// `vouches_for`, with the directory's attributes when a walk kept it:
+    /// enough to answer a lookup of a name the inode table does not have.
+    pub(in crate::fs) async fn vouched_directory(&self, prefix: &str) -> Option<Stat> {
+        self.vouched(prefix).await.flatten()
+    }
+
+    /// Waits for the walk at most `LOOKUP_WAITS_FOR_WALK`: a lookup far
+    /// ahead of the walker must not wait for a walk that waits for the
+    /// walker; it probes instead.
+    async fn vouched(&self, prefix: &str) -> Option<Option<Stat>> {
+        let walked = self.when_walked(prefix, |state| self.holding_entries(state, prefix));
+        tokio::time::timeout(LOOKUP_WAITS_FOR_WALK, walked)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// What `found` finds, waiting while the walk under way covers `prefix`
+    /// and has not listed past it yet.
+    async fn when_walked<T>(
+        &self,
+        prefix: &str,
+        found: impl Fn(&mut State) -> Option<T>,
+    ) -> Option<T> {
         loop {
             let notified = self.progressed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
                 let mut state = self.lock();
-                if let Some(entries) = self.fresh(&mut state, prefix) {
-                    return Some(entries);
+                if let Some(found) = found(&mut state) {
+                    return Some(found);
                 }
                 let walk = state.walk.as_ref().filter(|walk| walk.covers(prefix))?;
                 if walk.has_passed(prefix) {
@@ -312,6 +358,20 @@ impl Walks {
             }
             notified.await;
         }
+    }
+
+    /// `Some(own attributes)` when the listing kept for `prefix` is
+    /// current and has entries.
+    fn holding_entries(&self, state: &mut State, prefix: &str) -> Option<Option<Stat>> {
+        let kept = state.kept.peek(prefix)?;
+        let age = kept.listing.listed_at.elapsed();
+        let is_current = if kept.prefetched {
+            age < PREFETCHED_MAX_AGE.max(self.ttl)
+        } else {
+            age < self.ttl
+        };
+        let holds = kept.epoch == state.epoch && is_current && !kept.listing.entries.is_empty();
+        holds.then(|| kept.own.clone())
     }
 
     fn fresh(&self, state: &mut State, prefix: &str) -> Option<Listing> {
@@ -332,26 +392,6 @@ impl Walks {
         Some(kept.listing.clone())
     }
 
-    /// Whether a listing this mount holds for `prefix`, fresh or listed
-    /// ahead for a walker that has not come yet, found entries under it:
-    /// then the directory exists, and the kernel's lookup of it on the way
-    /// in (its entry from the parent's listing having timed out meanwhile)
-    /// needs no request of its own. Peeks: the listing's TTL still starts
-    /// when it is served.
-    pub(in crate::fs) fn vouches_for(&self, prefix: &str) -> bool {
-        let state = self.lock();
-        let Some(kept) = state.kept.peek(prefix) else {
-            return false;
-        };
-        let age = kept.listing.listed_at.elapsed();
-        let is_current = if kept.prefetched {
-            age < PREFETCHED_MAX_AGE.max(self.ttl)
-        } else {
-            age < self.ttl
-        };
-        kept.epoch == state.epoch && is_current && !kept.listing.entries.is_empty()
-    }
-
     /// A pass over `prefix` reached its end: for spotting descents into it.
     pub(in crate::fs) fn completed(&self, prefix: &str) {
         self.lock().completed.put(prefix.to_owned(), Instant::now());
@@ -360,7 +400,7 @@ impl Walks {
     /// Keeps the whole listing of `prefix`, begun at `epoch`.
     pub(in crate::fs) fn keep(&self, prefix: &str, entries: Vec<Resolved>, epoch: u64) {
         let mut state = self.lock();
-        self.keep_locked(&mut state, prefix, entries, epoch, false);
+        self.keep_locked(&mut state, prefix, entries, epoch, None, false);
     }
 
     fn keep_locked(
@@ -369,6 +409,7 @@ impl Walks {
         prefix: &str,
         entries: Vec<Resolved>,
         epoch: u64,
+        own: Option<Stat>,
         prefetched: bool,
     ) {
         // With no TTL nothing kept would ever be served.
@@ -385,6 +426,7 @@ impl Walks {
                     listed_at: Instant::now(),
                 },
                 epoch,
+                own,
                 prefetched,
             },
         ) {
@@ -400,14 +442,21 @@ impl Walks {
     }
 
     /// The walk `id` listed a directory whole.
-    fn walk_kept(&self, id: u64, prefix: &str, entries: Vec<Resolved>, epoch: u64) {
+    fn walk_kept(
+        &self,
+        id: u64,
+        prefix: &str,
+        entries: Vec<Resolved>,
+        epoch: u64,
+        own: Option<Stat>,
+    ) {
         let mut state = self.lock();
         let count = entries.len();
         let is_ahead = match state.walk.as_ref() {
             Some(walk) if walk.id == id => prefix > walk.walker_at.as_str(),
             _ => return,
         };
-        self.keep_locked(&mut state, prefix, entries, epoch, true);
+        self.keep_locked(&mut state, prefix, entries, epoch, own, true);
         if is_ahead && let Some(walk) = state.walk.as_mut() {
             walk.ahead.insert(prefix.to_owned(), count);
         }
@@ -491,6 +540,29 @@ impl OpenDirectory {
 
     fn len(&self) -> usize {
         self.files.len() + self.directories.len()
+    }
+
+    /// What `into_entries` will show for the subdirectory `name`.
+    fn subdirectory_stat(
+        &self,
+        name: &str,
+        is_old_style: impl Fn(&PosixHeaders) -> bool,
+        implicit: &Stat,
+    ) -> Stat {
+        let marker = self
+            .directories
+            .iter()
+            .rev()
+            .find(|(directory, _)| directory == name)
+            .and_then(|(_, marker)| marker.clone());
+        marker
+            .or_else(|| {
+                self.files
+                    .iter()
+                    .find(|file| file.name == name && is_old_style(&file.stat.headers))
+                    .map(|file| super::directory_stat(file.stat.clone()))
+            })
+            .unwrap_or_else(|| implicit.clone())
     }
 
     /// Its entries as a delimited listing shows them: a directory hides a
@@ -650,8 +722,8 @@ impl<'a, S: ObjectStore> Walked<'a, S> {
             return Err(format!("{key:?} listed twice or out of order"));
         }
         let (cx, id, epoch) = (self.cx, self.id, self.epoch);
-        if !place(&mut self.open, object, stat, |directory| {
-            keep(cx, id, epoch, directory);
+        if !place(&mut self.open, object, stat, |directory, parent| {
+            keep(cx, id, epoch, directory, parent);
         }) {
             return Err(format!("{key:?} is outside the tree"));
         }
@@ -668,7 +740,7 @@ impl<'a, S: ObjectStore> Walked<'a, S> {
 
     fn finish(mut self) {
         while let Some(directory) = self.open.pop() {
-            keep(self.cx, self.id, self.epoch, directory);
+            keep(self.cx, self.id, self.epoch, directory, self.open.last());
         }
         self.cx.walks.walk_ended(self.id, true);
     }
@@ -679,13 +751,25 @@ impl<'a, S: ObjectStore> Walked<'a, S> {
     }
 }
 
-fn keep<S>(cx: &WalkContext<S>, id: u64, epoch: u64, directory: OpenDirectory) {
+/// Keeps `directory`, with the attributes `parent` (still open: a
+/// directory closes before its parent) shows for it.
+fn keep<S>(
+    cx: &WalkContext<S>,
+    id: u64,
+    epoch: u64,
+    directory: OpenDirectory,
+    parent: Option<&OpenDirectory>,
+) {
     let is_old_style = |headers: &PosixHeaders| {
         cx.posix_metadata == PosixMetadata::FromHeaders && headers.is_old_style_directory()
     };
+    let own = parent.and_then(|parent| {
+        let name = directory.prefix[parent.prefix.len()..].strip_suffix('/')?;
+        Some(parent.subdirectory_stat(name, is_old_style, &cx.implicit_directory_stat))
+    });
     let prefix = directory.prefix.clone();
     let entries = directory.into_entries(is_old_style, &cx.implicit_directory_stat);
-    cx.walks.walk_kept(id, &prefix, entries, epoch);
+    cx.walks.walk_kept(id, &prefix, entries, epoch, own);
 }
 
 /// A listed key's attributes, as a delimited listing resolves them; an
@@ -720,11 +804,12 @@ fn place(
     open: &mut Vec<OpenDirectory>,
     object: ListedObject,
     stat: Stat,
-    mut close: impl FnMut(OpenDirectory),
+    mut close: impl FnMut(OpenDirectory, Option<&OpenDirectory>),
 ) -> bool {
     let key = object.key;
     while open.len() > 1 && !key.starts_with(open.last().expect("non-empty").prefix.as_str()) {
-        close(open.pop().expect("non-empty"));
+        let closed = open.pop().expect("non-empty");
+        close(closed, open.last());
     }
     let Some(innermost) = open.last() else {
         return false;
