@@ -60,6 +60,9 @@ done
 
 bench_prepare "$@"
 bench_workdir bucketfs-cache
+# A failing command ends the run under set -e: say which.
+set -E
+trap 'echo "bench: line $LINENO: \"$BASH_COMMAND\" failed" >&2' ERR
 TOOLS=$(available_tools "$TOOLS")
 REF=$WORK/ref
 BF_CACHE=$WORK/cache-bucketfs
@@ -177,7 +180,7 @@ mounted_pass() {
   if [ "$keep" != mounted ]; then
     case $tool in
       bucketfs) BUCKETFS=$WORK/bin/cached/bucketfs mount_tool bucketfs ;;
-      mountpoint) MOUNTPOINT_OPTS="$MOUNTPOINT_BASE_OPTS --cache $MP_CACHE --max-cache-size $DISK_CACHE_MIB" mount_tool mountpoint ;;
+      mountpoint) mkdir -p "$MP_CACHE"; MOUNTPOINT_OPTS="$MOUNTPOINT_BASE_OPTS --cache $MP_CACHE --max-cache-size $DISK_CACHE_MIB" mount_tool mountpoint ;;
     esac
   fi
   offset=$(log_offset)
