@@ -21,6 +21,12 @@
 #                each round); the server's copies are read into the page cache first, so the cold
 #                pass measures the S3 path, not the server's disk; read, then tar; unmount
 #   bucketfs remount   a new mount over the same C: read, then tar, served from C (the target)
+#   cache files (cat)  (BENCH_CACHE_FILES=1, default) a diagnostic, not a tool: after the remount
+#                pass, one `cat` of all of C's block files in directory order, after a drop: what
+#                the disk gives for bucketfs's layout (one file per 1 MiB block) without bucketfs
+#   bucketfs-no-posix cold / remount   the same with --no-posix-metadata: without a HEAD per file
+#                for its POSIX headers, the tar's metadata comes from the listings alone, so this
+#                variant shows what the disk cache gives when metadata is cheap
 #   mountpoint cold / remount   the same with Mountpoint's --cache C --max-cache-size 2048;
 #                Mountpoint empties its cache directory at every mount, so its remount pass is a
 #                cold read again: shown as measured
@@ -30,15 +36,16 @@
 # reference (local seconds / seconds; the target is >= 0.8 for bucketfs remount), the daemon's
 # peak RSS (VmHWM, max over rounds), the requests the server saw during the pass (GET and all;
 # s3s-fs logs one "resolved route, op: NAME" line per request at s3s::ops=debug), and the 1-minute
-# load average at the pass's start (min-max over rounds). After the rounds (BENCH_CACHE_CHECK=1,
+# load average at the pass's start (min-max over rounds); then the block files each bucketfs
+# variant left in C after its cold pass, per round (blocks not kept are fetched again later). After the rounds (BENCH_CACHE_CHECK=1,
 # default) an untimed check: a mount over the last round's cache, after a drop, `cmp`s big and
 # `diff -r`s the tree against the local copies, and counts its GETs.
 #
 # Usage: bench/cache.sh   (as root: FUSE mounts, drop_caches, the network namespace)
 # Knobs (environment), besides bench/lib.sh's (BENCH_SERVER=fast|slow, ...):
 #   BENCH_CACHE_ROUNDS (3), BENCH_CACHE_BIG_MIB (1024), BENCH_CACHE_TREE_FILES (2000),
-#   BENCH_CACHE_TOOLS ("bucketfs mountpoint"), BENCH_CACHE_MP_WARM (1), BENCH_CACHE_CHECK (1),
-#   BENCH_CACHE_TIMEOUT (600 s a command).
+#   BENCH_CACHE_TOOLS ("bucketfs bucketfs-no-posix mountpoint"), BENCH_CACHE_MP_WARM (1),
+#   BENCH_CACHE_FILES (1), BENCH_CACHE_CHECK (1), BENCH_CACHE_TIMEOUT (600 s a command).
 # Disk: about 4.5 GiB in TMPDIR (the references, the server's copies, two caches).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -47,7 +54,8 @@ ROUNDS=${BENCH_CACHE_ROUNDS:-3}
 BIG_MIB=${BENCH_CACHE_BIG_MIB:-1024}
 TREE_FILES=${BENCH_CACHE_TREE_FILES:-2000}
 TREE_DIRS=20
-TOOLS=${BENCH_CACHE_TOOLS:-"bucketfs mountpoint"}
+TOOLS=${BENCH_CACHE_TOOLS:-"bucketfs bucketfs-no-posix mountpoint"}
+CACHE_FILES=${BENCH_CACHE_FILES:-1}
 MP_WARM=${BENCH_CACHE_MP_WARM:-1}
 CHECK=${BENCH_CACHE_CHECK:-1}
 TIMEOUT=${BENCH_CACHE_TIMEOUT:-600}
@@ -55,7 +63,7 @@ DISK_CACHE_MIB=2048
 TARGET_RATIO=0.8
 
 for tool in $TOOLS; do
-  case $tool in bucketfs | mountpoint) ;; *) die "BENCH_CACHE_TOOLS: unknown tool $tool" ;; esac
+  case $tool in bucketfs | bucketfs-no-posix | mountpoint) ;; *) die "BENCH_CACHE_TOOLS: unknown tool $tool" ;; esac
 done
 
 bench_prepare "$@"
@@ -83,6 +91,7 @@ bench_header
 note "tools:      $TOOLS"
 note "data:       $BIG_MIB MiB object, $TREE_FILES files (1-64 KiB) in $TREE_DIRS directories; $ROUNDS round(s)"
 note "bucketfs:   $(tool_flags bucketfs) + --cache-dir DIR --max-disk-cache $DISK_CACHE_MIB"
+[[ " $TOOLS " == *" bucketfs-no-posix "* ]] && note "            bucketfs-no-posix: the same + --no-posix-metadata"
 [[ " $TOOLS " == *" mountpoint "* ]] && note "mountpoint: $(tool_flags mountpoint) --cache DIR --max-cache-size $DISK_CACHE_MIB"
 
 # One "resolved route, op: NAME" line per request (as in walk.sh). The prefix assignment lasts for
@@ -161,13 +170,18 @@ record_pass() {
   local pass=$1
   record "read:$pass" "$read_s"
   record "tar:$pass" "$tar_s"
-  record "read:$pass:get" "${read_req[1]:--}"
-  record "read:$pass:req" "${read_req[0]:--}"
-  record "tar:$pass:get" "${tar_req[1]:--}"
-  record "tar:$pass:req" "${tar_req[0]:--}"
+  local w i name reqs
+  for w in read tar; do
+    if [ "$w" = read ]; then reqs=("${read_req[@]}"); else reqs=("${tar_req[@]}"); fi
+    i=0
+    for name in req get head list; do
+      record "$w:$pass:$name" "${reqs[$i]:--}"
+      i=$((i + 1))
+    done
+  done
   [ -n "${rss:-}" ] && record "$pass:rss" "$rss"
   record "$pass:load" "$pass_load"
-  note "$(printf '%-22s' "$pass") read ${read_s}s, tar ${tar_s}s; requests read ${read_req[0]:--} (GET ${read_req[1]:--}), tar ${tar_req[0]:--} (GET ${tar_req[1]:--})${rss:+; VmHWM $rss MiB}; load $pass_load"
+  note "$(printf '%-22s' "$pass") read ${read_s}s, tar ${tar_s}s; requests read ${read_req[0]:--} (GET ${read_req[1]:--}), tar ${tar_req[0]:--} (GET ${tar_req[1]:--}, HEAD ${tar_req[2]:--}, LIST ${tar_req[3]:--})${rss:+; VmHWM $rss MiB}; load $pass_load"
 }
 
 # mounted_pass TOOL PASS [keep]: read and tar through a mount of TOOL (already mounted when
@@ -179,7 +193,7 @@ mounted_pass() {
   pass_load=$(cut -d' ' -f1 /proc/loadavg)
   if [ "$keep" != mounted ]; then
     case $tool in
-      bucketfs) BUCKETFS=$WORK/bin/cached/bucketfs mount_tool bucketfs ;;
+      bucketfs*) BUCKETFS=$WORK/bin/cached/bucketfs mount_tool "$tool" ;;
       mountpoint) mkdir -p "$MP_CACHE"; MOUNTPOINT_OPTS="$MOUNTPOINT_BASE_OPTS --cache $MP_CACHE --max-cache-size $DISK_CACHE_MIB" mount_tool mountpoint ;;
     esac
   fi
@@ -203,7 +217,20 @@ local_pass() {
   record_pass local
 }
 
-cache_usage() { echo "$(du -sm "$1" | cut -f1) MiB in $(find "$1" -type f | wc -l) files"; }
+cache_usage() { echo "$(du -sm "$1" | cut -f1) MiB in $(find "$1" -type f -name '*.blk' | wc -l) block files"; }
+# The blocks the data needs: 1 MiB blocks (src/cache/block.rs), one file each.
+EXPECTED_BLOCKS=$(((BIG_BYTES + 1048575) / 1048576 + TREE_FILES))
+
+# The cache directory's files read straight, one after another in directory order, after a drop:
+# what the disk gives for this layout without bucketfs (a diagnostic beside the local reference).
+cache_files_pass() {
+  local start bytes
+  drop_caches
+  start=$EPOCHREALTIME
+  bytes=$(find "$BF_CACHE" -type f -name '*.blk' -print0 | xargs -0 cat | wc -c)
+  record "cachefiles" "$(seconds_since "$start")"
+  record "cachefiles:bytes" "$bytes"
+}
 
 PASSES="local"
 for round in $(seq 1 "$ROUNDS"); do
@@ -211,12 +238,18 @@ for round in $(seq 1 "$ROUNDS"); do
   local_pass
   for tool in $TOOLS; do
     case $tool in
-      bucketfs)
+      bucketfs*)
         rm -rf --one-file-system "$BF_CACHE"
-        mounted_pass bucketfs "bucketfs cold"
+        mounted_pass "$tool" "$tool cold"
+        kept=$(find "$BF_CACHE" -type f -name '*.blk' | wc -l)
+        record "$tool:kept" "$kept"
+        note "$(printf '%-22s' "") cache dir after unmount: $(cache_usage "$BF_CACHE") (the data has $EXPECTED_BLOCKS blocks)"
+        mounted_pass "$tool" "$tool remount"
         note "$(printf '%-22s' "") cache dir after unmount: $(cache_usage "$BF_CACHE")"
-        mounted_pass bucketfs "bucketfs remount"
-        note "$(printf '%-22s' "") cache dir after unmount: $(cache_usage "$BF_CACHE")"
+        if [ "$tool" = bucketfs ] && [ "$CACHE_FILES" = 1 ]; then
+          cache_files_pass
+          note "$(printf '%-22s' "cache files (cat)") $(echo ${R[cachefiles]} | awk '{ print $NF }')s for $(echo ${R[cachefiles:bytes]} | awk '{ print $NF }') bytes"
+        fi
         ;;
       mountpoint)
         mounted_pass mountpoint "mountpoint cold"
@@ -232,7 +265,7 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 for tool in $TOOLS; do
   case $tool in
-    bucketfs) PASSES="$PASSES|bucketfs cold|bucketfs remount" ;;
+    bucketfs*) PASSES="$PASSES|$tool cold|$tool remount" ;;
     mountpoint) PASSES="$PASSES|mountpoint cold|mountpoint remount$([ "$MP_WARM" = 1 ] && echo "|mountpoint same mount")" ;;
   esac
 done
@@ -258,31 +291,41 @@ load_range() { [ -n "${R[$1]:-}" ] && printf '%s\n' ${R[$1]} | sort -g | awk 'NR
 echo
 step "results: median of $ROUNDS round(s); MB = 10^6 bytes; server $(server_description)"
 note "x local: local seconds / seconds (1 = as fast as reading the local copy; target >= $TARGET_RATIO)"
-note "GET, req: requests the server saw during the workload (median); RSS: the daemon's VmHWM at the"
+note "req, GET, HEAD, LIST: requests the server saw during the workload (median); RSS: the daemon's VmHWM at the"
 note "pass's end, max over rounds; load: 1-minute load average at the pass's start, min-max over rounds"
 note "read: dd bs=1M of the $BIG_MIB MiB object; tar: tar cf - | wc -c of $TREE_FILES files, $TREE_BYTES bytes"
 echo
-printf '    %-6s %-22s %9s %7s %7s %6s %6s %7s %s\n' workload pass seconds MB/s "x local" GET req "RSS MiB" load
+printf '    %-6s %-24s %9s %7s %7s %6s %6s %6s %6s %7s %s\n' workload pass seconds MB/s "x local" req GET HEAD LIST "RSS MiB" load
 for w in read tar; do
   bytes=$([ "$w" = read ] && echo "$BIG_BYTES" || echo "$TREE_BYTES")
   local_s=$(med "$w:local")
   IFS='|' read -ra pass_list <<<"$PASSES"
   for pass in "${pass_list[@]}"; do
     v=$(med "$w:$pass")
-    printf '    %-6s %-22s %9s %7s %7s %6s %6s %7s %s\n' "$w" "$pass" "$v" "$(mbps "$bytes" "$v")" \
-      "$(ratio "$local_s" "$v")" "$(med "$w:$pass:get")" "$(med "$w:$pass:req")" "$(maxof "$pass:rss")" \
-      "$(load_range "$pass:load")"
+    printf '    %-6s %-24s %9s %7s %7s %6s %6s %6s %6s %7s %s\n' "$w" "$pass" "$v" "$(mbps "$bytes" "$v")" \
+      "$(ratio "$local_s" "$v")" "$(med "$w:$pass:req")" "$(med "$w:$pass:get")" "$(med "$w:$pass:head")" \
+      "$(med "$w:$pass:list")" "$(maxof "$pass:rss")" "$(load_range "$pass:load")"
   done
+done
+
+if [ -n "${R[cachefiles]:-}" ]; then
+  v=$(med cachefiles)
+  note "cache files (cat): $v s, $(mbps "$(med cachefiles:bytes)" "$v") MB/s: bucketfs's block files (both workloads' data,"
+  note "  with headers) read by one cat in directory order after a drop; the disk's speed for that layout"
+fi
+for tool in $TOOLS; do
+  [ -n "${R[$tool:kept]:-}" ] && note "$tool: block files in the cache after the cold pass, per round:${R[$tool:kept]} (the data has $EXPECTED_BLOCKS)"
 done
 
 echo
 step "targets (issue 13, section 3): the second pass after a remount >= $TARGET_RATIO x the local read's speed"
-if [[ " $TOOLS " == *" bucketfs "* ]]; then
+for tool in $TOOLS; do
+  [[ $tool == bucketfs* ]] || continue
   for w in read tar; do
-    target "$w, bucketfs remount: x local" "$(ratio "$(med "$w:local")" "$(med "$w:bucketfs remount")")" '>=' "$TARGET_RATIO"
+    target "$w, $tool remount: x local" "$(ratio "$(med "$w:local")" "$(med "$w:$tool remount")")" '>=' "$TARGET_RATIO"
   done
   for w in read tar; do
-    target "$w, bucketfs remount: GETs for data (median)" "$(med "$w:bucketfs remount:get")" '<=' 0
+    target "$w, $tool remount: GETs (0: all data from the cache)" "$(med "$w:$tool remount:get")" '<=' 0
   done
-fi
+done
 note "load average at the end: $(load)"
