@@ -14,12 +14,13 @@
 #   read    `dd if=F of=/dev/null bs=1M`; dd's byte count must be the object's size
 #   tar     `tar cf - -C ROOT tree | wc -c` (GNU tar does not read the files when writing to
 #           /dev/null itself); the stream must be at least the tree's bytes
+# The server's root (s3s-fs keeps objects as files) is a tmpfs, so that its copies stay in memory
+# through the drops below: every GET costs the same in every pass, none waits on the server's disk.
 # Passes, each round (BENCH_CACHE_ROUNDS, 3; medians), in this order, the page cache dropped
 # (`echo 3 > /proc/sys/vm/drop_caches`, which also drops the cache directory's pages) before each:
 #   local        the references: dd and tar of the local copies
 #   bucketfs cold      a fresh mount with --cache-dir C --max-disk-cache 2048 over an empty C (new
-#                each round); the server's copies are read into the page cache first, so the cold
-#                pass measures the S3 path, not the server's disk; read, then tar; unmount
+#                each round): read, then tar; unmount
 #   bucketfs remount   a new mount over the same C: read, then tar, served from C (the target)
 #   cache files (cat)  (BENCH_CACHE_FILES=1, default) a diagnostic, not a tool: after the remount
 #                pass, one `cat` of all of C's block files in directory order, after a drop: what
@@ -34,11 +35,11 @@
 #                mount, after a drop: Mountpoint's cache at its best, for comparison
 # Printed per workload and pass: seconds and MB/s (medians), the speed ratio to the local
 # reference (local seconds / seconds; the target is >= 0.8 for bucketfs remount), the daemon's
-# peak RSS (VmHWM, max over rounds), the requests the server saw during the pass (GET and all;
-# s3s-fs logs one "resolved route, op: NAME" line per request at s3s::ops=debug), and the 1-minute
-# load average at the pass's start (min-max over rounds); then the block files each bucketfs
-# variant left in C after its cold pass, per round (blocks not kept are fetched again later). After the rounds (BENCH_CACHE_CHECK=1,
-# default) an untimed check: a mount over the last round's cache, after a drop, `cmp`s big and
+# peak RSS (VmHWM, max over rounds), the requests the server saw during each workload (all, GET,
+# HEAD, LIST; s3s-fs logs one "resolved route, op: NAME" line per request at s3s::ops=debug), and
+# the 1-minute load average at the pass's start (min-max over rounds); then the block files each
+# bucketfs variant left in C after its cold pass, per round (a block not kept is fetched again by
+# the remount pass: its GETs). After the rounds (BENCH_CACHE_CHECK=1, default) an untimed check: a mount over the last round's cache, after a drop, `cmp`s big and
 # `diff -r`s the tree against the local copies, and counts its GETs.
 #
 # Usage: bench/cache.sh   (as root: FUSE mounts, drop_caches, the network namespace)
@@ -46,7 +47,7 @@
 #   BENCH_CACHE_ROUNDS (3), BENCH_CACHE_BIG_MIB (1024), BENCH_CACHE_TREE_FILES (2000),
 #   BENCH_CACHE_TOOLS ("bucketfs bucketfs-no-posix mountpoint"), BENCH_CACHE_MP_WARM (1),
 #   BENCH_CACHE_FILES (1), BENCH_CACHE_CHECK (1), BENCH_CACHE_TIMEOUT (600 s a command).
-# Disk: about 4.5 GiB in TMPDIR (the references, the server's copies, two caches).
+# Disk: about 3.3 GiB in TMPDIR (the references, two caches); memory: up to 2 GiB of tmpfs.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -71,6 +72,24 @@ bench_workdir bucketfs-cache
 # A failing command ends the run under set -e: say which.
 set -E
 trap 'echo "bench: line $LINENO: \"$BASH_COMMAND\" failed" >&2' ERR
+
+# The server's root is a tmpfs: drop_caches, which every pass needs for the caches under test,
+# leaves the server's copies in memory, so a GET costs the same in every pass and no pass waits on
+# the server's disk. lib.sh's cleanup removes the work dir without crossing into mounts, so the
+# server is stopped and the tmpfs unmounted first.
+mount -t tmpfs -o size=$((BIG_MIB + 1024))m,mode=0700 bench-cache-data "$DATA"
+cache_cleanup() {
+  local status=$?
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    is_mounted "$MNT" && { fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -u -z "$MNT"; }
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  is_mounted "$DATA" && { umount "$DATA" || umount -l "$DATA" || echo "bench: could not unmount $DATA" >&2; }
+  (exit "$status")
+  bench_cleanup
+}
+trap cache_cleanup EXIT
 TOOLS=$(available_tools "$TOOLS")
 REF=$WORK/ref
 BF_CACHE=$WORK/cache-bucketfs
@@ -158,12 +177,6 @@ timed_tar() {
   [ "$bytes" -ge "$TREE_BYTES" ] || die "tar of $root/tree wrote $bytes bytes, less than the tree's $TREE_BYTES"
 }
 
-# The server's copies into the page cache, so that a cold pass waits on the S3 path, not its disk.
-warm_server() {
-  cat "$DATA/$BUCKET/big" >/dev/null
-  find "$DATA/$BUCKET/tree" -type f -print0 | xargs -0 cat >/dev/null
-}
-
 # record_pass PASS: the figures of a pass just run (read_s, tar_s, rss, read_req, tar_req,
 # pass_load).
 record_pass() {
@@ -189,7 +202,6 @@ record_pass() {
 mounted_pass() {
   local tool=$1 pass=$2 keep=${3:-} offset
   drop_caches
-  [[ $pass == *cold ]] && warm_server
   pass_load=$(cut -d' ' -f1 /proc/loadavg)
   if [ "$keep" != mounted ]; then
     case $tool in
