@@ -35,12 +35,14 @@
 #                mount, after a drop: Mountpoint's cache at its best, for comparison
 # Printed per workload and pass: seconds and MB/s (medians), the speed ratio to the local
 # reference (local seconds / seconds; the target is >= 0.8 for bucketfs remount), the daemon's
-# peak RSS (VmHWM, max over rounds), the requests the server saw during each workload (all, GET,
-# HEAD, LIST; s3s-fs logs one "resolved route, op: NAME" line per request at s3s::ops=debug), and
-# the 1-minute load average at the pass's start (min-max over rounds); then the block files each
-# bucketfs variant left in C after its cold pass, per round (a block not kept is fetched again by
-# the remount pass: its GETs). After the rounds (BENCH_CACHE_CHECK=1, default) an untimed check: a mount over the last round's cache, after a drop, `cmp`s big and
-# `diff -r`s the tree against the local copies, and counts its GETs.
+# peak RSS (VmHWM, max over rounds), its CPU seconds (user + system) during each workload, the
+# requests the server saw during each workload (all, GET, HEAD, LIST; s3s-fs logs one "resolved
+# route, op: NAME" line per request at s3s::ops=debug), and the 1-minute load average at the
+# pass's start (min-max over rounds); then the block files each bucketfs variant left in C after
+# its cold pass, per round (a block not kept is fetched again by the remount pass: its GETs).
+# After the rounds (BENCH_CACHE_CHECK=1, default) an untimed check: a mount over the last round's
+# cache, after a drop, `cmp`s big and `diff -r`s the tree against the local copies, and counts
+# its GETs.
 #
 # Usage: bench/cache.sh   (as root: FUSE mounts, drop_caches, the network namespace)
 # Knobs (environment), besides bench/lib.sh's (BENCH_SERVER=fast|slow, ...):
@@ -183,6 +185,8 @@ record_pass() {
   local pass=$1
   record "read:$pass" "$read_s"
   record "tar:$pass" "$tar_s"
+  record "read:$pass:cpu" "$read_cpu"
+  record "tar:$pass:cpu" "$tar_cpu"
   local w i name reqs
   for w in read tar; do
     if [ "$w" = read ]; then reqs=("${read_req[@]}"); else reqs=("${tar_req[@]}"); fi
@@ -194,7 +198,7 @@ record_pass() {
   done
   [ -n "${rss:-}" ] && record "$pass:rss" "$rss"
   record "$pass:load" "$pass_load"
-  note "$(printf '%-22s' "$pass") read ${read_s}s, tar ${tar_s}s; requests read ${read_req[0]:--} (GET ${read_req[1]:--}), tar ${tar_req[0]:--} (GET ${tar_req[1]:--}, HEAD ${tar_req[2]:--}, LIST ${tar_req[3]:--})${rss:+; VmHWM $rss MiB}; load $pass_load"
+  note "$(printf '%-22s' "$pass") read ${read_s}s (CPU ${read_cpu}s), tar ${tar_s}s (CPU ${tar_cpu}s); requests read ${read_req[0]:--} (GET ${read_req[1]:--}), tar ${tar_req[0]:--} (GET ${tar_req[1]:--}, HEAD ${tar_req[2]:--}, LIST ${tar_req[3]:--})${rss:+; VmHWM $rss MiB}; load $pass_load"
 }
 
 # mounted_pass TOOL PASS [keep]: read and tar through a mount of TOOL (already mounted when
@@ -210,12 +214,17 @@ mounted_pass() {
     esac
   fi
   offset=$(log_offset)
+  sample_start
   timed_read "$MNT/big"
+  sample_stop
+  read_cpu=$daemon_cpu
   read_req=($(requests_since "$offset"))
   offset=$(log_offset)
+  sample_start
   timed_tar "$MNT"
+  sample_stop
+  tar_cpu=$daemon_cpu
   tar_req=($(requests_since "$offset"))
-  rss=$(vmhwm_mib "$daemon_pid")
   [ "$keep" = keep ] || unmount_tool
   record_pass "$pass"
 }
@@ -225,7 +234,7 @@ local_pass() {
   pass_load=$(cut -d' ' -f1 /proc/loadavg)
   timed_read "$REF/big"
   timed_tar "$REF"
-  read_req=() tar_req=() rss=
+  read_req=() tar_req=() rss= read_cpu=- tar_cpu=-
   record_pass local
 }
 
@@ -304,19 +313,20 @@ echo
 step "results: median of $ROUNDS round(s); MB = 10^6 bytes; server $(server_description)"
 note "x local: local seconds / seconds (1 = as fast as reading the local copy; target >= $TARGET_RATIO)"
 note "req, GET, HEAD, LIST: requests the server saw during the workload (median); RSS: the daemon's VmHWM at the"
-note "pass's end, max over rounds; load: 1-minute load average at the pass's start, min-max over rounds"
+note "pass's end, max over rounds; CPU s: the daemon's user + system seconds during the workload (median);"
+note "load: 1-minute load average at the pass's start, min-max over rounds"
 note "read: dd bs=1M of the $BIG_MIB MiB object; tar: tar cf - | wc -c of $TREE_FILES files, $TREE_BYTES bytes"
 echo
-printf '    %-6s %-24s %9s %7s %7s %6s %6s %6s %6s %7s %s\n' workload pass seconds MB/s "x local" req GET HEAD LIST "RSS MiB" load
+printf '    %-6s %-24s %9s %7s %7s %6s %6s %6s %6s %6s %7s %s\n' workload pass seconds MB/s "x local" req GET HEAD LIST "CPU s" "RSS MiB" load
 for w in read tar; do
   bytes=$([ "$w" = read ] && echo "$BIG_BYTES" || echo "$TREE_BYTES")
   local_s=$(med "$w:local")
   IFS='|' read -ra pass_list <<<"$PASSES"
   for pass in "${pass_list[@]}"; do
     v=$(med "$w:$pass")
-    printf '    %-6s %-24s %9s %7s %7s %6s %6s %6s %6s %7s %s\n' "$w" "$pass" "$v" "$(mbps "$bytes" "$v")" \
+    printf '    %-6s %-24s %9s %7s %7s %6s %6s %6s %6s %6s %7s %s\n' "$w" "$pass" "$v" "$(mbps "$bytes" "$v")" \
       "$(ratio "$local_s" "$v")" "$(med "$w:$pass:req")" "$(med "$w:$pass:get")" "$(med "$w:$pass:head")" \
-      "$(med "$w:$pass:list")" "$(maxof "$pass:rss")" "$(load_range "$pass:load")"
+      "$(med "$w:$pass:list")" "$(med "$w:$pass:cpu")" "$(maxof "$pass:rss")" "$(load_range "$pass:load")"
   done
 done
 
