@@ -217,3 +217,37 @@ async fn a_first_read_faster_than_the_disk_keeps_every_block() {
         missing.first()
     );
 }
+
+/// The kernel reads a small file and reads ahead in it at once: both reads
+/// must share one GET (a cold `tar c` of small files sent 1.1 to 1.3 GETs a
+/// file when each fetched it), and with them the one block kept on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_reads_of_a_small_file_share_one_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let disk = open_cache(dir.path(), 1 << 30);
+    let fs = mount(&store, &disk);
+    let data = random_bytes(40_000, 13);
+    for round in 0..20 {
+        let key = format!("data/small-{round}");
+        store.put(&key, data.clone());
+        let dir_ino = fs.lookup(ROOT_INO, "data").await.unwrap().attr.ino;
+        let ino = fs
+            .lookup(dir_ino, &format!("small-{round}"))
+            .await
+            .unwrap()
+            .attr
+            .ino;
+        let (fh, _) = fs.open(ino, OpenIntent::Read).await.unwrap();
+        let gets = store.get_count();
+        let (first, ahead) = tokio::join!(fs.read(fh, 0, 16_384), fs.read(fh, 0, READ_BYTES));
+        assert!(first.unwrap()[..] == data[..16_384]);
+        assert!(ahead.unwrap()[..] == data[..]);
+        assert_eq!(
+            store.get_count() - gets,
+            1,
+            "round {round}: one GET for both reads"
+        );
+        fs.release(fh).await;
+    }
+}

@@ -191,7 +191,11 @@ impl<S: ObjectStore> Filesystem<S> {
             let block = handle.block(index);
             self.blocks.is_present(&block) || self.disk_has(&block)
         };
-        if step.isolated && !(first..=last).any(is_cached) {
+        // A file no larger than an isolated read's unit is fetched whole
+        // either way: through the blocks, concurrent first reads (the
+        // kernel's read and its readahead) share one GET.
+        let is_small = handle.size <= ISOLATED_READ_ALIGN_BYTES;
+        if step.isolated && !is_small && !(first..=last).any(is_cached) {
             return self.read_isolated(handle, offset, end).await;
         }
         // What this read needs goes out first, then the window ahead.
