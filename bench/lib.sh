@@ -11,7 +11,7 @@
 #
 # Common knobs (environment):
 #   BENCH_SERVER       fast (default): s3s-fs with dir-keys + fast-bodies + flat-listing.patch (1 MiB bodies,
-#                      TCP_NODELAY, flat pages cost their subtree; the server is not the ceiling); slow: dir-keys.patch only, the
+#                      TCP_NODELAY, flat pages cost about their keys; the server is not the ceiling); slow: dir-keys.patch only, the
 #                      server the test suite uses (4 KiB bodies: its CPU is the ceiling)
 #   BUCKETFS_BENCH_S3S_FS  an s3s-fs binary to use instead (its profile is then "custom")
 #   BENCH_SERVER_LOG   RUST_LOG for s3s-fs; its log is copied to bench/last-server.log
@@ -171,7 +171,7 @@ bench_cleanup() {
 
 server_description() {
   case $SERVER_PROFILE in
-    fast) echo "fast: dir-keys + fast-bodies + flat-listing patches (1 MiB bodies, TCP_NODELAY, flat pages cost their subtree)" ;;
+    fast) echo "fast: dir-keys + fast-bodies + flat-listing patches (1 MiB bodies, TCP_NODELAY, flat pages cost about their keys)" ;;
     slow) echo "slow: dir-keys patch only (4 KiB bodies, as the test suite's)" ;;
     *) echo "custom binary $S3S_FS" ;;
   esac

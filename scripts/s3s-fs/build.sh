@@ -10,9 +10,9 @@
 # patch (another branch, a worktree) keeps its own build instead of rebuilding over this one.
 # --fast builds the benchmark's server instead (bench/, docs/benchmarks.md): dir-keys.patch,
 # fast-bodies.patch (GET and CopyObject bodies in 1 MiB chunks instead of 4 KiB, TCP_NODELAY on
-# accepted sockets) and flat-listing.patch (a flat listing page costs the prefix's subtree, not the
-# whole bucket, and stats only the keys on the page), into
-# ${BUCKETFS_TEST_CACHE:-~/.cache/bucketfs-test}/s3s-fs-patched-fast-2.
+# accepted sockets) and flat-listing.patch (a flat listing page walks the prefix's subtree in key
+# order from the continuation token and stops after the page's keys, so it costs about the page,
+# not the bucket), into ${BUCKETFS_TEST_CACHE:-~/.cache/bucketfs-test}/s3s-fs-patched-fast-3.
 # The test suite uses the default build only.
 # Usage: build.sh [--check] [--fast] [DEST]   (--check: exit 0 if DEST holds a build of the current patches)
 # Progress goes to stderr so that stdout is only the path.
@@ -25,7 +25,7 @@ STAMP_NAME=.dir-keys.patch.sha256
 while [ $# -gt 0 ]; do
   case $1 in
     --check) check_only=true; shift ;;
-    --fast) PATCHES="dir-keys.patch fast-bodies.patch flat-listing.patch" DEST_NAME=s3s-fs-patched-fast-2 STAMP_NAME=.patches.sha256; shift ;;
+    --fast) PATCHES="dir-keys.patch fast-bodies.patch flat-listing.patch" DEST_NAME=s3s-fs-patched-fast-3 STAMP_NAME=.patches.sha256; shift ;;
     *) break ;;
   esac
 done
