@@ -450,6 +450,9 @@ impl<S: ObjectStore> Filesystem<S> {
                     key,
                 }
             }));
+            if !self.walks.keeps_listings() {
+                stream.collected = None;
+            }
             if let Some(collected) = stream.collected.as_mut() {
                 if collected.len() + resolved.len() > walk::MAX_DIRECTORY_ENTRIES {
                     stream.collected = None;

@@ -392,6 +392,12 @@ impl Walks {
         Some(kept.listing.clone())
     }
 
+    /// Whether whole listings are kept at all: with no TTL nothing kept
+    /// would ever be served, so listings need not copy their entries.
+    pub(in crate::fs) fn keeps_listings(&self) -> bool {
+        !self.ttl.is_zero()
+    }
+
     /// A pass over `prefix` reached its end: for spotting descents into it.
     pub(in crate::fs) fn completed(&self, prefix: &str) {
         self.lock().completed.put(prefix.to_owned(), Instant::now());
