@@ -36,7 +36,10 @@ pub struct Inode {
 }
 
 pub struct InodeTable {
-    inodes: HashMap<u64, Inode>,
+    /// Boxed: a map's table holds a slot for each of up to twice as many
+    /// entries as it has, and it doubles by copying; with 272-byte inodes
+    /// inline, a million of them peaked at 1.06 GiB (by hand, 1,000,000 keys).
+    inodes: HashMap<u64, Box<Inode>>,
     children: HashMap<(u64, String), u64>,
     next_ino: u64,
 }
@@ -57,24 +60,24 @@ impl InodeTable {
             lookups: 1,
         };
         InodeTable {
-            inodes: HashMap::from([(ROOT_INO, root)]),
+            inodes: HashMap::from([(ROOT_INO, Box::new(root))]),
             children: HashMap::new(),
             next_ino: ROOT_INO + 1,
         }
     }
 
     pub fn get(&self, ino: u64) -> Option<&Inode> {
-        self.inodes.get(&ino)
+        self.inodes.get(&ino).map(Box::as_ref)
     }
 
     pub fn get_mut(&mut self, ino: u64) -> Option<&mut Inode> {
-        self.inodes.get_mut(&ino)
+        self.inodes.get_mut(&ino).map(Box::as_mut)
     }
 
     /// The child the kernel may already know under this name.
     pub fn child(&self, parent: u64, name: &str) -> Option<(u64, &Inode)> {
         let ino = *self.children.get(&(parent, name.to_owned()))?;
-        self.inodes.get(&ino).map(|inode| (ino, inode))
+        self.inodes.get(&ino).map(|inode| (ino, inode.as_ref()))
     }
 
     /// Records that the kernel now holds one more reference to this child,
@@ -108,7 +111,7 @@ impl InodeTable {
         self.next_ino += 1;
         self.inodes.insert(
             ino,
-            Inode {
+            Box::new(Inode {
                 parent,
                 name: name.to_owned(),
                 kind,
@@ -119,7 +122,7 @@ impl InodeTable {
                 listed_in,
                 last_opened_etag: None,
                 lookups: 1,
-            },
+            }),
         );
         self.children.insert(slot, ino);
         ino
@@ -179,7 +182,7 @@ impl InodeTable {
         if inode.lookups > 0 {
             return None;
         }
-        let inode = self.inodes.remove(&ino)?;
+        let inode = *self.inodes.remove(&ino)?;
         let slot = (inode.parent, inode.name.clone());
         if self.children.get(&slot) == Some(&ino) {
             self.children.remove(&slot);
