@@ -3,8 +3,9 @@
 //! Every entry the kernel received from lookup, create or readdirplus holds a
 //! lookup count; FUSE `forget` returns them, and an inode whose count reaches
 //! zero is dropped. So memory follows what the kernel caches, not the size of
-//! the bucket, and walking a million keys does not grow the table without
-//! bound. Numbers are never reused, so the generation is always 0.
+//! the bucket; after a walk that is every entry the kernel was given, until
+//! memory pressure makes it forget them. Numbers are never reused, so the
+//! generation is always 0.
 
 use std::collections::HashMap;
 use std::time::Instant;
