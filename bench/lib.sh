@@ -333,7 +333,7 @@ mount_tool() {
     [ -n "$daemon_pid" ] && ! is_running "$daemon_pid" && break
     sleep 0.05
   done
-  is_mounted "$MNT" || { tail -5 "$WORK"/*.log 2>/dev/null >&2; die "$tool: $MNT did not get mounted"; }
+  is_mounted "$MNT" || { tail -5 "$WORK"/*.log 2>/dev/null >&2 || true; die "$tool: $MNT did not get mounted"; }
   [ -n "$daemon_pid" ] || die "$tool: daemon process not found"
   # bucketfs raises its mount's kernel readahead to 4 MiB when root (1 MiB
   # requests instead of 128 KiB); the ceiling must get the same, or it is
