@@ -561,14 +561,8 @@ impl OpenDirectory {
             .rev()
             .find(|(directory, _)| directory == name)
             .and_then(|(_, marker)| marker.clone());
-        marker
-            .or_else(|| {
-                self.files
-                    .iter()
-                    .find(|file| file.name == name && is_old_style(&file.stat.headers))
-                    .map(|file| super::directory_stat(file.stat.clone()))
-            })
-            .unwrap_or_else(|| implicit.clone())
+        let shadowed = self.files.iter().find(|file| file.name == name);
+        directory_entry_stat(marker, shadowed, is_old_style, implicit)
     }
 
     /// Its entries as a delimited listing shows them: a directory hides a
@@ -587,13 +581,7 @@ impl OpenDirectory {
         let mut entries = Vec::with_capacity(files.len() + self.directories.len());
         for (name, marker) in self.directories {
             let shadowed = files.remove(&name);
-            let stat = marker
-                .or_else(|| {
-                    shadowed
-                        .filter(|file| is_old_style(&file.stat.headers))
-                        .map(|file| super::directory_stat(file.stat))
-                })
-                .unwrap_or_else(|| implicit.clone());
+            let stat = directory_entry_stat(marker, shadowed.as_ref(), &is_old_style, implicit);
             entries.push(Resolved {
                 key: format!("{}{name}/", self.prefix),
                 name,
@@ -618,6 +606,24 @@ impl OpenDirectory {
         entries.dedup_by(|later, earlier| later.name == earlier.name);
         entries
     }
+}
+
+/// The attributes a listing shows for a subdirectory: its marker's, else
+/// those of an old-style directory object of its name that it shadows, else
+/// a directory's without attributes of its own.
+fn directory_entry_stat(
+    marker: Option<Stat>,
+    shadowed: Option<&Resolved>,
+    is_old_style: impl Fn(&PosixHeaders) -> bool,
+    implicit: &Stat,
+) -> Stat {
+    marker
+        .or_else(|| {
+            shadowed
+                .filter(|file| is_old_style(&file.stat.headers))
+                .map(|file| super::directory_stat(file.stat.clone()))
+        })
+        .unwrap_or_else(|| implicit.clone())
 }
 
 /// What a walk needs of the filesystem.
