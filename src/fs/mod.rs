@@ -532,8 +532,15 @@ impl<S: ObjectStore> Filesystem<S> {
             /// Its attributes came from headers, not from the mount options.
             had_headers: bool,
         }
+        /// What the inode table says of the name.
+        enum InTable {
+            Answered(Entry),
+            /// Known, but no longer trusted without asking again.
+            Stale(KnownEntry, String),
+            Unknown,
+        }
         // `vouched`: a walk's listing of the directory says it exists.
-        let known_child = |vouched: bool| {
+        let in_table = |vouched: bool| {
             let mut inodes = self.inodes.lock().unwrap();
             match inodes.child(parent, name) {
                 Some((ino, child))
@@ -544,31 +551,33 @@ impl<S: ObjectStore> Filesystem<S> {
                 {
                     let attr = self.attr(ino, child.kind, &child.stat);
                     inodes.add_lookup(ino);
-                    Ok(self.entry(attr))
+                    InTable::Answered(self.entry(attr))
                 }
-                Some((_, child)) => Err(Some((
+                Some((_, child)) => InTable::Stale(
                     KnownEntry {
                         kind: child.kind,
                         had_headers: child.stat.headers != PosixHeaders::default(),
                     },
                     child.key.clone(),
-                ))),
-                None => Err(None),
+                ),
+                None => InTable::Unknown,
             }
         };
-        let known = match known_child(false) {
-            Ok(entry) => return Ok(entry),
+        let known = match in_table(false) {
+            InTable::Answered(entry) => return Ok(entry),
             // A directory a walk is listing: the walk says soon enough
             // whether it still has entries, without a probe of its own.
-            Err(Some((known, key)))
+            InTable::Stale(known, key)
                 if known.kind == FileKind::Directory && self.walks.vouches_for(&key).await =>
             {
-                match known_child(true) {
-                    Ok(entry) => return Ok(entry),
-                    Err(known) => known.map(|(known, _)| known),
+                match in_table(true) {
+                    InTable::Answered(entry) => return Ok(entry),
+                    InTable::Stale(known, _) => Some(known),
+                    InTable::Unknown => None,
                 }
             }
-            Err(known) => known.map(|(known, _)| known),
+            InTable::Stale(known, _) => Some(known),
+            InTable::Unknown => None,
         };
         if self.negative.is_absent(parent, name) {
             return Err(Error::NotFound);
