@@ -205,6 +205,15 @@ impl DiskCache {
         self.index.lock().unwrap().total_bytes
     }
 
+    /// Returns once no block is on its way to disk: it takes all the room
+    /// for writes in flight, so none starts meanwhile, and gives it back.
+    pub async fn writes_finished(&self) {
+        let _room = self
+            .write_room
+            .acquire_many(self.max_pending_write_bytes)
+            .await;
+    }
+
     /// Whether blocks handed to `reserve_write` are still being written.
     pub fn is_writing(&self) -> bool {
         self.write_room.available_permits() < self.max_pending_write_bytes as usize

@@ -420,10 +420,7 @@ impl<S: ObjectStore> Filesystem<S> {
     /// disk cache, so that what this mount read is there for the next one.
     pub async fn finish_disk_writes(&self) {
         let Some(disk) = &self.disk else { return };
-        let deadline = tokio::time::Instant::now() + DISK_WRITES_AT_EXIT;
-        while disk.is_writing() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let _ = tokio::time::timeout(DISK_WRITES_AT_EXIT, disk.writes_finished()).await;
     }
 
     /// Turns what the store said into what `stat` shows: POSIX headers win
