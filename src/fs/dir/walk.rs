@@ -30,21 +30,20 @@
 //! typical key, see the test below; under 30 MiB with allocator overhead), least recently used directories dropped
 //! first; a directory with more than a quarter of that is never kept.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use lru::LruCache;
 use tokio::sync::Notify;
 
-use super::{Resolved, resolve_file};
-use crate::config::PosixMetadata;
-use crate::fs::metadata::MetadataRequests;
-use crate::fs::{FileKind, Stat, is_valid_name};
-use crate::object_format::PosixHeaders;
-use crate::store::{ListedObject, ObjectStore};
+use super::Resolved;
+use crate::fs::Stat;
+
+mod flat;
+
+pub(in crate::fs) use flat::{WalkContext, walk};
 
 /// Entries kept over all directories.
 const CACHED_ENTRIES: usize = 100_000;
@@ -73,9 +72,6 @@ const DESCENT_WINDOW: Duration = Duration::from_secs(5);
 /// A walk whose walker has not opened a directory under it for this long is
 /// over: `find` opens the next directory within milliseconds.
 const WALK_IDLE: Duration = Duration::from_secs(10);
-
-/// Keys per flat listing page: S3's maximum.
-const FLAT_PAGE_KEYS: u32 = 1000;
 
 /// Recently completed listings remembered for spotting descents.
 const RECENT_COMPLETIONS: usize = 256;
@@ -527,340 +523,6 @@ impl Walks {
     }
 }
 
-/// A directory the flat listing is inside of.
-struct OpenDirectory {
-    prefix: String,
-    files: Vec<Resolved>,
-    /// Subdirectories by name, with their marker's attributes if any.
-    directories: Vec<(String, Option<Stat>)>,
-}
-
-impl OpenDirectory {
-    fn new(prefix: String) -> OpenDirectory {
-        OpenDirectory {
-            prefix,
-            files: Vec::new(),
-            directories: Vec::new(),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.files.len() + self.directories.len()
-    }
-
-    /// What `into_entries` will show for the subdirectory `name`.
-    fn subdirectory_stat(
-        &self,
-        name: &str,
-        is_old_style: impl Fn(&PosixHeaders) -> bool,
-        implicit: &Stat,
-    ) -> Stat {
-        let marker = self
-            .directories
-            .iter()
-            .rev()
-            .find(|(directory, _)| directory == name)
-            .and_then(|(_, marker)| marker.clone());
-        let shadowed = self.files.iter().find(|file| file.name == name);
-        directory_entry_stat(marker, shadowed, is_old_style, implicit)
-    }
-
-    /// Its entries as a delimited listing shows them: a directory hides a
-    /// file of its name, whose attributes it takes when that file is an
-    /// old-style directory object and it has no marker.
-    fn into_entries(
-        self,
-        is_old_style: impl Fn(&PosixHeaders) -> bool,
-        implicit: &Stat,
-    ) -> Vec<Resolved> {
-        let mut files: HashMap<String, Resolved> = self
-            .files
-            .into_iter()
-            .map(|file| (file.name.clone(), file))
-            .collect();
-        let mut entries = Vec::with_capacity(files.len() + self.directories.len());
-        for (name, marker) in self.directories {
-            let shadowed = files.remove(&name);
-            let stat = directory_entry_stat(marker, shadowed.as_ref(), &is_old_style, implicit);
-            entries.push(Resolved {
-                key: format!("{}{name}/", self.prefix),
-                name,
-                kind: FileKind::Directory,
-                stat,
-            });
-        }
-        for (_, file) in files {
-            if is_old_style(&file.stat.headers) {
-                entries.push(Resolved {
-                    key: format!("{}/", file.key),
-                    kind: FileKind::Directory,
-                    stat: super::directory_stat(file.stat),
-                    name: file.name,
-                });
-            } else {
-                entries.push(file);
-            }
-        }
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
-        // An old-style object beside a marker-less prefix of its name.
-        entries.dedup_by(|later, earlier| later.name == earlier.name);
-        entries
-    }
-}
-
-/// The attributes a listing shows for a subdirectory: its marker's, else
-/// those of an old-style directory object of its name that it shadows, else
-/// a directory's without attributes of its own.
-fn directory_entry_stat(
-    marker: Option<Stat>,
-    shadowed: Option<&Resolved>,
-    is_old_style: impl Fn(&PosixHeaders) -> bool,
-    implicit: &Stat,
-) -> Stat {
-    marker
-        .or_else(|| {
-            shadowed
-                .filter(|file| is_old_style(&file.stat.headers))
-                .map(|file| super::directory_stat(file.stat.clone()))
-        })
-        .unwrap_or_else(|| implicit.clone())
-}
-
-/// What a walk needs of the filesystem.
-pub(in crate::fs) struct WalkContext<S> {
-    pub meta: Arc<MetadataRequests<S>>,
-    pub walks: Arc<Walks>,
-    pub posix_metadata: PosixMetadata,
-    pub implicit_directory_stat: Stat,
-}
-
-/// Lists everything under `root` flat and keeps every directory under it as
-/// the listing passes its last key.
-pub(in crate::fs) async fn walk<S: ObjectStore>(cx: WalkContext<S>, id: u64, root: String) {
-    // The next page is listed while this one's HEADs run, as a client
-    // listing and HEADing by hand would.
-    // Whatever ends this task (a panic, an abort), waiters must not wait
-    // for it: it ends the walk unless the walk finished.
-    let _ends = EndsWalk {
-        walks: &cx.walks,
-        id,
-    };
-    let (sender, mut pages) = tokio::sync::mpsc::channel(1);
-    let (cx, root) = (&cx, root.as_str());
-    let list = async move {
-        let mut continuation: Option<String> = None;
-        loop {
-            let Ok(slot) = sender.reserve().await else {
-                return; // the walk stopped
-            };
-            if !cx.walks.room_to_walk(id).await {
-                return;
-            }
-            let page = cx
-                .meta
-                .list_page(root, false, continuation.as_deref(), FLAT_PAGE_KEYS)
-                .await;
-            continuation = page.as_ref().ok().and_then(|page| page.next.clone());
-            slot.send(page);
-            if continuation.is_none() {
-                return; // the last page, or a failure
-            }
-        }
-    };
-    let place_pages = async move {
-        let mut walked = Walked::new(cx, id, root);
-        while let Some(page) = pages.recv().await {
-            let page = match page {
-                Ok(page) => page,
-                Err(error) => return walked.stop(&format!("listing failed: {error}")),
-            };
-            let mut resolved = futures::stream::iter(page.objects)
-                .map(|object| resolve(cx, object))
-                .buffered(cx.meta.max_concurrency());
-            // Placed as they come, so that directories complete early.
-            while let Some(object) = resolved.next().await {
-                let placed = object.and_then(|(object, stat)| walked.place(object, stat));
-                if let Err(why) = placed {
-                    return walked.stop(&why);
-                }
-            }
-            cx.walks.walk_listed_through(id, &walked.listed_through);
-            if page.next.is_none() {
-                return walked.finish();
-            }
-        }
-        // The listing loop gave up: the walk is over already.
-    };
-    tokio::join!(list, place_pages);
-}
-
-struct EndsWalk<'a> {
-    walks: &'a Walks,
-    id: u64,
-}
-
-impl Drop for EndsWalk<'_> {
-    fn drop(&mut self) {
-        self.walks.walk_ended(self.id, false);
-    }
-}
-
-/// The directories a walk is inside of, and how far it got.
-struct Walked<'a, S> {
-    cx: &'a WalkContext<S>,
-    id: u64,
-    root: &'a str,
-    /// The namespace epoch when the walk began.
-    epoch: u64,
-    open: Vec<OpenDirectory>,
-    listed_through: String,
-}
-
-impl<'a, S: ObjectStore> Walked<'a, S> {
-    fn new(cx: &'a WalkContext<S>, id: u64, root: &'a str) -> Self {
-        Walked {
-            cx,
-            id,
-            root,
-            epoch: cx.walks.epoch(),
-            open: vec![OpenDirectory::new(root.to_owned())],
-            listed_through: String::new(),
-        }
-    }
-
-    fn place(&mut self, object: ListedObject, stat: Stat) -> Result<(), String> {
-        let key = object.key.clone();
-        if !self.listed_through.is_empty() && key <= self.listed_through {
-            return Err(format!("{key:?} listed twice or out of order"));
-        }
-        let (cx, id, epoch) = (self.cx, self.id, self.epoch);
-        if !place(&mut self.open, object, stat, |directory, parent| {
-            keep(cx, id, epoch, directory, parent);
-        }) {
-            return Err(format!("{key:?} is outside the tree"));
-        }
-        if self
-            .open
-            .iter()
-            .any(|directory| directory.len() > MAX_DIRECTORY_ENTRIES)
-        {
-            return Err("a directory too large to hold".to_owned());
-        }
-        self.listed_through = key;
-        Ok(())
-    }
-
-    fn finish(mut self) {
-        while let Some(directory) = self.open.pop() {
-            keep(self.cx, self.id, self.epoch, directory, self.open.last());
-        }
-        self.cx.walks.walk_ended(self.id, true);
-    }
-
-    fn stop(self, why: &str) {
-        log::debug!("walk of {:?} stopped ({why}); walked as usual", self.root);
-        self.cx.walks.walk_ended(self.id, false);
-    }
-}
-
-/// Keeps `directory`, with the attributes `parent` (still open: a
-/// directory closes before its parent) shows for it.
-fn keep<S>(
-    cx: &WalkContext<S>,
-    id: u64,
-    epoch: u64,
-    directory: OpenDirectory,
-    parent: Option<&OpenDirectory>,
-) {
-    let is_old_style = |headers: &PosixHeaders| {
-        cx.posix_metadata == PosixMetadata::FromHeaders && headers.is_old_style_directory()
-    };
-    let own = parent.and_then(|parent| {
-        let name = directory.prefix[parent.prefix.len()..].strip_suffix('/')?;
-        Some(parent.subdirectory_stat(name, is_old_style, &cx.implicit_directory_stat))
-    });
-    let prefix = directory.prefix.clone();
-    let entries = directory.into_entries(is_old_style, &cx.implicit_directory_stat);
-    cx.walks.walk_kept(id, &prefix, entries, epoch, own);
-}
-
-/// A listed key's attributes, as a delimited listing resolves them; an
-/// error when a HEAD failed (the walk stops: a directory missing a file
-/// must not be kept).
-async fn resolve<S: ObjectStore>(
-    cx: &WalkContext<S>,
-    object: ListedObject,
-) -> Result<(ListedObject, Stat), String> {
-    if object.key.ends_with('/') {
-        let stat = if cx.posix_metadata == PosixMetadata::FromHeaders {
-            super::directory_marker_stat(&cx.meta, &object.key, Some(&object)).await
-        } else {
-            None
-        };
-        return Ok((
-            object,
-            stat.unwrap_or_else(|| cx.implicit_directory_stat.clone()),
-        ));
-    }
-    let file = resolve_file(&cx.meta, cx.posix_metadata, object.clone())
-        .await
-        .map_err(|error| format!("HEAD of {:?}: {error}", object.key))?;
-    Ok((object, file.stat))
-}
-
-/// Puts one listed key where it belongs, closing (and handing to `close`)
-/// every open directory the key is past. False when the key is not under
-/// the innermost open directory after closing, which keys in order never
-/// are.
-fn place(
-    open: &mut Vec<OpenDirectory>,
-    object: ListedObject,
-    stat: Stat,
-    mut close: impl FnMut(OpenDirectory, Option<&OpenDirectory>),
-) -> bool {
-    let key = object.key;
-    while open.len() > 1 && !key.starts_with(open.last().expect("non-empty").prefix.as_str()) {
-        let closed = open.pop().expect("non-empty");
-        close(closed, open.last());
-    }
-    let Some(innermost) = open.last() else {
-        return false;
-    };
-    if !key.starts_with(innermost.prefix.as_str()) {
-        return false;
-    }
-    // Keys S3 could not hold are skipped, as a delimited listing skips them.
-    if key.len() > super::MAX_KEY_BYTES {
-        return true;
-    }
-    let rest = key[innermost.prefix.len()..].to_owned();
-    let mut components: Vec<&str> = rest.split('/').collect();
-    let leaf = components.pop().unwrap_or_default();
-    // Invalid names are skipped, as a delimited listing skips them.
-    if components.iter().any(|name| !is_valid_name(name)) {
-        return true;
-    }
-    let is_marker = leaf.is_empty();
-    let deepest = components.len();
-    for (depth, name) in components.into_iter().enumerate() {
-        let parent = open.last_mut().expect("non-empty");
-        let prefix = format!("{}{name}/", parent.prefix);
-        let marker = (is_marker && depth + 1 == deepest).then(|| stat.clone());
-        parent.directories.push((name.to_owned(), marker));
-        open.push(OpenDirectory::new(prefix));
-    }
-    if !is_marker && is_valid_name(leaf) {
-        let innermost = open.last_mut().expect("non-empty");
-        innermost.files.push(Resolved {
-            name: leaf.to_owned(),
-            kind: FileKind::File,
-            key,
-            stat,
-        });
-    }
-    true
-}
-
 /// A change to the namespace or to attributes under way: kept listings from
 /// before its end are not served (see the module notes).
 pub(in crate::fs) struct Change {
@@ -887,6 +549,8 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
+    use crate::fs::FileKind;
+    use crate::object_format::PosixHeaders;
 
     /// What one kept entry costs: the entry itself (kept listings hold
     /// entries inline in a `Vec`) plus its strings, for a key like the
