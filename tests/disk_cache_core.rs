@@ -12,7 +12,7 @@ use bucketfs::cache::block::BlockKey;
 use bucketfs::cache::disk::DiskCache;
 use bucketfs::config::{FsConfig, WriteMode};
 use bucketfs::fs::{Filesystem, OpenIntent, ROOT_INO};
-use bucketfs::store::memory::MemoryStore;
+use bucketfs::store::memory::{FailureKind, MemoryStore, Verb};
 use core_fs::fs_config;
 use rand::{Rng, SeedableRng};
 
@@ -250,4 +250,56 @@ async fn concurrent_first_reads_of_a_small_file_share_one_get() {
         );
         fs.release(fh).await;
     }
+}
+
+/// A fetch takes room on the way to disk before its GET; a GET that fails
+/// must give that room back. With 2 MiB of room and a dozen failed GETs, a
+/// leak would leave every later fetch waiting for room that never comes and
+/// its blocks unkept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_gets_give_back_their_room_on_the_way_to_disk() {
+    const BIG_BYTES: u64 = 16 * MIB;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let data = random_bytes(BIG_BYTES, 17);
+    let etag = store.put(KEY, data.clone());
+    let disk = Arc::new(
+        DiskCache::open(dir.path(), "bucket", 1 << 30)
+            .expect("open the disk cache")
+            .with_max_pending_writes(2 * MIB as u32),
+    );
+    let fs = mount(&store, &disk);
+    let dir_ino = fs.lookup(ROOT_INO, "data").await.unwrap().attr.ino;
+    let ino = fs.lookup(dir_ino, "object").await.unwrap().attr.ino;
+    let (fh, _) = fs.open(ino, OpenIntent::Read).await.unwrap();
+    // Every read fails while the failures last, the sequential reads
+    // (with their read-ahead) as well as the first.
+    let failures = 12;
+    store.fail_next(Verb::Get, FailureKind::Other, failures);
+    let mut failed_reads = 0;
+    let mut out = Vec::new();
+    while (out.len() as u64) < BIG_BYTES {
+        match fs.read(fh, out.len() as u64, READ_BYTES).await {
+            Ok(bytes) => out.extend_from_slice(&bytes),
+            Err(_) => {
+                failed_reads += 1;
+                assert!(failed_reads <= failures, "reads kept failing");
+            }
+        }
+    }
+    fs.release(fh).await;
+    assert!(failed_reads > 0, "no read saw a failure");
+    assert!(out == data, "the right bytes");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while disk.is_writing() {
+        assert!(Instant::now() < deadline, "disk writes never finished");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let missing: Vec<u64> = (0..BIG_BYTES / MIB)
+        .filter(|&index| !disk.contains(&block(&etag, index)))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "blocks {missing:?} not kept after {failed_reads} failed reads"
+    );
 }

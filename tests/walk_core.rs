@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 #[path = "common/core.rs"]
@@ -124,7 +125,15 @@ async fn walk_pausing(
             if from_plain_readdir {
                 fs.forget(child_ino, 1);
             }
-            let again = fs.lookup(ino, &name).await.expect("lookup on the way in");
+            // Retried as the listing is, for the failing-request tests.
+            let mut again = fs.lookup(ino, &name).await;
+            for _ in 0..3 {
+                if again.is_ok() {
+                    break;
+                }
+                again = fs.lookup(ino, &name).await;
+            }
+            let again = again.expect("lookup on the way in");
             assert_eq!(
                 again.attr.kind,
                 FileKind::Directory,
@@ -307,6 +316,43 @@ async fn a_walk_slower_than_the_ttl_uses_what_was_listed_ahead() {
         heads <= expected_heads + 16,
         "{heads} HEADs, expected about {expected_heads}: the lookups probed"
     );
+}
+
+/// A slow walker whose lookups lean on the flat listing (they wait for
+/// it and are answered from it) while one of its LISTs or HEADs fails: the
+/// failure may fail a call, which the walker tries again, but nothing
+/// shown differs from listing each directory, and no lookup is answered
+/// from a walk that stopped.
+#[tokio::test]
+async fn a_slow_walk_with_a_failing_request_changes_nothing_shown() {
+    let store = tree();
+    let expected = reference(&store).await;
+    // A walk sends a few LISTs and a HEAD per file.
+    for (verb, points) in [(Verb::List, [0, 1, 2, 4]), (Verb::Head, [0, 5, 200, 700])] {
+        for failure_after in points {
+            let fs = filesystem(&store, Duration::from_millis(60));
+            let started = store.request_count(verb);
+            let walked = AtomicBool::new(false);
+            let walker = async {
+                let mut seen = Seen::new();
+                walk_pausing(&fs, ROOT_INO, "", &mut seen, Duration::from_millis(5)).await;
+                walked.store(true, Ordering::Relaxed);
+                seen
+            };
+            let failer = async {
+                while store.request_count(verb) < started + failure_after {
+                    if walked.load(Ordering::Relaxed) {
+                        panic!("the walk sent fewer than {failure_after} {verb:?}s");
+                    }
+                    tokio::task::yield_now().await;
+                }
+                store.fail_next(verb, FailureKind::Timeout, 1);
+            };
+            let (seen, ()) = tokio::join!(walker, failer);
+            store.clear_failures();
+            assert_eq!(seen, expected, "{verb:?} failed after {failure_after}");
+        }
+    }
 }
 
 /// A second walk after the TTL is spotted as a walk too, not listed
