@@ -19,6 +19,13 @@
 # Passes, each round (BENCH_CACHE_ROUNDS, 3; medians), in this order, the page cache dropped
 # (`echo 3 > /proc/sys/vm/drop_caches`, which also drops the cache directory's pages) before each:
 #   local        the references: dd and tar of the local copies
+#   fuse ceiling (BENCH_CACHE_CEILING=1, default) not a tool: bench/fuse-ceiling --tree over the
+#                local copies, which it reads into memory at start (after the drop, before the
+#                mount appears; untimed), then serves with bucketfs's FUSE settings (one thread
+#                reading requests, readahead, readdirplus, 1 s entry and attribute lifetimes):
+#                the same dd and tar through it measure what FUSE alone allows on this machine,
+#                the most any FUSE file system can give for the remount target. Skipped with a
+#                note when fuse-ceiling did not build
 #   bucketfs cold      a fresh mount with --cache-dir C --max-disk-cache 2048 over an empty C (new
 #                each round): read, then tar; unmount
 #   bucketfs remount   a new mount over the same C: read, then tar, served from C (the target)
@@ -39,7 +46,8 @@
 # requests the server saw during each workload (all, GET, HEAD, LIST; s3s-fs logs one "resolved
 # route, op: NAME" line per request at s3s::ops=debug), and the 1-minute load average at the
 # pass's start (min-max over rounds); then the block files each bucketfs variant left in C after
-# its cold pass, per round (a block not kept is fetched again by the remount pass: its GETs).
+# its cold pass, per round (a block not kept is fetched again by the remount pass: its GETs); then
+# bucketfs remount's speed as a fraction of the fuse ceiling's, per workload.
 # After the rounds (BENCH_CACHE_CHECK=1, default) an untimed check: a mount over the last round's
 # cache, after a drop, `cmp`s big and `diff -r`s the tree against the local copies, and counts
 # its GETs.
@@ -48,7 +56,8 @@
 # Knobs (environment), besides bench/lib.sh's (BENCH_SERVER=fast|slow, ...):
 #   BENCH_CACHE_ROUNDS (3), BENCH_CACHE_BIG_MIB (1024), BENCH_CACHE_TREE_FILES (2000),
 #   BENCH_CACHE_TOOLS ("bucketfs bucketfs-no-posix mountpoint"), BENCH_CACHE_MP_WARM (1),
-#   BENCH_CACHE_FILES (1), BENCH_CACHE_CHECK (1), BENCH_CACHE_TIMEOUT (600 s a command).
+#   BENCH_CACHE_FILES (1), BENCH_CACHE_CEILING (1), BENCH_CACHE_CHECK (1),
+#   BENCH_CACHE_TIMEOUT (600 s a command).
 # Disk: about 3.3 GiB in TMPDIR (the references, two caches); memory: up to 2 GiB of tmpfs.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -60,6 +69,7 @@ TREE_DIRS=20
 TOOLS=${BENCH_CACHE_TOOLS:-"bucketfs bucketfs-no-posix mountpoint"}
 CACHE_FILES=${BENCH_CACHE_FILES:-1}
 MP_WARM=${BENCH_CACHE_MP_WARM:-1}
+CEILING_PASS=${BENCH_CACHE_CEILING:-1}
 CHECK=${BENCH_CACHE_CHECK:-1}
 TIMEOUT=${BENCH_CACHE_TIMEOUT:-600}
 DISK_CACHE_MIB=2048
@@ -93,6 +103,10 @@ cache_cleanup() {
 }
 trap cache_cleanup EXIT
 TOOLS=$(available_tools "$TOOLS")
+if [ "$CEILING_PASS" = 1 ] && [ ! -x "$CEILING" ]; then
+  note "fuse ceiling skipped: bench/fuse-ceiling did not build"
+  CEILING_PASS=0
+fi
 REF=$WORK/ref
 BF_CACHE=$WORK/cache-bucketfs
 MP_CACHE=$WORK/cache-mountpoint
@@ -114,6 +128,7 @@ note "data:       $BIG_MIB MiB object, $TREE_FILES files (1-64 KiB) in $TREE_DIR
 note "bucketfs:   $(tool_flags bucketfs) + --cache-dir DIR --max-disk-cache $DISK_CACHE_MIB"
 [[ " $TOOLS " == *" bucketfs-no-posix "* ]] && note "            bucketfs-no-posix: the same + --no-posix-metadata"
 [[ " $TOOLS " == *" mountpoint "* ]] && note "mountpoint: $(tool_flags mountpoint) --cache DIR --max-cache-size $DISK_CACHE_MIB"
+[ "$CEILING_PASS" = 1 ] && note "ceiling:    fuse-ceiling --tree REF MNT (the local copies, from memory; bucketfs's FUSE settings)"
 
 # One "resolved route, op: NAME" line per request (as in walk.sh). The prefix assignment lasts for
 # the call only, so lib.sh's cleanup copies the log to bench/ only when the user asked for it.
@@ -238,6 +253,36 @@ local_pass() {
   record_pass local
 }
 
+# The same read and tar through bench/fuse-ceiling serving the local copies from memory. It reads
+# them all (1 GiB and more) before its mount appears, hence a longer wait than mount_tool's.
+ceiling_pass() {
+  drop_caches
+  pass_load=$(cut -d' ' -f1 /proc/loadavg)
+  "$CEILING" --tree "$REF" "$MNT" >>"$WORK/ceiling.log" 2>&1 &
+  daemon_pid=$!
+  local i
+  for i in $(seq 1 1200); do
+    is_mounted "$MNT" && break
+    is_running "$daemon_pid" || break
+    sleep 0.1
+  done
+  is_mounted "$MNT" || { tail -5 "$WORK/ceiling.log" >&2; die "fuse ceiling: $MNT did not get mounted"; }
+  # bucketfs raises its mount's kernel readahead to 4 MiB when root; so must the ceiling (as in
+  # lib.sh's mount_tool).
+  echo 4096 >"/sys/class/bdi/$(mountpoint -d "$MNT")/read_ahead_kb" || note "fuse ceiling: could not set its readahead"
+  sample_start
+  timed_read "$MNT/big"
+  sample_stop
+  read_cpu=$daemon_cpu
+  sample_start
+  timed_tar "$MNT"
+  sample_stop
+  tar_cpu=$daemon_cpu
+  unmount_tool
+  read_req=() tar_req=() rss=
+  record_pass "fuse ceiling"
+}
+
 cache_usage() { echo "$(du -sm "$1" | cut -f1) MiB in $(find "$1" -type f -name '*.blk' | wc -l) block files"; }
 # The blocks the data needs: 1 MiB blocks (src/cache/block.rs), one file each.
 EXPECTED_BLOCKS=$(((BIG_BYTES + 1048575) / 1048576 + TREE_FILES))
@@ -253,10 +298,11 @@ cache_files_pass() {
   record "cachefiles:bytes" "$bytes"
 }
 
-PASSES="local"
+PASSES="local$([ "$CEILING_PASS" = 1 ] && echo "|fuse ceiling")"
 for round in $(seq 1 "$ROUNDS"); do
   step "round $round of $ROUNDS; load $(load)"
   local_pass
+  [ "$CEILING_PASS" = 1 ] && ceiling_pass
   for tool in $TOOLS; do
     case $tool in
       bucketfs*)
@@ -334,6 +380,11 @@ if [ -n "${R[cachefiles]:-}" ]; then
   v=$(med cachefiles)
   note "cache files (cat): $v s, $(mbps "$(med cachefiles:bytes)" "$v") MB/s: bucketfs's block files (both workloads' data,"
   note "  with headers) read by one cat in directory order after a drop; the disk's speed for that layout"
+fi
+if [ "$CEILING_PASS" = 1 ] && [[ " $TOOLS " == *" bucketfs "* ]]; then
+  for w in read tar; do
+    note "$w: bucketfs remount / fuse ceiling = $(ratio "$(med "$w:fuse ceiling")" "$(med "$w:bucketfs remount")") (speed; 1 = all that FUSE allows)"
+  done
 fi
 for tool in $TOOLS; do
   [ -n "${R[$tool:kept]:-}" ] && note "$tool: block files in the cache after the cold pass, per round:${R[$tool:kept]} (the data has $EXPECTED_BLOCKS)"
