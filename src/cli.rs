@@ -267,6 +267,15 @@ struct Cli {
         default_value = "512", help_heading = "Caching")]
     max_cache_size: u64,
 
+    /// Files and directories the kernel may keep known at once
+    ///
+    /// Past it, the kernel is asked to forget the entries known longest
+    /// (about 600 bytes of memory each); a walk over more keys than this
+    /// costs no more memory, only lookups again if it comes back.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(100..=1_000_000_000),
+        default_value = "250000", help_heading = "Caching")]
+    max_inodes: u64,
+
     /// Keep file data read from the bucket in DIR too, across remounts
     ///
     /// Blocks are checksummed files named by hashes, in a directory made
@@ -617,6 +626,7 @@ impl Cli {
                 xattrs: !self.no_xattr,
                 metadata_ttl: self.metadata_ttl,
                 negative_metadata_ttl: self.negative_metadata_ttl.unwrap_or(self.metadata_ttl),
+                max_inodes: self.max_inodes as usize,
                 max_cache_size_bytes,
                 read_part_size_bytes,
                 write_part_size_bytes: self.write_part_size * MIB,
@@ -892,6 +902,7 @@ mod tests {
                 xattrs: true,
                 metadata_ttl: Duration::from_secs(1),
                 negative_metadata_ttl: Duration::from_secs(1),
+                max_inodes: 250_000,
                 max_cache_size_bytes: 512 * MIB,
                 read_part_size_bytes: 8 * MIB,
                 write_part_size_bytes: 8 * MIB,
@@ -968,6 +979,15 @@ mod tests {
         assert!(config.fs.xattrs, "kept unless --no-xattr");
         assert_eq!(config.store.stall_timeout, Duration::from_millis(2500));
         assert_eq!(config.store.max_attempts, 1);
+    }
+
+    #[test]
+    fn max_inodes_has_long_and_mount_option_forms_and_a_floor() {
+        let config = parse_ok(&["--max-inodes", "5000", "bucket", "/mnt"]);
+        assert_eq!(config.fs.max_inodes, 5000);
+        let config = parse_ok(&["bucket", "/mnt", "-o", "max_inodes=1000"]);
+        assert_eq!(config.fs.max_inodes, 1000);
+        assert!(parse_err(&["--max-inodes", "10", "bucket", "/mnt"]).contains("--max-inodes"));
     }
 
     #[test]

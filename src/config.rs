@@ -86,6 +86,9 @@ pub struct FsConfig {
     pub metadata_ttl: Duration,
     /// How long a lookup that found nothing is trusted.
     pub negative_metadata_ttl: Duration,
+    /// Inodes the kernel may hold before it is asked to forget the oldest
+    /// (see `crate::fs::inode`).
+    pub max_inodes: usize,
     /// Memory for the block cache, in-flight prefetch included.
     pub max_cache_size_bytes: u64,
     /// Size of one ranged GET once a reader streams.

@@ -102,3 +102,73 @@ fn reference_ls_root(listing: &str) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+/// The daemon's last "inode table ... N held" figure in its log.
+fn last_inodes_held(log: &str) -> Option<usize> {
+    log.lines()
+        .filter(|line| line.contains("inode table"))
+        .filter_map(|line| {
+            let (before, _) = line.split_once(" held")?;
+            before.rsplit([' ', '(']).next()?.parse().ok()
+        })
+        .next_back()
+}
+
+/// A walk over several times `--max-inodes` entries: the tree still shows
+/// whole, the kernel is asked to forget the entries known longest and does,
+/// so the daemon's inode table comes back within the bound, and a file the
+/// kernel was made to forget reads again.
+#[test]
+fn a_walk_past_max_inodes_shows_the_whole_tree_and_the_table_comes_back_within_it() {
+    const MAX_INODES: usize = 150;
+    let bucket = Bucket::new(ServerKind::S3sFs);
+    let mut expected = BTreeSet::new();
+    for dir in 0..25 {
+        for file in 0..24 {
+            let key = format!("big/d{dir:02}/f{file:02}");
+            let size = dir + file;
+            bucket.put(&key, vec![b'z'; size]);
+            expected.insert(format!("{key} {size}"));
+        }
+    }
+    let mount = bucket.mount(&["--max-inodes", &MAX_INODES.to_string()]);
+    assert_eq!(files_and_sizes(mount.path()), expected, "first walk");
+    let ls = run_tool(
+        "ls",
+        ["-lR", "--time-style=+", mount.path().to_str().unwrap()],
+    );
+    let files_listed = ls
+        .stdout_str()
+        .lines()
+        .filter(|line| line.starts_with('-'))
+        .count();
+    assert_eq!(files_listed, expected.len(), "ls -lR");
+    assert_eq!(files_and_sizes(mount.path()), expected, "second walk");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let log = mount.daemon_log();
+        assert!(
+            log.contains("inode table over --max-inodes"),
+            "the table never went over its bound: {:?}",
+            last_inodes_held(&log)
+        );
+        if let Some(held) = last_inodes_held(&log).filter(|_| log.contains("within --max-inodes"))
+            && held <= MAX_INODES
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the inode table stayed over {MAX_INODES}: last {:?}",
+            last_inodes_held(&log)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        std::fs::read(mount.join("big/d00/f03")).unwrap(),
+        vec![b'z'; 3],
+        "a file known longest reads again"
+    );
+    mount.unmount();
+}

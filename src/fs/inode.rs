@@ -4,8 +4,13 @@
 //! lookup count; FUSE `forget` returns them, and an inode whose count reaches
 //! zero is dropped. So memory follows what the kernel caches, not the size of
 //! the bucket; after a walk that is every entry the kernel was given, until
-//! memory pressure makes it forget them. Numbers are never reused, so the
-//! generation is always 0.
+//! memory pressure makes it forget them, or until the table holds more than
+//! `--max-inodes`: then the FUSE adapter asks the kernel to drop the entries
+//! this table has known longest ([`InodeTable::oldest_entries`]), and the
+//! kernel's forgets follow. Oldest first, not least recently used: it costs
+//! nothing per lookup, and a walk (what fills the table) is done with its
+//! oldest entries. An entry still in use comes back with one lookup.
+//! Numbers are never reused, so the generation is always 0.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -43,7 +48,14 @@ pub struct InodeTable {
     inodes: HashMap<u64, Box<Inode>>,
     children: HashMap<(u64, String), u64>,
     next_ino: u64,
+    /// Where the next `oldest_entries` goes on from: numbers below it were
+    /// offered already (or forgotten) since the last wrap.
+    release_cursor: u64,
 }
+
+/// Numbers looked at per `oldest_entries` call at most, whatever it finds:
+/// after many forgets most numbers are gone, and one call must stay short.
+const MAX_NUMBERS_SCANNED: u64 = 1 << 18;
 
 impl InodeTable {
     pub fn new(root_key: String, root_stat: Stat) -> Self {
@@ -64,6 +76,7 @@ impl InodeTable {
             inodes: HashMap::from([(ROOT_INO, Box::new(root))]),
             children: HashMap::new(),
             next_ino: ROOT_INO + 1,
+            release_cursor: ROOT_INO + 1,
         }
     }
 
@@ -194,6 +207,38 @@ impl InodeTable {
     pub fn len(&self) -> usize {
         self.inodes.len()
     }
+
+    /// Up to `count` entries (parent, name) for the kernel to forget, those
+    /// this table numbered first: the root, files being written and inodes
+    /// that lost their name (the kernel holds those only while they are
+    /// open) are passed over. Goes on from where the last call stopped, so
+    /// entries the kernel keeps anyway (an open file, a working directory)
+    /// do not stand in front of the others on every call.
+    pub fn oldest_entries(&mut self, count: usize) -> Vec<(u64, String)> {
+        let first = ROOT_INO + 1;
+        let mut entries = Vec::new();
+        let mut scanned = 0;
+        let limit = (self.next_ino - first).min(MAX_NUMBERS_SCANNED);
+        while entries.len() < count && scanned < limit {
+            if self.release_cursor >= self.next_ino {
+                self.release_cursor = first;
+            }
+            let ino = self.release_cursor;
+            self.release_cursor += 1;
+            scanned += 1;
+            let Some(inode) = self.inodes.get(&ino) else {
+                continue;
+            };
+            if inode.is_being_written {
+                continue;
+            }
+            let slot = (inode.parent, inode.name.clone());
+            if self.children.get(&slot) == Some(&ino) {
+                entries.push(slot);
+            }
+        }
+        entries
+    }
 }
 
 #[cfg(test)]
@@ -216,6 +261,42 @@ mod tests {
         assert!(table.get(a).is_none());
         assert!(table.child(ROOT_INO, "a").is_none());
         assert_eq!(table.len(), 1, "only the root is left");
+    }
+
+    #[test]
+    fn the_oldest_named_entries_are_offered_first_and_each_once_per_round() {
+        let mut table = InodeTable::new(String::new(), stat());
+        let dir = table.remember(
+            ROOT_INO,
+            "d",
+            FileKind::Directory,
+            "d/".into(),
+            stat(),
+            None,
+        );
+        let names = ["a", "b", "c", "e", "f"];
+        let inos: Vec<u64> = names
+            .iter()
+            .map(|name| {
+                table.remember(dir, name, FileKind::File, format!("d/{name}"), stat(), None)
+            })
+            .collect();
+        table.get_mut(inos[1]).unwrap().is_being_written = true;
+        table.unlink(dir, "c");
+        table.forget(inos[3], 1);
+
+        let offered = |entries: Vec<(u64, String)>| -> Vec<String> {
+            entries.into_iter().map(|(_, name)| name).collect()
+        };
+        assert_eq!(offered(table.oldest_entries(2)), ["d", "a"]);
+        // b is being written, c has no name, e is gone; then round again.
+        assert_eq!(offered(table.oldest_entries(2)), ["f", "d"]);
+        assert_eq!(
+            offered(table.oldest_entries(10)),
+            ["a", "f", "d"],
+            "one round at most per call"
+        );
+        assert!(table.oldest_entries(0).is_empty());
     }
 
     #[test]

@@ -289,6 +289,10 @@ pub enum OpenIntent {
 /// disk cache: at most 64 MiB of them, seconds on any disk.
 const DISK_WRITES_AT_EXIT: Duration = Duration::from_secs(30);
 
+/// Entries the kernel is asked to forget per round past `--max-inodes`: a
+/// round holds the inode table's lock while it picks them.
+const MAX_RELEASED_AT_ONCE: usize = 10_000;
+
 pub struct Filesystem<S> {
     store: Arc<S>,
     config: FsConfig,
@@ -743,6 +747,25 @@ impl<S: ObjectStore> Filesystem<S> {
                 created_here.remove(&ino);
             }
         }
+    }
+
+    /// Entries (parent, name) the kernel should be asked to forget because
+    /// the inode table holds more than `--max-inodes`, enough to bring it to
+    /// nine tenths of that (at most `MAX_RELEASED_AT_ONCE`), and how many it
+    /// holds. Empty while within the bound.
+    pub fn entries_over_budget(&self) -> (usize, Vec<(u64, String)>) {
+        let mut inodes = self.inodes.lock().unwrap();
+        let held = inodes.len();
+        let budget = self.config.max_inodes;
+        if held <= budget {
+            return (held, Vec::new());
+        }
+        let excess = (held - budget / 10 * 9).min(MAX_RELEASED_AT_ONCE);
+        (held, inodes.oldest_entries(excess))
+    }
+
+    pub fn max_inodes(&self) -> usize {
+        self.config.max_inodes
     }
 
     pub async fn getattr(&self, ino: u64) -> Result<Entry> {

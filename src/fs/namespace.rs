@@ -423,6 +423,7 @@ mod tests {
             xattrs: true,
             metadata_ttl: Duration::from_secs(60),
             negative_metadata_ttl: Duration::from_secs(60),
+            max_inodes: 250_000,
             max_cache_size_bytes: 16 * MIB,
             read_part_size_bytes: 8 * MIB,
             write_part_size_bytes: 8 * MIB,

@@ -6,6 +6,7 @@
 //! reply would reach the kernel as EIO). Failures are logged here, once.
 
 mod errno;
+mod inode_budget;
 mod session;
 
 pub use session::{

@@ -36,6 +36,7 @@ pub struct MountOptions<'a> {
 
 pub struct MountedSession<S: ObjectStore> {
     session: fuser::Session<FuseAdapter<S>>,
+    fs: Arc<Filesystem<S>>,
 }
 
 /// Unmounts from another thread (a signal handler's task) while the session runs.
@@ -180,7 +181,7 @@ pub fn mount<S: ObjectStore>(
     options: &MountOptions<'_>,
 ) -> io::Result<(MountedSession<S>, Unmounter)> {
     let config = session_config(options);
-    let adapter = FuseAdapter::new(fs, runtime);
+    let adapter = FuseAdapter::new(Arc::clone(&fs), runtime);
     let device = match mount_directly(mountpoint, options) {
         Ok(device) => device,
         // Not root: /dev/fuse is often root-only (EACCES) and mount(2)
@@ -190,7 +191,7 @@ pub fn mount<S: ObjectStore>(
             let mut session = fuser::Session::new(adapter, mountpoint, &config)?;
             raise_readahead(mountpoint);
             let unmounter = Unmounter(UnmountVia::Fuser(session.unmount_callable()));
-            return Ok((MountedSession { session }, unmounter));
+            return Ok((MountedSession { session, fs }, unmounter));
         }
         Err(error) => return Err(error),
     };
@@ -203,7 +204,7 @@ pub fn mount<S: ObjectStore>(
     match fuser::Session::from_fd(adapter, device, config.acl, config) {
         Ok(session) => {
             raise_readahead(mountpoint);
-            Ok((MountedSession { session }, unmounter))
+            Ok((MountedSession { session, fs }, unmounter))
         }
         Err(error) => {
             // The handshake failed and the device is closed: the mount is
@@ -314,6 +315,7 @@ fn is_connected(device: &OwnedFd) -> bool {
 impl<S: ObjectStore> MountedSession<S> {
     /// Serves requests until the file system is unmounted.
     pub fn run(self) -> io::Result<()> {
+        let _budget = super::inode_budget::keep(self.fs, self.session.notifier());
         self.session.run()
     }
 }
