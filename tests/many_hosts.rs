@@ -242,3 +242,45 @@ fn readers_on_three_hosts_see_whole_versions_within_their_ttl() {
         );
     }
 }
+
+/// `ls -l` of one file's mode bits as the mount shows them.
+fn listed_mode(mount: &Mount, dir: &str, name: &str) -> String {
+    let out = run(Command::new("ls").arg("-l").arg(mount.join(dir)));
+    out.stdout_str()
+        .lines()
+        .find(|line| line.ends_with(&format!(" {name}")))
+        .map(|line| line[..10].to_owned())
+        .unwrap_or_else(|| panic!("{name} not listed: {}", out.stdout_str()))
+}
+
+/// A chmod on one host copies the object onto itself with new headers; S3
+/// keeps its ETag (the bytes did not change), only Last-Modified moves. A
+/// second host that listed the file before must show the new mode once its
+/// TTL has passed, in a listing as well as in `stat`.
+#[test]
+fn a_chmod_on_one_host_shows_on_another_within_its_ttl() {
+    let bucket = Bucket::new(ServerKind::S3sFs);
+    let writer = bucket.mount(&[]);
+    std::fs::create_dir(writer.join("shared")).unwrap();
+    std::fs::write(writer.join("shared/file"), b"same bytes").unwrap();
+    let reader = bucket.mount(&["--metadata-ttl", "1"]);
+    assert_eq!(listed_mode(&reader, "shared", "file"), "-rw-r--r--");
+
+    // Not within the same second as the upload: Last-Modified has 1 s steps.
+    std::thread::sleep(Duration::from_millis(1100));
+    run(Command::new("chmod")
+        .arg("600")
+        .arg(writer.join("shared/file")));
+    std::thread::sleep(Duration::from_secs(READER_TTL_SECONDS) + FRESHNESS_SLACK);
+    assert_eq!(
+        listed_mode(&reader, "shared", "file"),
+        "-rw-------",
+        "ls -l on the other host"
+    );
+    let stat = run(Command::new("stat")
+        .args(["-c", "%a"])
+        .arg(reader.join("shared/file")));
+    assert_eq!(stat.stdout_str().trim(), "600", "stat on the other host");
+    reader.unmount();
+    writer.unmount();
+}

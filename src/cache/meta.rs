@@ -4,7 +4,7 @@
 
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lru::LruCache;
 
@@ -12,8 +12,22 @@ pub use crate::object_format::PosixHeaders;
 
 /// Headers already read, so that listing a directory twice, or listing it
 /// after a lookup, costs no HEAD for objects that did not change.
+///
+/// The ETag alone does not tell: a metadata-only copy (another host's chmod,
+/// chown or touch) keeps the bytes and so, on S3, the ETag. Such a copy does
+/// move Last-Modified, which every listing shows, so an entry also holds the
+/// Last-Modified it was read at, in whole seconds (a HEAD says no more), and
+/// a listing that shows another one misses. Headers this mount wrote carry
+/// none until the first listing that shows the object supplies it. A change
+/// elsewhere within the same second as the one before it is not seen.
 pub struct HeaderCache {
-    entries: Mutex<LruCache<(String, String), PosixHeaders>>,
+    entries: Mutex<LruCache<(String, String), CachedHeaders>>,
+}
+
+struct CachedHeaders {
+    headers: PosixHeaders,
+    /// Seconds since the epoch; `None` until a listing or HEAD says.
+    last_modified: Option<u64>,
 }
 
 impl HeaderCache {
@@ -24,22 +38,58 @@ impl HeaderCache {
         }
     }
 
-    pub fn get(&self, key: &str, etag: &str) -> Option<PosixHeaders> {
+    /// The headers of `key` at `etag`, if they were read or written for the
+    /// version a listing shows as last modified at `listed_modified`
+    /// (`None`: any version with that ETag).
+    pub fn get(
+        &self,
+        key: &str,
+        etag: &str,
+        listed_modified: Option<SystemTime>,
+    ) -> Option<PosixHeaders> {
         if etag.is_empty() {
             // Without an ETag there is no way to tell versions apart.
             return None;
         }
         let mut entries = self.entries.lock().unwrap();
-        entries.get(&(key.to_owned(), etag.to_owned())).cloned()
+        let entry = entries.get_mut(&(key.to_owned(), etag.to_owned()))?;
+        if let Some(listed) = listed_modified.map(whole_seconds) {
+            match entry.last_modified {
+                Some(cached) if cached != listed => return None,
+                Some(_) => {}
+                None => entry.last_modified = Some(listed),
+            }
+        }
+        Some(entry.headers.clone())
     }
 
-    pub fn insert(&self, key: &str, etag: &str, headers: PosixHeaders) {
+    /// Caches the headers of `key` at `etag`, last modified at
+    /// `last_modified` as the store says (`None` when this mount wrote
+    /// them and the store did not say when).
+    pub fn insert(
+        &self,
+        key: &str,
+        etag: &str,
+        headers: PosixHeaders,
+        last_modified: Option<SystemTime>,
+    ) {
         if etag.is_empty() {
             return;
         }
         let mut entries = self.entries.lock().unwrap();
-        entries.put((key.to_owned(), etag.to_owned()), headers);
+        entries.put(
+            (key.to_owned(), etag.to_owned()),
+            CachedHeaders {
+                headers,
+                last_modified: last_modified.map(whole_seconds),
+            },
+        );
     }
+}
+
+fn whole_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
 }
 
 /// Names recently found absent, trusted for the metadata TTL like positive
@@ -89,6 +139,48 @@ impl NegativeCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(seconds: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    fn mode(mode: u32) -> PosixHeaders {
+        PosixHeaders {
+            mode: Some(mode),
+            ..PosixHeaders::default()
+        }
+    }
+
+    #[test]
+    fn a_listing_that_shows_another_last_modified_misses_though_the_etag_is_the_same() {
+        let cache = HeaderCache::new(8);
+        cache.insert("k", "e", mode(0o644), Some(at(100)));
+        let listed_within_the_second = at(100) + Duration::from_millis(700);
+        assert_eq!(
+            cache.get("k", "e", Some(listed_within_the_second)),
+            Some(mode(0o644)),
+            "a HEAD's Last-Modified has whole seconds, a listing's milliseconds"
+        );
+        assert_eq!(
+            cache.get("k", "e", Some(at(101))),
+            None,
+            "copied onto itself since"
+        );
+        assert_eq!(cache.get("k", "e", None), Some(mode(0o644)));
+    }
+
+    #[test]
+    fn headers_this_mount_wrote_take_the_first_listings_last_modified() {
+        let cache = HeaderCache::new(8);
+        cache.insert("k", "e", mode(0o600), None);
+        assert_eq!(cache.get("k", "e", Some(at(200))), Some(mode(0o600)));
+        assert_eq!(cache.get("k", "e", Some(at(200))), Some(mode(0o600)));
+        assert_eq!(
+            cache.get("k", "e", Some(at(205))),
+            None,
+            "changed elsewhere since"
+        );
+    }
 
     #[test]
     fn negative_entries_expire() {

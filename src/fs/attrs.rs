@@ -218,7 +218,7 @@ impl<S: ObjectStore> Filesystem<S> {
         .await?;
         self.meta
             .headers()
-            .insert(destination, &etag, headers.clone());
+            .insert(destination, &etag, headers.clone(), None);
         Ok((etag, headers))
     }
 
@@ -315,7 +315,9 @@ impl<S: ObjectStore> Filesystem<S> {
             )
             .await?
         };
-        self.meta.headers().insert(key, &etag, headers.clone());
+        self.meta
+            .headers()
+            .insert(key, &etag, headers.clone(), None);
         Ok(headers)
     }
 
@@ -343,7 +345,9 @@ impl<S: ObjectStore> Filesystem<S> {
         };
         check_metadata_space(&object_headers.user_metadata)?;
         let etag = self.store.put(key, Bytes::new(), &object_headers).await?;
-        self.meta.headers().insert(key, &etag, headers.clone());
+        self.meta
+            .headers()
+            .insert(key, &etag, headers.clone(), None);
         if let Some(object) = old_style
             && object.size == 0
         {

@@ -772,7 +772,10 @@ async fn resolve_file<S: ObjectStore>(
     };
     let stat = match posix_metadata {
         PosixMetadata::ListingOnly => listed,
-        PosixMetadata::FromHeaders => match meta.headers_or_head(&object.key, &object.etag).await {
+        PosixMetadata::FromHeaders => match meta
+            .headers_or_head(&object.key, &object.etag, object.last_modified)
+            .await
+        {
             Known::Cached(headers) => Stat { headers, ..listed },
             // Newer than the listing if the object changed in between.
             Known::Head(Ok(head)) => Stat::from_head(&head),

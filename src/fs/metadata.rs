@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
@@ -105,10 +106,15 @@ impl<S: ObjectStore> MetadataRequests<S> {
     /// (joined if in flight). A HEAD caches its headers before it leaves the
     /// in-flight map, and both are checked here under the map's lock, so a
     /// HEAD that has just finished is never sent again.
-    pub async fn headers_or_head(self: &Arc<Self>, key: &str, etag: &str) -> Known {
+    pub async fn headers_or_head(
+        self: &Arc<Self>,
+        key: &str,
+        etag: &str,
+        listed_modified: SystemTime,
+    ) -> Known {
         let head = {
             let mut in_flight = self.in_flight.lock().unwrap();
-            if let Some(headers) = self.headers.get(key, etag) {
+            if let Some(headers) = self.headers.get(key, etag, Some(listed_modified)) {
                 return Known::Cached(headers);
             }
             match in_flight.by_key.get(key) {
@@ -143,7 +149,8 @@ impl<S: ObjectStore> MetadataRequests<S> {
             // Cached before the entry leaves the map (see `headers_or_head`).
             if let Ok(meta) = &result {
                 let headers = PosixHeaders::from_head(meta);
-                this.headers.insert(&key, &meta.etag, headers);
+                this.headers
+                    .insert(&key, &meta.etag, headers, Some(meta.last_modified));
             }
             let mut in_flight = this.in_flight.lock().unwrap();
             if in_flight
@@ -257,7 +264,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(store.head_count(), 1);
         assert_eq!(
-            requests.headers().get("k", &etag).and_then(|h| h.uid),
+            requests.headers().get("k", &etag, None).and_then(|h| h.uid),
             Some(7)
         );
         assert!(requests.in_flight.lock().unwrap().by_key.is_empty());

@@ -194,7 +194,7 @@ impl<S: ObjectStore> Filesystem<S> {
                 if let Some(etag) = etag
                     && let Some(inode) = inodes.get_mut(source.attr.ino)
                 {
-                    if let Some(headers) = self.meta.headers().get(&new_key, &etag) {
+                    if let Some(headers) = self.meta.headers().get(&new_key, &etag, None) {
                         inode.stat.headers = headers;
                     }
                     inode.stat.etag = etag;

@@ -88,7 +88,9 @@ impl<S: ObjectStore> Filesystem<S> {
             .store
             .put(&key, body, &new_object_headers(&key, &headers))
             .await?;
-        self.meta.headers().insert(&key, &etag, headers.clone());
+        self.meta
+            .headers()
+            .insert(&key, &etag, headers.clone(), None);
         self.negative.remove(parent, name);
         let stat = Stat {
             size,

@@ -251,7 +251,7 @@ impl<S: ObjectStore> Filesystem<S> {
         log::debug!("committed {} ({} bytes, ETag {etag})", open.key, open.size);
         self.meta
             .headers()
-            .insert(&open.key, &etag, open.headers.clone());
+            .insert(&open.key, &etag, open.headers.clone(), None);
         let mut inodes = self.inodes.lock().unwrap();
         if let Some(inode) = inodes.get_mut(open.ino) {
             inode.stat.etag = etag;

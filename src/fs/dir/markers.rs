@@ -75,7 +75,10 @@ pub(in crate::fs) async fn directory_marker_stat<S: ObjectStore>(
     listed: Option<&ListedObject>,
 ) -> Option<Stat> {
     let stat = match listed {
-        Some(marker) => match meta.headers_or_head(prefix, &marker.etag).await {
+        Some(marker) => match meta
+            .headers_or_head(prefix, &marker.etag, marker.last_modified)
+            .await
+        {
             Known::Cached(headers) => Stat {
                 size: 0,
                 mtime: Some(marker.last_modified),
