@@ -303,3 +303,76 @@ async fn failed_gets_give_back_their_room_on_the_way_to_disk() {
         "blocks {missing:?} not kept after {failed_reads} failed reads"
     );
 }
+
+/// Every entry of `dir` as one listing (readdirplus) shows it: name to
+/// permission bits.
+async fn listed_modes(fs: &Filesystem<MemoryStore>, dir: &str) -> Vec<(String, u16)> {
+    let ino = fs.lookup(ROOT_INO, dir).await.unwrap().attr.ino;
+    let fh = fs.opendir(ino).expect("opendir");
+    let mut offset = 0;
+    let mut modes = Vec::new();
+    loop {
+        let entries = fs.readdirplus(fh, offset).await.expect("readdirplus");
+        let Some(last) = entries.last() else { break };
+        offset = last.next_offset;
+        for entry in entries.into_iter().filter(|entry| entry.counts_as_lookup) {
+            modes.push((entry.name.clone(), entry.entry.attr.perm));
+            fs.forget(entry.entry.attr.ino, 1);
+        }
+    }
+    fs.releasedir(fh);
+    modes.sort();
+    modes
+}
+
+/// A file read through a mount with a disk cache leaves its POSIX headers
+/// there beside its blocks: a new mount lists its directory without a HEAD
+/// for it (one for a file never read), and a version replaced since is
+/// HEADed again, never shown with the old headers.
+#[tokio::test]
+async fn headers_of_files_read_come_from_disk_after_a_remount() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let headers = |mode: &str| {
+        [
+            ("mode".to_owned(), mode.to_owned()),
+            ("uid".to_owned(), "7".to_owned()),
+        ]
+        .into_iter()
+        .collect::<std::collections::HashMap<_, _>>()
+    };
+    store.put_with_metadata("data/read", b"read me".to_vec(), headers("33152")); // 0600
+    store.put_with_metadata("data/unread", b"not me".to_vec(), headers("33184")); // 0640
+    let disk = open_cache(dir.path(), 1 << 30);
+    let fs = mount(&store, &disk);
+    let heads = store.request_count(Verb::Head);
+    assert_eq!(
+        listed_modes(&fs, "data").await,
+        [("read".to_owned(), 0o600), ("unread".to_owned(), 0o640)]
+    );
+    // Besides one per file, the lookup of data/ costs its own.
+    let cold_heads = store.request_count(Verb::Head) - heads;
+    assert_eq!(read_all(&fs, &disk, "data/read").await, b"read me");
+    drop(fs);
+
+    let fs = mount(&store, &disk);
+    let heads = store.request_count(Verb::Head);
+    assert_eq!(
+        listed_modes(&fs, "data").await,
+        [("read".to_owned(), 0o600), ("unread".to_owned(), 0o640)]
+    );
+    assert_eq!(
+        store.request_count(Verb::Head) - heads,
+        cold_heads - 1,
+        "no HEAD for the file read"
+    );
+    drop(fs);
+
+    // Another client replaces the file read: its kept headers are not its.
+    store.put_with_metadata("data/read", b"new bytes".to_vec(), headers("33261")); // 0755
+    let fs = mount(&store, &disk);
+    assert_eq!(
+        listed_modes(&fs, "data").await,
+        [("read".to_owned(), 0o755), ("unread".to_owned(), 0o640)]
+    );
+}

@@ -61,6 +61,21 @@ const DEFAULT_MAX_PENDING_WRITE_BYTES: u32 = 64 * 1024 * 1024;
 /// instead of stopping them.
 const WRITE_ROOM_WAIT: Duration = Duration::from_secs(1);
 
+/// The index under which an object version's POSIX headers are kept, beside
+/// its blocks (no object has that many blocks), so that a listing after a
+/// remount needs no HEAD for a file read before it. The file format, checks
+/// and eviction are a block's.
+pub const HEADERS_INDEX: u64 = u64::MAX;
+
+/// Where the headers of `key` at `etag` are kept.
+pub fn headers_block(key: &str, etag: &str) -> BlockKey {
+    BlockKey {
+        key: Arc::from(key),
+        etag: Arc::from(etag),
+        index: HEADERS_INDEX,
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error(

@@ -2,6 +2,7 @@
 //! s3fs/GeeseFS `x-amz-meta-*` headers, keyed by key and ETag (an unchanged
 //! object is never HEADed twice by one mount), and negative lookups with a TTL.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -87,6 +88,60 @@ impl HeaderCache {
     }
 }
 
+/// Version of the bytes `encode_for_disk` writes.
+const DISK_FORMAT: u8 = 1;
+
+/// `headers`, read for the version last modified at `last_modified`, as the
+/// disk cache keeps them: the format version, the directory Content-Type
+/// flag, Last-Modified in seconds, then the s3fs user metadata the headers
+/// write (which reads back as the same headers), each name and value ended
+/// by a NUL, which no HTTP header holds. `None` if one did.
+pub fn encode_for_disk(headers: &PosixHeaders, last_modified: SystemTime) -> Option<Vec<u8>> {
+    let mut bytes = vec![DISK_FORMAT, u8::from(headers.has_directory_content_type)];
+    bytes.extend_from_slice(&whole_seconds(last_modified).to_le_bytes());
+    for (name, value) in headers.to_user_metadata() {
+        if name.contains('\0') || value.contains('\0') {
+            return None;
+        }
+        for text in [name, value] {
+            bytes.extend_from_slice(text.as_bytes());
+            bytes.push(0);
+        }
+    }
+    Some(bytes)
+}
+
+/// What `encode_for_disk` wrote: the headers and the Last-Modified (whole
+/// seconds) they were read for.
+pub fn decode_from_disk(bytes: &[u8]) -> Option<(PosixHeaders, SystemTime)> {
+    let (&[version, directory_flag], rest) = bytes.split_first_chunk::<2>()?;
+    if version != DISK_FORMAT || directory_flag > 1 {
+        return None;
+    }
+    let (seconds, rest) = rest.split_first_chunk::<8>()?;
+    let last_modified = UNIX_EPOCH + Duration::from_secs(u64::from_le_bytes(*seconds));
+    let texts: Vec<&str> = match rest.strip_suffix(&[0]) {
+        Some(rest) => rest
+            .split(|&byte| byte == 0)
+            .map(|text| std::str::from_utf8(text).ok())
+            .collect::<Option<_>>()?,
+        None if rest.is_empty() => Vec::new(),
+        None => return None,
+    };
+    if !texts.len().is_multiple_of(2) {
+        return None;
+    }
+    let metadata: HashMap<String, String> = texts
+        .chunks(2)
+        .map(|pair| (pair[0].to_owned(), pair[1].to_owned()))
+        .collect();
+    let headers = PosixHeaders {
+        has_directory_content_type: directory_flag == 1,
+        ..PosixHeaders::from_user_metadata(&metadata)
+    };
+    Some((headers, last_modified))
+}
+
 fn whole_seconds(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs())
@@ -138,6 +193,8 @@ impl NegativeCache {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn at(seconds: u64) -> SystemTime {
@@ -180,6 +237,27 @@ mod tests {
             None,
             "changed elsewhere since"
         );
+    }
+
+    #[test]
+    fn headers_kept_on_disk_read_back_the_same() {
+        let now = SystemTime::now();
+        let mut headers = PosixHeaders::created(0o100_640, 7, 8, now);
+        headers.rdev = Some(3);
+        headers.has_directory_content_type = true;
+        let mut xattrs = crate::object_format::Xattrs::new();
+        xattrs.insert("user.k".to_owned(), b"v\0\xff".to_vec());
+        headers.xattrs = Some(Arc::new(xattrs));
+        let bytes = encode_for_disk(&headers, at(1_700_000_000)).unwrap();
+        let (back, last_modified) = decode_from_disk(&bytes).unwrap();
+        assert_eq!(back, headers);
+        assert_eq!(last_modified, at(1_700_000_000));
+        let (none, _) =
+            decode_from_disk(&encode_for_disk(&PosixHeaders::default(), at(5)).unwrap()).unwrap();
+        assert_eq!(none, PosixHeaders::default());
+        for bad in [&bytes[..1], &bytes[..bytes.len() - 1], &[9u8; 12][..]] {
+            assert!(decode_from_disk(bad).is_none(), "{bad:?}");
+        }
     }
 
     #[test]

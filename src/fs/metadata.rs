@@ -17,14 +17,15 @@
 //! `open`, which must see any change completed before it was called.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use tokio::sync::Semaphore;
 
-use crate::cache::meta::{HeaderCache, PosixHeaders};
+use crate::cache::disk::{DiskCache, headers_block};
+use crate::cache::meta::{HeaderCache, PosixHeaders, decode_from_disk, encode_for_disk};
 use crate::store::{ListPage, ObjectMeta, ObjectStore, StoreError};
 
 pub type HeadResult = Result<ObjectMeta, Arc<StoreError>>;
@@ -58,6 +59,8 @@ pub struct MetadataRequests<S> {
     max_concurrency: usize,
     headers: HeaderCache,
     in_flight: Mutex<InFlightHeads>,
+    /// With `--cache-dir`: headers of files read are kept there too.
+    disk: OnceLock<Arc<DiskCache>>,
 }
 
 #[derive(Default)]
@@ -75,7 +78,71 @@ impl<S: ObjectStore> MetadataRequests<S> {
             max_concurrency,
             headers,
             in_flight: Mutex::new(InFlightHeads::default()),
+            disk: OnceLock::new(),
         }
+    }
+
+    /// Keeps headers of files read in `disk` too, and looks there before a
+    /// HEAD; see [`Self::keep_on_disk`].
+    pub fn use_disk_cache(&self, disk: Arc<DiskCache>) {
+        let _ = self.disk.set(disk);
+    }
+
+    /// Writes the headers of a file being opened for reading to the disk
+    /// cache, beside the blocks the reads will put there, so that listing
+    /// its directory after a remount costs no HEAD for it. Only files read:
+    /// a walk over a million keys must not write a million files.
+    pub fn keep_on_disk(
+        &self,
+        key: &str,
+        etag: &str,
+        last_modified: SystemTime,
+        headers: &PosixHeaders,
+    ) {
+        let Some(disk) = self.disk.get() else { return };
+        let block = headers_block(key, etag);
+        if etag.is_empty() || disk.contains(&block) {
+            return;
+        }
+        let Some(bytes) = encode_for_disk(headers, last_modified) else {
+            return;
+        };
+        let Some(reservation) = disk.try_reserve_write(bytes.len() as u64) else {
+            return;
+        };
+        let disk = Arc::clone(disk);
+        tokio::task::spawn_blocking(move || {
+            let _reservation = reservation;
+            disk.put(&block, &bytes);
+        });
+    }
+
+    /// The headers the disk cache kept for `key` at `etag`, if they were
+    /// read for the version a listing shows as last modified at
+    /// `listed_modified`; they go into the memory cache too.
+    async fn headers_from_disk(
+        &self,
+        key: &str,
+        etag: &str,
+        listed_modified: SystemTime,
+    ) -> Option<PosixHeaders> {
+        let disk = self.disk.get()?;
+        let block = headers_block(key, etag);
+        if etag.is_empty() || !disk.contains(&block) {
+            return None;
+        }
+        let disk = Arc::clone(disk);
+        let bytes = tokio::task::spawn_blocking(move || disk.get(&block))
+            .await
+            .ok()??;
+        let (headers, last_modified) = decode_from_disk(&bytes)?;
+        let seconds = |time: SystemTime| time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).ok();
+        if seconds(last_modified) != seconds(listed_modified) {
+            return None;
+        }
+        self.headers
+            .insert(key, etag, headers.clone(), Some(last_modified));
+        Some(headers)
     }
 
     /// Requests in flight at most, HEADs and LISTs together.
@@ -112,6 +179,11 @@ impl<S: ObjectStore> MetadataRequests<S> {
         etag: &str,
         listed_modified: SystemTime,
     ) -> Known {
+        if self.headers.get(key, etag, Some(listed_modified)).is_none()
+            && let Some(headers) = self.headers_from_disk(key, etag, listed_modified).await
+        {
+            return Known::Cached(headers);
+        }
         let head = {
             let mut in_flight = self.in_flight.lock().unwrap();
             if let Some(headers) = self.headers.get(key, etag, Some(listed_modified)) {

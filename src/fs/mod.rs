@@ -416,6 +416,7 @@ impl<S: ObjectStore> Filesystem<S> {
     /// Keeps blocks read from the store in `disk` as well, and reads them
     /// from there when memory no longer has them.
     pub fn with_disk_cache(mut self, disk: Arc<DiskCache>) -> Self {
+        self.meta.use_disk_cache(Arc::clone(&disk));
         self.disk = Some(disk);
         self
     }
@@ -835,6 +836,10 @@ impl<S: ObjectStore> Filesystem<S> {
         // that lists no ETags leaves finding it to one HEAD.
         if reads_the_store && stat.etag.is_empty() {
             stat = Stat::from_head(&self.head(&key, Sharing::SendNew).await?);
+        }
+        if reads_the_store && let Some(last_modified) = stat.mtime {
+            self.meta
+                .keep_on_disk(&key, &stat.etag, last_modified, &stat.headers);
         }
         let page_cache = {
             let mut inodes = self.inodes.lock().unwrap();
