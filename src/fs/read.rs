@@ -27,7 +27,9 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Semaphore;
 
-use crate::cache::block::{BLOCK_SIZE_BYTES, BlockKey, Lookup, SharedFetch, share};
+use crate::cache::block::{
+    BLOCK_SIZE_BYTES, BlockCache, BlockKey, FetchResult, Lookup, SharedFetch, share,
+};
 use crate::cache::disk::{DiskCache, WriteReservation};
 use crate::fs::{Error, Filesystem, Result};
 use crate::store::{ObjectStore, StoreError};
@@ -346,16 +348,34 @@ impl<S: ObjectStore> Filesystem<S> {
         if !self.blocks.register(&first_block, count, &fetch) {
             return None;
         }
-        let store = Arc::clone(&self.store);
-        let blocks = Arc::clone(&self.blocks);
-        let requests = Arc::clone(&self.read_requests);
-        let disk = self.disk.clone();
-        tokio::spawn(async move {
-            let result = fetch_blocks(&*store, disk, &requests, &first_block, count, start..end)
-                .await
-                .map_err(Arc::new);
-            blocks.complete(&first_block, count, &result);
-            let _ = sender.send(result);
+        let pending = PendingFetch {
+            store: Arc::clone(&self.store),
+            blocks: Arc::clone(&self.blocks),
+            requests: Arc::clone(&self.read_requests),
+            disk: self.disk.clone(),
+            first_block,
+            count,
+            range: start..end,
+            sender,
+        };
+        let disk_holds_all = self.disk.as_ref().is_some_and(|disk| {
+            !handle.etag.is_empty()
+                && (first..first + count).all(|i| disk.contains(&handle.block(i)))
+        });
+        if !disk_holds_all {
+            tokio::spawn(pending.run());
+            return Some(fetch);
+        }
+        // From the blocking thread straight to the waiting readers: through
+        // a task of its own, each small file read from the disk cache
+        // crossed threads twice more, and on a VM thread switches were most
+        // of the daemon's time in a `tar` of such files (perf, see
+        // docs/benchmarks.md). A block missing or damaged on disk after all
+        // goes the usual way.
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || match pending.read_from_disk() {
+            Some(bytes) => pending.complete(Ok(bytes)),
+            None => drop(runtime.spawn(pending.run())),
         });
         Some(fetch)
     }
@@ -442,6 +462,63 @@ impl<S: ObjectStore> Filesystem<S> {
             )
             .into(),
         })))
+    }
+}
+
+/// A fetch registered with the block cache, and what completing it needs.
+struct PendingFetch<S> {
+    store: Arc<S>,
+    blocks: Arc<BlockCache<StoreError>>,
+    requests: Arc<Semaphore>,
+    disk: Option<Arc<DiskCache>>,
+    first_block: BlockKey,
+    count: u64,
+    range: std::ops::Range<u64>,
+    sender: tokio::sync::oneshot::Sender<FetchResult<StoreError>>,
+}
+
+impl<S: ObjectStore> PendingFetch<S> {
+    async fn run(self) {
+        let result = fetch_blocks(
+            &*self.store,
+            self.disk.clone(),
+            &self.requests,
+            &self.first_block,
+            self.count,
+            self.range.clone(),
+        )
+        .await
+        .map_err(Arc::new);
+        self.complete(result);
+    }
+
+    /// Every block of the fetch from the disk cache, or `None` if one is
+    /// not there whole. Blocking: call off the runtime's threads.
+    fn read_from_disk(&self) -> Option<Bytes> {
+        let disk = self.disk.as_ref()?;
+        let block_len =
+            |index: u64| (self.range.end - index * BLOCK_SIZE_BYTES).min(BLOCK_SIZE_BYTES) as usize;
+        let mut read = (0..self.count).map(|i| {
+            let block = BlockKey {
+                index: self.first_block.index + i,
+                ..self.first_block.clone()
+            };
+            disk.get(&block)
+                .filter(|bytes| bytes.len() == block_len(block.index))
+        });
+        if self.count == 1 {
+            return read.next().flatten();
+        }
+        let mut out = BytesMut::with_capacity((self.range.end - self.range.start) as usize);
+        for bytes in read {
+            out.extend_from_slice(&bytes?);
+        }
+        Some(out.freeze())
+    }
+
+    fn complete(self, result: FetchResult<StoreError>) {
+        self.blocks.complete(&self.first_block, self.count, &result);
+        let _ = self.sender.send(result);
     }
 }
 
