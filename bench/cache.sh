@@ -286,6 +286,9 @@ ceiling_pass() {
 cache_usage() { echo "$(du -sm "$1" | cut -f1) MiB in $(find "$1" -type f -name '*.blk' | wc -l) block files"; }
 # The blocks the data needs: 1 MiB blocks (src/cache/block.rs), one file each.
 EXPECTED_BLOCKS=$(((BIG_BYTES + 1048575) / 1048576 + TREE_FILES))
+# bucketfs also keeps the POSIX headers of every file it opens for reading, in a file of the same
+# kind (big and each tree file).
+EXPECTED_FILES=$((EXPECTED_BLOCKS + TREE_FILES + 1))
 
 # The cache directory's files read straight, one after another in directory order, after a drop:
 # what the disk gives for this layout without bucketfs (a diagnostic beside the local reference).
@@ -310,7 +313,7 @@ for round in $(seq 1 "$ROUNDS"); do
         mounted_pass "$tool" "$tool cold"
         kept=$(find "$BF_CACHE" -type f -name '*.blk' | wc -l)
         record "$tool:kept" "$kept"
-        note "$(printf '%-22s' "") cache dir after unmount: $(cache_usage "$BF_CACHE") (the data has $EXPECTED_BLOCKS blocks)"
+        note "$(printf '%-22s' "") cache dir after unmount: $(cache_usage "$BF_CACHE") (the data has $EXPECTED_BLOCKS blocks, $EXPECTED_FILES files with the headers)"
         mounted_pass "$tool" "$tool remount"
         note "$(printf '%-22s' "") cache dir after unmount: $(cache_usage "$BF_CACHE")"
         if [ "$tool" = bucketfs ] && [ "$CACHE_FILES" = 1 ]; then
@@ -387,7 +390,7 @@ if [ "$CEILING_PASS" = 1 ] && [[ " $TOOLS " == *" bucketfs "* ]]; then
   done
 fi
 for tool in $TOOLS; do
-  [ -n "${R[$tool:kept]:-}" ] && note "$tool: block files in the cache after the cold pass, per round:${R[$tool:kept]} (the data has $EXPECTED_BLOCKS)"
+  [ -n "${R[$tool:kept]:-}" ] && note "$tool: block files in the cache after the cold pass, per round:${R[$tool:kept]} (the data has $EXPECTED_BLOCKS blocks; with the files' headers, $EXPECTED_FILES files)"
 done
 
 echo
