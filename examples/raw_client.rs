@@ -484,6 +484,9 @@ struct ListShape {
     max_pages: Option<usize>,
 }
 
+/// HEADs `list --heads` lets wait for a permit at most: two pages' worth.
+const HEADS_QUEUED_AHEAD: usize = 2000;
+
 async fn list(
     client: &Client,
     bucket: &str,
@@ -494,6 +497,11 @@ async fn list(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    // HEADs queued behind the ones in flight, at most: the listing runs
+    // ahead of them by about two pages, as a file system's would, instead
+    // of queueing a task for every key of a million-key tree (6.3 GB).
+    let queued = Arc::new(Semaphore::new(HEADS_QUEUED_AHEAD));
+    let mut head_count = 0usize;
     let mut tasks = JoinSet::new();
     let (mut objects, mut prefixes, mut pages) = (0usize, 0usize, 0usize);
     let mut continuation = None;
@@ -507,9 +515,15 @@ async fn list(
             // Started while the next page is fetched, as a filesystem that
             // prefetches attributes during readdir could.
             for key in keys {
+                let queued_slot = Arc::clone(&queued).acquire_owned().await?;
+                while let Some(result) = tasks.try_join_next() {
+                    result??;
+                    head_count += 1;
+                }
                 let (client, bucket) = (client.clone(), bucket.to_owned());
                 let permits = Arc::clone(&permits);
                 tasks.spawn(async move {
+                    let _queued_slot = queued_slot;
                     let _permit = permits.acquire_owned().await?;
                     client
                         .head_object()
@@ -527,7 +541,6 @@ async fn list(
             break;
         }
     }
-    let mut head_count = 0usize;
     while let Some(result) = tasks.join_next().await {
         result??;
         head_count += 1;
