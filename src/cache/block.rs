@@ -31,6 +31,16 @@ pub struct BlockKey {
     pub index: u64,
 }
 
+impl BlockKey {
+    /// The block `n` after this one in the same object version.
+    pub fn nth_after(&self, n: u64) -> BlockKey {
+        BlockKey {
+            index: self.index + n,
+            ..self.clone()
+        }
+    }
+}
+
 /// The outcome of one ranged GET covering one or more blocks, shared by every
 /// reader waiting on any of them. The error is shared too, so it is an `Arc`.
 pub type FetchResult<E> = Result<Bytes, Arc<E>>;

@@ -496,22 +496,16 @@ impl<S: ObjectStore> PendingFetch<S> {
     /// not there whole. Blocking: call off the runtime's threads.
     fn read_from_disk(&self) -> Option<Bytes> {
         let disk = self.disk.as_ref()?;
-        let block_len =
-            |index: u64| (self.range.end - index * BLOCK_SIZE_BYTES).min(BLOCK_SIZE_BYTES) as usize;
-        let mut read = (0..self.count).map(|i| {
-            let block = BlockKey {
-                index: self.first_block.index + i,
-                ..self.first_block.clone()
-            };
-            disk.get(&block)
-                .filter(|bytes| bytes.len() == block_len(block.index))
-        });
-        if self.count == 1 {
-            return read.next().flatten();
+        let blocks: Vec<Bytes> =
+            blocks_on_disk(disk, &self.first_block, self.count, self.range.end)
+                .into_iter()
+                .collect::<Option<_>>()?;
+        if let [block] = &blocks[..] {
+            return Some(block.clone());
         }
         let mut out = BytesMut::with_capacity((self.range.end - self.range.start) as usize);
-        for bytes in read {
-            out.extend_from_slice(&bytes?);
+        for block in &blocks {
+            out.extend_from_slice(block);
         }
         Some(out.freeze())
     }
@@ -536,34 +530,15 @@ async fn fetch_blocks<S: ObjectStore>(
     let Some(disk) = disk.filter(|_| !first.etag.is_empty()) else {
         return get_exact(store, requests, &first.key, &first.etag, range).await;
     };
-    let block = |i: u64| BlockKey {
-        index: first.index + i,
-        ..first.clone()
-    };
-    // What block `i` must hold: the last one ends with the range.
-    let expected_len = |i: u64| {
-        (range
-            .end
-            .saturating_sub((first.index + i) * BLOCK_SIZE_BYTES))
-        .min(BLOCK_SIZE_BYTES) as usize
-    };
+    let block = |i: u64| first.nth_after(i);
     let mut on_disk: Vec<Option<Bytes>> = vec![None; count as usize];
     if (0..count).any(|i| disk.contains(&block(i))) {
         let disk = Arc::clone(&disk);
-        let blocks: Vec<BlockKey> = (0..count).map(block).collect();
-        let read = tokio::task::spawn_blocking(move || {
-            blocks.iter().map(|b| disk.get(b)).collect::<Vec<_>>()
-        });
+        let first = first.clone();
+        let read =
+            tokio::task::spawn_blocking(move || blocks_on_disk(&disk, &first, count, range.end));
         if let Ok(read) = read.await {
             on_disk = read;
-        }
-        for (i, bytes) in on_disk.iter_mut().enumerate() {
-            if bytes
-                .as_ref()
-                .is_some_and(|b| b.len() != expected_len(i as u64))
-            {
-                *bytes = None;
-            }
         }
     }
     let missing_first = on_disk.iter().position(Option::is_none);
@@ -600,7 +575,8 @@ async fn fetch_blocks<S: ObjectStore>(
             (Some(bytes), _) => out.extend_from_slice(bytes),
             (None, Some((from, fetched))) => {
                 let start = (i - from) * BLOCK_SIZE_BYTES as usize;
-                let end = (start + expected_len(i as u64)).min(fetched.len());
+                let len = block_len(first.index + i as u64, range.end) as usize;
+                let end = (start + len).min(fetched.len());
                 out.extend_from_slice(&fetched[start..end]);
             }
             // Every block missing from disk lies in the fetched range.
@@ -619,9 +595,35 @@ async fn fetch_blocks<S: ObjectStore>(
     Ok(out.freeze())
 }
 
+/// What block `index` of a range ending at `range_end` holds: a whole
+/// block, but the last, which ends with the range.
+fn block_len(index: u64, range_end: u64) -> u64 {
+    range_end
+        .saturating_sub(index * BLOCK_SIZE_BYTES)
+        .min(BLOCK_SIZE_BYTES)
+}
+
+/// The `count` blocks from `first` of a range ending at `range_end`, each
+/// as the disk cache holds it if it does, whole (the last block ends with
+/// the range). Blocking.
+fn blocks_on_disk(
+    disk: &DiskCache,
+    first: &BlockKey,
+    count: u64,
+    range_end: u64,
+) -> Vec<Option<Bytes>> {
+    (0..count)
+        .map(|i| {
+            let block = first.nth_after(i);
+            disk.get(&block)
+                .filter(|bytes| bytes.len() as u64 == block_len(block.index, range_end))
+        })
+        .collect()
+}
+
 /// Writes the blocks of `bytes`, which start at block `first`, to disk off
 /// the runtime's threads, in the room `reservation` holds until they are.
-fn write_to_disk(
+pub(super) fn write_to_disk(
     reservation: WriteReservation,
     disk: &Arc<DiskCache>,
     first: BlockKey,
@@ -631,11 +633,7 @@ fn write_to_disk(
     tokio::task::spawn_blocking(move || {
         let _reservation = reservation;
         for (i, chunk) in bytes.chunks(BLOCK_SIZE_BYTES as usize).enumerate() {
-            let block = BlockKey {
-                index: first.index + i as u64,
-                ..first.clone()
-            };
-            disk.put(&block, chunk);
+            disk.put(&first.nth_after(i as u64), chunk);
         }
     });
 }
