@@ -142,7 +142,8 @@ pub fn decode_from_disk(bytes: &[u8]) -> Option<(PosixHeaders, SystemTime)> {
     Some((headers, last_modified))
 }
 
-fn whole_seconds(time: SystemTime) -> u64 {
+/// Last-Modified as a HEAD tells it: in whole seconds.
+pub fn whole_seconds(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs())
 }

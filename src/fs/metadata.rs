@@ -18,14 +18,17 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
+use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use tokio::sync::Semaphore;
 
 use crate::cache::disk::{DiskCache, headers_block};
-use crate::cache::meta::{HeaderCache, PosixHeaders, decode_from_disk, encode_for_disk};
+use crate::cache::meta::{
+    HeaderCache, PosixHeaders, decode_from_disk, encode_for_disk, whole_seconds,
+};
 use crate::store::{ListPage, ObjectMeta, ObjectStore, StoreError};
 
 pub type HeadResult = Result<ObjectMeta, Arc<StoreError>>;
@@ -110,11 +113,8 @@ impl<S: ObjectStore> MetadataRequests<S> {
         let Some(reservation) = disk.try_reserve_write(bytes.len() as u64) else {
             return;
         };
-        let disk = Arc::clone(disk);
-        tokio::task::spawn_blocking(move || {
-            let _reservation = reservation;
-            disk.put(&block, &bytes);
-        });
+        // Far smaller than a block: written as one.
+        super::read::write_to_disk(reservation, disk, block, Bytes::from(bytes));
     }
 
     /// The headers the disk cache kept for `key` at `etag`, if they were
@@ -136,8 +136,7 @@ impl<S: ObjectStore> MetadataRequests<S> {
             .await
             .ok()??;
         let (headers, last_modified) = decode_from_disk(&bytes)?;
-        let seconds = |time: SystemTime| time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).ok();
-        if seconds(last_modified) != seconds(listed_modified) {
+        if whole_seconds(last_modified) != whole_seconds(listed_modified) {
             return None;
         }
         self.headers
@@ -169,8 +168,8 @@ impl<S: ObjectStore> MetadataRequests<S> {
         head.await
     }
 
-    /// The POSIX headers of `key` at `etag` if known, else a HEAD of `key`
-    /// (joined if in flight). A HEAD caches its headers before it leaves the
+    /// The POSIX headers of `key` at `etag` if the memory cache or the disk
+    /// cache knows them, else a HEAD of `key` (joined if in flight). A HEAD caches its headers before it leaves the
     /// in-flight map, and both are checked here under the map's lock, so a
     /// HEAD that has just finished is never sent again.
     pub async fn headers_or_head(
@@ -179,11 +178,13 @@ impl<S: ObjectStore> MetadataRequests<S> {
         etag: &str,
         listed_modified: SystemTime,
     ) -> Known {
-        if self.headers.get(key, etag, Some(listed_modified)).is_none()
-            && let Some(headers) = self.headers_from_disk(key, etag, listed_modified).await
-        {
+        if let Some(headers) = self.headers.get(key, etag, Some(listed_modified)) {
             return Known::Cached(headers);
         }
+        if let Some(headers) = self.headers_from_disk(key, etag, listed_modified).await {
+            return Known::Cached(headers);
+        }
+        // Looked up again under the lock: a HEAD may have just finished.
         let head = {
             let mut in_flight = self.in_flight.lock().unwrap();
             if let Some(headers) = self.headers.get(key, etag, Some(listed_modified)) {
