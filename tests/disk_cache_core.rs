@@ -41,6 +41,32 @@ fn open_cache(dir: &Path, max_bytes: u64) -> Arc<DiskCache> {
     Arc::new(DiskCache::open(dir, "bucket", max_bytes).expect("open the disk cache"))
 }
 
+/// A cache that lets only 2 MiB wait on their way to disk: a writer slower
+/// than any read-ahead fetch.
+fn open_slow_cache(dir: &Path) -> Arc<DiskCache> {
+    Arc::new(
+        DiskCache::open(dir, "bucket", 1 << 30)
+            .expect("open the disk cache")
+            .with_max_pending_writes(2 * MIB as u32),
+    )
+}
+
+/// Waits until nothing is on its way to `disk`.
+async fn wait_for_disk_writes(disk: &DiskCache) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while disk.is_writing() {
+        assert!(Instant::now() < deadline, "disk writes never finished");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The blocks of `KEY` at `etag`, of `count`, that the disk does not hold.
+fn blocks_not_kept(disk: &DiskCache, etag: &str, count: u64) -> Vec<u64> {
+    (0..count)
+        .filter(|&index| !disk.contains(&block(etag, index)))
+        .collect()
+}
+
 /// A fresh mount (empty memory cache) over `store` with `disk` under it.
 fn mount(store: &Arc<MemoryStore>, disk: &Arc<DiskCache>) -> Filesystem<MemoryStore> {
     Filesystem::new(Arc::clone(store), config(), 16)
@@ -64,13 +90,9 @@ async fn read_all(fs: &Filesystem<MemoryStore>, disk: &DiskCache, name: &str) ->
         out.extend_from_slice(&bytes);
     }
     fs.release(fh).await;
-    // A fetch hands its blocks to the writer before it answers, so nothing
-    // can be on its way to disk once this is false.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while disk.is_writing() {
-        assert!(Instant::now() < deadline, "disk writes never finished");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // A fetch hands its blocks to the writer before it answers, so once the
+    // writes in flight are done, every block it read is on disk.
+    wait_for_disk_writes(disk).await;
     out
 }
 
@@ -199,16 +221,10 @@ async fn a_first_read_faster_than_the_disk_keeps_every_block() {
     let store = Arc::new(MemoryStore::new());
     let data = random_bytes(BIG_BYTES, 11);
     let etag = store.put(KEY, data.clone());
-    let disk = Arc::new(
-        DiskCache::open(dir.path(), "bucket", 1 << 30)
-            .expect("open the disk cache")
-            .with_max_pending_writes(2 * MIB as u32),
-    );
+    let disk = open_slow_cache(dir.path());
     let fs = mount(&store, &disk);
     assert!(read_all(&fs, &disk, KEY).await == data, "the right bytes");
-    let missing: Vec<u64> = (0..BIG_BYTES / MIB)
-        .filter(|&index| !disk.contains(&block(&etag, index)))
-        .collect();
+    let missing = blocks_not_kept(&disk, &etag, BIG_BYTES / MIB);
     assert!(
         missing.is_empty(),
         "{} of {} blocks not kept, first {:?}",
@@ -263,11 +279,7 @@ async fn failed_gets_give_back_their_room_on_the_way_to_disk() {
     let store = Arc::new(MemoryStore::new());
     let data = random_bytes(BIG_BYTES, 17);
     let etag = store.put(KEY, data.clone());
-    let disk = Arc::new(
-        DiskCache::open(dir.path(), "bucket", 1 << 30)
-            .expect("open the disk cache")
-            .with_max_pending_writes(2 * MIB as u32),
-    );
+    let disk = open_slow_cache(dir.path());
     let fs = mount(&store, &disk);
     let dir_ino = fs.lookup(ROOT_INO, "data").await.unwrap().attr.ino;
     let ino = fs.lookup(dir_ino, "object").await.unwrap().attr.ino;
@@ -290,14 +302,8 @@ async fn failed_gets_give_back_their_room_on_the_way_to_disk() {
     fs.release(fh).await;
     assert!(failed_reads > 0, "no read saw a failure");
     assert!(out == data, "the right bytes");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while disk.is_writing() {
-        assert!(Instant::now() < deadline, "disk writes never finished");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let missing: Vec<u64> = (0..BIG_BYTES / MIB)
-        .filter(|&index| !disk.contains(&block(&etag, index)))
-        .collect();
+    wait_for_disk_writes(&disk).await;
+    let missing = blocks_not_kept(&disk, &etag, BIG_BYTES / MIB);
     assert!(
         missing.is_empty(),
         "blocks {missing:?} not kept after {failed_reads} failed reads"
@@ -341,7 +347,7 @@ async fn headers_of_files_read_come_from_disk_after_a_remount() {
         .into_iter()
         .collect::<std::collections::HashMap<_, _>>()
     };
-    store.put_with_metadata("data/read", b"read me".to_vec(), headers("33152")); // 0600
+    let read_etag = store.put_with_metadata("data/read", b"read me".to_vec(), headers("33152")); // 0600
     store.put_with_metadata("data/unread", b"not me".to_vec(), headers("33184")); // 0640
     let disk = open_cache(dir.path(), 1 << 30);
     let fs = mount(&store, &disk);
@@ -365,6 +371,28 @@ async fn headers_of_files_read_come_from_disk_after_a_remount() {
         store.request_count(Verb::Head) - heads,
         cold_heads - 1,
         "no HEAD for the file read"
+    );
+    drop(fs);
+
+    // A damaged headers file is never served: the file is HEADed again.
+    let kept = disk.path_of(&bucketfs::cache::disk::headers_block(
+        "data/read",
+        &read_etag,
+    ));
+    let mut contents = std::fs::read(&kept).unwrap();
+    let last = contents.len() - 5;
+    contents[last] ^= 0x01;
+    std::fs::write(&kept, contents).unwrap();
+    let fs = mount(&store, &disk);
+    let heads = store.request_count(Verb::Head);
+    assert_eq!(
+        listed_modes(&fs, "data").await,
+        [("read".to_owned(), 0o600), ("unread".to_owned(), 0o640)]
+    );
+    assert_eq!(
+        store.request_count(Verb::Head) - heads,
+        cold_heads,
+        "a HEAD for the file whose kept headers are damaged"
     );
     drop(fs);
 
