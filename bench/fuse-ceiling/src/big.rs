@@ -110,10 +110,7 @@ impl fuser::Filesystem for BigFiles {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let len = self.bytes.len() as u64;
-        let start = offset.min(len) as usize;
-        let end = (offset + u64::from(size)).min(len) as usize;
-        reply.data(&self.bytes[start..end]);
+        reply.data(crate::read_at(&self.bytes, offset, size));
     }
 
     fn readdir(

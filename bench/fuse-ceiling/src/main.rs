@@ -50,6 +50,14 @@ fn bucketfs_session_config() -> Config {
     config
 }
 
+/// What a read of `size` bytes at `offset` gets of `bytes`: short at the end.
+fn read_at(bytes: &[u8], offset: u64, size: u32) -> &[u8] {
+    let len = bytes.len() as u64;
+    let start = offset.min(len) as usize;
+    let end = offset.saturating_add(u64::from(size)).min(len) as usize;
+    &bytes[start..end]
+}
+
 fn uid_gid() -> (u32, u32) {
     // SAFETY: getuid/getgid cannot fail and touch no memory of ours.
     unsafe { (libc::getuid(), libc::getgid()) }

@@ -204,10 +204,7 @@ impl fuser::Filesystem for Tree {
         let Some(node) = self.node(ino.0) else {
             return reply.error(Errno::ENOENT);
         };
-        let len = node.bytes.len() as u64;
-        let start = offset.min(len) as usize;
-        let end = offset.saturating_add(u64::from(size)).min(len) as usize;
-        reply.data(&node.bytes[start..end]);
+        reply.data(crate::read_at(&node.bytes, offset, size));
     }
 
     /// bucketfs answers every close's flush (fuser's default, ENOSYS, would stop the kernel from
