@@ -454,6 +454,30 @@ async fn a_small_read_of_a_large_object_fetches_one_block() {
 }
 
 #[tokio::test]
+async fn concurrent_first_reads_of_a_file_under_a_block_share_one_get() {
+    // The kernel reads a new file as several requests at once (its first
+    // read and the readahead behind it), which arrive in any order.
+    let store = Arc::new(MemoryStore::new());
+    let data = random_bytes(512 * 1024, 9);
+    store.put("half", data.clone());
+    let fs = Arc::new(mount(&store, PosixMetadata::FromHeaders));
+    let ino = fs.lookup(ROOT_INO, "half").await.unwrap().attr.ino;
+    let (fh, _) = fs.open(ino, OpenIntent::Read).await.unwrap();
+    let gets = store.get_count();
+    let reads = (0..4u64).map(|n| {
+        let fs = Arc::clone(&fs);
+        tokio::spawn(async move { (n, fs.read(fh, n * 128 * 1024, 128 * 1024).await) })
+    });
+    for read in futures::future::join_all(reads).await {
+        let (n, got) = read.unwrap();
+        let start = (n * 128 * 1024) as usize;
+        assert_eq!(&got.unwrap()[..], &data[start..start + 128 * 1024]);
+    }
+    assert_eq!(store.get_count() - gets, 1, "one GET for the whole file");
+    fs.release(fh).await;
+}
+
+#[tokio::test]
 async fn isolated_reads_fetch_only_the_bytes_around_them() {
     let store = Arc::new(MemoryStore::new());
     let data = random_bytes(64 * MIB, 7);

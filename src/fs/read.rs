@@ -193,10 +193,10 @@ impl<S: ObjectStore> Filesystem<S> {
             let block = handle.block(index);
             self.blocks.is_present(&block) || self.disk_has(&block)
         };
-        // A file no larger than an isolated read's unit is fetched whole
-        // either way: through the blocks, concurrent first reads (the
-        // kernel's read and its readahead) share one GET.
-        let is_small = handle.size <= ISOLATED_READ_ALIGN_BYTES;
+        // A file of one block is fetched whole: through the blocks, the
+        // kernel's first read and the readahead requests it sends beside it
+        // share one GET, where isolated reads would each send their own.
+        let is_small = handle.size <= BLOCK_SIZE_BYTES;
         if step.isolated && !is_small && !(first..=last).any(is_cached) {
             return self.read_isolated(handle, offset, end).await;
         }
