@@ -282,6 +282,7 @@ tool_flags() {
     rclone*) echo "mount --daemon --vfs-cache-mode $RCLONE_CACHE_MODE$([ "$1" = rclone-server-modtime ] && echo " --use-server-modtime") (defaults: --buffer-size 16M --vfs-read-chunk-size 128M)" ;;
     ceiling) echo "bench/fuse-ceiling ${CEILING_ARGS:-}: files served from memory, bucketfs's FUSE settings" ;;
     raw) echo "aws-sdk-s3 (examples/raw_client.rs), $PART_SIZE_MIB MiB parts, $CONCURRENCY in flight" ;;
+    raw-over) echo "as raw, onto a key that already holds an empty object (PUT untimed before each round)" ;;
   esac
 }
 

@@ -10,6 +10,11 @@
 #          the end; MB/s until the command returns and seconds until the object is in the bucket.
 #          Raw: a multipart upload of the same file, PART_SIZE_MIB parts, PARTS_IN_FLIGHT in flight
 #          (what bucketfs streams with: min(--max-concurrency, 8) parts per file), in each round.
+#          Raw-over (dd only): the same upload onto a key that already holds an empty object, which
+#          is what a tool whose close() is durable sends for dd: dd closes its first descriptor of
+#          the new file before writing, so bucketfs (and s3fs) PUT an empty object first. s3s-fs
+#          then renames the completed object over that one, and ext4 starts writing the new file
+#          back at that rename (auto_da_alloc); this row measures what that costs any client.
 #   small  `cp -r` of SMALL_COUNT local files of 4 KiB into the mount, files/s. Raw: PutObject of
 #          the same files one after another (bucketfs's close() is durable, so that is its floor).
 #   tar    `tar x` as a non-root user does it (--no-same-owner --no-same-permissions: s3fs fails to
@@ -28,7 +33,7 @@
 # Usage: bench/write.sh [--quick]   (--quick: 64 MiB, 100 and 200 files, one round)
 # Knobs (environment), besides bench/lib.sh's (BENCH_SERVER=fast|slow, ...):
 #   BENCH_RUNS (3), BENCH_BIG_MIB (1024), BENCH_SMALL_COUNT (1000), BENCH_TAR_COUNT (2000),
-#   BENCH_TOOLS ("bucketfs mountpoint s3fs s3fs-tuned rclone raw"), BENCH_WORKLOADS ("big small tar"),
+#   BENCH_TOOLS ("bucketfs mountpoint s3fs s3fs-tuned rclone raw raw-over"), BENCH_WORKLOADS ("big small tar"),
 #   BENCH_WRITE_COMMAND ("dd cp": both; or one of them).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -37,7 +42,7 @@ RUNS=${BENCH_RUNS:-3}
 BIG_MIB=${BENCH_BIG_MIB:-1024}
 SMALL_COUNT=${BENCH_SMALL_COUNT:-1000}
 TAR_COUNT=${BENCH_TAR_COUNT:-2000}
-TOOLS=${BENCH_TOOLS:-"bucketfs mountpoint s3fs s3fs-tuned rclone raw"}
+TOOLS=${BENCH_TOOLS:-"bucketfs mountpoint s3fs s3fs-tuned rclone raw raw-over"}
 WORKLOADS=${BENCH_WORKLOADS:-"big small tar"}
 WRITE_COMMANDS=${BENCH_WRITE_COMMAND:-"dd cp"}
 if [ "${1:-}" = --quick ]; then
@@ -68,6 +73,8 @@ tools_for() {
   for tool in $TOOLS; do
     case $1:$tool in
       *:ceiling | *:bucketfs-64 | tar:mountpoint) ;;
+      big-dd:raw-over) echo "$tool" ;;
+      *:raw-over) ;;
       *) echo "$tool" ;;
     esac
   done | tr '\n' ' '
@@ -83,6 +90,7 @@ BIG_MB=$(awk -v b="$BIG_BYTES" 'BEGIN { print b / 1e6 }')
 BIG_GIB=$(awk -v b="$BIG_BYTES" -v g="$GIB" 'BEGIN { print b / g }')
 head -c "$BIG_BYTES" /dev/urandom >"$SRC/big"
 BIG_MD5=$(md5sum <"$SRC/big" | cut -d' ' -f1)
+: >"$SRC/empty"
 note "big:   $BIG_MIB MiB from /dev/urandom"
 python3 - "$SRC" "$SMALL_COUNT" "$SMALL_BYTES" "$TAR_COUNT" "$TAR_DIRS" <<'EOF'
 import os, random, sys
@@ -161,10 +169,14 @@ if has_workload big; then
     esac
     step "sequential write of $BIG_MIB MiB ($command): $RUNS rounds; load $(load)"
     for round in $(seq 1 "$RUNS"); do
-      for tool in $(rotated "$(tools_for big)" "$round"); do
+      for tool in $(rotated "$(tools_for "big-$command")" "$round"); do
         prefix=big-$command-$tool-$round
         settle "$SRC/big"
         if [ "$tool" = raw ]; then
+          raw_run raw put-file --bucket "$BUCKET" --key "$prefix/big" --file "$SRC/big" \
+            --part-size-mib "$PART_SIZE_MIB" --concurrency "$PARTS_IN_FLIGHT"
+        elif [ "$tool" = raw-over ]; then
+          raw put-file --bucket "$BUCKET" --key "$prefix/big" --file "$SRC/empty" >/dev/null
           raw_run raw put-file --bucket "$BUCKET" --key "$prefix/big" --file "$SRC/big" \
             --part-size-mib "$PART_SIZE_MIB" --concurrency "$PARTS_IN_FLIGHT"
         else
@@ -250,6 +262,10 @@ for command in $WRITE_COMMANDS; do
   target "write $BIG_MIB MiB ($command): peak RSS <= $RSS_BOUND_MIB MiB (write buffer + cache + 64)" \
     "$(maxof "big-$command:bucketfs:rss")" '<=' "$RSS_BOUND_MIB"
 done
+if [[ " $WRITE_COMMANDS " == *" dd "* ]]; then
+  target "isolation, not a target: dd until visible <= 1.05 x raw-over's (same requests)" \
+    "$(med "big-dd-vis:bucketfs")" '<=' "$(scaled 1.05 "$(med "big-dd-vis:raw-over")")"
+fi
 target "small files until visible: rate >= 3 x s3fs's" "$(med small-vis:bucketfs)" '>=' "$(scaled 3 "$(med small-vis:s3fs)")"
 target "small files until visible: rate >= 3 x s3fs tuned's" "$(med small-vis:bucketfs)" '>=' "$(scaled 3 "$(med small-vis:s3fs-tuned)")"
 target "small files until visible: rate >= Mountpoint's" "$(med small-vis:bucketfs)" '>=' "$(med small-vis:mountpoint)"
