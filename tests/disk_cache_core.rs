@@ -331,6 +331,17 @@ async fn listed_modes(fs: &Filesystem<MemoryStore>, dir: &str) -> Vec<(String, u
     modes
 }
 
+/// `listed_modes`, and the HEADs the listing cost.
+async fn listed_modes_and_heads(
+    fs: &Filesystem<MemoryStore>,
+    store: &MemoryStore,
+    dir: &str,
+) -> (Vec<(String, u16)>, u64) {
+    let heads = store.request_count(Verb::Head);
+    let modes = listed_modes(fs, dir).await;
+    (modes, store.request_count(Verb::Head) - heads)
+}
+
 /// A file read through a mount with a disk cache leaves its POSIX headers
 /// there beside its blocks: a new mount lists its directory without a HEAD
 /// for it (one for a file never read), and a version replaced since is
@@ -349,29 +360,19 @@ async fn headers_of_files_read_come_from_disk_after_a_remount() {
     };
     let read_etag = store.put_with_metadata("data/read", b"read me".to_vec(), headers("33152")); // 0600
     store.put_with_metadata("data/unread", b"not me".to_vec(), headers("33184")); // 0640
+    let unchanged = [("read".to_owned(), 0o600), ("unread".to_owned(), 0o640)];
     let disk = open_cache(dir.path(), 1 << 30);
     let fs = mount(&store, &disk);
-    let heads = store.request_count(Verb::Head);
-    assert_eq!(
-        listed_modes(&fs, "data").await,
-        [("read".to_owned(), 0o600), ("unread".to_owned(), 0o640)]
-    );
     // Besides one per file, the lookup of data/ costs its own.
-    let cold_heads = store.request_count(Verb::Head) - heads;
+    let (modes, cold_heads) = listed_modes_and_heads(&fs, &store, "data").await;
+    assert_eq!(modes, unchanged);
     assert_eq!(read_all(&fs, &disk, "data/read").await, b"read me");
     drop(fs);
 
     let fs = mount(&store, &disk);
-    let heads = store.request_count(Verb::Head);
-    assert_eq!(
-        listed_modes(&fs, "data").await,
-        [("read".to_owned(), 0o600), ("unread".to_owned(), 0o640)]
-    );
-    assert_eq!(
-        store.request_count(Verb::Head) - heads,
-        cold_heads - 1,
-        "no HEAD for the file read"
-    );
+    let (modes, heads) = listed_modes_and_heads(&fs, &store, "data").await;
+    assert_eq!(modes, unchanged);
+    assert_eq!(heads, cold_heads - 1, "no HEAD for the file read");
     drop(fs);
 
     // A damaged headers file is never served: the file is HEADed again.
@@ -384,14 +385,10 @@ async fn headers_of_files_read_come_from_disk_after_a_remount() {
     contents[last] ^= 0x01;
     std::fs::write(&kept, contents).unwrap();
     let fs = mount(&store, &disk);
-    let heads = store.request_count(Verb::Head);
+    let (modes, heads) = listed_modes_and_heads(&fs, &store, "data").await;
+    assert_eq!(modes, unchanged);
     assert_eq!(
-        listed_modes(&fs, "data").await,
-        [("read".to_owned(), 0o600), ("unread".to_owned(), 0o640)]
-    );
-    assert_eq!(
-        store.request_count(Verb::Head) - heads,
-        cold_heads,
+        heads, cold_heads,
         "a HEAD for the file whose kept headers are damaged"
     );
     drop(fs);
