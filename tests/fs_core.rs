@@ -453,10 +453,27 @@ async fn a_small_read_of_a_large_object_fetches_one_block() {
     );
 }
 
+/// Reads the four 128 KiB quarters of a 512 KiB file at once, as the kernel
+/// reads a new file: its first read and the readahead beside it, arriving in
+/// any order. Each answer is paired with the quarter's offset.
+async fn read_quarters_at_once(
+    fs: &Arc<Filesystem<MemoryStore>>,
+    fh: u64,
+) -> Vec<(u64, Result<Bytes, Error>)> {
+    let reads = (0..4u64).map(|n| {
+        let fs = Arc::clone(fs);
+        let offset = n * 128 * 1024;
+        tokio::spawn(async move { (offset, fs.read(fh, offset, 128 * 1024).await) })
+    });
+    futures::future::join_all(reads)
+        .await
+        .into_iter()
+        .map(|read| read.unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn concurrent_first_reads_of_a_file_under_a_block_share_one_get() {
-    // The kernel reads a new file as several requests at once (its first
-    // read and the readahead behind it), which arrive in any order.
     let store = Arc::new(MemoryStore::new());
     let data = random_bytes(512 * 1024, 9);
     store.put("half", data.clone());
@@ -464,16 +481,38 @@ async fn concurrent_first_reads_of_a_file_under_a_block_share_one_get() {
     let ino = fs.lookup(ROOT_INO, "half").await.unwrap().attr.ino;
     let (fh, _) = fs.open(ino, OpenIntent::Read).await.unwrap();
     let gets = store.get_count();
-    let reads = (0..4u64).map(|n| {
-        let fs = Arc::clone(&fs);
-        tokio::spawn(async move { (n, fs.read(fh, n * 128 * 1024, 128 * 1024).await) })
-    });
-    for read in futures::future::join_all(reads).await {
-        let (n, got) = read.unwrap();
-        let start = (n * 128 * 1024) as usize;
+    for (offset, got) in read_quarters_at_once(&fs, fh).await {
+        let start = offset as usize;
         assert_eq!(&got.unwrap()[..], &data[start..start + 128 * 1024]);
     }
     assert_eq!(store.get_count() - gets, 1, "one GET for the whole file");
+    fs.release(fh).await;
+}
+
+#[tokio::test]
+async fn a_failed_shared_get_of_a_file_under_a_block_fails_every_read_and_is_sent_again() {
+    let store = Arc::new(MemoryStore::new());
+    let data = random_bytes(512 * 1024, 10);
+    store.put("half", data.clone());
+    let fs = Arc::new(mount(&store, PosixMetadata::FromHeaders));
+    let ino = fs.lookup(ROOT_INO, "half").await.unwrap().attr.ino;
+    let (fh, _) = fs.open(ino, OpenIntent::Read).await.unwrap();
+    let gets = store.get_count();
+    store.fail_next(Verb::Get, FailureKind::Other, 1);
+    for (offset, got) in read_quarters_at_once(&fs, fh).await {
+        assert!(got.is_err(), "read at {offset} shares the failed GET");
+    }
+    assert_eq!(store.get_count() - gets, 1, "one GET, failed, for all four");
+    // The failure is not kept: the next reads fetch the file again.
+    for (offset, got) in read_quarters_at_once(&fs, fh).await {
+        let start = offset as usize;
+        assert_eq!(&got.unwrap()[..], &data[start..start + 128 * 1024]);
+    }
+    assert_eq!(
+        store.get_count() - gets,
+        2,
+        "one more GET after the failure"
+    );
     fs.release(fh).await;
 }
 
