@@ -169,9 +169,10 @@ impl<S: ObjectStore> MetadataRequests<S> {
     }
 
     /// The POSIX headers of `key` at `etag` if the memory cache or the disk
-    /// cache knows them, else a HEAD of `key` (joined if in flight). A HEAD caches its headers before it leaves the
-    /// in-flight map, and both are checked here under the map's lock, so a
-    /// HEAD that has just finished is never sent again.
+    /// cache knows them, else a HEAD of `key` (joined if in flight). A HEAD
+    /// caches its headers before it leaves the in-flight map, and both are
+    /// checked here under the map's lock, so a HEAD that has just finished is
+    /// never sent again.
     pub async fn headers_or_head(
         self: &Arc<Self>,
         key: &str,
