@@ -42,25 +42,28 @@ impl BlockKey {
 }
 
 /// The outcome of one ranged GET covering one or more blocks, shared by every
-/// reader waiting on any of them. The error is shared too, so it is an `Arc`.
-pub type FetchResult<E> = Result<Bytes, Arc<E>>;
+/// reader waiting on any of them: the blocks in order, each its own
+/// allocation where the store allows it (so a block read and dropped frees
+/// its memory while the rest of the fetch is still read), the last shorter
+/// where the object ends, none past the end. The error is shared too, so it
+/// is an `Arc`.
+pub type FetchResult<E> = Result<Arc<[Bytes]>, Arc<E>>;
 pub type SharedFetch<E> = Shared<BoxFuture<'static, FetchResult<E>>>;
 
 /// Where a wanted block is right now.
 pub enum Lookup<E> {
     Cached(Bytes),
-    /// Being fetched: the shared fetch yields the whole range; the block
-    /// starts `offset_in_fetch` bytes into it.
+    /// Being fetched: the block is the fetch's `index_in_fetch`th.
     InFlight {
         fetch: SharedFetch<E>,
-        offset_in_fetch: u64,
+        index_in_fetch: usize,
     },
     Missing,
 }
 
 struct State<E> {
     lru: LruCache<BlockKey, Bytes>,
-    in_flight: HashMap<BlockKey, (SharedFetch<E>, u64)>,
+    in_flight: HashMap<BlockKey, (SharedFetch<E>, usize)>,
 }
 
 pub struct BlockCache<E> {
@@ -86,9 +89,9 @@ impl<E: Send + Sync + 'static> BlockCache<E> {
             return Lookup::Cached(bytes.clone());
         }
         match state.in_flight.get(block) {
-            Some((fetch, offset)) => Lookup::InFlight {
+            Some((fetch, index)) => Lookup::InFlight {
                 fetch: fetch.clone(),
-                offset_in_fetch: *offset,
+                index_in_fetch: *index,
             },
             None => Lookup::Missing,
         }
@@ -119,14 +122,13 @@ impl<E: Send + Sync + 'static> BlockCache<E> {
             return false;
         }
         for (i, block) in blocks.into_iter().enumerate() {
-            let offset = i as u64 * BLOCK_SIZE_BYTES;
-            state.in_flight.insert(block, (fetch.clone(), offset));
+            state.in_flight.insert(block, (fetch.clone(), i));
         }
         true
     }
 
-    /// Ends a fetch registered with `register`: on success its bytes become
-    /// cached blocks (slices of one allocation, no copy).
+    /// Ends a fetch registered with `register`: on success its blocks are
+    /// cached (shared, no copy).
     pub fn complete(&self, first: &BlockKey, count: u64, result: &FetchResult<E>) {
         let mut state = self.state.lock().unwrap();
         for i in 0..count {
@@ -135,14 +137,9 @@ impl<E: Send + Sync + 'static> BlockCache<E> {
                 ..first.clone()
             };
             state.in_flight.remove(&block);
-            if let Ok(bytes) = result {
-                let start = (i * BLOCK_SIZE_BYTES) as usize;
-                if start >= bytes.len() {
-                    // The object ended before this block: nothing to cache.
-                    continue;
-                }
-                let end = (start + BLOCK_SIZE_BYTES as usize).min(bytes.len());
-                state.lru.put(block, bytes.slice(start..end));
+            // Past the object's end there is nothing to cache.
+            if let Ok(Some(bytes)) = result.as_ref().map(|blocks| blocks.get(i as usize)) {
+                state.lru.put(block, bytes.clone());
             }
         }
     }
@@ -185,24 +182,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn completed_fetch_is_split_into_cached_blocks() {
+    async fn a_completed_fetch_caches_each_of_its_blocks() {
         let cache: BlockCache<std::io::Error> = BlockCache::new(4 * BLOCK_SIZE_BYTES);
-        let data = Bytes::from(vec![7u8; (BLOCK_SIZE_BYTES + 10) as usize]);
+        let data: Arc<[Bytes]> = Arc::from(vec![
+            Bytes::from(vec![7u8; BLOCK_SIZE_BYTES as usize]),
+            Bytes::from(vec![8u8; 10]),
+        ]);
         let fetch = share(futures::future::ready(Ok(data.clone())));
-        assert!(cache.register(&key(0), 2, &fetch));
+        assert!(cache.register(&key(0), 3, &fetch));
         assert!(!cache.register(&key(1), 1, &fetch), "block 1 is in flight");
-        cache.complete(&key(0), 2, &Ok(data));
         match cache.lookup(&key(1)) {
-            Lookup::Cached(b) => assert_eq!(b.len(), 10),
+            Lookup::InFlight { index_in_fetch, .. } => assert_eq!(index_in_fetch, 1),
+            _ => panic!("block 1 should be in flight"),
+        }
+        cache.complete(&key(0), 3, &Ok(data));
+        match cache.lookup(&key(1)) {
+            Lookup::Cached(b) => assert_eq!(b, Bytes::from(vec![8u8; 10])),
             _ => panic!("block 1 should be cached"),
         }
+        assert!(
+            matches!(cache.lookup(&key(2)), Lookup::Missing),
+            "past the object's end nothing is cached"
+        );
     }
 
     #[tokio::test]
     async fn capacity_bounds_the_number_of_blocks() {
         let cache: BlockCache<std::io::Error> = BlockCache::new(2 * BLOCK_SIZE_BYTES);
         for i in 0..3 {
-            let block = Bytes::from(vec![0u8; 16]);
+            let block: Arc<[Bytes]> = Arc::from(vec![Bytes::from(vec![0u8; 16])]);
             let fetch = share(futures::future::ready(Ok(block.clone())));
             assert!(cache.register(&key(i), 1, &fetch));
             cache.complete(&key(i), 1, &Ok(block));
@@ -215,7 +223,7 @@ mod tests {
     async fn discarded_blocks_are_gone_and_others_stay() {
         let cache: BlockCache<std::io::Error> = BlockCache::new(8 * BLOCK_SIZE_BYTES);
         for i in 0..4 {
-            let block = Bytes::from(vec![0u8; 16]);
+            let block: Arc<[Bytes]> = Arc::from(vec![Bytes::from(vec![0u8; 16])]);
             let fetch = share(futures::future::ready(Ok(block.clone())));
             assert!(cache.register(&key(i), 1, &fetch));
             cache.complete(&key(i), 1, &Ok(block));

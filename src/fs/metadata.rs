@@ -114,7 +114,7 @@ impl<S: ObjectStore> MetadataRequests<S> {
             return;
         };
         // Far smaller than a block: written as one.
-        super::read::write_to_disk(reservation, disk, block, Bytes::from(bytes));
+        super::read::write_to_disk(reservation, disk, block, vec![Bytes::from(bytes)]);
     }
 
     /// The headers the disk cache kept for `key` at `etag`, if they were

@@ -32,7 +32,7 @@ use crate::cache::block::{
 };
 use crate::cache::disk::{DiskCache, WriteReservation};
 use crate::fs::{Error, Filesystem, Result};
-use crate::store::{ObjectStore, StoreError};
+use crate::store::{ObjectStore, StoreError, split_into_pieces};
 
 /// How far a read may land from where the previous one ended and still count
 /// as sequential: the kernel sends a streaming reader's readahead as several
@@ -374,7 +374,7 @@ impl<S: ObjectStore> Filesystem<S> {
         // goes the usual way.
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || match pending.read_from_disk() {
-            Some(bytes) => pending.complete(Ok(bytes)),
+            Some(blocks) => pending.complete(Ok(blocks)),
             None => drop(runtime.spawn(pending.run())),
         });
         Some(fetch)
@@ -389,15 +389,17 @@ impl<S: ObjectStore> Filesystem<S> {
             .div_ceil(ISOLATED_READ_ALIGN_BYTES)
             .saturating_mul(ISOLATED_READ_ALIGN_BYTES)
             .min(handle.size);
-        let bytes = get_exact(
+        let pieces = get_exact(
             &*self.store,
             &self.read_requests,
             &handle.key,
             &handle.etag,
             start..stop,
+            usize::MAX,
         )
         .await
         .map_err(|error| Error::from_store(Arc::new(error), Some(&handle.key)))?;
+        let bytes = pieces.into_iter().next().unwrap_or_default();
         self.keep_whole_blocks(handle, start..stop, &bytes);
         Ok(bytes.slice((offset - start) as usize..(end - start) as usize))
     }
@@ -424,7 +426,8 @@ impl<S: ObjectStore> Filesystem<S> {
         // A read off the stream does not wait for the disk: it is small, and
         // keeping it is only a bonus.
         if let Some(reservation) = disk.try_reserve_write(bytes.len() as u64) {
-            write_to_disk(reservation, disk, handle.block(first), bytes);
+            let blocks = split_into_pieces(bytes, BLOCK_SIZE_BYTES as usize);
+            write_to_disk(reservation, disk, handle.block(first), blocks);
         }
     }
 
@@ -437,23 +440,22 @@ impl<S: ObjectStore> Filesystem<S> {
     async fn block_bytes(&self, handle: &FileHandle, index: u64) -> Result<Bytes> {
         let block = handle.block(index);
         for _ in 0..MAX_BLOCK_ATTEMPTS {
-            let (fetch, offset) = match self.blocks.lookup(&block) {
+            let (fetch, index_in_fetch) = match self.blocks.lookup(&block) {
                 Lookup::Cached(bytes) => return Ok(bytes),
                 Lookup::InFlight {
                     fetch,
-                    offset_in_fetch,
-                } => (fetch, offset_in_fetch),
+                    index_in_fetch,
+                } => (fetch, index_in_fetch),
                 Lookup::Missing => match self.start_fetch(handle, index, 1) {
                     Some(fetch) => (fetch, 0),
                     None => continue,
                 },
             };
-            let bytes = fetch
+            let blocks = fetch
                 .await
                 .map_err(|error| Error::from_store(error, Some(&handle.key)))?;
-            let start = (offset as usize).min(bytes.len());
-            let end = (start + BLOCK_SIZE_BYTES as usize).min(bytes.len());
-            return Ok(bytes.slice(start..end));
+            // None past the object's end.
+            return Ok(blocks.get(index_in_fetch).cloned().unwrap_or_default());
         }
         Err(Error::Store(Arc::new(StoreError::Other {
             source: format!(
@@ -488,26 +490,18 @@ impl<S: ObjectStore> PendingFetch<S> {
             self.range.clone(),
         )
         .await
+        .map(Arc::from)
         .map_err(Arc::new);
         self.complete(result);
     }
 
     /// Every block of the fetch from the disk cache, or `None` if one is
     /// not there whole. Blocking: call off the runtime's threads.
-    fn read_from_disk(&self) -> Option<Bytes> {
+    fn read_from_disk(&self) -> Option<Arc<[Bytes]>> {
         let disk = self.disk.as_ref()?;
-        let blocks: Vec<Bytes> =
-            blocks_on_disk(disk, &self.first_block, self.count, self.range.end)
-                .into_iter()
-                .collect::<Option<_>>()?;
-        if let [block] = &blocks[..] {
-            return Some(block.clone());
-        }
-        let mut out = BytesMut::with_capacity((self.range.end - self.range.start) as usize);
-        for block in &blocks {
-            out.extend_from_slice(block);
-        }
-        Some(out.freeze())
+        blocks_on_disk(disk, &self.first_block, self.count, self.range.end)
+            .into_iter()
+            .collect()
     }
 
     fn complete(self, result: FetchResult<StoreError>) {
@@ -526,73 +520,68 @@ async fn fetch_blocks<S: ObjectStore>(
     first: &BlockKey,
     count: u64,
     range: std::ops::Range<u64>,
-) -> std::result::Result<Bytes, StoreError> {
+) -> std::result::Result<Vec<Bytes>, StoreError> {
+    let block_bytes = BLOCK_SIZE_BYTES as usize;
     let Some(disk) = disk.filter(|_| !first.etag.is_empty()) else {
-        return get_exact(store, requests, &first.key, &first.etag, range).await;
+        return get_exact(store, requests, &first.key, &first.etag, range, block_bytes).await;
     };
     let block = |i: u64| first.nth_after(i);
-    let mut on_disk: Vec<Option<Bytes>> = vec![None; count as usize];
+    let mut blocks: Vec<Option<Bytes>> = vec![None; count as usize];
     if (0..count).any(|i| disk.contains(&block(i))) {
         let disk = Arc::clone(&disk);
         let first = first.clone();
         let read =
             tokio::task::spawn_blocking(move || blocks_on_disk(&disk, &first, count, range.end));
         if let Ok(read) = read.await {
-            on_disk = read;
+            blocks = read;
         }
     }
-    let missing_first = on_disk.iter().position(Option::is_none);
-    let missing_last = on_disk.iter().rposition(Option::is_none);
-    let fetched = match (missing_first, missing_last) {
-        (Some(from), Some(to)) => {
-            let start = (first.index + from as u64) * BLOCK_SIZE_BYTES;
-            let end = ((first.index + to as u64 + 1) * BLOCK_SIZE_BYTES).min(range.end);
-            // Room on the way to disk is claimed before the GET: a reader
-            // waits for the writer rather than reading past what it keeps.
-            let reservation = disk.reserve_write(end - start).await;
-            let bytes = get_exact(store, requests, &first.key, &first.etag, start..end).await?;
-            match reservation {
-                Some(reservation) => {
-                    write_to_disk(reservation, &disk, block(from as u64), bytes.clone())
-                }
-                None => log::debug!(
-                    "disk cache: writes behind, not keeping blocks of {}",
+    let missing_first = blocks.iter().position(Option::is_none);
+    let missing_last = blocks.iter().rposition(Option::is_none);
+    if let (Some(from), Some(to)) = (missing_first, missing_last) {
+        let start = (first.index + from as u64) * BLOCK_SIZE_BYTES;
+        let end = ((first.index + to as u64 + 1) * BLOCK_SIZE_BYTES).min(range.end);
+        // Room on the way to disk is claimed before the GET: a reader
+        // waits for the writer rather than reading past what it keeps.
+        let reservation = disk.reserve_write(end - start).await;
+        let fetched = get_exact(
+            store,
+            requests,
+            &first.key,
+            &first.etag,
+            start..end,
+            block_bytes,
+        )
+        .await?;
+        match reservation {
+            Some(reservation) => {
+                write_to_disk(reservation, &disk, block(from as u64), fetched.clone())
+            }
+            None => log::debug!(
+                "disk cache: writes behind, not keeping blocks of {}",
+                first.key
+            ),
+        }
+        // The GET covers every block missing from disk, and the blocks
+        // between them that were there (read again rather than sent twice).
+        for (slot, fetched) in blocks[from..=to].iter_mut().zip(fetched) {
+            *slot = Some(fetched);
+        }
+    }
+    blocks
+        .into_iter()
+        .enumerate()
+        .map(|(i, block)| {
+            block.ok_or_else(|| StoreError::Other {
+                source: format!(
+                    "block {} of {} was neither on disk nor fetched",
+                    first.index + i as u64,
                     first.key
-                ),
-            }
-            Some((from, bytes))
-        }
-        _ => None,
-    };
-    if count == 1
-        && let Some(bytes) = on_disk[0].take()
-    {
-        return Ok(bytes);
-    }
-    let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
-    for (i, bytes) in on_disk.iter().enumerate() {
-        match (bytes, &fetched) {
-            (Some(bytes), _) => out.extend_from_slice(bytes),
-            (None, Some((from, fetched))) => {
-                let start = (i - from) * BLOCK_SIZE_BYTES as usize;
-                let len = block_len(first.index + i as u64, range.end) as usize;
-                let end = (start + len).min(fetched.len());
-                out.extend_from_slice(&fetched[start..end]);
-            }
-            // Every block missing from disk lies in the fetched range.
-            (None, None) => {
-                return Err(StoreError::Other {
-                    source: format!(
-                        "block {} of {} was neither on disk nor fetched",
-                        first.index + i as u64,
-                        first.key
-                    )
-                    .into(),
-                });
-            }
-        }
-    }
-    Ok(out.freeze())
+                )
+                .into(),
+            })
+        })
+        .collect()
 }
 
 /// What block `index` of a range ending at `range_end` holds: a whole
@@ -621,44 +610,49 @@ fn blocks_on_disk(
         .collect()
 }
 
-/// Writes the blocks of `bytes`, which start at block `first`, to disk off
-/// the runtime's threads, in the room `reservation` holds until they are.
+/// Writes `blocks`, the first of which is block `first`, to disk off the
+/// runtime's threads, in the room `reservation` holds until they are.
 pub(super) fn write_to_disk(
     reservation: WriteReservation,
     disk: &Arc<DiskCache>,
     first: BlockKey,
-    bytes: Bytes,
+    blocks: Vec<Bytes>,
 ) {
     let disk = Arc::clone(disk);
     tokio::task::spawn_blocking(move || {
         let _reservation = reservation;
-        for (i, chunk) in bytes.chunks(BLOCK_SIZE_BYTES as usize).enumerate() {
-            disk.put(&first.nth_after(i as u64), chunk);
+        for (i, block) in blocks.iter().enumerate() {
+            disk.put(&first.nth_after(i as u64), block);
         }
     });
 }
 
-/// One ranged GET of `range`, pinned to `etag` when there is one, within
-/// the mount's bound on GETs in flight. An answer of any other length is an
-/// error: an object that changed size under its ETag is not one version.
+/// One ranged GET of `range` in pieces of `piece_bytes`, pinned to `etag`
+/// when there is one, within the mount's bound on GETs in flight. An answer
+/// of any other length is an error: an object that changed size under its
+/// ETag is not one version.
 async fn get_exact<S: ObjectStore>(
     store: &S,
     requests: &Semaphore,
     key: &str,
     etag: &str,
     range: std::ops::Range<u64>,
-) -> std::result::Result<Bytes, StoreError> {
+    piece_bytes: usize,
+) -> std::result::Result<Vec<Bytes>, StoreError> {
     let _permit = requests.acquire().await.expect("never closed");
     let if_match = (!etag.is_empty()).then_some(etag);
     let wanted = range.end - range.start;
     log::debug!("GET {key:?} bytes {}..{}", range.start, range.end);
-    let bytes = store.get_range(key, range, if_match).await?;
-    if bytes.len() as u64 != wanted {
+    let pieces = store
+        .get_range_in_pieces(key, range, if_match, piece_bytes)
+        .await?;
+    let received: usize = pieces.iter().map(Bytes::len).sum();
+    if received as u64 != wanted {
         return Err(StoreError::Other {
-            source: format!("short read of {key}: {} bytes of {wanted}", bytes.len()).into(),
+            source: format!("short read of {key}: {received} bytes of {wanted}").into(),
         });
     }
-    Ok(bytes)
+    Ok(pieces)
 }
 
 #[cfg(test)]

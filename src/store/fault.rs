@@ -235,7 +235,36 @@ impl<S: ObjectStore> FaultStore<S> {
         key: &str,
         request: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        match self.choose(verb) {
+        self.apply_chosen(self.choose(verb), verb, key, request)
+            .await
+    }
+
+    /// A GET under the fault chosen for it; a truncated body keeps a
+    /// fraction of the bytes, never all of them.
+    async fn apply_get(
+        &self,
+        key: &str,
+        request: impl Future<Output = Result<Vec<Bytes>, StoreError>>,
+    ) -> Result<Vec<Bytes>, StoreError> {
+        match self.choose(Verb::Get) {
+            Some(Fault::TruncatedBody(fraction)) => {
+                let pieces = request.await?;
+                let total: usize = pieces.iter().map(Bytes::len).sum();
+                let kept = ((total as f64 * fraction) as usize).min(total.saturating_sub(1));
+                Ok(first_bytes_of(pieces, kept))
+            }
+            chosen => self.apply_chosen(chosen, Verb::Get, key, request).await,
+        }
+    }
+
+    async fn apply_chosen<T>(
+        &self,
+        chosen: Option<Fault>,
+        verb: Verb,
+        key: &str,
+        request: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match chosen {
             None | Some(Fault::TruncatedBody(_)) => request.await,
             Some(Fault::Fail(kind)) => Err(kind.into_error(key)),
             Some(Fault::Timeout(delay)) => {
@@ -258,6 +287,20 @@ impl<S: ObjectStore> FaultStore<S> {
     }
 }
 
+/// The first `len` bytes of `pieces`, in the same pieces.
+fn first_bytes_of(pieces: Vec<Bytes>, mut len: usize) -> Vec<Bytes> {
+    let mut kept = Vec::new();
+    for piece in pieces {
+        if len == 0 {
+            break;
+        }
+        let take = piece.len().min(len);
+        len -= take;
+        kept.push(piece.slice(..take));
+    }
+    kept
+}
+
 impl<S: ObjectStore> ObjectStore for FaultStore<S> {
     async fn head(&self, key: &str) -> Result<ObjectMeta, StoreError> {
         self.apply(Verb::Head, key, self.inner.head(key)).await
@@ -270,25 +313,23 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
         if_match: Option<&str>,
     ) -> Result<Bytes, StoreError> {
         let request = self.inner.get_range(key, range, if_match);
-        match self.choose(Verb::Get) {
-            None => request.await,
-            Some(Fault::Fail(kind)) => Err(kind.into_error(key)),
-            Some(Fault::Timeout(delay)) => {
-                tokio::time::sleep(delay).await;
-                Err(StoreError::Timeout)
-            }
-            Some(Fault::AnswerLost(kind)) => {
-                let _ = request.await;
-                Err(kind.into_error(key))
-            }
-            Some(Fault::TruncatedBody(fraction)) => {
-                let bytes = request.await?;
-                let kept =
-                    ((bytes.len() as f64 * fraction) as usize).min(bytes.len().saturating_sub(1));
-                Ok(bytes.slice(..kept))
-            }
-            Some(Fault::Panic) => panic!("injected panic in a GET of {key}"),
-        }
+        let pieces = self
+            .apply_get(key, async { request.await.map(|bytes| vec![bytes]) })
+            .await?;
+        Ok(pieces.into_iter().next().unwrap_or_default())
+    }
+
+    async fn get_range_in_pieces(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+        piece_bytes: usize,
+    ) -> Result<Vec<Bytes>, StoreError> {
+        let request = self
+            .inner
+            .get_range_in_pieces(key, range, if_match, piece_bytes);
+        self.apply_get(key, request).await
     }
 
     async fn list_page(
@@ -532,6 +573,17 @@ mod tests {
             assert_eq!(store.get_range("k", 2..4, None).await.unwrap(), &b"23"[..]);
         });
         assert_eq!(store.injected(FaultKind::TruncatedBody), 2);
+    }
+
+    #[test]
+    fn a_truncated_body_in_pieces_keeps_the_first_pieces_and_part_of_the_next() {
+        let store = store_with(&["k"], 1);
+        store
+            .inject(Verb::Get, Fault::TruncatedBody(0.5), Trigger::Next(1))
+            .unwrap();
+        let pieces = block_on(store.get_range_in_pieces("k", 0..10, None, 4)).unwrap();
+        assert_eq!(pieces, vec![&b"0123"[..], b"4"]);
+        assert_eq!(store.injected(FaultKind::TruncatedBody), 1);
     }
 
     #[test]

@@ -15,6 +15,15 @@ pub mod memory;
 pub mod s3;
 pub mod stale_uploads;
 
+/// Slices of `bytes`, `piece_bytes` each but the last (none when empty).
+pub fn split_into_pieces(bytes: Bytes, piece_bytes: usize) -> Vec<Bytes> {
+    let piece_bytes = piece_bytes.max(1);
+    (0..bytes.len())
+        .step_by(piece_bytes)
+        .map(|start| bytes.slice(start..(start + piece_bytes).min(bytes.len())))
+        .collect()
+}
+
 /// An object as HEAD reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
@@ -255,6 +264,24 @@ pub trait ObjectStore: Send + Sync + 'static {
         range: Range<u64>,
         if_match: Option<&str>,
     ) -> impl Future<Output = Result<Bytes, StoreError>> + Send;
+
+    /// `get_range`, its bytes in pieces of `piece_bytes` from the range's
+    /// start (the last may be shorter). A store that can gives each piece an
+    /// allocation of its own, so that a reader done with the first pieces of
+    /// a large GET frees them while it reads the rest, instead of keeping the
+    /// whole range alive until its last byte is read.
+    fn get_range_in_pieces(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+        piece_bytes: usize,
+    ) -> impl Future<Output = Result<Vec<Bytes>, StoreError>> + Send {
+        async move {
+            let bytes = self.get_range(key, range, if_match).await?;
+            Ok(split_into_pieces(bytes, piece_bytes))
+        }
+    }
 
     /// One ListObjectsV2 page under `prefix`, with delimiter `/` when
     /// `delimited`, resuming at `continuation`. `max_keys` caps the page.
