@@ -26,7 +26,7 @@
 #
 # Usage: bench/run.sh [--quick]   (--quick: 128 MiB, 4 x 32 MiB, 1,000 objects, 5 s fio, one round)
 # Knobs (environment), besides bench/lib.sh's (BENCH_SERVER=fast|slow, ...):
-#   BENCH_RUNS (3; rounds of read, par, ttfb, rand, cp), BENCH_LS_RUNS (1), BENCH_BIG_MIB (1024),
+#   BENCH_RUNS (3; rounds of read, par, ttfb, rand, cp), BENCH_LS_RUNS (3), BENCH_BIG_MIB (1024),
 #   BENCH_PAR_MIB (256), BENCH_SMALL_COUNT (10000), BENCH_TREE_COUNT (1000), BENCH_RAND_SECONDS (30),
 #   BENCH_RAND_DIRECT (0: buffered fio reads; 1: O_DIRECT, so that the page cache serves none),
 #   BENCH_TOOLS ("ceiling bucketfs bucketfs-64 mountpoint s3fs s3fs-tuned rclone raw"),
@@ -37,7 +37,7 @@ source "$(dirname "$0")/lib.sh"
 
 RUNS=${BENCH_RUNS:-3}
 # One listing of 10,000 keys takes s3s-fs ~10 s, and some variants list more than once.
-LS_RUNS=${BENCH_LS_RUNS:-1}
+LS_RUNS=${BENCH_LS_RUNS:-3}
 BIG_MIB=${BENCH_BIG_MIB:-1024}
 PAR_MIB=${BENCH_PAR_MIB:-256}
 SMALL_COUNT=${BENCH_SMALL_COUNT:-10000}
