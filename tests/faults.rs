@@ -35,7 +35,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::fault_proxy::{Fault, FaultConfig, FaultCounts, FaultProxy, FaultRule, RequestKind};
-use common::{Bucket, Mount, ServerKind, random_bytes, run_with_timeout, sdk_error};
+use common::{
+    Bucket, Mount, ServerKind, files_and_sizes, put_sized_tree, random_bytes, run_with_timeout,
+    sdk_error, wait_for_inode_table_within,
+};
 use futures::StreamExt;
 use tempfile::TempDir;
 
@@ -77,16 +80,18 @@ fn fault_config(seed: u64) -> FaultConfig {
 }
 
 fn mount_behind(proxy: &FaultProxy, bucket: &Bucket) -> Mount {
-    Mount::start(
-        &proxy.target(&bucket.target()),
-        &bucket.name,
-        &[
-            "--request-timeout",
-            REQUEST_TIMEOUT_SECS,
-            "--max-attempts",
-            MAX_ATTEMPTS,
-        ],
-    )
+    mount_behind_with(proxy, bucket, &[])
+}
+
+fn mount_behind_with(proxy: &FaultProxy, bucket: &Bucket, options: &[&str]) -> Mount {
+    let mut args = vec![
+        "--request-timeout",
+        REQUEST_TIMEOUT_SECS,
+        "--max-attempts",
+        MAX_ATTEMPTS,
+    ];
+    args.extend_from_slice(options);
+    Mount::start(&proxy.target(&bucket.target()), &bucket.name, &args)
 }
 
 /// Data on tmpfs when there is one: the machine's disk is not under test.
@@ -309,6 +314,46 @@ fn tree_untars_through_faults() {
 
     assert_every_fault_injected(&proxy);
     eprintln!("tree test took {:?}", started.elapsed());
+}
+
+/// A walk over four times `--max-inodes` entries through the faults: the
+/// listings and HEADs it sends fail, stall, arrive cut or late, and the
+/// daemon asks the kernel to forget entries while some of them are being
+/// retried. Both walks still show every file with its size, the table comes
+/// back within its bound, and a file the kernel was made to forget reads
+/// again (its lookup and GET under the same faults).
+#[test]
+fn a_walk_past_max_inodes_through_faults_shows_the_whole_tree_and_stays_within_it() {
+    const MAX_INODES: usize = 150;
+    let seed = seed();
+    eprintln!("fault seed {seed} (BUCKETFS_TEST_FAULT_SEED replays it)");
+    let bucket = Bucket::new(ServerKind::S3sFs);
+    let expected = put_sized_tree(&bucket, "walk", b'w');
+    let proxy = FaultProxy::start(&bucket.server.endpoint_url(), fault_config(seed));
+    let max_inodes = MAX_INODES.to_string();
+    let mount = mount_behind_with(&proxy, &bucket, &["--max-inodes", &max_inodes]);
+    assert_eq!(files_and_sizes(mount.path()), expected, "first walk");
+    assert_eq!(files_and_sizes(mount.path()), expected, "second walk");
+    wait_for_inode_table_within(&mount, MAX_INODES);
+    assert_eq!(
+        std::fs::read(mount.join("walk/d00/f05")).unwrap(),
+        vec![b'w'; 5],
+        "a file known longest reads again"
+    );
+    mount.unmount();
+    let counts = proxy.counts();
+    eprintln!("after the walks: {counts}");
+    for fault in [
+        Fault::SlowDown,
+        Fault::InternalError,
+        Fault::Reset,
+        Fault::Stall,
+    ] {
+        assert!(
+            counts.get(fault) > 0,
+            "no {fault:?} hit the walks: {counts}"
+        );
+    }
 }
 
 /// What one GetObject through a proxy that injects `fault` into every GET

@@ -8,20 +8,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
-use common::{Bucket, ServerKind, line_set, run, run_tool};
+use common::{
+    Bucket, ServerKind, files_and_sizes, put_sized_tree, run_tool, wait_for_inode_table_within,
+};
 
 const DIRS: usize = 30;
 const FILES_PER_DIR: usize = 9;
-
-/// `find -type f` with sizes, relative to the mount.
-fn files_and_sizes(root: &std::path::Path) -> BTreeSet<String> {
-    let out = run(Command::new("find")
-        .arg(root)
-        .args(["-type", "f", "-printf", "%P %s\n"]));
-    line_set(&out.stdout_str())
-}
 
 #[test]
 fn find_du_and_ls_lr_see_the_whole_tree_walked_flat_and_changes_at_once() {
@@ -103,17 +96,6 @@ fn reference_ls_root(listing: &str) -> String {
         .to_owned()
 }
 
-/// The daemon's last "inode table ... N held" figure in its log.
-fn last_inodes_held(log: &str) -> Option<usize> {
-    log.lines()
-        .filter(|line| line.contains("inode table"))
-        .filter_map(|line| {
-            let (before, _) = line.split_once(" held")?;
-            before.rsplit([' ', '(']).next()?.parse().ok()
-        })
-        .next_back()
-}
-
 /// A walk over several times `--max-inodes` entries: the tree still shows
 /// whole, the kernel is asked to forget the entries known longest and does,
 /// so the daemon's inode table comes back within the bound, and a file the
@@ -122,15 +104,7 @@ fn last_inodes_held(log: &str) -> Option<usize> {
 fn a_walk_past_max_inodes_shows_the_whole_tree_and_the_table_comes_back_within_it() {
     const MAX_INODES: usize = 150;
     let bucket = Bucket::new(ServerKind::S3sFs);
-    let mut expected = BTreeSet::new();
-    for dir in 0..25 {
-        for file in 0..24 {
-            let key = format!("big/d{dir:02}/f{file:02}");
-            let size = dir + file;
-            bucket.put(&key, vec![b'z'; size]);
-            expected.insert(format!("{key} {size}"));
-        }
-    }
+    let expected = put_sized_tree(&bucket, "big", b'z');
     let mount = bucket.mount(&["--max-inodes", &MAX_INODES.to_string()]);
     assert_eq!(files_and_sizes(mount.path()), expected, "first walk");
     let ls = run_tool(
@@ -145,26 +119,7 @@ fn a_walk_past_max_inodes_shows_the_whole_tree_and_the_table_comes_back_within_i
     assert_eq!(files_listed, expected.len(), "ls -lR");
     assert_eq!(files_and_sizes(mount.path()), expected, "second walk");
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let log = mount.daemon_log();
-        assert!(
-            log.contains("inode table over --max-inodes"),
-            "the table never went over its bound: {:?}",
-            last_inodes_held(&log)
-        );
-        if let Some(held) = last_inodes_held(&log).filter(|_| log.contains("within --max-inodes"))
-            && held <= MAX_INODES
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the inode table stayed over {MAX_INODES}: last {:?}",
-            last_inodes_held(&log)
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_for_inode_table_within(&mount, MAX_INODES);
     assert_eq!(
         std::fs::read(mount.join("big/d00/f03")).unwrap(),
         vec![b'z'; 3],

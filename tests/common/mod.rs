@@ -1268,6 +1268,67 @@ pub fn line_set(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Puts 600 objects under `prefix`: 25 directories `dNN` of 24 files `fNN`,
+/// each `dir + file` bytes of `byte`. Returns them as `files_and_sizes`
+/// shows them from the mount's root ("KEY SIZE").
+pub fn put_sized_tree(bucket: &Bucket, prefix: &str, byte: u8) -> BTreeSet<String> {
+    let mut expected = BTreeSet::new();
+    for dir in 0..25 {
+        for file in 0..24 {
+            let key = format!("{prefix}/d{dir:02}/f{file:02}");
+            let size = dir + file;
+            bucket.put(&key, vec![byte; size]);
+            expected.insert(format!("{key} {size}"));
+        }
+    }
+    expected
+}
+
+/// `find -type f` with sizes, relative to the mount.
+pub fn files_and_sizes(root: &Path) -> BTreeSet<String> {
+    let out = run(Command::new("find")
+        .arg(root)
+        .args(["-type", "f", "-printf", "%P %s\n"]));
+    line_set(&out.stdout_str())
+}
+
+/// The daemon's last "inode table ... N held" figure in its log.
+pub fn last_inodes_held(log: &str) -> Option<usize> {
+    log.lines()
+        .filter(|line| line.contains("inode table"))
+        .filter_map(|line| {
+            let (before, _) = line.split_once(" held")?;
+            before.rsplit([' ', '(']).next()?.parse().ok()
+        })
+        .next_back()
+}
+
+/// Waits (up to 20 s) until the daemon has reported its inode table over
+/// `--max-inodes` and then back within `max_inodes`; fails if it never went
+/// over or stayed over.
+pub fn wait_for_inode_table_within(mount: &Mount, max_inodes: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = mount.daemon_log();
+        assert!(
+            log.contains("inode table over --max-inodes"),
+            "the table never went over its bound: {:?}",
+            last_inodes_held(&log)
+        );
+        if let Some(held) = last_inodes_held(&log).filter(|_| log.contains("within --max-inodes"))
+            && held <= max_inodes
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the inode table stayed over {max_inodes}: last {:?}",
+            last_inodes_held(&log)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Writes `contents` to `root/relative`, creating parent directories.
 pub fn write_local(root: &Path, relative: &str, contents: &[u8]) -> PathBuf {
     let path = root.join(relative);
