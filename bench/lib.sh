@@ -17,6 +17,10 @@
 #   BENCH_SERVER_LOG   RUST_LOG for s3s-fs; its log is copied to bench/last-server.log
 #   BENCH_BUCKETFS_LOG RUST_LOG for bucketfs (runs in the foreground); log in bench/last-bucketfs.log
 #   BENCH_HOST_NETWORK=1  stay in the host's network namespace
+#   BENCH_AUTOGROUP    0 or 1: sets the kernel's sched_autogroup_enabled for the run, put back on
+#                      exit. With it on (the usual default), a daemon that detaches into a session of
+#                      its own (bucketfs, s3fs) is scheduled as a group apart from the reader and the
+#                      server, while Mountpoint (-f) shares theirs (see docs/benchmarks.md)
 #   BENCH_PEERS_DIR    where mount-s3 is run from (~/.cache/bucketfs-test/peers), copied there
 #                      from /work/shared/peers (BENCH_MOUNTPOINT_SRC) when absent
 # Everything mounted or started is undone on exit, failure and Ctrl-C included.
@@ -120,6 +124,8 @@ bench_enter_netns() {
 
 server_pid=
 daemon_pid=
+autogroup_before=
+AUTOGROUP_SETTING=/proc/sys/kernel/sched_autogroup_enabled
 
 is_mounted() { awk -v m="$1" '$2 == m { found = 1 } END { exit !found }' /proc/mounts; }
 is_running() { [ -e "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
@@ -137,6 +143,11 @@ bench_workdir() {
   trap bench_cleanup EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
+  if [ -n "${BENCH_AUTOGROUP:-}" ]; then
+    [ -w "$AUTOGROUP_SETTING" ] || die "BENCH_AUTOGROUP: cannot write $AUTOGROUP_SETTING"
+    autogroup_before=$(cat "$AUTOGROUP_SETTING")
+    echo "$BENCH_AUTOGROUP" >"$AUTOGROUP_SETTING"
+  fi
 }
 
 bench_cleanup() {
@@ -159,6 +170,9 @@ bench_cleanup() {
   fi
   if [ -n "${BENCH_BUCKETFS_LOG:-}" ] && [ -f "$WORK/bucketfs.log" ]; then
     cp "$WORK/bucketfs.log" "$ROOT/bench/last-bucketfs.log" || true
+  fi
+  if [ -n "$autogroup_before" ]; then
+    echo "$autogroup_before" >"$AUTOGROUP_SETTING" || echo "bench: could not put back $AUTOGROUP_SETTING" >&2
   fi
   # --one-file-system: never descend into a mount that is somehow still there.
   rm -rf --one-file-system "$WORK" 2>/dev/null || echo "bench: could not remove $WORK" >&2
@@ -188,6 +202,7 @@ bench_header() {
   note "kernel:     $(uname -r)"
   note "network:    $NETWORK"
   note "load:       $(load) (1, 5, 15 min)"
+  note "scheduler:  sched_autogroup_enabled=$(cat "$AUTOGROUP_SETTING" 2>/dev/null || echo absent)$([ -n "${BENCH_AUTOGROUP:-}" ] && echo " (BENCH_AUTOGROUP, for this run)")"
   local dirty
   dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " + uncommitted changes" || true)
   note "bucketfs:   $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty"
