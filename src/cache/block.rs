@@ -138,7 +138,9 @@ impl<E: Send + Sync + 'static> BlockCache<E> {
             };
             state.in_flight.remove(&block);
             // Past the object's end there is nothing to cache.
-            if let Ok(Some(bytes)) = result.as_ref().map(|blocks| blocks.get(i as usize)) {
+            if let Ok(blocks) = result
+                && let Some(bytes) = blocks.get(i as usize)
+            {
                 state.lru.put(block, bytes.clone());
             }
         }

@@ -562,8 +562,8 @@ async fn fetch_blocks<S: ObjectStore>(
                 first.key
             ),
         }
-        // The GET covers every block missing from disk, and the blocks
-        // between them that were there (read again rather than sent twice).
+        // One GET covers every block missing from disk; blocks on disk
+        // between two missing ones come with it and are taken from it.
         for (slot, fetched) in blocks[from..=to].iter_mut().zip(fetched) {
             *slot = Some(fetched);
         }
