@@ -1,5 +1,7 @@
 //! Fixed-size blocks of object contents, keyed by key, ETag and block index,
-//! in an LRU bounded by bytes.
+//! in an LRU bounded by bytes: a small file's one short block counts for its
+//! length, so a tree of small files fits by what it weighs, not as if each
+//! file took a whole block.
 //!
 //! Keying by ETag means a block can never be served for another version of
 //! the object: a reader that pinned an ETag either finds blocks of exactly
@@ -11,7 +13,6 @@
 //! "block inserted".
 
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -63,7 +64,41 @@ pub enum Lookup<E> {
 
 struct State<E> {
     lru: LruCache<BlockKey, Bytes>,
+    /// What the blocks in `lru` weigh, by `weight`.
+    held_bytes: u64,
+    capacity_bytes: u64,
     in_flight: HashMap<BlockKey, (SharedFetch<E>, usize)>,
+}
+
+/// What a cached block counts for: its bytes and its key. A block's buffer
+/// may be up to twice its length when it came from the body pool, which
+/// lends a buffer of up to twice the size asked for; a short block is only
+/// ever the last of an object, one per object.
+fn weight(block: &BlockKey, bytes: &Bytes) -> u64 {
+    const ENTRY_OVERHEAD_BYTES: u64 = 128;
+    bytes.len() as u64 + block.key.len() as u64 + block.etag.len() as u64 + ENTRY_OVERHEAD_BYTES
+}
+
+impl<E> State<E> {
+    fn put(&mut self, block: BlockKey, bytes: Bytes) {
+        self.held_bytes += weight(&block, &bytes);
+        if let Some((old_block, old_bytes)) = self.lru.push(block, bytes) {
+            self.held_bytes -= weight(&old_block, &old_bytes);
+        }
+        // The block just put stays, whatever it weighs.
+        while self.held_bytes > self.capacity_bytes && self.lru.len() > 1 {
+            match self.lru.pop_lru() {
+                Some((old_block, old_bytes)) => self.held_bytes -= weight(&old_block, &old_bytes),
+                None => break,
+            }
+        }
+    }
+
+    fn pop(&mut self, block: &BlockKey) {
+        if let Some(bytes) = self.lru.pop(block) {
+            self.held_bytes -= weight(block, &bytes);
+        }
+    }
 }
 
 pub struct BlockCache<E> {
@@ -73,11 +108,11 @@ pub struct BlockCache<E> {
 impl<E: Send + Sync + 'static> BlockCache<E> {
     /// A cache holding at most `capacity_bytes` of blocks (at least one block).
     pub fn new(capacity_bytes: u64) -> Self {
-        let blocks = (capacity_bytes / BLOCK_SIZE_BYTES).max(1) as usize;
-        let capacity = NonZeroUsize::new(blocks).expect("at least one block");
         BlockCache {
             state: Mutex::new(State {
-                lru: LruCache::new(capacity),
+                lru: LruCache::unbounded(),
+                held_bytes: 0,
+                capacity_bytes,
                 in_flight: HashMap::new(),
             }),
         }
@@ -141,7 +176,7 @@ impl<E: Send + Sync + 'static> BlockCache<E> {
             if let Ok(blocks) = result
                 && let Some(bytes) = blocks.get(i as usize)
             {
-                state.lru.put(block, bytes.clone());
+                state.put(block, bytes.clone());
             }
         }
     }
@@ -154,7 +189,7 @@ impl<E> BlockCache<E> {
     pub fn discard(&self, object: &BlockKey, blocks: std::ops::Range<u64>) {
         let mut state = self.state.lock().unwrap();
         for index in blocks {
-            state.lru.pop(&BlockKey {
+            state.pop(&BlockKey {
                 index,
                 ..object.clone()
             });
@@ -208,17 +243,64 @@ mod tests {
         );
     }
 
+    fn put_block(cache: &BlockCache<std::io::Error>, block: &BlockKey, len: usize) {
+        let bytes: Arc<[Bytes]> = Arc::from(vec![Bytes::from(vec![0u8; len])]);
+        let fetch = share(futures::future::ready(Ok(bytes.clone())));
+        assert!(cache.register(block, 1, &fetch));
+        cache.complete(block, 1, &Ok(bytes));
+    }
+
+    fn is_cached(cache: &BlockCache<std::io::Error>, block: &BlockKey) -> bool {
+        matches!(cache.lookup(block), Lookup::Cached(_))
+    }
+
     #[tokio::test]
-    async fn capacity_bounds_the_number_of_blocks() {
+    async fn capacity_bounds_the_bytes_held_least_recently_used_first() {
+        let whole = BLOCK_SIZE_BYTES as usize;
         let cache: BlockCache<std::io::Error> = BlockCache::new(2 * BLOCK_SIZE_BYTES);
-        for i in 0..3 {
-            let block: Arc<[Bytes]> = Arc::from(vec![Bytes::from(vec![0u8; 16])]);
-            let fetch = share(futures::future::ready(Ok(block.clone())));
-            assert!(cache.register(&key(i), 1, &fetch));
-            cache.complete(&key(i), 1, &Ok(block));
+        put_block(&cache, &key(0), whole);
+        put_block(&cache, &key(1), whole - 4096);
+        assert!(is_cached(&cache, &key(0)), "touched: now the most recent");
+        put_block(&cache, &key(2), whole - 4096);
+        assert!(!is_cached(&cache, &key(1)), "the least recently used went");
+        assert!(is_cached(&cache, &key(0)) && is_cached(&cache, &key(2)));
+        // A block larger than the whole capacity is still kept, alone.
+        put_block(&cache, &key(3), 3 * whole);
+        assert!(is_cached(&cache, &key(3)));
+        assert!(!is_cached(&cache, &key(0)) && !is_cached(&cache, &key(2)));
+    }
+
+    #[tokio::test]
+    async fn small_blocks_count_for_their_length_not_a_whole_block() {
+        // Where a cache of two whole blocks held two small files, it holds
+        // a hundred of 16 KiB.
+        let cache: BlockCache<std::io::Error> = BlockCache::new(2 * BLOCK_SIZE_BYTES);
+        let files: Vec<BlockKey> = (0..100)
+            .map(|n| BlockKey {
+                key: Arc::from(format!("dir/file-{n}")),
+                etag: Arc::from("\"e\""),
+                index: 0,
+            })
+            .collect();
+        for file in &files {
+            put_block(&cache, file, 16 * 1024);
         }
-        assert!(matches!(cache.lookup(&key(0)), Lookup::Missing));
-        assert!(matches!(cache.lookup(&key(2)), Lookup::Cached(_)));
+        assert!(files.iter().all(|file| is_cached(&cache, file)));
+        // A whole block pushes out the oldest files, only as many as it needs.
+        put_block(&cache, &key(0), BLOCK_SIZE_BYTES as usize);
+        let kept = files.iter().filter(|file| is_cached(&cache, file)).count();
+        assert!((50..70).contains(&kept), "{kept} small files kept");
+        assert!(
+            files[100 - kept..]
+                .iter()
+                .all(|file| is_cached(&cache, file))
+        );
+        // Discarding it gives its bytes back: as many files fit again.
+        cache.discard(&key(0), 0..1);
+        for file in &files[..100 - kept] {
+            put_block(&cache, file, 16 * 1024);
+        }
+        assert!(files.iter().all(|file| is_cached(&cache, file)));
     }
 
     #[tokio::test]
