@@ -37,6 +37,7 @@ mod inode;
 mod metadata;
 mod namespace;
 mod read;
+mod siblings;
 mod special;
 mod write;
 mod xattr;
@@ -314,6 +315,8 @@ pub struct Filesystem<S> {
     read_requests: Arc<Semaphore>,
     /// The prefetch windows of streaming readers, shared among them.
     read_streams: Arc<read::ReadStreams>,
+    /// Which directories' small files are being read in listing order.
+    sibling_reads: siblings::SiblingReads,
     files: Mutex<HashMap<u64, Arc<FileHandle>>>,
     dirs: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<DirStream>>>>,
     next_handle: AtomicU64,
@@ -394,6 +397,7 @@ impl<S: ObjectStore> Filesystem<S> {
             contents: DirectoryContents::new(config.metadata_ttl),
             read_requests: Arc::new(Semaphore::new(read_concurrency as usize)),
             read_streams: read::ReadStreams::new(window_bytes, part),
+            sibling_reads: siblings::SiblingReads::new(),
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
@@ -827,15 +831,18 @@ impl<S: ObjectStore> Filesystem<S> {
             // change it must see.
             self.revalidate(ino, Sharing::SendNew).await?;
         }
-        let (key, mut stat) = {
+        let (parent, key, mut stat) = {
             let inodes = self.inodes.lock().unwrap();
             let inode = inodes.get(ino).ok_or(Error::NotFound)?;
-            (inode.key.clone(), inode.stat.clone())
+            (inode.parent, inode.key.clone(), inode.stat.clone())
         };
         // Blocks are cached by ETag and every GET is pinned to it; a store
         // that lists no ETags leaves finding it to one HEAD.
         if reads_the_store && stat.etag.is_empty() {
             stat = Stat::from_head(&self.head(&key, Sharing::SendNew).await?);
+        }
+        if reads_the_store {
+            self.read_ahead_siblings(parent, ino);
         }
         if reads_the_store && let Some(last_modified) = stat.mtime {
             self.meta

@@ -305,7 +305,7 @@ impl<S: ObjectStore> Filesystem<S> {
     /// Starts GETs for the blocks in `from..to` that are neither cached nor in
     /// flight, grouping neighbours into requests of up to `chunk_bytes`,
     /// aligned to multiples of it.
-    fn fetch_missing(&self, handle: &FileHandle, from: u64, to: u64, chunk_bytes: u64) {
+    pub(super) fn fetch_missing(&self, handle: &FileHandle, from: u64, to: u64, chunk_bytes: u64) {
         let chunk_blocks = (chunk_bytes / BLOCK_SIZE_BYTES).max(1);
         let is_present = |index: u64| self.blocks.is_present(&handle.block(index));
         let mut index = from;
