@@ -17,5 +17,6 @@ pub mod fs;
 pub mod fuse;
 pub mod logging;
 pub mod object_format;
+pub mod shell;
 pub mod store;
 pub mod upload;

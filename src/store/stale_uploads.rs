@@ -63,9 +63,9 @@ pub async fn find<S: ObjectStore>(
 pub fn abort_command(bucket: &str, upload: &PendingUpload) -> String {
     format!(
         "aws s3api abort-multipart-upload --bucket {} --key {} --upload-id {}",
-        shell_quote(bucket),
-        shell_quote(&upload.key),
-        shell_quote(&upload.upload_id)
+        crate::shell::quote(bucket),
+        crate::shell::quote(&upload.key),
+        crate::shell::quote(&upload.upload_id)
     )
 }
 
@@ -119,20 +119,6 @@ pub async fn report<S: ObjectStore>(
             min_age.as_secs(),
             found.listed
         );
-    }
-}
-
-/// Single-quotes `text` unless it is made of characters no shell treats
-/// specially.
-fn shell_quote(text: &str) -> String {
-    let plain = !text.is_empty()
-        && text
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&byte));
-    if plain {
-        text.to_owned()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
     }
 }
 
