@@ -128,6 +128,10 @@ impl<S: ObjectStore> Filesystem<S> {
                 })
                 .collect()
         };
+        log::debug!(
+            "reading ahead {} small files of directory {parent} after inode {ino}",
+            handles.len()
+        );
         for handle in &handles {
             self.fetch_missing(handle, 0, 1, BLOCK_SIZE_BYTES);
         }
