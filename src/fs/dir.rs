@@ -22,7 +22,7 @@
 //! HEADs (for POSIX headers) start, `--max-concurrency` at a time. The
 //! kernel's next readdirplus then usually finds its page resolved, and the
 //! LIST requests follow each other without waiting for the kernel. The task
-//! keeps at most `PAGES_AHEAD` resolved pages waiting, so it costs a bounded
+//! keeps at most `lister::PAGES_AHEAD` resolved pages waiting, so it costs a bounded
 //! number of requests beyond what the reader consumes, and it is aborted when
 //! the directory is closed or rewound.
 //!
@@ -43,22 +43,20 @@
 //! with nothing new, ends the listing with an error instead of a loop.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
-use futures::{StreamExt, TryStreamExt};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-
-use crate::config::PosixMetadata;
-use crate::fs::metadata::{Known, MetadataRequests};
 use crate::fs::{DirEntry, Error, FileKind, Filesystem, Result, Stat, is_valid_name};
-use crate::object_format::PosixHeaders;
-use crate::store::{ListPage, ListedObject, ObjectStore, StoreError};
+use crate::store::{ListPage, ObjectStore, StoreError};
 
+mod confirmations;
+mod lister;
 mod markers;
 pub(super) mod walk;
 
+pub use confirmations::DirectoryConfirmations;
+pub(in crate::fs) use lister::resolve_file;
+use lister::{ListedFile, Lister, ResolvedPage};
 pub(super) use markers::{DirectoryProbe, directory_marker_stat, directory_stat};
 
 /// Keys per ListObjectsV2 page: S3's maximum.
@@ -81,51 +79,12 @@ const MAX_KEY_BYTES: usize = 1024;
 /// store bug, this many is a store that will not move on.
 const MAX_PAGES_WITHOUT_PROGRESS: usize = 8;
 
-/// Resolved pages the lister may hold that the reader has not taken. One
-/// would already let the next page's HEADs and the LIST after it run while
-/// the kernel reads the current page; the second absorbs a reader that is
-/// late for a moment (`ls` descheduled on a loaded machine), which with one
-/// stalled the LIST chain by 0.2-0.45 s a page on s3s-fs.
-const PAGES_AHEAD: usize = 2;
-
-/// Listed pages waiting for their HEADs. With one, the LIST chain stalled
-/// (0.3-0.4 s on s3s-fs) whenever a page's HEADs took longer than the next
-/// LIST; a client listing and HEADing by hand never stalls its LISTs.
-const LISTED_AHEAD: usize = 2;
-
 #[derive(Clone)]
 pub(super) struct Resolved {
     name: String,
     kind: FileKind,
     key: String,
     stat: Stat,
-}
-
-/// A listed object with the attributes it is shown with.
-struct ListedFile {
-    key: String,
-    stat: Stat,
-}
-
-/// A page as the lister hands it over: files resolved, prefixes as listed.
-struct ResolvedPage {
-    files: Vec<ListedFile>,
-    common_prefixes: Vec<String>,
-    /// Attributes from the marker objects of those directories that have one.
-    directory_stats: HashMap<String, Stat>,
-    next: Option<String>,
-}
-
-/// The task listing ahead of one open directory, and its pages.
-struct Lister {
-    pages: mpsc::Receiver<Result<ResolvedPage>>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Lister {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 pub struct DirStream {
@@ -178,83 +137,6 @@ impl DirStream {
 
     fn restart(&mut self, generation: u64) {
         *self = DirStream::new(self.ino, std::mem::take(&mut self.prefix), generation);
-    }
-}
-
-/// When listings last confirmed that a directory exists, by inode: a
-/// listing is under way, or was within the TTL.
-pub struct DirectoryConfirmations {
-    ttl: Duration,
-    by_directory: Mutex<HashMap<u64, Confirmation>>,
-}
-
-#[derive(Default)]
-struct Confirmation {
-    listings_under_way: usize,
-    /// When the last listing stopped being under way.
-    confirmed_at: Option<Instant>,
-}
-
-impl Confirmation {
-    fn is_current(&self, ttl: Duration) -> bool {
-        self.listings_under_way > 0 || self.confirmed_at.is_some_and(|at| at.elapsed() < ttl)
-    }
-}
-
-impl DirectoryConfirmations {
-    pub fn new(ttl: Duration) -> Self {
-        DirectoryConfirmations {
-            ttl,
-            by_directory: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub fn is_confirmed(&self, ino: u64) -> bool {
-        let by_directory = self.by_directory.lock().unwrap();
-        by_directory
-            .get(&ino)
-            .is_some_and(|confirmation| confirmation.is_current(self.ttl))
-    }
-
-    /// The kernel forgot the directory: its number will not be asked about
-    /// again, unless a listing of it is still under way.
-    pub fn forget(&self, ino: u64) {
-        let mut by_directory = self.by_directory.lock().unwrap();
-        if by_directory
-            .get(&ino)
-            .is_some_and(|confirmation| confirmation.listings_under_way == 0)
-        {
-            by_directory.remove(&ino);
-        }
-    }
-
-    /// Marks a listing of `ino`, which has found entries, as under way until
-    /// the guard is dropped.
-    fn under_way(self: &Arc<Self>, ino: u64) -> UnderWay {
-        let mut by_directory = self.by_directory.lock().unwrap();
-        // Dropping what has expired keeps the map to the directories listed
-        // within one TTL.
-        by_directory.retain(|_, confirmation| confirmation.is_current(self.ttl));
-        by_directory.entry(ino).or_default().listings_under_way += 1;
-        UnderWay {
-            confirmations: Arc::clone(self),
-            ino,
-        }
-    }
-}
-
-/// A listing under way; its end starts the TTL of the confirmation.
-struct UnderWay {
-    confirmations: Arc<DirectoryConfirmations>,
-    ino: u64,
-}
-
-impl Drop for UnderWay {
-    fn drop(&mut self) {
-        let mut by_directory = self.confirmations.by_directory.lock().unwrap();
-        let confirmation = by_directory.entry(self.ino).or_default();
-        confirmation.listings_under_way -= 1;
-        confirmation.confirmed_at = Some(Instant::now());
     }
 }
 
@@ -580,18 +462,20 @@ impl<S: ObjectStore> Filesystem<S> {
         }))
     }
 
-    fn start_lister(&self, ino: u64, prefix: String, continuation: Option<String>) -> Lister {
-        let (sender, pages) = mpsc::channel(PAGES_AHEAD);
-        let task = tokio::spawn(list_ahead(
+    fn start_lister(
+        &self,
+        ino: u64,
+        prefix: String,
+        continuation: Option<String>,
+    ) -> lister::Lister {
+        lister::start(
             Arc::clone(&self.meta),
             Arc::clone(&self.listings),
             self.config.posix_metadata,
             ino,
             prefix,
             continuation,
-            sender,
-        ));
-        Lister { pages, task }
+        )
     }
 }
 
@@ -627,165 +511,4 @@ pub(super) fn lists_anything_under(page: &ListPage, prefix: &str) -> bool {
             .common_prefixes
             .iter()
             .any(|common| common.starts_with(prefix))
-}
-
-/// Lists the directory `ino` (under `prefix`) from `continuation` to its end
-/// and sends its pages, resolved, in order. Stops after sending a failure,
-/// or when the reader is gone.
-///
-/// Two loops run side by side, as a client listing and HEADing by hand
-/// would run them: one sends the LISTs back to back, a few pages ahead of the
-/// other (`LISTED_AHEAD`), which resolves each page as it arrives and keeps
-/// `PAGES_AHEAD` resolved pages for the reader. Tying each LIST to the end
-/// of the HEADs of the page before it instead left gaps in the LIST chain
-/// whenever a page's HEADs took longer than the next LIST.
-///
-/// The listing counts as under way (its directory confirmed) once a page
-/// has shown entries, except while it waits for room for the reader: a
-/// directory held open and not read is confirmed only for the TTL after.
-async fn list_ahead<S: ObjectStore>(
-    meta: Arc<MetadataRequests<S>>,
-    listings: Arc<DirectoryConfirmations>,
-    posix_metadata: PosixMetadata,
-    ino: u64,
-    prefix: String,
-    continuation: Option<String>,
-    pages: mpsc::Sender<Result<ResolvedPage>>,
-) {
-    let (listed_sender, mut listed) = mpsc::channel(LISTED_AHEAD);
-    let list = async {
-        let mut continuation = continuation;
-        loop {
-            // Room first, so that `LISTED_AHEAD` listed pages wait, not one more.
-            let Ok(slot) = listed_sender.reserve().await else {
-                return; // the resolving loop has stopped
-            };
-            let page = meta
-                .list_page(&prefix, true, continuation.as_deref(), LIST_PAGE_KEYS)
-                .await;
-            continuation = page.as_ref().ok().and_then(|page| page.next.clone());
-            slot.send(page);
-            if continuation.is_none() {
-                return; // the last page, or a failure
-            }
-        }
-    };
-    let resolve = async {
-        let mut has_found_entries = false;
-        loop {
-            let Ok(slot) = pages.reserve().await else {
-                return; // the reader is gone
-            };
-            let mut under_way = has_found_entries.then(|| listings.under_way(ino));
-            let Some(page) = listed.recv().await else {
-                return;
-            };
-            let ListPage {
-                objects,
-                common_prefixes,
-                next,
-            } = match page {
-                Ok(page) => page,
-                Err(error) => {
-                    slot.send(Err(Error::from(error)));
-                    return;
-                }
-            };
-            if !has_found_entries && (!objects.is_empty() || !common_prefixes.is_empty()) {
-                has_found_entries = true;
-                under_way = Some(listings.under_way(ino));
-            }
-            let is_last_page = next.is_none();
-            let (files, directory_stats) = tokio::join!(
-                resolve_files(&meta, posix_metadata, objects),
-                resolve_directories(&meta, posix_metadata, &common_prefixes)
-            );
-            let page = files.map(|files| ResolvedPage {
-                files,
-                common_prefixes,
-                directory_stats,
-                next,
-            });
-            let is_failure = page.is_err();
-            slot.send(page);
-            drop(under_way);
-            if is_failure || is_last_page {
-                return;
-            }
-        }
-    };
-    tokio::join!(list, resolve);
-}
-
-/// Attributes for listed files, in listing order: the listing's size, mtime
-/// and ETag, plus POSIX headers from the cache or from HEADs, at most
-/// `--max-concurrency` of them waiting for a request permit at a time, so
-/// that the next LIST never queues behind a whole page of HEADs.
-async fn resolve_files<S: ObjectStore>(
-    meta: &Arc<MetadataRequests<S>>,
-    posix_metadata: PosixMetadata,
-    objects: Vec<ListedObject>,
-) -> Result<Vec<ListedFile>> {
-    futures::stream::iter(objects)
-        .map(|object| resolve_file(meta, posix_metadata, object))
-        .buffered(meta.max_concurrency())
-        .try_collect()
-        .await
-}
-
-/// Attributes of listed directories from their marker objects (`d/`), where
-/// they have one: s3fs and `chmod` here keep a directory's mode, owner and
-/// mtime there. One HEAD per directory, as s3fs does; the listing of the
-/// parent does not say which directories have markers.
-async fn resolve_directories<S: ObjectStore>(
-    meta: &Arc<MetadataRequests<S>>,
-    posix_metadata: PosixMetadata,
-    prefixes: &[String],
-) -> HashMap<String, Stat> {
-    if posix_metadata == PosixMetadata::ListingOnly {
-        return HashMap::new();
-    }
-    let found: Vec<Option<(String, Stat)>> = futures::stream::iter(prefixes.to_vec())
-        .map(|prefix| {
-            let meta = Arc::clone(meta);
-            async move {
-                let stat = directory_marker_stat(&meta, &prefix, None).await;
-                stat.map(|stat| (prefix, stat))
-            }
-        })
-        .buffered(meta.max_concurrency())
-        .collect()
-        .await;
-    found.into_iter().flatten().collect()
-}
-
-async fn resolve_file<S: ObjectStore>(
-    meta: &Arc<MetadataRequests<S>>,
-    posix_metadata: PosixMetadata,
-    object: ListedObject,
-) -> Result<ListedFile> {
-    let listed = Stat {
-        size: object.size,
-        mtime: Some(object.last_modified),
-        etag: object.etag.clone(),
-        headers: PosixHeaders::default(),
-    };
-    let stat = match posix_metadata {
-        PosixMetadata::ListingOnly => listed,
-        PosixMetadata::FromHeaders => match meta
-            .headers_or_head(&object.key, &object.etag, object.last_modified)
-            .await
-        {
-            Known::Cached(headers) => Stat { headers, ..listed },
-            // Newer than the listing if the object changed in between.
-            Known::Head(Ok(head)) => Stat::from_head(&head),
-            // Deleted since the listing: show what was listed.
-            Known::Head(Err(error)) if matches!(*error, StoreError::NotFound { .. }) => listed,
-            Known::Head(Err(error)) => return Err(Error::from(error)),
-        },
-    };
-    Ok(ListedFile {
-        key: object.key,
-        stat,
-    })
 }
