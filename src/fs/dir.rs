@@ -222,7 +222,8 @@ impl<S: ObjectStore> Filesystem<S> {
         }
         while stream.page.is_empty() && !stream.is_listed_to_end {
             if stream.lister.is_none() {
-                stream.lister = Some(self.start_lister(
+                stream.lister = Some(lister::start(
+                    self,
                     stream.ino,
                     stream.prefix.clone(),
                     stream.continuation.clone(),
@@ -460,22 +461,6 @@ impl<S: ObjectStore> Filesystem<S> {
         Err(Error::from(StoreError::Other {
             source: format!("listing of {:?} stopped: {why}", stream.prefix).into(),
         }))
-    }
-
-    fn start_lister(
-        &self,
-        ino: u64,
-        prefix: String,
-        continuation: Option<String>,
-    ) -> lister::Lister {
-        lister::start(
-            Arc::clone(&self.meta),
-            Arc::clone(&self.listings),
-            self.config.posix_metadata,
-            ino,
-            prefix,
-            continuation,
-        )
     }
 }
 

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use super::{DirectoryConfirmations, LIST_PAGE_KEYS, directory_marker_stat};
 use crate::config::PosixMetadata;
 use crate::fs::metadata::{Known, MetadataRequests};
-use crate::fs::{Error, Result, Stat};
+use crate::fs::{Error, Filesystem, Result, Stat};
 use crate::object_format::PosixHeaders;
 use crate::store::{ListPage, ListedObject, ObjectStore, StoreError};
 
@@ -57,18 +57,16 @@ impl Drop for Lister {
 
 /// Starts listing the directory `ino` (under `prefix`) from `continuation`.
 pub(super) fn start<S: ObjectStore>(
-    meta: Arc<MetadataRequests<S>>,
-    listings: Arc<DirectoryConfirmations>,
-    posix_metadata: PosixMetadata,
+    fs: &Filesystem<S>,
     ino: u64,
     prefix: String,
     continuation: Option<String>,
 ) -> Lister {
     let (sender, pages) = mpsc::channel(PAGES_AHEAD);
     let task = tokio::spawn(list_ahead(
-        meta,
-        listings,
-        posix_metadata,
+        Arc::clone(&fs.meta),
+        Arc::clone(&fs.listings),
+        fs.config.posix_metadata,
         ino,
         prefix,
         continuation,
