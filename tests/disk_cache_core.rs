@@ -13,7 +13,7 @@ use bucketfs::cache::disk::DiskCache;
 use bucketfs::config::{FsConfig, WriteMode};
 use bucketfs::fs::{Filesystem, OpenIntent, ROOT_INO};
 use bucketfs::store::memory::{FailureKind, MemoryStore, Verb};
-use core_fs::fs_config;
+use core_fs::{fs_config, read_directory};
 use rand::{Rng, SeedableRng};
 
 const MIB: u64 = 1024 * 1024;
@@ -314,19 +314,13 @@ async fn failed_gets_give_back_their_room_on_the_way_to_disk() {
 /// permission bits.
 async fn listed_modes(fs: &Filesystem<MemoryStore>, dir: &str) -> Vec<(String, u16)> {
     let ino = fs.lookup(ROOT_INO, dir).await.unwrap().attr.ino;
-    let fh = fs.opendir(ino).expect("opendir");
-    let mut offset = 0;
     let mut modes = Vec::new();
-    loop {
-        let entries = fs.readdirplus(fh, offset).await.expect("readdirplus");
-        let Some(last) = entries.last() else { break };
-        offset = last.next_offset;
-        for entry in entries.into_iter().filter(|entry| entry.counts_as_lookup) {
+    for entry in read_directory(fs, ino).await {
+        if entry.counts_as_lookup {
             modes.push((entry.name.clone(), entry.entry.attr.perm));
             fs.forget(entry.entry.attr.ino, 1);
         }
     }
-    fs.releasedir(fh);
     modes.sort();
     modes
 }

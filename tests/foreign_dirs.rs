@@ -15,7 +15,7 @@ use bucketfs::fs::{FileKind, ROOT_INO, SetAttr};
 use bucketfs::store::memory::{MemoryStore, Verb};
 use bucketfs::store::{ObjectHeaders, ObjectStore};
 use bytes::Bytes;
-use common::core::{filesystem, fs_config};
+use common::core::{filesystem, fs_config, read_directory};
 use common::s3fs::{S3fsMount, sh};
 use common::{Bucket, ServerKind};
 
@@ -273,24 +273,16 @@ async fn old_style_directory_objects_list_as_directories_across_pages() {
     store.put("a/x", vec![0u8; 1]);
     put_directory_object(&store, "b", &[("uid", "34")]).await;
     let fs = filesystem(&store, fs_config());
-    let fh = fs.opendir(ROOT_INO).unwrap();
     let mut found = Vec::new();
-    let mut offset = 0;
-    loop {
-        let entries = fs.readdirplus(fh, offset).await.unwrap();
-        let Some(last) = entries.last() else { break };
-        offset = last.next_offset;
-        for entry in entries {
-            if entry.counts_as_lookup {
-                fs.forget(entry.entry.attr.ino, 1);
-            }
-            if entry.name == "a" || entry.name == "b" {
-                let attr = entry.entry.attr;
-                found.push((entry.name, attr.kind, attr.uid));
-            }
+    for entry in read_directory(&fs, ROOT_INO).await {
+        if entry.counts_as_lookup {
+            fs.forget(entry.entry.attr.ino, 1);
+        }
+        if entry.name == "a" || entry.name == "b" {
+            let attr = entry.entry.attr;
+            found.push((entry.name, attr.kind, attr.uid));
         }
     }
-    fs.releasedir(fh);
     assert_eq!(
         found,
         [

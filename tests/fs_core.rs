@@ -14,7 +14,7 @@ use bucketfs::fs::{Caller, Error, FileKind, Filesystem, OpenIntent, ROOT_INO, Se
 use bucketfs::store::memory::MemoryStore;
 use bucketfs::store::memory::{FailureKind, Verb};
 use bytes::Bytes;
-use core_fs::fs_config;
+use core_fs::{fs_config, read_directory};
 use rand::{Rng, SeedableRng};
 
 const MIB: u64 = 1024 * 1024;
@@ -42,21 +42,13 @@ fn random_bytes(len: u64, seed: u64) -> Vec<u8> {
 /// Every name in a directory, as `ls -a` would see it, giving back the
 /// kernel references the listing took.
 async fn list(fs: &Filesystem<MemoryStore>, ino: u64) -> Vec<(String, FileKind)> {
-    let fh = fs.opendir(ino).expect("opendir");
     let mut names = Vec::new();
-    let mut offset = 0;
-    loop {
-        let entries = fs.readdirplus(fh, offset).await.expect("readdirplus");
-        let Some(last) = entries.last() else { break };
-        offset = last.next_offset;
-        for entry in entries {
-            if entry.counts_as_lookup {
-                fs.forget(entry.entry.attr.ino, 1);
-            }
-            names.push((entry.name, entry.entry.attr.kind));
+    for entry in read_directory(fs, ino).await {
+        if entry.counts_as_lookup {
+            fs.forget(entry.entry.attr.ino, 1);
         }
+        names.push((entry.name, entry.entry.attr.kind));
     }
-    fs.releasedir(fh);
     names
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bucketfs::config::{
     FsConfig, MAX_SINGLE_COPY_BYTES, OwnerConfig, PosixMetadata, STREAM_RETAIN_BYTES, WriteMode,
 };
-use bucketfs::fs::Filesystem;
+use bucketfs::fs::{DirEntry, Filesystem};
 use bucketfs::store::ObjectStore;
 
 const MIB: u64 = 1024 * 1024;
@@ -43,4 +43,22 @@ pub fn fs_config() -> FsConfig {
 
 pub fn filesystem<S: ObjectStore>(store: &Arc<S>, config: FsConfig) -> Filesystem<S> {
     Filesystem::new(Arc::clone(store), config, 16).expect("staging directory")
+}
+
+/// Every entry of the directory `ino` in one listing, paged as the kernel
+/// pages `readdirplus`. The entries keep the kernel references they carry
+/// (`counts_as_lookup`); a test that plays a kernel dropping them gives them
+/// back with `forget`.
+pub async fn read_directory<S: ObjectStore>(fs: &Filesystem<S>, ino: u64) -> Vec<DirEntry> {
+    let fh = fs.opendir(ino).expect("opendir");
+    let mut all = Vec::new();
+    let mut offset = 0;
+    loop {
+        let entries = fs.readdirplus(fh, offset).await.expect("readdirplus");
+        let Some(last) = entries.last() else { break };
+        offset = last.next_offset;
+        all.extend(entries);
+    }
+    fs.releasedir(fh);
+    all
 }
