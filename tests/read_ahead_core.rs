@@ -10,8 +10,8 @@ mod core_fs;
 
 use bucketfs::config::{FsConfig, WriteMode};
 use bucketfs::fs::{Filesystem, OpenIntent, ROOT_INO};
-use bucketfs::store::memory::MemoryStore;
-use core_fs::{filesystem, fs_config};
+use bucketfs::store::memory::{FailureKind, MemoryStore, Verb};
+use core_fs::{filesystem, fs_config, read_directory};
 
 const MIB: u64 = 1024 * 1024;
 const FILE_BYTES: usize = 8 * 1024;
@@ -40,25 +40,14 @@ fn put_directory(store: &MemoryStore, count: usize) {
 /// the references readdirplus gives it, as it does while a tool walks.
 async fn listed_files(fs: &Filesystem<MemoryStore>) -> Vec<(usize, u64)> {
     let dir = fs.lookup(ROOT_INO, "d").await.unwrap().attr.ino;
-    let fh = fs.opendir(dir).unwrap();
-    let mut files = Vec::new();
-    let mut offset = 0;
-    loop {
-        let entries = fs.readdirplus(fh, offset).await.unwrap();
-        let Some(last) = entries.last() else { break };
-        offset = last.next_offset;
-        for entry in entries {
-            if let Some(n) = entry
-                .name
-                .strip_prefix("file-")
-                .and_then(|n| n.parse().ok())
-            {
-                files.push((n, entry.entry.attr.ino));
-            }
-        }
-    }
-    fs.releasedir(fh);
-    files
+    read_directory(fs, dir)
+        .await
+        .into_iter()
+        .filter_map(|entry| {
+            let n = entry.name.strip_prefix("file-")?.parse().ok()?;
+            Some((n, entry.entry.attr.ino))
+        })
+        .collect()
 }
 
 /// Opens, reads whole and closes one file, as `cp` does; checks its bytes.
@@ -95,6 +84,33 @@ async fn files_read_in_listing_order_are_fetched_ahead_once_each() {
         read_whole(&fs, file).await;
     }
     assert_eq!(store.get_count(), 40, "one GET per file, none twice");
+}
+
+#[tokio::test]
+async fn a_failed_read_ahead_leaves_nothing_behind_and_its_files_are_fetched_again() {
+    let store = Arc::new(MemoryStore::new());
+    put_directory(&store, 40);
+    let fs = filesystem(&store, config(64 * MIB));
+    let files = listed_files(&fs).await;
+
+    read_whole(&fs, files[0]).await;
+    // The second open in order reads 4 files ahead; every one of those GETs
+    // fails, and nobody is waiting for them.
+    store.fail_next(Verb::Get, FailureKind::Other, 4);
+    let (fh, _) = fs.open(files[1].1, OpenIntent::Read).await.unwrap();
+    assert_eq!(wait_for_gets(&store, 5).await, 5, "4 GETs read ahead");
+    fs.release(fh).await;
+
+    // Their failures were not kept: each file read now comes back whole,
+    // fetched once more.
+    for &file in &files[1..] {
+        read_whole(&fs, file).await;
+    }
+    assert_eq!(
+        store.get_count(),
+        40 + 4,
+        "the 4 failed files fetched again"
+    );
 }
 
 #[tokio::test]
