@@ -54,7 +54,7 @@ use aws_sdk_s3::config::{
     Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
@@ -89,6 +89,12 @@ struct Cli {
     /// Secret key [default: the AWS credential chain]
     #[arg(long, global = true, requires = "access_key_id")]
     secret_access_key: Option<String>,
+
+    /// Hash measured uploads' bodies into their signatures (bucketfs's
+    /// --sign-payloads); without it they go as bucketfs sends them by
+    /// default: unsigned, with a CRC32 checksum header
+    #[arg(long, global = true)]
+    sign_payloads: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -257,6 +263,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = build_client(&cli).await;
+    let sign = cli.sign_payloads;
     match cli.command {
         Command::Read {
             object,
@@ -291,13 +298,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             file,
             part_size_mib,
             concurrency,
-        } => put_file(&client, &object, &file, part_size_mib * MIB, concurrency).await,
+        } => {
+            let part_size = part_size_mib * MIB;
+            put_file(&client, &object, &file, part_size, concurrency, sign).await
+        }
         Command::PutFiles {
             bucket,
             prefix,
             dir,
             concurrency,
-        } => put_files(&client, &bucket, &prefix, &dir, concurrency).await,
+        } => put_files(&client, &bucket, &prefix, &dir, concurrency, sign).await,
         Command::Wait {
             bucket,
             prefix,
@@ -327,9 +337,8 @@ async fn build_client(cli: &Cli) -> Client {
     let sdk_config = loader.load().await;
     let s3_config = aws_sdk_s3::config::Builder::from(&sdk_config)
         .force_path_style(true)
-        // Only the set-up helpers upload. A checksum on every PUT would be
-        // computed, sent and stored for nothing; local S3 servers also differ
-        // in how well they handle the aws-chunked trailer it comes in.
+        // The set-up helpers' PUTs need no checksum; the measured uploads
+        // (put-file, put-files) ask for the CRC32 bucketfs sends.
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         // s3s-fs answers a whole-object GET of a multipart object uploaded
         // with part checksums (as bucketfs uploads) with a CRC32 of 00000000,
@@ -337,6 +346,11 @@ async fn build_client(cli: &Cli) -> Client {
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
         .build();
     Client::from_conf(s3_config)
+}
+
+/// `request` changed by `change`, unless `keep` holds.
+fn unless<T>(keep: bool, request: T, change: impl FnOnce(T) -> T) -> T {
+    if keep { request } else { change(request) }
 }
 
 /// Prints one result line and its rate, MB being 10^6 bytes.
@@ -710,6 +724,7 @@ async fn put_file(
     file: &Path,
     part_size_bytes: u64,
     concurrency: usize,
+    sign: bool,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let size = tokio::fs::metadata(file)
@@ -718,11 +733,14 @@ async fn put_file(
         .len();
     let (bucket, key) = (&object.bucket, &object.key);
     if size <= part_size_bytes {
-        client
+        let put = client
             .put_object()
             .bucket(bucket)
             .key(key)
             .body(ByteStream::from(tokio::fs::read(file).await?))
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .customize();
+        unless(sign, put, |put| put.disable_payload_signing())
             .send()
             .await
             .with_context(|| format!("PUT {key}"))?;
@@ -751,13 +769,16 @@ async fn put_file(
                     .await?;
                 let mut data = vec![0u8; len as usize];
                 reader.read_exact(&mut data).await?;
-                let output = client
+                let part = client
                     .upload_part()
                     .bucket(bucket)
                     .key(&key)
                     .upload_id(upload_id)
                     .part_number(i32::try_from(number)?)
                     .body(ByteStream::from(data))
+                    .checksum_algorithm(ChecksumAlgorithm::Crc32)
+                    .customize();
+                let output = unless(sign, part, |part| part.disable_payload_signing())
                     .send()
                     .await
                     .with_context(|| format!("UploadPart {key} #{number}"))?;
@@ -841,6 +862,7 @@ async fn put_files(
     prefix: &str,
     dir: &Path,
     concurrency: usize,
+    sign: bool,
 ) -> anyhow::Result<()> {
     let files = local_files(dir, prefix)?;
     let started = Instant::now();
@@ -852,11 +874,14 @@ async fn put_files(
                 let data = tokio::fs::read(&file.path)
                     .await
                     .with_context(|| format!("{}", file.path.display()))?;
-                client
+                let put = client
                     .put_object()
                     .bucket(bucket)
                     .key(&file.key)
                     .body(ByteStream::from(data))
+                    .checksum_algorithm(ChecksumAlgorithm::Crc32)
+                    .customize();
+                unless(sign, put, |put| put.disable_payload_signing())
                     .send()
                     .await
                     .with_context(|| format!("PUT {}", file.key))?;

@@ -175,6 +175,16 @@ struct Cli {
     #[arg(long, help_heading = "Bucket")]
     no_sign_request: bool,
 
+    /// Hash every upload's body into its signature (SHA-256)
+    ///
+    /// Off, a body is guarded by its CRC32 checksum, which the signature
+    /// covers, as Mountpoint sends it: S3 rejects a body that was damaged on
+    /// the way. On, a body altered on purpose is rejected too, which matters
+    /// only over plain http:// through a network you do not trust; it costs
+    /// about a third of the daemon's CPU while writing.
+    #[arg(long, conflicts_with = "no_sign_request", help_heading = "Bucket")]
+    sign_payloads: bool,
+
     /// Seconds without a byte moving after which a request attempt fails
     ///
     /// Counted in every phase: connecting, sending, awaiting the answer,
@@ -605,6 +615,7 @@ impl Cli {
                 profile: self.profile,
                 force_path_style: self.force_path_style,
                 no_sign_request: self.no_sign_request,
+                sign_payloads: self.sign_payloads,
                 stall_timeout: self.stall_timeout,
                 connect_timeout: self.connect_timeout,
                 copy_timeout: self.copy_timeout,

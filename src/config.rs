@@ -16,6 +16,9 @@ pub struct StoreConfig {
     pub force_path_style: bool,
     /// Anonymous requests for public buckets: no credentials are looked up.
     pub no_sign_request: bool,
+    /// Upload bodies are hashed into the request's signature (SHA-256);
+    /// without it their CRC32 checksum, a signed header, guards them.
+    pub sign_payloads: bool,
     /// An attempt fails once no byte has moved for this long, in any phase
     /// (connecting, sending, awaiting the answer, receiving); a transfer that
     /// keeps moving is never cut.

@@ -35,6 +35,7 @@ fn defaults() {
             profile: None,
             force_path_style: false,
             no_sign_request: false,
+            sign_payloads: false,
             stall_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             copy_timeout: Duration::from_secs(300),
@@ -200,7 +201,7 @@ fn mount_options_translate_to_long_options() {
         "bucket",
         "/mnt",
         "-o",
-        "endpoint_url=http://127.0.0.1:9000/?a=b,prefix=a/b/,force_path_style",
+        "endpoint_url=http://127.0.0.1:9000/?a=b,prefix=a/b/,force_path_style,sign_payloads",
         "-o",
         "uid=0,gid=0,file_mode=0600,metadata_ttl=5,max_cache_size=1024,no_posix_metadata,no_xattr",
         "-oforeground,allow_other,max_attempts=7",
@@ -210,7 +211,7 @@ fn mount_options_translate_to_long_options() {
         Some("http://127.0.0.1:9000/?a=b")
     );
     assert_eq!(config.fs.prefix, "a/b/");
-    assert!(config.store.force_path_style);
+    assert!(config.store.force_path_style && config.store.sign_payloads);
     assert_eq!((config.fs.owner.uid, config.fs.owner.gid), (0, 0));
     assert_eq!(config.fs.owner.file_mode, 0o600);
     assert_eq!(config.fs.metadata_ttl, Duration::from_secs(5));

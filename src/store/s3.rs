@@ -156,7 +156,7 @@ impl S3Store {
             bucket: config.bucket.clone(),
             max_attempts: config.max_attempts,
             body_buffers,
-            unsigned_payload: sends_over_tls(config.endpoint_url.as_deref()),
+            unsigned_payload: !config.sign_payloads,
         })
     }
 
@@ -198,13 +198,6 @@ impl S3Store {
 /// SHA-256 for the signature (a quarter of the daemon's CPU while writing)
 /// buys nothing; over plain HTTP the signed hash is the only guard against
 /// a body changed on the way, so it stays (as AWS's own SDKs do).
-fn sends_over_tls(endpoint_url: Option<&str>) -> bool {
-    endpoint_url.is_none_or(|url| {
-        url.get(..8)
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
-    })
-}
-
 /// Applies `change` when `condition` holds; keeps one type either way.
 trait MapIf: Sized {
     fn map_if(self, condition: bool, change: impl FnOnce(Self) -> Self) -> Self {
@@ -674,16 +667,6 @@ struct EmptyCopyRange {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn payloads_go_unsigned_only_over_tls() {
-        use super::sends_over_tls;
-        assert!(sends_over_tls(None), "AWS itself is https");
-        assert!(sends_over_tls(Some("https://s3.example.com")));
-        assert!(sends_over_tls(Some("HTTPS://s3.example.com")));
-        assert!(!sends_over_tls(Some("http://127.0.0.1:9000")));
-        assert!(!sends_over_tls(Some("s3.example.com")));
-    }
-
     use super::*;
 
     #[test]
