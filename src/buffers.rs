@@ -18,6 +18,12 @@
 //! bound of tests/load.rs, so the bound should follow the mount's budgets).
 //! Idle buffers are also given back to the system once the pool has gone
 //! unused for a while (`release_when_quiet`).
+//!
+//! A buffer keeps the bytes of its last use when it comes back, and
+//! `fill_with` lends those out to be overwritten instead of zeroing a part's
+//! worth first: zeroing 8 MiB before every part read back from staging was
+//! 8 % of the daemon's CPU while writing (perf, 1 GiB `cp`). Only bytes the
+//! current use wrote are ever shown (`as_ref`).
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -97,12 +103,12 @@ impl BufferPool {
         };
         PooledBuffer {
             data: reused.unwrap_or_else(|| Vec::with_capacity(capacity)),
+            len: 0,
             pool: Arc::clone(self),
         }
     }
 
-    fn give_back(&self, mut buffer: Vec<u8>) {
-        buffer.clear();
+    fn give_back(&self, buffer: Vec<u8>) {
         let mut idle = self.idle.lock().unwrap();
         let retained: usize = idle.buffers.iter().map(Vec::capacity).sum();
         if retained + buffer.capacity() <= self.max_retained_bytes {
@@ -119,34 +125,48 @@ impl BufferPool {
 
 /// A buffer on loan from a `BufferPool`, returned to it on drop.
 pub struct PooledBuffer {
+    /// Initialized memory: this use's bytes, then what earlier uses left.
     data: Vec<u8>,
+    /// This use's bytes: `data[..len]`.
+    len: usize,
     pool: Arc<BufferPool>,
 }
 
 impl PooledBuffer {
     pub fn extend_from_slice(&mut self, bytes: &[u8]) {
-        self.data.extend_from_slice(bytes);
+        let end = self.len + bytes.len();
+        if end <= self.data.len() {
+            self.data[self.len..end].copy_from_slice(bytes);
+        } else {
+            self.data.truncate(self.len);
+            self.data.extend_from_slice(bytes);
+        }
+        self.len = end;
     }
 
     pub fn len(&self) -> usize {
-        self.data.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.len == 0
     }
 
     /// Fills the buffer with up to `len` bytes that `read` writes into a
-    /// zeroed slice and counts; the buffer ends after the bytes it counted.
+    /// slice and counts; the buffer ends after the bytes it counted. The
+    /// slice may hold an earlier use's bytes: `read` must write every byte
+    /// it counts.
     pub fn fill_with<E>(
         &mut self,
         len: usize,
         read: impl FnOnce(&mut [u8]) -> Result<usize, E>,
     ) -> Result<(), E> {
-        self.data.clear();
-        self.data.resize(len, 0);
-        let filled = read(&mut self.data)?;
-        self.data.truncate(filled.min(len));
+        self.len = 0;
+        if self.data.len() < len {
+            self.data.resize(len, 0);
+        }
+        let filled = read(&mut self.data[..len])?;
+        self.len = filled.min(len);
         Ok(())
     }
 
@@ -159,7 +179,7 @@ impl PooledBuffer {
 
 impl AsRef<[u8]> for PooledBuffer {
     fn as_ref(&self) -> &[u8] {
-        &self.data
+        &self.data[..self.len]
     }
 }
 
@@ -194,6 +214,31 @@ mod tests {
         assert!(again.data.capacity() >= 1000, "the idle buffer is reused");
         assert_eq!(again.len(), 0, "and comes back empty");
         assert_eq!(pool.idle_bytes(), 0);
+    }
+
+    #[test]
+    fn a_reused_buffer_shows_only_the_bytes_of_its_new_use() {
+        let pool = BufferPool::new(1 << 20);
+        let mut first = pool.take(1000);
+        first.extend_from_slice(&[7; 1000]);
+        drop(first.freeze());
+        let mut filled = pool.take(1000);
+        filled
+            .fill_with(1000, |space| {
+                assert_eq!(space.len(), 1000);
+                space[..300].fill(1);
+                Ok::<_, ()>(300)
+            })
+            .unwrap();
+        assert_eq!(filled.as_ref(), &[1; 300][..], "not the earlier 7s");
+        drop(filled);
+        let mut appended = pool.take(1000);
+        assert!(appended.is_empty());
+        appended.extend_from_slice(&[2; 10]);
+        appended.extend_from_slice(&[3; 1200]);
+        let bytes = appended.freeze();
+        assert_eq!(bytes.len(), 1210);
+        assert!(bytes[..10].iter().all(|&b| b == 2) && bytes[10..].iter().all(|&b| b == 3));
     }
 
     #[test]
