@@ -264,8 +264,9 @@ EOF
 # ---------------------------------------------------------------------------------------------
 # Tools. A tool is a client with its flags: bucketfs, bucketfs-64 (--max-cache-size 64),
 # bucketfs-no-posix, mountpoint, s3fs, s3fs-tuned, rclone, rclone-server-modtime, ceiling (our
-# in-memory FUSE file system, reads only), raw (no mount). RCLONE_CACHE_MODE (off for reads,
-# writes for writes) and CEILING_ARGS (size in MiB, files) are set by the script.
+# in-memory FUSE file system), raw (no mount), raw+fuse (bench/write.sh: raw beside the ceiling's
+# sink). RCLONE_CACHE_MODE (off for reads, writes for writes) and CEILING_ARGS (size in MiB, files;
+# --sink: writable, writes dropped) are set by the script.
 
 RCLONE_CACHE_MODE=${RCLONE_CACHE_MODE:-off}
 S3FS_TUNED_OPTS="parallel_count=16,multipart_size=16"
@@ -281,7 +282,7 @@ available_tools() {
       mountpoint) [ -x "$MOUNT_S3" ] || { note "mountpoint skipped: no $MOUNT_S3 ($MOUNTPOINT_SRC absent)" >&2; continue; } ;;
       s3fs | s3fs-tuned) command -v s3fs >/dev/null || { note "$tool skipped: s3fs not installed" >&2; continue; } ;;
       rclone) command -v rclone >/dev/null || { note "rclone skipped: not installed" >&2; continue; } ;;
-      ceiling) [ -x "$CEILING" ] || { note "ceiling skipped: bench/fuse-ceiling not built" >&2; continue; } ;;
+      ceiling | raw+fuse) [ -x "$CEILING" ] || { note "$tool skipped: bench/fuse-ceiling not built" >&2; continue; } ;;
     esac
     out+=("$tool")
   done
@@ -298,6 +299,7 @@ tool_flags() {
     ceiling) echo "bench/fuse-ceiling ${CEILING_ARGS:-}: files served from memory, bucketfs's FUSE settings" ;;
     raw) echo "aws-sdk-s3 (examples/raw_client.rs), $PART_SIZE_MIB MiB parts, $CONCURRENCY in flight" ;;
     raw-over) echo "as raw, onto a key that already holds an empty object (PUT untimed before each round)" ;;
+    raw+fuse) echo "as raw, while the same command writes the same file into bench/fuse-ceiling --sink (drops it)" ;;
   esac
 }
 

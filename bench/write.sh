@@ -15,6 +15,11 @@
 #          the new file before writing, so bucketfs (and s3fs) PUT an empty object first. s3s-fs
 #          then renames the completed object over that one, and ext4 starts writing the new file
 #          back at that rename (auto_da_alloc); this row measures what that costs any client.
+#          Raw+fuse: the raw upload while the same command writes the same file into
+#          bench/fuse-ceiling's sink, a FUSE file system that drops what it is given, on the same
+#          two cores, until both are done: the raw client plus what FUSE's write path costs by
+#          itself, the least a FUSE client can add (its CPU column is the sink's). For dd, onto a
+#          key that already holds an empty object, as raw-over and as a durable client's dd.
 #   small  `cp -r` of SMALL_COUNT local files of 4 KiB into the mount, files/s. Raw: PutObject of
 #          the same files one after another (bucketfs's close() is durable, so that is its floor).
 #   tar    `tar x` as a non-root user does it (--no-same-owner --no-same-permissions: s3fs fails to
@@ -33,7 +38,7 @@
 # Usage: bench/write.sh [--quick]   (--quick: 64 MiB, 100 and 200 files, one round)
 # Knobs (environment), besides bench/lib.sh's (BENCH_SERVER=fast|slow, ...):
 #   BENCH_RUNS (3), BENCH_BIG_MIB (1024), BENCH_SMALL_COUNT (1000), BENCH_TAR_COUNT (2000),
-#   BENCH_TOOLS ("bucketfs mountpoint s3fs s3fs-tuned rclone raw raw-over"), BENCH_WORKLOADS ("big small tar"),
+#   BENCH_TOOLS ("bucketfs mountpoint s3fs s3fs-tuned rclone raw raw-over raw+fuse"), BENCH_WORKLOADS ("big small tar"),
 #   BENCH_WRITE_COMMAND ("dd cp": both; or one of them).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -42,7 +47,7 @@ RUNS=${BENCH_RUNS:-3}
 BIG_MIB=${BENCH_BIG_MIB:-1024}
 SMALL_COUNT=${BENCH_SMALL_COUNT:-1000}
 TAR_COUNT=${BENCH_TAR_COUNT:-2000}
-TOOLS=${BENCH_TOOLS:-"bucketfs mountpoint s3fs s3fs-tuned rclone raw raw-over"}
+TOOLS=${BENCH_TOOLS:-"bucketfs mountpoint s3fs s3fs-tuned rclone raw raw-over raw+fuse"}
 WORKLOADS=${BENCH_WORKLOADS:-"big small tar"}
 WRITE_COMMANDS=${BENCH_WRITE_COMMAND:-"dd cp"}
 if [ "${1:-}" = --quick ]; then
@@ -73,8 +78,8 @@ tools_for() {
   for tool in $TOOLS; do
     case $1:$tool in
       *:ceiling | *:bucketfs-64 | tar:mountpoint) ;;
-      big-dd:raw-over) echo "$tool" ;;
-      *:raw-over) ;;
+      big-dd:raw-over | big-*:raw+fuse) echo "$tool" ;;
+      *:raw-over | *:raw+fuse) ;;
       *) echo "$tool" ;;
     esac
   done | tr '\n' ' '
@@ -150,6 +155,26 @@ mounted_run() {
   unmount_tool
 }
 
+# The raw upload of $SRC/big under prefix $1 while write_big writes the same file into the
+# ceiling's sink: sets seconds (until both are done), durable, check and the samples (the sink's).
+raw_plus_fuse_run() {
+  local prefix=$1 start end raw_pid
+  [ "$command" = dd ] && raw put-file --bucket "$BUCKET" --key "$prefix/big" --file "$SRC/empty" >/dev/null
+  CEILING_ARGS=--sink mount_tool ceiling
+  mkdir "$MNT/$prefix"
+  sample_start
+  start=$EPOCHREALTIME
+  raw put-file --bucket "$BUCKET" --key "$prefix/big" --file "$SRC/big" \
+    --part-size-mib "$PART_SIZE_MIB" --concurrency "$PARTS_IN_FLIGHT" >/dev/null &
+  raw_pid=$!
+  DEST=$MNT/$prefix write_big
+  wait "$raw_pid"
+  end=$EPOCHREALTIME
+  seconds=$(seconds_between "$start" "$end") durable=$seconds check=0
+  sample_stop
+  unmount_tool
+}
+
 # Raw figures of one round: sets seconds, durable, check and the samples.
 raw_run() {
   daemon_pid=
@@ -175,6 +200,8 @@ if has_workload big; then
         if [ "$tool" = raw ]; then
           raw_run raw put-file --bucket "$BUCKET" --key "$prefix/big" --file "$SRC/big" \
             --part-size-mib "$PART_SIZE_MIB" --concurrency "$PARTS_IN_FLIGHT"
+        elif [ "$tool" = raw+fuse ]; then
+          raw_plus_fuse_run "$prefix"
         elif [ "$tool" = raw-over ]; then
           raw put-file --bucket "$BUCKET" --key "$prefix/big" --file "$SRC/empty" >/dev/null
           raw_run raw put-file --bucket "$BUCKET" --key "$prefix/big" --file "$SRC/big" \
@@ -261,6 +288,10 @@ for command in $WRITE_COMMANDS; do
     "$(med "big-$command-vis:bucketfs")" '<=' "$(med "big-$command-vis:mountpoint")"
   target "write $BIG_MIB MiB ($command): peak RSS <= $RSS_BOUND_MIB MiB (write buffer + cache + 64)" \
     "$(maxof "big-$command:bucketfs:rss")" '<=' "$RSS_BOUND_MIB"
+done
+for command in $WRITE_COMMANDS; do
+  target "isolation, not a target: $command until visible <= 1.05 x raw+fuse's" \
+    "$(med "big-$command-vis:bucketfs")" '<=' "$(scaled 1.05 "$(med "big-$command-vis:raw+fuse")")"
 done
 if [[ " $WRITE_COMMANDS " == *" dd "* ]]; then
   target "isolation, not a target: dd until visible <= 1.05 x raw-over's (same requests)" \

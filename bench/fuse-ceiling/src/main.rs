@@ -10,10 +10,13 @@
 //!   fuse-ceiling --tree DIR MOUNTPOINT
 //!       a copy of DIR's regular files and directories, read into memory at start (tree.rs): the
 //!       many small files of `tar c`, with bucketfs's readdirplus and attribute lifetimes.
+//!   fuse-ceiling MOUNTPOINT --sink
+//!       writable, every byte written dropped (sink.rs): what writing through FUSE costs alone.
 //! Runs in the foreground until unmounted (`fusermount3 -u MOUNTPOINT`); the mount appears only
 //! once everything is in memory.
 
 mod big;
+mod sink;
 mod tree;
 
 use std::path::Path;
@@ -65,15 +68,20 @@ fn uid_gid() -> (u32, u32) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: fuse-ceiling MOUNTPOINT [SIZE_MIB] [FILES]\n       fuse-ceiling --tree DIR MOUNTPOINT"
+        "usage: fuse-ceiling MOUNTPOINT [SIZE_MIB] [FILES]\n       fuse-ceiling --tree DIR MOUNTPOINT\n       fuse-ceiling MOUNTPOINT --sink"
     );
     std::process::exit(2);
 }
 
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let config = bucketfs_session_config();
+    let mut config = bucketfs_session_config();
     match args.as_slice() {
+        [mountpoint, flag] if flag == "--sink" => {
+            config.mount_options.retain(|option| *option != MountOption::RO);
+            config.mount_options.push(MountOption::RW);
+            fuser::mount(sink::Sink::new(), mountpoint, &config)
+        }
         [flag, dir, mountpoint] if flag == "--tree" => {
             let tree = tree::Tree::load(Path::new(dir))?;
             eprintln!("fuse-ceiling: {dir}: {}", tree.summary());
