@@ -78,7 +78,9 @@ fn main() -> std::io::Result<()> {
     let mut config = bucketfs_session_config();
     match args.as_slice() {
         [mountpoint, flag] if flag == "--sink" => {
-            config.mount_options.retain(|option| *option != MountOption::RO);
+            config
+                .mount_options
+                .retain(|option| *option != MountOption::RO);
             config.mount_options.push(MountOption::RW);
             fuser::mount(sink::Sink::new(), mountpoint, &config)
         }
