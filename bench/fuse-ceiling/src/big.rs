@@ -9,7 +9,7 @@ use fuser::{
     LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen, Request,
 };
 
-use crate::{REPORTED_BLOCK_SIZE, ROOT, ask_for_bucketfs_settings, uid_gid};
+use crate::{ROOT, ask_for_bucketfs_settings, file_attr, uid_gid};
 
 /// Nothing here ever changes, so the kernel may keep it all.
 const TTL: Duration = Duration::from_secs(3600);
@@ -43,31 +43,14 @@ impl BigFiles {
     }
 
     fn attr(&self, ino: u64) -> Option<FileAttr> {
-        let (kind, perm, size, nlink) = if ino == ROOT {
-            (FileType::Directory, 0o755, 0, 2)
+        let (kind, perm, size) = if ino == ROOT {
+            (FileType::Directory, 0o755, 0)
         } else if (2..2 + self.files).contains(&ino) {
-            (FileType::RegularFile, 0o444, self.bytes.len() as u64, 1)
+            (FileType::RegularFile, 0o444, self.bytes.len() as u64)
         } else {
             return None;
         };
-        let (uid, gid) = uid_gid();
-        Some(FileAttr {
-            ino: INodeNo(ino),
-            size,
-            blocks: size.div_ceil(512),
-            atime: UNIX_EPOCH,
-            mtime: UNIX_EPOCH,
-            ctime: UNIX_EPOCH,
-            crtime: UNIX_EPOCH,
-            kind,
-            perm,
-            nlink,
-            uid,
-            gid,
-            rdev: 0,
-            blksize: REPORTED_BLOCK_SIZE,
-            flags: 0,
-        })
+        Some(file_attr(ino, kind, perm, size, UNIX_EPOCH, uid_gid()))
     }
 }
 

@@ -20,8 +20,9 @@ mod sink;
 mod tree;
 
 use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use fuser::{Config, KernelConfig, MountOption};
+use fuser::{Config, FileAttr, FileType, INodeNo, KernelConfig, MountOption};
 
 /// bucketfs's values (src/fuse/mod.rs); keep them in step.
 const MAX_READAHEAD_BYTES: u32 = 16 * 1024 * 1024;
@@ -59,6 +60,34 @@ fn read_at(bytes: &[u8], offset: u64, size: u32) -> &[u8] {
     let start = offset.min(len) as usize;
     let end = offset.saturating_add(u64::from(size)).min(len) as usize;
     &bytes[start..end]
+}
+
+/// An entry's attributes as every mode reports them: nlink by kind, atime and ctime as mtime.
+fn file_attr(
+    ino: u64,
+    kind: FileType,
+    perm: u16,
+    size: u64,
+    mtime: SystemTime,
+    (uid, gid): (u32, u32),
+) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(ino),
+        size,
+        blocks: size.div_ceil(512),
+        atime: mtime,
+        mtime,
+        ctime: mtime,
+        crtime: UNIX_EPOCH,
+        kind,
+        perm,
+        nlink: if kind == FileType::Directory { 2 } else { 1 },
+        uid,
+        gid,
+        rdev: 0,
+        blksize: REPORTED_BLOCK_SIZE,
+        flags: 0,
+    }
 }
 
 fn uid_gid() -> (u32, u32) {

@@ -14,7 +14,7 @@ use fuser::{
     ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::{REPORTED_BLOCK_SIZE, ROOT, ask_for_bucketfs_settings, uid_gid};
+use crate::{ROOT, ask_for_bucketfs_settings, file_attr, uid_gid};
 
 /// bucketfs's default attribute lifetime (--metadata-ttl 1).
 const TTL: Duration = Duration::from_secs(1);
@@ -66,28 +66,19 @@ impl State {
 
     fn attr(&self, ino: u64) -> Option<FileAttr> {
         let node = self.nodes.get(&ino)?;
-        let (perm, nlink) = match node.kind {
-            FileType::Directory => (0o755, 2),
-            _ => (0o644, 1),
+        let perm = if node.kind == FileType::Directory {
+            0o755
+        } else {
+            0o644
         };
-        let (uid, gid) = uid_gid();
-        Some(FileAttr {
-            ino: INodeNo(ino),
-            size: node.size,
-            blocks: node.size.div_ceil(512),
-            atime: UNIX_EPOCH,
-            mtime: UNIX_EPOCH,
-            ctime: UNIX_EPOCH,
-            crtime: UNIX_EPOCH,
-            kind: node.kind,
+        Some(file_attr(
+            ino,
+            node.kind,
             perm,
-            nlink,
-            uid,
-            gid,
-            rdev: 0,
-            blksize: REPORTED_BLOCK_SIZE,
-            flags: 0,
-        })
+            node.size,
+            UNIX_EPOCH,
+            uid_gid(),
+        ))
     }
 
     fn child(&self, parent: u64, name: &OsStr) -> Option<u64> {

@@ -8,7 +8,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
@@ -16,7 +16,7 @@ use fuser::{
     ReplyEmpty, ReplyEntry, ReplyOpen, Request,
 };
 
-use crate::{REPORTED_BLOCK_SIZE, ROOT, ask_for_bucketfs_settings};
+use crate::{ROOT, ask_for_bucketfs_settings, file_attr};
 
 /// bucketfs's default --metadata-ttl, which it gives the kernel for entries and attributes alike.
 const TTL: Duration = Duration::from_secs(1);
@@ -106,27 +106,14 @@ impl Tree {
     fn attr(&self, ino: u64) -> Option<FileAttr> {
         let node = self.node(ino)?;
         let size = node.bytes.len() as u64;
-        Some(FileAttr {
-            ino: INodeNo(ino),
+        Some(file_attr(
+            ino,
+            node.kind,
+            node.perm,
             size,
-            blocks: size.div_ceil(512),
-            atime: node.mtime,
-            mtime: node.mtime,
-            ctime: node.mtime,
-            crtime: UNIX_EPOCH,
-            kind: node.kind,
-            perm: node.perm,
-            nlink: if node.kind == FileType::Directory {
-                2
-            } else {
-                1
-            },
-            uid: node.uid,
-            gid: node.gid,
-            rdev: 0,
-            blksize: REPORTED_BLOCK_SIZE,
-            flags: 0,
-        })
+            node.mtime,
+            (node.uid, node.gid),
+        ))
     }
 
     /// A directory's entries from `offset` on, `.` and `..` first as bucketfs lists them, each
