@@ -199,17 +199,29 @@ workloads_for() {
   done | tr '\n' ' '
 }
 
+# Sets children_cpu: user + system CPU seconds of this shell's finished children (and theirs), from
+# bash's `times`, run in this shell (a subshell's count starts at zero) into a file.
+children_cpu_now() {
+  times >"$WORK/times"
+  children_cpu=$(awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, p, "m"); t += p[1] * 60 + p[2] } printf "%.2f", t }' "$WORK/times")
+}
+
 # Runs walk command $1 (find, du, ls-lR) over MNT/tree under the timeout; sets seconds, entries
-# (find and ls-lR: regular files seen; du: -) and ok (1: finished cleanly with the right count).
+# (find and ls-lR: regular files seen; du: -), ok (1: finished cleanly with the right count) and
+# walker_cpu (the walking command's CPU seconds: its system time is the kernel's FUSE side).
 walk_command() {
-  local command=$1 size=$2 start rc=0 out
+  local command=$1 size=$2 start rc=0 out before_cpu
   start=$EPOCHREALTIME
+  children_cpu_now
+  before_cpu=$children_cpu
   case $command in
     find) out=$(timeout "$TIMEOUT" find "$MNT/tree" -type f 2>"$WORK/walk.err" | wc -l) || rc=$? ;;
     du) out=$(timeout "$TIMEOUT" du -s "$MNT/tree" 2>"$WORK/walk.err") || rc=$? ;;
     ls-lR) out=$(timeout "$TIMEOUT" ls -lR "$MNT/tree" 2>"$WORK/walk.err" | grep -c '^-') || rc=$? ;;
   esac
   seconds=$(seconds_since "$start")
+  children_cpu_now
+  walker_cpu=$(awk -v a="$before_cpu" -v b="$children_cpu" 'BEGIN { printf "%.2f", b - a }')
   # pipefail: rc is the last failing command's status. grep -c exits 1 when it counts nothing: the
   # count then tells.
   [ "$command" = ls-lR ] && [ "$rc" -eq 1 ] && rc=0
@@ -246,13 +258,16 @@ record_walk() {
   record "$key:headdir" "${parts[3]}"
   record "$key:get" "${parts[4]}"
   [ -n "${rss:-}" ] && record "$key:rss" "$rss"
+  record "$key:cpu" "$daemon_cpu"
+  record "$key:wcpu" "$walker_cpu"
+  record "$key:scpu" "$server_cpu"
   [ "$ok" = 1 ] || record "$key:bad" 1
   return 0
 }
 
 run_line() {
   local size=$1 workload=$2 tool=$3 requests=$4
-  note "$(printf '%-8s %-10s %-18s' "$size" "$workload" "$tool") ${seconds}s; files ${entries}; $(describe_requests "$requests")${rss:+; VmHWM $rss MiB}$([ "$ok" = 1 ] || echo "; FAILED CHECK")"
+  note "$(printf '%-8s %-10s %-18s' "$size" "$workload" "$tool") ${seconds}s; files ${entries}; $(describe_requests "$requests")${rss:+; VmHWM $rss MiB}; CPU s: client $daemon_cpu, walker $walker_cpu, server $server_cpu$([ "$ok" = 1 ] || echo "; FAILED CHECK")"
 }
 
 mounted_run() {
@@ -271,6 +286,7 @@ mounted_run() {
     record_walk "$size" find "$tool" "$requests"
     run_line "$size" find "$tool" "$requests"
     offset=$(log_offset)
+    sample_start
     walk_command find "$size"
     sample_stop
     workload=find-warm
@@ -288,8 +304,15 @@ raw_run() {
   total_pages=$(((size + 999) / 1000))
   offset=$(log_offset)
   daemon_pid= rss= out=
+  local before_cpu
+  children_cpu_now
+  before_cpu=$children_cpu
+  sample_start
   out=$(timeout "$TIMEOUT" "$RAW" --endpoint-url "$ENDPOINT" list --bucket "walk-$size" \
     --prefix "$PREFIX" --recursive "${args[@]}") || { seconds=TIMEOUT entries=- ok=0; }
+  children_cpu_now
+  sample_stop "$(awk -v a="$before_cpu" -v b="$children_cpu" 'BEGIN { printf "%.2f", b - a }')"
+  walker_cpu=-
   if [ -n "$out" ]; then
     seconds=$(field seconds "$out") entries=$(field objects "$out") pages=$(field pages "$out") ok=1
     listed=$size
@@ -355,6 +378,8 @@ note "req/key: requests the server received from the tool (mount to unmount), ov
 note "HEAD d/: HEADs of keys ending in / (directory markers; the trees have none)"
 note "raw rows marked extrapolated: time and requests of the pages listed, scaled to the whole tree"
 note "RSS: the daemon's peak (VmHWM), max over rounds; check: find and ls -lR counted N files, du exited cleanly"
+note "CPU s (user + system, medians): cl the daemon's (raw: the raw client's), wk the walking command's"
+note "(find, du, ls: its system time is the kernel's side of FUSE), sv the server's"
 for tool in $TOOLS; do
   case $tool in
     raw) note "$(printf '%-20s' "raw:") examples/raw_client.rs list --recursive: ListObjectsV2, no delimiter, 1,000 keys a page, sequential" ;;
@@ -364,7 +389,7 @@ for tool in $TOOLS; do
   esac
 done
 echo
-printf '    %-8s %-10s %-18s %9s %7s %7s %8s %7s %7s %7s %7s %5s %s\n' keys workload tool seconds "x raw" "RSS MiB" requests req/key LIST HEAD "HEAD d/" GET check
+printf '    %-8s %-10s %-18s %9s %7s %7s %8s %7s %7s %7s %7s %5s %6s %6s %6s %s\n' keys workload tool seconds "x raw" "RSS MiB" requests req/key LIST HEAD "HEAD d/" GET "CPU cl" "CPU wk" "CPU sv" check
 for size in $SIZES; do
   raw_seconds=$(med "$size:flat:raw")
   for workload in flat find find-warm du ls-lR; do
@@ -373,9 +398,10 @@ for size in $SIZES; do
       [ -n "${R[$key:req]:-}" ] || continue
       v=$(med_or_timeout "$key")
       requests=$(med "$key:req")
-      printf '    %-8s %-10s %-18s %9s %7s %7s %8s %7s %7s %7s %7s %5s %s\n' "$size" "$workload" "$tool" "$v" \
+      printf '    %-8s %-10s %-18s %9s %7s %7s %8s %7s %7s %7s %7s %5s %6s %6s %6s %s\n' "$size" "$workload" "$tool" "$v" \
         "$(time_ratio "$v" "$raw_seconds")" "$(maxof "$key:rss")" "$requests" "$(per_key "$requests" "$size")" \
         "$(med "$key:list")" "$(med "$key:head")" "$(med "$key:headdir")" "$(med "$key:get")" \
+        "$(med "$key:cpu")" "$(med "$key:wcpu")" "$(med "$key:scpu")" \
         "$([ -n "${R[$key:bad]:-}" ] && echo MISMATCH/FAILED || echo ok)$([ -n "${R[$key:extrapolated]:-}" ] &&
           echo ", extrapolated from pages${R[$key:extrapolated]}")"
     done

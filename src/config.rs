@@ -92,6 +92,9 @@ pub struct FsConfig {
     /// Inodes the kernel may hold before it is asked to forget the oldest
     /// (see `crate::fs::inode`).
     pub max_inodes: usize,
+    /// Objects whose POSIX headers are kept, by key and ETag, so that a
+    /// listing after the TTL costs no HEAD for what did not change.
+    pub max_cached_headers: usize,
     /// Memory for the block cache, in-flight prefetch included.
     pub max_cache_size_bytes: u64,
     /// Size of one ranged GET once a reader streams.

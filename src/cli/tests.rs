@@ -61,6 +61,7 @@ fn defaults() {
             metadata_ttl: Duration::from_secs(1),
             negative_metadata_ttl: Duration::from_secs(1),
             max_inodes: 250_000,
+            max_cached_headers: 1_000_000,
             max_cache_size_bytes: 512 * MIB,
             read_part_size_bytes: 8 * MIB,
             write_part_size_bytes: 8 * MIB,

@@ -59,10 +59,6 @@ pub const ROOT_INO: u64 = 1;
 /// Longest file name Linux accepts (NAME_MAX).
 pub const MAX_NAME_BYTES: usize = 255;
 
-/// Header entries kept: ~100 bytes each, so about 10 MiB for a mount that
-/// listed 100,000 objects.
-const HEADER_CACHE_ENTRIES: usize = 100_000;
-
 /// The smallest read-ahead of a mount, which its streaming readers share:
 /// eight 8 MiB parts in flight reach line rate on a LAN; the default budget
 /// (512 MiB) gives exactly this, so reading needs well under 128 MiB however
@@ -380,7 +376,7 @@ impl<S: ObjectStore> Filesystem<S> {
         let meta = Arc::new(MetadataRequests::new(
             Arc::clone(&store),
             max_concurrency,
-            HeaderCache::new(HEADER_CACHE_ENTRIES),
+            HeaderCache::new(config.max_cached_headers),
         ));
         let discard = discard_with(&store);
         Ok(Filesystem {
