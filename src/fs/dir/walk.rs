@@ -26,8 +26,9 @@
 //! change started or ended since its listing began. Other clients' changes
 //! show after the TTL, the trust every cached attribute gets.
 //!
-//! Memory: at most `CACHED_ENTRIES` entries kept (264 bytes each for a
-//! typical key, see the test below; under 30 MiB with allocator overhead), least recently used directories dropped
+//! Memory: at most `CACHED_ENTRIES` entries kept (414 bytes each for a
+//! typical key with POSIX headers, allocator included, measured by
+//! tests/metadata_memory.rs; about 40 MiB), least recently used directories dropped
 //! first; a directory with more than a quarter of that is never kept.
 
 use std::collections::BTreeMap;
@@ -541,43 +542,5 @@ impl Change {
 impl Drop for Change {
     fn drop(&mut self) {
         self.walks.changed();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::SystemTime;
-
-    use super::*;
-    use crate::fs::FileKind;
-    use crate::object_format::PosixHeaders;
-
-    /// What one kept entry costs: the entry itself (kept listings hold
-    /// entries inline in a `Vec`) plus its strings, for a key like the
-    /// benchmark trees' with an S3 ETag and s3fs headers. Xattrs are shared
-    /// with the header cache (`Arc`) and not counted.
-    #[test]
-    fn a_kept_entry_costs_well_under_512_bytes() {
-        let now = SystemTime::now();
-        let entry = Resolved {
-            name: "f00042".to_owned(),
-            kind: FileKind::File,
-            key: "tree/d042/f00042".to_owned(),
-            stat: Stat {
-                size: 4096,
-                mtime: Some(now),
-                etag: "\"0123456789abcdef0123456789abcdef\"".to_owned(),
-                headers: PosixHeaders::created(0o100_644, 1000, 1000, now),
-            },
-        };
-        let bytes = std::mem::size_of::<Resolved>()
-            + entry.name.capacity()
-            + entry.key.capacity()
-            + entry.stat.etag.capacity();
-        eprintln!(
-            "one kept entry: {bytes} bytes ({} inline)",
-            std::mem::size_of::<Resolved>()
-        );
-        assert!(bytes <= 512, "{bytes} bytes");
     }
 }
