@@ -13,8 +13,9 @@
 //! Files are written under a temporary name in the same directory and renamed
 //! into place, so a reader sees a whole file or none. The index (names, sizes,
 //! LRU order) lives in memory and is rebuilt at start-up from the directory
-//! listing, oldest modification time first; a hit sets the file's time, so
-//! LRU order survives a remount without reading any data.
+//! listing, oldest modification time first; a hit sets the file's time
+//! (unless it was set within the last minute), so LRU order survives a
+//! remount without reading any data.
 //!
 //! One daemon owns a directory: it holds an exclusive flock(2) on `lock` for
 //! its life, and a second daemon is refused. Sharing would need the index
@@ -60,6 +61,10 @@ const DEFAULT_MAX_PENDING_WRITE_BYTES: u32 = 64 * 1024 * 1024;
 /// only, so a disk that stalls slows reads by at most this much per fetch
 /// instead of stopping them.
 const WRITE_ROOM_WAIT: Duration = Duration::from_secs(1);
+
+/// How finely block files' modification times order them for the next
+/// mount's LRU (within a mount the index orders every hit).
+const LRU_TIME_GRANULARITY: Duration = Duration::from_secs(60);
 
 /// The index under which an object version's POSIX headers are kept, beside
 /// its blocks (no object has that many blocks), so that a listing after a
@@ -276,11 +281,12 @@ impl DiskCache {
         }
         let path = self.dir.join(&name);
         let read = File::open(&path).and_then(|mut file| {
-            let mut contents = Vec::with_capacity(file.metadata()?.len() as usize);
+            let metadata = file.metadata()?;
+            let mut contents = Vec::with_capacity(metadata.len() as usize);
             io::Read::read_to_end(&mut file, &mut contents)?;
-            Ok((file, contents))
+            Ok((file, metadata.modified().ok(), contents))
         });
-        let (file, contents) = match read {
+        let (file, modified, contents) = match read {
             Ok(read) => read,
             Err(error) => {
                 if error.kind() != io::ErrorKind::NotFound {
@@ -293,8 +299,17 @@ impl DiskCache {
         match self.check(block, contents) {
             Ok(data) => {
                 self.index.lock().unwrap().lru.promote(&name);
-                // The time is the LRU order the next mount starts from.
-                let _ = file.set_modified(SystemTime::now());
+                // The time is the LRU order the next mount starts from; a
+                // file used within the last minute keeps its time, which
+                // saves a metadata write per hit when the same files are
+                // read again soon (a build, an epoch, a `tar` after a remount).
+                let now = SystemTime::now();
+                let recent = modified
+                    .and_then(|modified| now.duration_since(modified).ok())
+                    .is_some_and(|age| age < LRU_TIME_GRANULARITY);
+                if !recent {
+                    let _ = file.set_modified(now);
+                }
                 Some(data)
             }
             Err(invalid) => {
@@ -609,5 +624,44 @@ mod tests {
         assert!(!cache.contains(&block(1)));
         assert!(!cache.path_of(&block(1)).exists());
         assert_eq!(cache.stored_bytes(), 3 * one_file);
+    }
+
+    #[test]
+    fn a_hit_sets_the_time_the_next_mount_orders_by_unless_set_within_a_minute() {
+        let dir = tempfile::tempdir().unwrap();
+        let one_file = (FIXED_HEADER_BYTES + CRC_BYTES + 6 + 8 + 6 + 100) as u64;
+        let long_ago = SystemTime::now() - Duration::from_secs(3600);
+        let cache = DiskCache::open(dir.path(), "bucket", 3 * one_file).unwrap();
+        for index in 0..3 {
+            cache.put(&block(index), &[index as u8; 100]);
+            let file = File::options()
+                .write(true)
+                .open(cache.path_of(&block(index)))
+                .unwrap();
+            file.set_modified(long_ago + Duration::from_secs(index))
+                .unwrap();
+        }
+        let time_of = |index| {
+            std::fs::metadata(cache.path_of(&block(index)))
+                .unwrap()
+                .modified()
+                .unwrap()
+        };
+        assert!(cache.get(&block(0)).is_some());
+        let touched = time_of(0);
+        assert!(
+            touched > long_ago + Duration::from_secs(3000),
+            "an hour old: set"
+        );
+        assert!(cache.get(&block(0)).is_some());
+        assert_eq!(time_of(0), touched, "set within the minute: kept");
+        drop(cache);
+
+        // The next mount starts from those times: block 1 is now the oldest.
+        let cache = DiskCache::open(dir.path(), "bucket", 3 * one_file).unwrap();
+        cache.put(&block(3), &[3; 100]);
+        assert!(cache.contains(&block(0)));
+        assert!(!cache.contains(&block(1)));
+        assert!(cache.contains(&block(2)));
     }
 }
