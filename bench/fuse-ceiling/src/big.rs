@@ -79,7 +79,8 @@ impl fuser::Filesystem for BigFiles {
     }
 
     fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        reply.opened(FileHandle(0), FopenFlags::empty());
+        // As bucketfs answers a read-only open: no FLUSH at close.
+        reply.opened(FileHandle(0), FopenFlags::FOPEN_NOFLUSH);
     }
 
     fn read(

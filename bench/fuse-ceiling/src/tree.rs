@@ -174,7 +174,8 @@ impl fuser::Filesystem for Tree {
         } else {
             FopenFlags::empty()
         };
-        reply.opened(FileHandle(ino.0), flags);
+        // As bucketfs answers a read-only open: no FLUSH at close.
+        reply.opened(FileHandle(ino.0), flags | FopenFlags::FOPEN_NOFLUSH);
     }
 
     fn read(
@@ -195,7 +196,8 @@ impl fuser::Filesystem for Tree {
     }
 
     /// bucketfs answers every close's flush (fuser's default, ENOSYS, would stop the kernel from
-    /// sending them).
+    /// sending them); a read-only open carries FOPEN_NOFLUSH there and here, so only a kernel
+    /// without it sends one.
     fn flush(
         &self,
         _req: &Request,
