@@ -35,6 +35,9 @@
 #   bucketfs-no-posix cold / remount   the same with --no-posix-metadata: without a HEAD per file
 #                for its POSIX headers, the tar's metadata comes from the listings alone, so this
 #                variant shows what the disk cache gives when metadata is cheap
+#   bucketfs-ro cold / remount   (not by default) the same with --read-only: on a read-write FUSE
+#                mount the kernel marks atime stale after every read, so tar's fstat of each file
+#                after reading it costs a GETATTR round trip, which a read-only mount never sends
 #   mountpoint cold / remount   the same with Mountpoint's --cache C --max-cache-size 2048;
 #                Mountpoint empties its cache directory at every mount, so its remount pass is a
 #                cold read again: shown as measured
@@ -76,7 +79,7 @@ DISK_CACHE_MIB=2048
 TARGET_RATIO=0.8
 
 for tool in $TOOLS; do
-  case $tool in bucketfs | bucketfs-no-posix | mountpoint) ;; *) die "BENCH_CACHE_TOOLS: unknown tool $tool" ;; esac
+  case $tool in bucketfs | bucketfs-no-posix | bucketfs-ro | mountpoint) ;; *) die "BENCH_CACHE_TOOLS: unknown tool $tool" ;; esac
 done
 
 bench_prepare "$@"
@@ -127,6 +130,7 @@ note "tools:      $TOOLS"
 note "data:       $BIG_MIB MiB object, $TREE_FILES files (1-64 KiB) in $TREE_DIRS directories; $ROUNDS round(s)"
 note "bucketfs:   $(tool_flags bucketfs) + --cache-dir DIR --max-disk-cache $DISK_CACHE_MIB"
 [[ " $TOOLS " == *" bucketfs-no-posix "* ]] && note "            bucketfs-no-posix: the same + --no-posix-metadata"
+[[ " $TOOLS " == *" bucketfs-ro "* ]] && note "            bucketfs-ro: the same + --read-only"
 [[ " $TOOLS " == *" mountpoint "* ]] && note "mountpoint: $(tool_flags mountpoint) --cache DIR --max-cache-size $DISK_CACHE_MIB"
 [ "$CEILING_PASS" = 1 ] && note "ceiling:    fuse-ceiling --tree REF MNT (the local copies, from memory; bucketfs's FUSE settings)"
 

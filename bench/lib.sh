@@ -263,7 +263,7 @@ EOF
 
 # ---------------------------------------------------------------------------------------------
 # Tools. A tool is a client with its flags: bucketfs, bucketfs-64 (--max-cache-size 64),
-# bucketfs-no-posix, mountpoint, s3fs, s3fs-tuned, rclone, rclone-server-modtime, ceiling (our
+# bucketfs-no-posix, bucketfs-ro (--read-only), mountpoint, s3fs, s3fs-tuned, rclone, rclone-server-modtime, ceiling (our
 # in-memory FUSE file system), raw (no mount), raw+fuse (bench/write.sh: raw beside the ceiling's
 # sink). RCLONE_CACHE_MODE (off for reads, writes for writes) and CEILING_ARGS (size in MiB, files;
 # --sink: writable, writes dropped) are set by the script.
@@ -291,7 +291,7 @@ available_tools() {
 
 tool_flags() {
   case $1 in
-    bucketfs*) echo "--endpoint-url URL --force-path-style --region us-east-1$([ "$1" = bucketfs-64 ] && echo " --max-cache-size 64")$([ "$1" = bucketfs-no-posix ] && echo " --no-posix-metadata"), other options at their defaults" ;;
+    bucketfs*) echo "--endpoint-url URL --force-path-style --region us-east-1$([ "$1" = bucketfs-64 ] && echo " --max-cache-size 64")$([ "$1" = bucketfs-no-posix ] && echo " --no-posix-metadata")$([ "$1" = bucketfs-ro ] && echo " --read-only"), other options at their defaults" ;;
     mountpoint) echo "-f --endpoint-url URL --force-path-style --region us-east-1 $MOUNTPOINT_OPTS" ;;
     s3fs) echo "-o url=URL,use_path_request_style,endpoint=us-east-1 (defaults: parallel_count=5 multipart_size=10, no use_cache)" ;;
     s3fs-tuned) echo "as s3fs, plus -o $S3FS_TUNED_OPTS" ;;
@@ -306,10 +306,11 @@ tool_flags() {
 mount_tool() {
   local tool=$1
   case $tool in
-    bucketfs | bucketfs-64 | bucketfs-no-posix)
+    bucketfs | bucketfs-64 | bucketfs-no-posix | bucketfs-ro)
       local extra=()
       [ "$tool" = bucketfs-64 ] && extra=(--max-cache-size 64)
       [ "$tool" = bucketfs-no-posix ] && extra=(--no-posix-metadata)
+      [ "$tool" = bucketfs-ro ] && extra=(--read-only)
       if [ -n "${BENCH_BUCKETFS_LOG:-}" ]; then
         # Foreground, so that its log goes to a file; the mount is awaited below.
         RUST_LOG=$BENCH_BUCKETFS_LOG "$BUCKETFS" "$BUCKET" "$MNT" --endpoint-url "$ENDPOINT" \
