@@ -150,6 +150,22 @@ fn max_inodes_has_long_and_mount_option_forms_and_a_floor() {
 }
 
 #[test]
+fn max_cached_headers_has_long_and_mount_option_forms_and_refuses_zero() {
+    assert_eq!(
+        parse_ok(&["bucket", "/mnt"]).fs.max_cached_headers,
+        1_000_000
+    );
+    let config = parse_ok(&["--max-cached-headers", "5000", "bucket", "/mnt"]);
+    assert_eq!(config.fs.max_cached_headers, 5000);
+    let config = parse_ok(&["bucket", "/mnt", "-o", "max_cached_headers=1000"]);
+    assert_eq!(config.fs.max_cached_headers, 1000);
+    assert!(
+        parse_err(&["--max-cached-headers", "0", "bucket", "/mnt"])
+            .contains("--max-cached-headers")
+    );
+}
+
+#[test]
 fn timeouts_have_long_and_mount_option_forms() {
     let config = parse_ok(&[
         "--stall-timeout",
