@@ -200,7 +200,11 @@ async fn eviction_keeps_the_directory_under_its_bound() {
         .collect();
     let on_disk: u64 = files.iter().sum();
     assert!(on_disk <= bound, "{on_disk} bytes on disk, bound {bound}");
-    assert_eq!(files.len(), 3, "the bound is used, not emptied");
+    // Beside the data blocks the cache may hold the file's headers (a
+    // small file, written when its HEAD came back, before or after the
+    // blocks that pushed older ones out).
+    let data_blocks = files.iter().filter(|&&len| len >= MIB).count();
+    assert_eq!(data_blocks, 3, "the bound is used, not emptied: {files:?}");
     assert_eq!(
         disk.stored_bytes(),
         on_disk,
