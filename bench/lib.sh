@@ -35,7 +35,10 @@ SECRET_KEY=bench-secret-key
 CACHE_DIR=${BUCKETFS_TEST_CACHE:-$HOME/.cache/bucketfs-test}
 PEERS_DIR=${BENCH_PEERS_DIR:-$CACHE_DIR/peers}
 MOUNTPOINT_SRC=${BENCH_MOUNTPOINT_SRC:-/work/shared/peers/mount-s3}
-CEILING_TARGET=$CACHE_DIR/fuse-ceiling-target
+# One target dir per checkout: cargo copies the binary to release/ only when it builds, so a
+# checkout whose own build is fresh would otherwise run whatever another checkout built last
+# (it happened: a run from a worktree of an older commit left its ceiling for the next run here).
+CEILING_TARGET=$CACHE_DIR/fuse-ceiling-target-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)
 SERVER_PROFILE=${BENCH_SERVER:-fast}
 # bucketfs's defaults, spelled out so that the raw client and the bounds use the same numbers.
 PART_SIZE_MIB=8
