@@ -20,7 +20,7 @@ mod sink;
 mod tree;
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{Config, FileAttr, FileType, INodeNo, KernelConfig, MountOption};
 
@@ -29,6 +29,9 @@ const MAX_READAHEAD_BYTES: u32 = 16 * 1024 * 1024;
 const MAX_BACKGROUND_REQUESTS: u16 = 64;
 const REPORTED_BLOCK_SIZE: u32 = 1024 * 1024;
 const ROOT: u64 = 1;
+/// bucketfs's default --metadata-ttl, which it gives the kernel for entries and attributes alike;
+/// the modes that stand in for bucketfs's own requests (tree, sink) answer with it too.
+const BUCKETFS_TTL: Duration = Duration::from_secs(1);
 
 /// The kernel settings bucketfs asks for in its init, but for readdirplus, which only the tree
 /// mode serves.

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::sync::Mutex;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use fuser::{
     BsdFileFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo,
@@ -14,10 +14,7 @@ use fuser::{
     ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::{ROOT, ask_for_bucketfs_settings, file_attr, uid_gid};
-
-/// bucketfs's default attribute lifetime (--metadata-ttl 1).
-const TTL: Duration = Duration::from_secs(1);
+use crate::{BUCKETFS_TTL, ROOT, ask_for_bucketfs_settings, file_attr, uid_gid};
 
 struct Node {
     parent: u64,
@@ -116,14 +113,14 @@ impl fuser::Filesystem for Sink {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let state = self.state();
         match state.child(parent.0, name).and_then(|ino| state.attr(ino)) {
-            Some(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            Some(attr) => reply.entry(&BUCKETFS_TTL, &attr, Generation(0)),
             None => reply.error(Errno::ENOENT),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.state().attr(ino.0) {
-            Some(attr) => reply.attr(&TTL, &attr),
+            Some(attr) => reply.attr(&BUCKETFS_TTL, &attr),
             None => reply.error(Errno::ENOENT),
         }
     }
@@ -153,7 +150,7 @@ impl fuser::Filesystem for Sink {
         if let Some(size) = size {
             node.size = size;
         }
-        reply.attr(&TTL, &state.attr(ino.0).expect("present"));
+        reply.attr(&BUCKETFS_TTL, &state.attr(ino.0).expect("present"));
     }
 
     fn mkdir(
@@ -166,7 +163,7 @@ impl fuser::Filesystem for Sink {
         reply: ReplyEntry,
     ) {
         match self.state().add(parent, name, FileType::Directory) {
-            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            Ok(attr) => reply.entry(&BUCKETFS_TTL, &attr, Generation(0)),
             Err(errno) => reply.error(errno),
         }
     }
@@ -183,7 +180,7 @@ impl fuser::Filesystem for Sink {
     ) {
         match self.state().add(parent, name, FileType::RegularFile) {
             Ok(attr) => reply.created(
-                &TTL,
+                &BUCKETFS_TTL,
                 &attr,
                 Generation(0),
                 FileHandle(0),

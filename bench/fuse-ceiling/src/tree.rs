@@ -8,7 +8,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
@@ -16,10 +16,7 @@ use fuser::{
     ReplyEmpty, ReplyEntry, ReplyOpen, Request,
 };
 
-use crate::{ROOT, ask_for_bucketfs_settings, file_attr};
-
-/// bucketfs's default --metadata-ttl, which it gives the kernel for entries and attributes alike.
-const TTL: Duration = Duration::from_secs(1);
+use crate::{BUCKETFS_TTL, ROOT, ask_for_bucketfs_settings, file_attr};
 
 struct Node {
     parent: u64,
@@ -153,14 +150,14 @@ impl fuser::Filesystem for Tree {
             .and_then(|dir| dir.children.get(name))
             .and_then(|&ino| self.attr(ino));
         match found {
-            Some(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            Some(attr) => reply.entry(&BUCKETFS_TTL, &attr, Generation(0)),
             None => reply.error(Errno::ENOENT),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.attr(ino.0) {
-            Some(attr) => reply.attr(&TTL, &attr),
+            Some(attr) => reply.attr(&BUCKETFS_TTL, &attr),
             None => reply.error(Errno::ENOENT),
         }
     }
@@ -227,7 +224,7 @@ impl fuser::Filesystem for Tree {
                         INodeNo(child),
                         next_offset,
                         name,
-                        &TTL,
+                        &BUCKETFS_TTL,
                         &attr,
                         Generation(0),
                     ) {
