@@ -41,28 +41,25 @@ fn headers(i: usize) -> PosixHeaders {
 
 /// Bytes per entry of a cache filled with `entries` objects.
 fn bytes_per_entry(entries: usize, with_headers: bool) -> f64 {
+    let headers_of = |i| {
+        if with_headers {
+            headers(i)
+        } else {
+            PosixHeaders::default()
+        }
+    };
     let listed = Some(SystemTime::now());
     let before = heap_bytes_in_use();
     let cache = HeaderCache::new(entries);
     for i in 0..entries {
-        let headers = if with_headers {
-            headers(i)
-        } else {
-            PosixHeaders::default()
-        };
-        cache.insert(&key(i), &etag(i), headers, listed);
+        cache.insert(&key(i), &etag(i), headers_of(i), listed);
     }
     let used = heap_bytes_in_use() - before;
     assert_eq!(cache.cached_objects(), entries);
     for i in (0..entries).step_by(997) {
-        let expected = if with_headers {
-            headers(i)
-        } else {
-            PosixHeaders::default()
-        };
         assert_eq!(
             cache.get(&key(i), &etag(i), None),
-            Some(expected),
+            Some(headers_of(i)),
             "entry {i}"
         );
     }
