@@ -25,11 +25,17 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use tokio::sync::Semaphore;
 
+use crate::cache::block::BlockKey;
 use crate::cache::disk::{DiskCache, headers_block};
 use crate::cache::meta::{
     HeaderCache, PosixHeaders, decode_from_disk, encode_for_disk, whole_seconds,
 };
-use crate::store::{ListPage, ObjectMeta, ObjectStore, StoreError};
+use crate::store::{ListPage, ListedObject, ObjectMeta, ObjectStore, StoreError};
+
+/// Header files read from the disk cache by one blocking task: a directory
+/// of a hundred files takes one, a flat page of 1,000 keys spreads over the
+/// cores.
+const DISK_HEADERS_PER_TASK: usize = 128;
 
 pub type HeadResult = Result<ObjectMeta, Arc<StoreError>>;
 type SharedHead = Shared<BoxFuture<'static, HeadResult>>;
@@ -115,6 +121,53 @@ impl<S: ObjectStore> MetadataRequests<S> {
         };
         // Far smaller than a block: written as one.
         super::read::write_to_disk(reservation, disk, block, vec![Bytes::from(bytes)]);
+    }
+
+    /// Moves into the memory cache the headers the disk cache kept for
+    /// those of `objects` the memory cache lacks, in a few blocking tasks
+    /// for the whole page. One at a time, each costs a trip through the
+    /// blocking pool, with up to `--max-concurrency` of them starting
+    /// threads at once: in a `tar` after a remount that made readdirplus
+    /// take 2.3 ms a request (bench/fuse-ops.sh, docs/benchmarks.md).
+    pub async fn load_headers_from_disk(&self, objects: &[ListedObject]) {
+        let Some(disk) = self.disk.get() else { return };
+        let wanted: Vec<(BlockKey, SystemTime)> = objects
+            .iter()
+            .filter(|object| {
+                !object.etag.is_empty()
+                    && !object.key.ends_with('/')
+                    && self
+                        .headers
+                        .get(&object.key, &object.etag, Some(object.last_modified))
+                        .is_none()
+            })
+            .map(|object| {
+                let block = headers_block(&object.key, &object.etag);
+                (block, object.last_modified)
+            })
+            .filter(|(block, _)| disk.contains(block))
+            .collect();
+        let reads = wanted.chunks(DISK_HEADERS_PER_TASK).map(|chunk| {
+            let disk = Arc::clone(disk);
+            let chunk = chunk.to_vec();
+            tokio::task::spawn_blocking(move || {
+                chunk
+                    .into_iter()
+                    .filter_map(|(block, listed_modified)| {
+                        let (headers, last_modified) = decode_from_disk(&disk.get(&block)?)?;
+                        let is_listed_version =
+                            whole_seconds(last_modified) == whole_seconds(listed_modified);
+                        is_listed_version.then_some((block, headers, last_modified))
+                    })
+                    .collect::<Vec<_>>()
+            })
+        });
+        for read in futures::future::join_all(reads).await {
+            for (block, headers, last_modified) in read.unwrap_or_default() {
+                self.headers
+                    .insert(&block.key, &block.etag, headers, Some(last_modified));
+            }
+        }
     }
 
     /// The headers the disk cache kept for `key` at `etag`, if they were

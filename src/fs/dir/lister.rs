@@ -172,6 +172,9 @@ async fn resolve_files<S: ObjectStore>(
     posix_metadata: PosixMetadata,
     objects: Vec<ListedObject>,
 ) -> Result<Vec<ListedFile>> {
+    if posix_metadata == PosixMetadata::FromHeaders {
+        meta.load_headers_from_disk(&objects).await;
+    }
     futures::stream::iter(objects)
         .map(|object| resolve_file(meta, posix_metadata, object))
         .buffered(meta.max_concurrency())

@@ -18,6 +18,15 @@ use crate::store::{ListedObject, ObjectStore};
 /// Keys per flat listing page: S3's maximum.
 const FLAT_PAGE_KEYS: u32 = 1000;
 
+/// Keys on a walk's first page; each next page holds twice as many, up to
+/// `FLAT_PAGE_KEYS`. The walk starts when the kernel reads a subdirectory,
+/// which then waits for the listing to pass its last key: behind a first
+/// page of 1,000 keys it waited for the next directories' keys too, which
+/// stores that list at a cost per key (s3s-fs, MinIO) take their time over
+/// (a `tar` after a remount waited 236 ms for its first subdirectory,
+/// bench/fuse-ops.sh). Four requests more a walk of over 1,500 keys.
+const FIRST_FLAT_PAGE_KEYS: u32 = 100;
+
 /// A directory the flat listing is inside of.
 struct OpenDirectory {
     prefix: String,
@@ -140,6 +149,7 @@ pub(in crate::fs) async fn walk<S: ObjectStore>(cx: WalkContext<S>, id: u64, roo
     let (cx, root) = (&cx, root.as_str());
     let list = async move {
         let mut continuation: Option<String> = None;
+        let mut page_keys = FIRST_FLAT_PAGE_KEYS;
         loop {
             let Ok(slot) = sender.reserve().await else {
                 return; // the walk stopped
@@ -147,9 +157,13 @@ pub(in crate::fs) async fn walk<S: ObjectStore>(cx: WalkContext<S>, id: u64, roo
             if !cx.walks.room_to_walk(id).await {
                 return;
             }
+            page_keys = match continuation {
+                None => FIRST_FLAT_PAGE_KEYS,
+                Some(_) => (page_keys * 2).min(FLAT_PAGE_KEYS),
+            };
             let page = cx
                 .meta
-                .list_page(root, false, continuation.as_deref(), FLAT_PAGE_KEYS)
+                .list_page(root, false, continuation.as_deref(), page_keys)
                 .await;
             continuation = page.as_ref().ok().and_then(|page| page.next.clone());
             slot.send(page);
@@ -165,6 +179,9 @@ pub(in crate::fs) async fn walk<S: ObjectStore>(cx: WalkContext<S>, id: u64, roo
                 Ok(page) => page,
                 Err(error) => return walked.stop(&format!("listing failed: {error}")),
             };
+            if cx.posix_metadata == PosixMetadata::FromHeaders {
+                cx.meta.load_headers_from_disk(&page.objects).await;
+            }
             let mut resolved = futures::stream::iter(page.objects)
                 .map(|object| resolve(cx, object))
                 .buffered(cx.meta.max_concurrency());
