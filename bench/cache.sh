@@ -19,6 +19,9 @@
 # Passes, each round (BENCH_CACHE_ROUNDS, 3; medians), in this order, the page cache dropped
 # (`echo 3 > /proc/sys/vm/drop_caches`, which also drops the cache directory's pages) before each:
 #   local        the references: dd and tar of the local copies
+#   raw flat listing   a reference for tar only: the raw client lists tree/ flat (no page cache to
+#                drop). A remount lists the tree again before its tar sees it (no listing outlives
+#                a mount): this is that part alone, and what it costs the server's CPU
 #   fuse ceiling (BENCH_CACHE_CEILING=1, default) not a tool: bench/fuse-ceiling --tree over the
 #                local copies, which it reads into memory at start (after the drop, before the
 #                mount appears; untimed), then serves with bucketfs's FUSE settings (one thread
@@ -46,6 +49,7 @@
 # Printed per workload and pass: seconds and MB/s (medians), the speed ratio to the local
 # reference (local seconds / seconds; the target is >= 0.8 for bucketfs remount), the daemon's
 # peak RSS (VmHWM, max over rounds), its CPU seconds (user + system) during each workload, the
+# server's and the command's (dd, or tar and wc) over the same time, the
 # requests the server saw during each workload (all, GET, HEAD, LIST; s3s-fs logs one "resolved
 # route, op: NAME" line per request at s3s::ops=debug), and the 1-minute load average at the
 # pass's start (min-max over rounds); then the block files each bucketfs variant left in C after
@@ -60,6 +64,8 @@
 #   BENCH_CACHE_ROUNDS (3), BENCH_CACHE_BIG_MIB (1024), BENCH_CACHE_TREE_FILES (2000),
 #   BENCH_CACHE_TOOLS ("bucketfs bucketfs-no-posix mountpoint"), BENCH_CACHE_MP_WARM (1),
 #   BENCH_CACHE_FILES (1), BENCH_CACHE_CEILING (1), BENCH_CACHE_CHECK (1),
+#   BENCH_CACHE_TRACE (0; 1: each remount tar, and the ceiling's, runs under bench/fuse-ops.sh, which prints its FUSE
+#   requests and their times; the tracing slows the tar, so the table's times grow),
 #   BENCH_CACHE_TIMEOUT (600 s a command).
 # Disk: about 3.3 GiB in TMPDIR (the references, two caches); memory: up to 2 GiB of tmpfs.
 set -euo pipefail
@@ -74,6 +80,8 @@ CACHE_FILES=${BENCH_CACHE_FILES:-1}
 MP_WARM=${BENCH_CACHE_MP_WARM:-1}
 CEILING_PASS=${BENCH_CACHE_CEILING:-1}
 CHECK=${BENCH_CACHE_CHECK:-1}
+TRACE=${BENCH_CACHE_TRACE:-0}
+TAR_WRAP=()
 TIMEOUT=${BENCH_CACHE_TIMEOUT:-600}
 DISK_CACHE_MIB=2048
 TARGET_RATIO=0.8
@@ -181,20 +189,29 @@ note "$(raw put-files --bucket "$BUCKET" --dir "$REF/tree" --prefix tree/ --conc
 # short read.
 
 timed_read() {
-  local file=$1 out start
+  local file=$1 out start before_cpu
+  children_cpu_now
+  before_cpu=$children_cpu
   start=$EPOCHREALTIME
   out=$(timeout "$TIMEOUT" dd if="$file" of=/dev/null bs=1M 2>&1) || die "dd of $file failed: $out"
   read_s=$(seconds_since "$start")
+  children_cpu_now
+  read_ccpu=$(awk -v a="$before_cpu" -v b="$children_cpu" 'BEGIN { printf "%.2f", b - a }')
   local bytes
   bytes=$(awk '/bytes/ { print $1; exit }' <<<"$out")
   [ "$bytes" = "$BIG_BYTES" ] || die "dd of $file read $bytes bytes, expected $BIG_BYTES"
 }
 
 timed_tar() {
-  local root=$1 bytes start
+  local root=$1 bytes start before_cpu
+  children_cpu_now
+  before_cpu=$children_cpu
   start=$EPOCHREALTIME
-  bytes=$(timeout "$TIMEOUT" tar cf - -C "$root" tree | wc -c) || die "tar of $root/tree failed"
+  bytes=$(timeout "$TIMEOUT" "${TAR_WRAP[@]}" sh -c 'tar cf - -C "$1" tree | wc -c' tar "$root") ||
+    die "tar of $root/tree failed"
   tar_s=$(seconds_since "$start")
+  children_cpu_now
+  tar_ccpu=$(awk -v a="$before_cpu" -v b="$children_cpu" 'BEGIN { printf "%.2f", b - a }')
   [ "$bytes" -ge "$TREE_BYTES" ] || die "tar of $root/tree wrote $bytes bytes, less than the tree's $TREE_BYTES"
 }
 
@@ -206,6 +223,10 @@ record_pass() {
   record "tar:$pass" "$tar_s"
   record "read:$pass:cpu" "$read_cpu"
   record "tar:$pass:cpu" "$tar_cpu"
+  record "read:$pass:scpu" "$read_scpu"
+  record "tar:$pass:scpu" "$tar_scpu"
+  record "read:$pass:ccpu" "$read_ccpu"
+  record "tar:$pass:ccpu" "$tar_ccpu"
   local w i name reqs
   for w in read tar; do
     if [ "$w" = read ]; then reqs=("${read_req[@]}"); else reqs=("${tar_req[@]}"); fi
@@ -217,7 +238,7 @@ record_pass() {
   done
   [ -n "${rss:-}" ] && record "$pass:rss" "$rss"
   record "$pass:load" "$pass_load"
-  note "$(printf '%-22s' "$pass") read ${read_s}s (CPU ${read_cpu}s), tar ${tar_s}s (CPU ${tar_cpu}s); requests read ${read_req[0]:--} (GET ${read_req[1]:--}), tar ${tar_req[0]:--} (GET ${tar_req[1]:--}, HEAD ${tar_req[2]:--}, LIST ${tar_req[3]:--})${rss:+; VmHWM $rss MiB}; load $pass_load"
+  note "$(printf '%-22s' "$pass") read ${read_s}s (CPU ${read_cpu}s), tar ${tar_s}s (CPU ${tar_cpu}s, server ${tar_scpu}s, tar and wc ${tar_ccpu}s); requests read ${read_req[0]:--} (GET ${read_req[1]:--}), tar ${tar_req[0]:--} (GET ${tar_req[1]:--}, HEAD ${tar_req[2]:--}, LIST ${tar_req[3]:--})${rss:+; VmHWM $rss MiB}; load $pass_load"
 }
 
 # mounted_pass TOOL PASS [keep]: read and tar through a mount of TOOL (already mounted when
@@ -236,13 +257,16 @@ mounted_pass() {
   sample_start
   timed_read "$MNT/big"
   sample_stop
-  read_cpu=$daemon_cpu
+  read_cpu=$daemon_cpu read_scpu=$server_cpu
   read_req=($(requests_since "$offset"))
   offset=$(log_offset)
+  TAR_WRAP=()
+  [ "$TRACE" = 1 ] && [[ $pass == *remount ]] && TAR_WRAP=("$ROOT/bench/fuse-ops.sh")
   sample_start
   timed_tar "$MNT"
   sample_stop
-  tar_cpu=$daemon_cpu
+  TAR_WRAP=()
+  tar_cpu=$daemon_cpu tar_scpu=$server_cpu
   tar_req=($(requests_since "$offset"))
   [ "$keep" = keep ] || unmount_tool
   record_pass "$pass"
@@ -253,8 +277,28 @@ local_pass() {
   pass_load=$(cut -d' ' -f1 /proc/loadavg)
   timed_read "$REF/big"
   timed_tar "$REF"
-  read_req=() tar_req=() rss= read_cpu=- tar_cpu=-
+  read_req=() tar_req=() rss= read_cpu=- tar_cpu=- read_scpu=- tar_scpu=-
   record_pass local
+}
+
+# The raw client listing tree/ flat, alone: the metadata a remount fetches again before its tar can
+# see the tree (no listing outlives a mount), and what that costs the server.
+listing_pass() {
+  local daemon_pid= offset start before_cpu out
+  offset=$(log_offset)
+  children_cpu_now
+  before_cpu=$children_cpu
+  sample_start
+  start=$EPOCHREALTIME
+  out=$(raw list --bucket "$BUCKET" --prefix tree/ --recursive) || die "the raw listing of tree/ failed"
+  tar_s=$(seconds_since "$start")
+  children_cpu_now
+  sample_stop "$(awk -v a="$before_cpu" -v b="$children_cpu" 'BEGIN { printf "%.2f", b - a }')"
+  [ "$(field objects "$out")" = "$TREE_FILES" ] || die "the raw listing of tree/ found $(field objects "$out") keys"
+  tar_cpu=$daemon_cpu tar_scpu=$server_cpu tar_ccpu=-
+  tar_req=($(requests_since "$offset"))
+  read_s=- read_cpu=- read_scpu=- read_ccpu=- read_req=() rss= pass_load=$(cut -d' ' -f1 /proc/loadavg)
+  record_pass "raw flat listing"
 }
 
 # The same read and tar through bench/fuse-ceiling serving the local copies from memory. It reads
@@ -277,11 +321,13 @@ ceiling_pass() {
   sample_start
   timed_read "$MNT/big"
   sample_stop
-  read_cpu=$daemon_cpu
+  read_cpu=$daemon_cpu read_scpu=-
+  [ "$TRACE" = 1 ] && TAR_WRAP=("$ROOT/bench/fuse-ops.sh")
   sample_start
   timed_tar "$MNT"
   sample_stop
-  tar_cpu=$daemon_cpu
+  TAR_WRAP=()
+  tar_cpu=$daemon_cpu tar_scpu=-
   unmount_tool
   read_req=() tar_req=() rss=
   record_pass "fuse ceiling"
@@ -305,10 +351,11 @@ cache_files_pass() {
   record "cachefiles:bytes" "$bytes"
 }
 
-PASSES="local$([ "$CEILING_PASS" = 1 ] && echo "|fuse ceiling")"
+PASSES="local|raw flat listing$([ "$CEILING_PASS" = 1 ] && echo "|fuse ceiling" || true)"
 for round in $(seq 1 "$ROUNDS"); do
   step "round $round of $ROUNDS; load $(load)"
   local_pass
+  listing_pass
   [ "$CEILING_PASS" = 1 ] && ceiling_pass
   for tool in $TOOLS; do
     case $tool in
@@ -340,7 +387,7 @@ done
 for tool in $TOOLS; do
   case $tool in
     bucketfs*) PASSES="$PASSES|$tool cold|$tool remount" ;;
-    mountpoint) PASSES="$PASSES|mountpoint cold|mountpoint remount$([ "$MP_WARM" = 1 ] && echo "|mountpoint same mount")" ;;
+    mountpoint) PASSES="$PASSES|mountpoint cold|mountpoint remount$([ "$MP_WARM" = 1 ] && echo "|mountpoint same mount" || true)" ;;
   esac
 done
 
@@ -366,20 +413,23 @@ echo
 step "results: median of $ROUNDS round(s); MB = 10^6 bytes; server $(server_description)"
 note "x local: local seconds / seconds (1 = as fast as reading the local copy; target >= $TARGET_RATIO)"
 note "req, GET, HEAD, LIST: requests the server saw during the workload (median); RSS: the daemon's VmHWM at the"
-note "pass's end, max over rounds; CPU s: the daemon's user + system seconds during the workload (median);"
+note "pass's end, max over rounds; CPU s: user + system seconds during the workload (medians) of the daemon"
+note "(raw flat listing: the client), of the server (sv), and of the command (cmd: dd, or tar and wc);"
 note "load: 1-minute load average at the pass's start, min-max over rounds"
 note "read: dd bs=1M of the $BIG_MIB MiB object; tar: tar cf - | wc -c of $TREE_FILES files, $TREE_BYTES bytes"
 echo
-printf '    %-6s %-24s %9s %7s %7s %6s %6s %6s %6s %6s %7s %s\n' workload pass seconds MB/s "x local" req GET HEAD LIST "CPU s" "RSS MiB" load
+printf '    %-6s %-24s %9s %7s %7s %6s %6s %6s %6s %6s %6s %7s %7s %s\n' workload pass seconds MB/s "x local" req GET HEAD LIST "CPU s" "CPU sv" "CPU cmd" "RSS MiB" load
 for w in read tar; do
   bytes=$([ "$w" = read ] && echo "$BIG_BYTES" || echo "$TREE_BYTES")
   local_s=$(med "$w:local")
   IFS='|' read -ra pass_list <<<"$PASSES"
   for pass in "${pass_list[@]}"; do
+    [ "$w" = read ] && [ "$pass" = "raw flat listing" ] && continue
     v=$(med "$w:$pass")
-    printf '    %-6s %-24s %9s %7s %7s %6s %6s %6s %6s %6s %7s %s\n' "$w" "$pass" "$v" "$(mbps "$bytes" "$v")" \
+    printf '    %-6s %-24s %9s %7s %7s %6s %6s %6s %6s %6s %6s %7s %7s %s\n' "$w" "$pass" "$v" "$(mbps "$bytes" "$v")" \
       "$(ratio "$local_s" "$v")" "$(med "$w:$pass:req")" "$(med "$w:$pass:get")" "$(med "$w:$pass:head")" \
-      "$(med "$w:$pass:list")" "$(med "$w:$pass:cpu")" "$(maxof "$pass:rss")" "$(load_range "$pass:load")"
+      "$(med "$w:$pass:list")" "$(med "$w:$pass:cpu")" "$(med "$w:$pass:scpu")" "$(med "$w:$pass:ccpu")" \
+      "$(maxof "$pass:rss")" "$(load_range "$pass:load")"
   done
 done
 

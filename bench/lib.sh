@@ -410,6 +410,13 @@ drop_caches() {
   echo 3 2>/dev/null >/proc/sys/vm/drop_caches || { note "(could not drop the page cache)"; return 0; }
 }
 
+# Sets children_cpu: user + system CPU seconds of this shell's finished children (and theirs), from
+# bash's `times`, run in this shell (a subshell's count starts at zero) into a file.
+children_cpu_now() {
+  times >"$WORK/times"
+  children_cpu=$(awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, p, "m"); t += p[1] * 60 + p[2] } printf "%.2f", t }' "$WORK/times")
+}
+
 # Starts the CPU counters of the daemon (if mounted) and the server.
 sample_start() {
   S_DAEMON=0 S_SERVER=$(cpu_ticks "$server_pid")

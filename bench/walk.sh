@@ -199,13 +199,6 @@ workloads_for() {
   done | tr '\n' ' '
 }
 
-# Sets children_cpu: user + system CPU seconds of this shell's finished children (and theirs), from
-# bash's `times`, run in this shell (a subshell's count starts at zero) into a file.
-children_cpu_now() {
-  times >"$WORK/times"
-  children_cpu=$(awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, p, "m"); t += p[1] * 60 + p[2] } printf "%.2f", t }' "$WORK/times")
-}
-
 # Runs walk command $1 (find, du, ls-lR) over MNT/tree under the timeout; sets seconds, entries
 # (find and ls-lR: regular files seen; du: -), ok (1: finished cleanly with the right count) and
 # walker_cpu (the walking command's CPU seconds: its system time is the kernel's FUSE side).
