@@ -1,4 +1,7 @@
-//! The one place where filesystem errors become errno.
+//! The one place where filesystem errors become errno, and where a failed
+//! request is logged.
+
+use fuser::Errno;
 
 use crate::fs::Error;
 use crate::store::StoreError;
@@ -48,4 +51,29 @@ pub fn is_routine(error: &Error) -> bool {
         error,
         Error::NotFound | Error::NameTooLong | Error::NoAttribute
     )
+}
+
+/// Logs a failed operation once and returns the errno to answer with.
+pub fn failure(op: &str, ino: u64, error: &Error) -> Errno {
+    let code = errno(error);
+    if is_routine(error) {
+        log::debug!("{op} ino={ino}: {error}");
+    } else {
+        log::warn!(
+            "{op} ino={ino} failed (errno {code}): {}",
+            error_chain(error)
+        );
+    }
+    Errno::from_i32(code)
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

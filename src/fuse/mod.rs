@@ -5,8 +5,10 @@
 //! the network; the task answers the reply. Every path answers (an unanswered
 //! reply would reach the kernel as EIO). Failures are logged here, once.
 
+mod dispatch;
 mod errno;
 mod inode_budget;
+mod replies;
 mod session;
 
 pub use session::{
@@ -17,20 +19,23 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    Errno, FileHandle, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner,
+    OpenAccMode, OpenFlags, ReplyAttr, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 use tokio::runtime::Handle;
 
 use bytes::Bytes;
 
 use crate::buffers::BufferPool;
-use crate::fs::{self, Attr, Caller, Entry, FileKind, OpenIntent, PageCache, SetAttr, SpecialKind};
+use crate::fs::{self, OpenIntent, PageCache, SetAttr};
 use crate::store::ObjectStore;
+use dispatch::run_inline;
+use errno::failure;
+use replies::{caller, file_attr, name_of, reply_entry, reply_xattr};
 
 /// Readahead we ask the kernel for; it caps this at what it supports. Large,
 /// so that kernel readahead is never what limits a streaming reader.
@@ -39,9 +44,6 @@ const MAX_READAHEAD_BYTES: u32 = 16 * 1024 * 1024;
 /// Background requests (readahead among them) the kernel keeps in flight;
 /// its default of 12 serializes large sequential reads.
 const MAX_BACKGROUND_REQUESTS: u16 = 64;
-
-/// Block size reported to `stat`: `cp` and friends size their buffers from it.
-const REPORTED_BLOCK_SIZE: u32 = 1024 * 1024;
 
 /// Idle write buffers kept for reuse: a streaming writer's requests (up to
 /// 1 MiB each) are copied into memory that is already mapped, instead of a
@@ -79,114 +81,6 @@ impl<S: ObjectStore> FuseAdapter<S> {
     /// answers with EIO; the dispatch loop and every other request go on.
     fn run(&self, work: impl Future<Output = ()> + Send + 'static) {
         run_inline(&self.runtime, work);
-    }
-}
-
-/// See `FuseAdapter::run`.
-fn run_inline(runtime: &Handle, work: impl Future<Output = ()> + Send + 'static) {
-    let _runtime = runtime.enter();
-    let mut work = Box::pin(work);
-    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        work.as_mut().poll(&mut context)
-    }));
-    match polled {
-        Ok(std::task::Poll::Pending) => {
-            runtime.spawn(work);
-        }
-        Ok(std::task::Poll::Ready(())) => {}
-        Err(_) => log::error!("a request panicked; it fails with EIO and the mount goes on"),
-    }
-}
-
-fn file_attr(attr: &Attr) -> FileAttr {
-    FileAttr {
-        ino: INodeNo(attr.ino),
-        size: attr.size,
-        blocks: attr.size.div_ceil(512),
-        atime: attr.atime,
-        mtime: attr.mtime,
-        ctime: attr.ctime,
-        crtime: UNIX_EPOCH,
-        kind: match attr.kind {
-            FileKind::File => FileType::RegularFile,
-            FileKind::Directory => FileType::Directory,
-            FileKind::Symlink => FileType::Symlink,
-            FileKind::Special(SpecialKind::Fifo) => FileType::NamedPipe,
-            FileKind::Special(SpecialKind::Socket) => FileType::Socket,
-            FileKind::Special(SpecialKind::CharDevice) => FileType::CharDevice,
-            FileKind::Special(SpecialKind::BlockDevice) => FileType::BlockDevice,
-        },
-        perm: attr.perm,
-        nlink: attr.nlink,
-        uid: attr.uid,
-        gid: attr.gid,
-        // The kernel's FUSE attributes hold a 32-bit device number.
-        rdev: u32::try_from(attr.rdev).unwrap_or(0),
-        blksize: REPORTED_BLOCK_SIZE,
-        flags: 0,
-    }
-}
-
-/// Answers an xattr read as the kernel asks: with the size only when it
-/// offers no buffer, ERANGE when its buffer is too small.
-fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
-    let Ok(len) = u32::try_from(data.len()) else {
-        return reply.error(Errno::E2BIG);
-    };
-    if size == 0 {
-        reply.size(len);
-    } else if len > size {
-        reply.error(Errno::ERANGE);
-    } else {
-        reply.data(data);
-    }
-}
-
-/// Logs a failed operation once and returns the errno to answer with.
-fn failure(op: &str, ino: u64, error: &fs::Error) -> Errno {
-    let code = errno::errno(error);
-    if errno::is_routine(error) {
-        log::debug!("{op} ino={ino}: {error}");
-    } else {
-        log::warn!(
-            "{op} ino={ino} failed (errno {code}): {}",
-            error_chain(error)
-        );
-    }
-    Errno::from_i32(code)
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-fn reply_entry(reply: ReplyEntry, entry: &Entry) {
-    reply.entry(&entry.ttl, &file_attr(&entry.attr), Generation(0));
-}
-
-fn caller(req: &Request) -> Caller {
-    Caller {
-        uid: req.uid(),
-        gid: req.gid(),
-    }
-}
-
-/// A name as a key segment. Keys are UTF-8 strings, so a name that is not
-/// UTF-8 cannot exist in the bucket: `not_utf8` answers it, unless it is
-/// too long for any filesystem, which Linux reports first.
-fn name_of(name: &OsStr, not_utf8: Errno) -> Result<String, Errno> {
-    match name.to_str() {
-        Some(name) => Ok(name.to_owned()),
-        None if name.len() > fs::MAX_NAME_BYTES => Err(Errno::ENAMETOOLONG),
-        None => Err(not_utf8),
     }
 }
 
@@ -790,37 +684,5 @@ impl<S: ObjectStore> fuser::Filesystem for FuseAdapter<S> {
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
         // The kernel checks permissions itself (mounted with default_permissions).
         reply.ok();
-    }
-}
-
-#[cfg(test)]
-mod run_tests {
-    use super::run_inline;
-    use std::sync::mpsc;
-    use std::time::Duration;
-
-    /// A request that panics, inline or after waiting, ends alone: the
-    /// requests after it still run, on the dispatch thread and the runtime.
-    #[test]
-    fn a_panicking_request_does_not_stop_the_next_ones() {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let handle = runtime.handle().clone();
-        run_inline(&handle, async { panic!("inline") });
-        run_inline(&handle, async {
-            tokio::task::yield_now().await;
-            panic!("on the runtime")
-        });
-        let (done, finished) = mpsc::channel();
-        let inline = done.clone();
-        run_inline(&handle, async move { inline.send("inline").unwrap() });
-        run_inline(&handle, async move {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            done.send("waited").unwrap();
-        });
-        let mut seen: Vec<_> = (0..2)
-            .map(|_| finished.recv_timeout(Duration::from_secs(10)).unwrap())
-            .collect();
-        seen.sort();
-        assert_eq!(seen, ["inline", "waited"]);
     }
 }
