@@ -153,8 +153,9 @@ bench_workdir() {
   fi
 }
 
+# bench_cleanup [STATUS]: STATUS (default: the exit status of what ran last) is the script's.
 bench_cleanup() {
-  local status=$?
+  local status=${1:-$?}
   trap - EXIT INT TERM
   if is_mounted "$MNT"; then
     echo "==> cleanup: unmounting $MNT"
