@@ -4,7 +4,7 @@
 use fuser::Errno;
 
 use crate::fs::Error;
-use crate::store::StoreError;
+use crate::store::{StoreError, error_chain};
 
 pub fn errno(error: &Error) -> libc::c_int {
     match error {
@@ -65,15 +65,4 @@ pub fn failure(op: &str, ino: u64, error: &Error) -> Errno {
         );
     }
     Errno::from_i32(code)
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -217,6 +217,20 @@ impl FailureKind {
     }
 }
 
+/// The messages of `error` and its sources, joined by ": ": one line for a
+/// log or a user, without the `Debug` output that the SDK's
+/// `DisplayErrorContext` appends (raw responses, provider internals).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// What any object store can report. SDK detail stays in the opaque `source`.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

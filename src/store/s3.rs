@@ -54,13 +54,13 @@ use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 use bytes::Bytes;
 
-use self::errors::{Subject, display_chain, map_error};
+use self::errors::{Subject, map_error};
 use self::health::EndpointHealth;
 use self::retry::{Attempts, classify};
 use self::transport::Bounds;
 use super::{
     ListPage, ListedObject, ObjectHeaders, ObjectMeta, ObjectStore, PendingUpload,
-    PendingUploadPage, StoreError, Verb,
+    PendingUploadPage, StoreError, Verb, error_chain,
 };
 use crate::buffers::BufferPool;
 use crate::config::StoreConfig;
@@ -121,7 +121,7 @@ impl S3Store {
                 .provide_credentials()
                 .await
                 .map_err(|err| StoreError::InvalidCredentials {
-                    message: format!("no usable credentials: {}", display_chain(&err)),
+                    message: format!("no usable credentials: {}", error_chain(&err)),
                 })?;
         }
 

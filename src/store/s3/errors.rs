@@ -7,7 +7,7 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 use super::transport::Stalled;
-use crate::store::StoreError;
+use crate::store::{StoreError, error_chain};
 
 /// What a request was about, which decides what a bare 404 means.
 #[derive(Debug, Clone, Copy)]
@@ -73,7 +73,7 @@ where
                 // root differently, for one), and says why in the source.
                 let message = match (err.code(), err.message()) {
                     (_, Some(message)) => Some(message.to_owned()),
-                    (None, None) => err.source().map(display_chain),
+                    (None, None) => err.source().map(error_chain),
                     (Some(_), None) => None,
                 };
                 StoreError::Other {
@@ -148,19 +148,6 @@ fn map_service_error(
 
 pub(super) fn status_of<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
     err.raw_response().map(|raw| raw.status().as_u16())
-}
-
-/// The messages of `err` and its sources, without the `Debug` output that
-/// `DisplayErrorContext` appends (raw responses, provider internals).
-pub(super) fn display_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(err) = source {
-        message.push_str(": ");
-        message.push_str(&err.to_string());
-        source = err.source();
-    }
-    message
 }
 
 /// An S3 error response without its raw body: status, code and message.
