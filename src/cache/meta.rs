@@ -72,6 +72,24 @@ impl HeaderCache {
         etag: &str,
         listed_modified: Option<SystemTime>,
     ) -> Option<PosixHeaders> {
+        self.current(key, etag, listed_modified, |cached| {
+            cached.headers.as_deref().cloned().unwrap_or_default()
+        })
+    }
+
+    /// Whether `get` would find headers, without copying them.
+    pub fn holds(&self, key: &str, etag: &str, listed_modified: Option<SystemTime>) -> bool {
+        self.current(key, etag, listed_modified, |_| ()).is_some()
+    }
+
+    /// `read` of the entry `get` describes, if there is one.
+    fn current<T>(
+        &self,
+        key: &str,
+        etag: &str,
+        listed_modified: Option<SystemTime>,
+        read: impl FnOnce(&CachedHeaders) -> T,
+    ) -> Option<T> {
         if etag.is_empty() {
             // Without an ETag there is no way to tell versions apart.
             return None;
@@ -86,7 +104,7 @@ impl HeaderCache {
                 None => entry.last_modified = Some(listed),
             }
         }
-        Some(entry.headers.as_deref().cloned().unwrap_or_default())
+        Some(read(entry))
     }
 
     /// Caches the headers of `key` at `etag`, last modified at

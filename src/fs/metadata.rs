@@ -136,10 +136,9 @@ impl<S: ObjectStore> MetadataRequests<S> {
             .filter(|object| {
                 !object.etag.is_empty()
                     && !object.key.ends_with('/')
-                    && self
+                    && !self
                         .headers
-                        .get(&object.key, &object.etag, Some(object.last_modified))
-                        .is_none()
+                        .holds(&object.key, &object.etag, Some(object.last_modified))
             })
             .map(|object| {
                 let block = headers_block(&object.key, &object.etag);
@@ -154,10 +153,9 @@ impl<S: ObjectStore> MetadataRequests<S> {
                 chunk
                     .into_iter()
                     .filter_map(|(block, listed_modified)| {
-                        let (headers, last_modified) = decode_from_disk(&disk.get(&block)?)?;
-                        let is_listed_version =
-                            whole_seconds(last_modified) == whole_seconds(listed_modified);
-                        is_listed_version.then_some((block, headers, last_modified))
+                        let (headers, last_modified) =
+                            kept_headers(&disk, &block, listed_modified)?;
+                        Some((block, headers, last_modified))
                     })
                     .collect::<Vec<_>>()
             })
@@ -185,13 +183,10 @@ impl<S: ObjectStore> MetadataRequests<S> {
             return None;
         }
         let disk = Arc::clone(disk);
-        let bytes = tokio::task::spawn_blocking(move || disk.get(&block))
-            .await
-            .ok()??;
-        let (headers, last_modified) = decode_from_disk(&bytes)?;
-        if whole_seconds(last_modified) != whole_seconds(listed_modified) {
-            return None;
-        }
+        let (headers, last_modified) =
+            tokio::task::spawn_blocking(move || kept_headers(&disk, &block, listed_modified))
+                .await
+                .ok()??;
         self.headers
             .insert(key, etag, headers.clone(), Some(last_modified));
         Some(headers)
@@ -314,6 +309,19 @@ impl<S: ObjectStore> MetadataRequests<S> {
             .list_page(prefix, delimited, continuation, max_keys)
             .await
     }
+}
+
+/// The headers `block` keeps, if they were read for the version a listing
+/// shows as last modified at `listed_modified`. Reads the disk: call from a
+/// blocking task.
+fn kept_headers(
+    disk: &DiskCache,
+    block: &BlockKey,
+    listed_modified: SystemTime,
+) -> Option<(PosixHeaders, SystemTime)> {
+    let (headers, last_modified) = decode_from_disk(&disk.get(block)?)?;
+    let is_listed_version = whole_seconds(last_modified) == whole_seconds(listed_modified);
+    is_listed_version.then_some((headers, last_modified))
 }
 
 #[cfg(test)]

@@ -23,8 +23,8 @@ const FLAT_PAGE_KEYS: u32 = 1000;
 /// which then waits for the listing to pass its last key: behind a first
 /// page of 1,000 keys it waited for the next directories' keys too, which
 /// stores that list at a cost per key (s3s-fs, MinIO) take their time over
-/// (a `tar` after a remount waited 236 ms for its first subdirectory,
-/// bench/fuse-ops.sh). Four requests more a walk of over 1,500 keys.
+/// (a `tar` after a remount waited 97 ms for its first subdirectory,
+/// bench/fuse-ops.sh). Two or three requests more a walk of over 1,500 keys.
 const FIRST_FLAT_PAGE_KEYS: u32 = 100;
 
 /// A directory the flat listing is inside of.
@@ -157,14 +157,11 @@ pub(in crate::fs) async fn walk<S: ObjectStore>(cx: WalkContext<S>, id: u64, roo
             if !cx.walks.room_to_walk(id).await {
                 return;
             }
-            page_keys = match continuation {
-                None => FIRST_FLAT_PAGE_KEYS,
-                Some(_) => (page_keys * 2).min(FLAT_PAGE_KEYS),
-            };
             let page = cx
                 .meta
                 .list_page(root, false, continuation.as_deref(), page_keys)
                 .await;
+            page_keys = (page_keys * 2).min(FLAT_PAGE_KEYS);
             continuation = page.as_ref().ok().and_then(|page| page.next.clone());
             slot.send(page);
             if continuation.is_none() {
