@@ -196,8 +196,8 @@ timed_read() {
   start=$EPOCHREALTIME
   out=$(timeout "$TIMEOUT" dd if="$file" of=/dev/null bs=1M 2>&1) || die "dd of $file failed: $out"
   read_s=$(seconds_since "$start")
-  children_cpu_now
-  read_ccpu=$(awk -v a="$before_cpu" -v b="$children_cpu" 'BEGIN { printf "%.2f", b - a }')
+  children_cpu_since "$before_cpu"
+  read_ccpu=$children_cpu_used
   local bytes
   bytes=$(awk '/bytes/ { print $1; exit }' <<<"$out")
   [ "$bytes" = "$BIG_BYTES" ] || die "dd of $file read $bytes bytes, expected $BIG_BYTES"
@@ -211,8 +211,8 @@ timed_tar() {
   bytes=$(timeout "$TIMEOUT" "${TAR_WRAP[@]}" sh -c 'tar cf - -C "$1" tree | wc -c' tar "$root") ||
     die "tar of $root/tree failed"
   tar_s=$(seconds_since "$start")
-  children_cpu_now
-  tar_ccpu=$(awk -v a="$before_cpu" -v b="$children_cpu" 'BEGIN { printf "%.2f", b - a }')
+  children_cpu_since "$before_cpu"
+  tar_ccpu=$children_cpu_used
   [ "$bytes" -ge "$TREE_BYTES" ] || die "tar of $root/tree wrote $bytes bytes, less than the tree's $TREE_BYTES"
 }
 
@@ -293,8 +293,8 @@ listing_pass() {
   start=$EPOCHREALTIME
   out=$(raw list --bucket "$BUCKET" --prefix tree/ --recursive) || die "the raw listing of tree/ failed"
   tar_s=$(seconds_since "$start")
-  children_cpu_now
-  sample_stop "$(awk -v a="$before_cpu" -v b="$children_cpu" 'BEGIN { printf "%.2f", b - a }')"
+  children_cpu_since "$before_cpu"
+  sample_stop "$children_cpu_used"
   [ "$(field objects "$out")" = "$TREE_FILES" ] || die "the raw listing of tree/ found $(field objects "$out") keys"
   tar_cpu=$daemon_cpu tar_scpu=$server_cpu tar_ccpu=-
   tar_req=($(requests_since "$offset"))

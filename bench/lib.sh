@@ -418,6 +418,12 @@ children_cpu_now() {
   children_cpu=$(awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, p, "m"); t += p[1] * 60 + p[2] } printf "%.2f", t }' "$WORK/times")
 }
 
+# Sets children_cpu_used: the CPU seconds this shell's children used since children_cpu was $1.
+children_cpu_since() {
+  children_cpu_now
+  children_cpu_used=$(awk -v a="$1" -v b="$children_cpu" 'BEGIN { printf "%.2f", b - a }')
+}
+
 # Starts the CPU counters of the daemon (if mounted) and the server.
 sample_start() {
   S_DAEMON=0 S_SERVER=$(cpu_ticks "$server_pid")

@@ -213,8 +213,8 @@ walk_command() {
     ls-lR) out=$(timeout "$TIMEOUT" ls -lR "$MNT/tree" 2>"$WORK/walk.err" | grep -c '^-') || rc=$? ;;
   esac
   seconds=$(seconds_since "$start")
-  children_cpu_now
-  walker_cpu=$(awk -v a="$before_cpu" -v b="$children_cpu" 'BEGIN { printf "%.2f", b - a }')
+  children_cpu_since "$before_cpu"
+  walker_cpu=$children_cpu_used
   # pipefail: rc is the last failing command's status. grep -c exits 1 when it counts nothing: the
   # count then tells.
   [ "$command" = ls-lR ] && [ "$rc" -eq 1 ] && rc=0
@@ -303,8 +303,8 @@ raw_run() {
   sample_start
   out=$(timeout "$TIMEOUT" "$RAW" --endpoint-url "$ENDPOINT" list --bucket "walk-$size" \
     --prefix "$PREFIX" --recursive "${args[@]}") || { seconds=TIMEOUT entries=- ok=0; }
-  children_cpu_now
-  sample_stop "$(awk -v a="$before_cpu" -v b="$children_cpu" 'BEGIN { printf "%.2f", b - a }')"
+  children_cpu_since "$before_cpu"
+  sample_stop "$children_cpu_used"
   walker_cpu=-
   if [ -n "$out" ]; then
     seconds=$(field seconds "$out") entries=$(field objects "$out") pages=$(field pages "$out") ok=1
