@@ -183,11 +183,43 @@ fn service_stop_uploads_twenty_dirty_open_files_and_exits_zero() {
         daemon.log()
     );
     assert_all_uploaded(&bucket, &daemon);
+    assert_uploads_overlapped_with_progress(&daemon.log());
     files.close();
     let status = daemon
         .wait(EXIT_LIMIT)
         .expect("the daemon exits once the files close");
     assert!(status.success(), "exit status {status}\n{}", daemon.log());
+}
+
+/// The issue asks for the uploads at shutdown to run several at once, with
+/// progress in the log: several files start before the first is done, and
+/// every file's completion is counted up to the total.
+fn assert_uploads_overlapped_with_progress(log: &str) {
+    let lines: Vec<&str> = log.lines().collect();
+    let announced = format!("uploading {OPEN_FILES} file(s) still open with changes");
+    assert!(
+        log.contains(&announced),
+        "no {announced:?} in the log\n{log}"
+    );
+    let first_done = lines
+        .iter()
+        .position(|line| line.contains(&format!("(1 of {OPEN_FILES})")))
+        .unwrap_or_else(|| panic!("no progress line (1 of {OPEN_FILES})\n{log}"));
+    let started_before = lines[..first_done]
+        .iter()
+        .filter(|line| line.contains("uploading open-"))
+        .count();
+    assert!(
+        started_before >= 2,
+        "{started_before} upload(s) started before the first finished\n{log}"
+    );
+    for done in 1..=OPEN_FILES {
+        let progress = format!("({done} of {OPEN_FILES})");
+        assert!(
+            log.contains(&progress),
+            "no progress line {progress}\n{log}"
+        );
+    }
 }
 
 #[test]

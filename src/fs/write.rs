@@ -387,6 +387,7 @@ impl<S: ObjectStore> Filesystem<S> {
         }
         log::info!("uploading {total} file(s) still open with changes");
         let commits = owing.into_iter().map(|(key, writer)| async move {
+            log::info!("uploading {key}");
             let committed = AssertUnwindSafe(async {
                 let mut open = writer.open.lock().await;
                 self.commit(&mut open).await
