@@ -165,6 +165,19 @@ fn other_users_enter_a_mount_only_as_allowed_and_the_kernel_checks_modes() {
         &[("mode", "33152"), ("uid", &uid), ("gid", &uid)],
     );
     bucket.put("public.txt", "public\n");
+    // Group bits decide for a member of the file's group, even where the
+    // bits for others would allow more.
+    let gid = user.gid.to_string();
+    bucket.put_with_metadata(
+        "group-reads.txt",
+        "group\n",
+        &[("mode", "33184"), ("uid", "0"), ("gid", &gid)], // S_IFREG | 0640
+    );
+    bucket.put_with_metadata(
+        "group-denied.txt",
+        "others only\n",
+        &[("mode", "33156"), ("uid", "0"), ("gid", &gid)], // S_IFREG | 0604
+    );
 
     // Without --allow-other the kernel turns every other user away.
     {
@@ -203,6 +216,13 @@ fn other_users_enter_a_mount_only_as_allowed_and_the_kernel_checks_modes() {
         assert!(
             !read && stderr.contains("Permission denied"),
             "0600 file of root's: {stderr}"
+        );
+        let (read, stderr) = user.run("cat", &[path_str(&daemon.join("group-reads.txt"))]);
+        assert!(read, "0640 file of root's, in the user's group: {stderr}");
+        let (read, stderr) = user.run("cat", &[path_str(&daemon.join("group-denied.txt"))]);
+        assert!(
+            !read && stderr.contains("Permission denied"),
+            "0604 file of root's, in the user's group (no group bits): {stderr}"
         );
         let (wrote, stderr) = user.run("touch", &[path_str(&daemon.join("new.txt"))]);
         assert!(

@@ -18,6 +18,8 @@ static USERS_MADE: AtomicU32 = AtomicU32::new(0);
 pub struct TestUser {
     pub name: String,
     pub uid: u32,
+    /// Its own group's id (`--user-group`).
+    pub gid: u32,
 }
 
 impl TestUser {
@@ -38,12 +40,15 @@ impl TestUser {
             "this test needs useradd (shadow-utils/passwd) to create an unprivileged user: {}",
             useradd.describe()
         );
-        let id = run_with_timeout(
-            Command::new("id").args(["-u", &name]),
-            Duration::from_secs(10),
-        );
-        let uid = id.stdout_str().trim().parse().expect("uid");
-        TestUser { name, uid }
+        let id = |option: &str| -> u32 {
+            let out = run_with_timeout(
+                Command::new("id").args([option, &name]),
+                Duration::from_secs(10),
+            );
+            out.stdout_str().trim().parse().expect("a numeric id")
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        TestUser { name, uid, gid }
     }
 
     /// Runs `program args` as this user; whether it succeeded, and stderr.
