@@ -119,6 +119,17 @@ fn path_str(path: &Path) -> String {
 #[test]
 fn namespace_calls_fail_with_the_errno_linux_filesystems_give() {
     let bucket = Bucket::new(ServerKind::Moto);
+    // Special files as s3fs leaves them. The mount has not seen them, so
+    // the kernel has no dentry for them: only bucketfs's lookup, which
+    // reads the type from the mode header, can say they exist.
+    for (key, mode, rdev) in [
+        ("p-s3fs", libc::S_IFIFO | 0o644, 0),
+        ("s-s3fs", libc::S_IFSOCK | 0o755, 0),
+        ("c-s3fs", libc::S_IFCHR | 0o600, libc::makedev(1, 7)),
+    ] {
+        let (mode, rdev) = (mode.to_string(), rdev.to_string());
+        bucket.put_with_metadata(key, "", &[("mode", &mode), ("rdev", &rdev)]);
+    }
     let mount = bucket.mount(&[]);
     let at = |name: &str| path_str(&mount.join(name));
     std::fs::write(mount.join("f"), "f\n").expect("create f");
@@ -127,6 +138,28 @@ fn namespace_calls_fail_with_the_errno_linux_filesystems_give() {
     }
     std::fs::write(mount.join("full/x"), "x\n").expect("create full/x");
     std::os::unix::fs::symlink("f", mount.join("l")).expect("symlink l");
+    // The same made through the mount (devices need root).
+    for argv in [
+        vec!["mkfifo".to_owned(), at("p")],
+        vec![
+            "mknod".to_owned(),
+            at("c"),
+            "c".to_owned(),
+            "1".to_owned(),
+            "7".to_owned(),
+        ],
+        vec![
+            PYTHON.to_owned(),
+            "-c".to_owned(),
+            format!(
+                "import socket; socket.socket(socket.AF_UNIX).bind({:?})",
+                at("s")
+            ),
+        ],
+    ] {
+        let (succeeded, stderr) = run_as_root(&argv);
+        assert!(succeeded, "{argv:?}: {stderr}");
+    }
     let longest = "n".repeat(NAME_MAX);
     std::fs::write(mount.join(&longest), "").expect("a name of NAME_MAX bytes works");
     let keys_before = bucket.list_keys("");
@@ -138,6 +171,8 @@ fn namespace_calls_fail_with_the_errno_linux_filesystems_give() {
         NAME_MAX + 1
     );
     let (f, d, l, full, empty, a) = (at("f"), at("d"), at("l"), at("full"), at("empty"), at("a"));
+    let (p, c, s) = (at("p"), at("c"), at("s"));
+    let (p_s3fs, c_s3fs, s_s3fs) = (at("p-s3fs"), at("c-s3fs"), at("s-s3fs"));
     let mut cases = vec![
         case(
             "stat of a long name",
@@ -224,7 +259,17 @@ fn namespace_calls_fail_with_the_errno_linux_filesystems_give() {
             &[&a, &at("a/sub/a")],
         ),
     ];
-    for (kind, existing) in [("file", &f), ("directory", &d), ("symlink", &l)] {
+    for (kind, existing) in [
+        ("file", &f),
+        ("directory", &d),
+        ("symlink", &l),
+        ("FIFO", &p),
+        ("socket", &s),
+        ("character device", &c),
+        ("FIFO s3fs wrote", &p_s3fs),
+        ("socket s3fs wrote", &s_s3fs),
+        ("character device s3fs wrote", &c_s3fs),
+    ] {
         cases.extend([
             syscall(
                 &format!("O_EXCL create on a {kind}"),
@@ -241,6 +286,11 @@ fn namespace_calls_fail_with_the_errno_linux_filesystems_give() {
                 &format!("mkfifo on a {kind}"),
                 libc::EEXIST,
                 &["mkfifo", existing],
+            ),
+            case(
+                &format!("mknod of a character device on a {kind}"),
+                libc::EEXIST,
+                &["mknod", existing, "c", "1", "3"],
             ),
             case(
                 &format!("symlink on a {kind}"),
