@@ -54,6 +54,23 @@ fn secs(s: i128) -> i128 {
     s * 1_000_000_000
 }
 
+/// The clock the daemon reads too, in nanoseconds since the epoch.
+fn now() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i128
+}
+
+/// Asserts that `time` (nanoseconds) lies in `from..=to`, give or take a
+/// second: the kernel's coarse clock may lag, and `SET` is years away.
+fn assert_now(what: &str, time: i128, from: i128, to: i128) {
+    assert!(
+        from - secs(1) <= time && time <= to + secs(1),
+        "{what} is now ({from}..={to}), not {time}"
+    );
+}
+
 /// s3fs's time format: whole seconds, or seconds and nine digits.
 fn is_s3fs_time(value: &str) -> bool {
     let (whole, fraction) = value.split_once('.').unwrap_or((value, ""));
@@ -91,13 +108,25 @@ fn changing_requests(bucket: &Bucket) -> Vec<String> {
 /// Runs `script` and asserts that it changed the bucket by exactly one
 /// CopyObject.
 fn assert_one_copy(bucket: &Bucket, dir: &Path, script: &str) {
+    assert_one_request(bucket, dir, script, "x-id=CopyObject");
+}
+
+/// Runs `script` and asserts that it changed the bucket by exactly one
+/// request, whose log line contains `expected`.
+fn assert_one_request(bucket: &Bucket, dir: &Path, script: &str, expected: &str) {
     let seen = changing_requests(bucket).len();
     sh(dir, script);
     let new = changing_requests(bucket).split_off(seen);
     assert!(
-        new.len() == 1 && new[0].contains("x-id=CopyObject"),
-        "{script}: one CopyObject and nothing else, not {new:#?}"
+        new.len() == 1 && new[0].contains(expected),
+        "{script}: one {expected} and nothing else, not {new:#?}"
     );
+}
+
+/// The request that rewrites the directory `name`'s marker: an empty
+/// marker is put anew rather than copied (see `change_marker`).
+fn marker_put(bucket: &Bucket, name: &str) -> String {
+    format!("\"PUT /{}/{name}/?x-id=PutObject ", bucket.name)
 }
 
 /// A write (any kind) moves mtime and ctime, never atime.
@@ -240,10 +269,7 @@ fn special_files_are_empty_objects_with_type_and_device_headers() {
 fn times_follow_posix_update_rules_and_survive_a_remount() {
     let bucket = Bucket::new(ServerKind::Moto);
     bucket.put("plain", "put by another tool\n");
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i128;
+    let started = now();
     {
         let mount = bucket.mount(&[]);
         let dir = mount.path();
@@ -342,8 +368,46 @@ fn times_follow_posix_update_rules_and_survive_a_remount() {
             format!("{SET}\n1400000000\n")
         );
 
-        // A directory's times and mode live on its marker.
-        sh(dir, &format!("mkdir d && touch -d @{SET} d && chmod 700 d"));
+        // A directory's times and mode live on its marker, and follow a
+        // file's rules.
+        sh(dir, &format!("mkdir d && touch -d @{SET} d"));
+        let before = times(dir, "d");
+        assert_one_request(&bucket, dir, "chmod 700 d", &marker_put(&bucket, "d"));
+        assert_ctime_only_moved("chmod of a directory", before, times(dir, "d"));
+
+        // touch without a time is utimensat(UTIME_NOW): the daemon reads
+        // the clock, for a stored file and for a directory's marker alike.
+        sh(
+            dir,
+            &format!("printf x > stored && mkdir e && touch -d @{SET} stored e"),
+        );
+        for (path, key, request) in [
+            ("stored", "stored", "x-id=CopyObject".to_owned()),
+            ("e", "e/", marker_put(&bucket, "e")),
+        ] {
+            let from = now();
+            assert_one_request(&bucket, dir, &format!("touch {path}"), &request);
+            let to = now();
+            let after = times(dir, path);
+            for (name, time) in [
+                ("atime", after.atime),
+                ("mtime", after.mtime),
+                ("ctime", after.ctime),
+            ] {
+                assert_now(&format!("touch {path}: its {name}"), time, from, to);
+            }
+            let stored = bucket.metadata(key);
+            for name in ["atime", "mtime", "ctime"] {
+                let header = &stored[name];
+                let whole: i128 = header.split('.').next().unwrap().parse().unwrap();
+                assert_now(
+                    &format!("touch {path}: the {name} header {header:?}"),
+                    secs(whole),
+                    from,
+                    to,
+                );
+            }
+        }
 
         // The root has no marker: its times live in memory.
         let root_before = times(dir, ".");
