@@ -145,6 +145,51 @@ fn attributes_round_trip_in_s3fs_format_with_posix_flags_and_errno() {
     assert_eq!(tool(dir, "stat -c %Y f.html"), "1600000000\n");
 }
 
+/// The requests that changed the bucket so far (PUT, POST, DELETE), as
+/// moto's request log lists them.
+fn changing_requests(bucket: &Bucket) -> Vec<String> {
+    bucket
+        .server
+        .log()
+        .lines()
+        .filter(|line| {
+            ["\"PUT /", "\"POST /", "\"DELETE /"]
+                .iter()
+                .any(|verb| line.contains(verb))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_change_is_one_copy_that_keeps_another_tools_content_type() {
+    let bucket = Bucket::new(ServerKind::Moto);
+    // A name that implies another type, so that keeping it and guessing
+    // from the name differ.
+    bucket.put_with_content_type("table.html", "a,b\n", "text/csv");
+    let mount = bucket.mount(&[]);
+    for change in [
+        "setfattr -n user.k -v v table.html",
+        "setfattr -n user.k -v w table.html",
+        "setfattr -x user.k table.html",
+    ] {
+        let seen = changing_requests(&bucket).len();
+        tool(mount.path(), change);
+        let new = changing_requests(&bucket).split_off(seen);
+        assert!(
+            new.len() == 1 && new[0].contains("x-id=CopyObject"),
+            "{change}: one CopyObject and nothing else, not {new:#?}"
+        );
+        assert_eq!(
+            bucket.content_type("table.html").as_deref(),
+            Some("text/csv"),
+            "after {change}"
+        );
+    }
+    assert!(!bucket.metadata("table.html").contains_key("xattr"));
+    assert_eq!(bucket.get("table.html"), b"a,b\n");
+}
+
 #[test]
 fn attributes_of_a_file_being_written_go_up_with_its_contents() {
     let bucket = Bucket::new(ServerKind::Moto);
@@ -262,13 +307,29 @@ fn what_s3fs_sets_bucketfs_reads_and_the_other_way_round() {
 // requests counted.
 
 mod core_rules {
-    use std::collections::HashMap;
+    use std::collections::{BTreeMap, HashMap};
     use std::sync::Arc;
 
     use bucketfs::fs::{Error, ROOT_INO, XattrWrite};
     use bucketfs::store::memory::{FailureKind, MemoryStore, Verb};
 
     use super::common::core::{filesystem, fs_config};
+
+    /// How many requests of each kind that changes objects the store has
+    /// answered. Reads are left out: a change HEADs first, to pin the copy
+    /// to the version it saw.
+    fn changing_requests(store: &MemoryStore) -> BTreeMap<Verb, u64> {
+        Verb::ALL
+            .into_iter()
+            .filter(|verb| !matches!(verb, Verb::Head | Verb::Get | Verb::List))
+            .map(|verb| (verb, store.request_count(verb)))
+            .collect()
+    }
+
+    fn one_more_copy(mut requests: BTreeMap<Verb, u64>) -> BTreeMap<Verb, u64> {
+        *requests.get_mut(&Verb::Copy).unwrap() += 1;
+        requests
+    }
 
     #[tokio::test]
     async fn a_failed_change_leaves_the_attributes_as_they_were_and_a_retry_lands() {
@@ -290,15 +351,30 @@ mod core_rules {
         assert_eq!(fs.listxattr(ino).await.unwrap(), ["user.a"]);
 
         store.clear_failures();
-        let copies = store.request_count(Verb::Copy);
+        let before = changing_requests(&store);
         fs.setxattr(ino, b"user.a", b"2", XattrWrite::CreateOrReplace)
             .await
             .unwrap();
         assert_eq!(fs.getxattr(ino, b"user.a").await.unwrap(), b"2");
-        assert!(store.request_count(Verb::Copy) > copies);
+        assert_eq!(
+            changing_requests(&store),
+            one_more_copy(before),
+            "a set is one CopyObject"
+        );
         let (data, metadata) = store.get("f").unwrap();
         assert_eq!(&data[..], b"data");
         assert!(metadata.contains_key("xattr"));
+
+        let before = changing_requests(&store);
+        fs.removexattr(ino, b"user.a").await.unwrap();
+        assert_eq!(
+            changing_requests(&store),
+            one_more_copy(before),
+            "a removal is one CopyObject"
+        );
+        let (data, metadata) = store.get("f").unwrap();
+        assert_eq!(&data[..], b"data");
+        assert!(!metadata.contains_key("xattr"), "{metadata:?}");
     }
 
     #[tokio::test]
