@@ -89,22 +89,6 @@ fn assert_time_headers(metadata: &HashMap<String, String>, key: &str) {
     }
 }
 
-/// The requests that changed the bucket so far (PUT, POST, DELETE), as
-/// moto's request log lists them.
-fn changing_requests(bucket: &Bucket) -> Vec<String> {
-    bucket
-        .server
-        .log()
-        .lines()
-        .filter(|line| {
-            ["\"PUT /", "\"POST /", "\"DELETE /"]
-                .iter()
-                .any(|verb| line.contains(verb))
-        })
-        .map(str::to_string)
-        .collect()
-}
-
 /// Runs `script` and asserts that it changed the bucket by exactly one
 /// CopyObject.
 fn assert_one_copy(bucket: &Bucket, dir: &Path, script: &str) {
@@ -114,9 +98,9 @@ fn assert_one_copy(bucket: &Bucket, dir: &Path, script: &str) {
 /// Runs `script` and asserts that it changed the bucket by exactly one
 /// request, whose log line contains `expected`.
 fn assert_one_request(bucket: &Bucket, dir: &Path, script: &str, expected: &str) {
-    let seen = changing_requests(bucket).len();
+    let seen = bucket.changing_requests().len();
     sh(dir, script);
-    let new = changing_requests(bucket).split_off(seen);
+    let new = bucket.changing_requests().split_off(seen);
     assert!(
         new.len() == 1 && new[0].contains(expected),
         "{script}: one {expected} and nothing else, not {new:#?}"
@@ -340,10 +324,10 @@ fn times_follow_posix_update_rules_and_survive_a_remount() {
         // Reading is like noatime: no atime change, so no request either.
         // `plain` was never read here: cat reaches bucketfs, not the page cache.
         let before = times(dir, "plain");
-        let seen = changing_requests(&bucket).len();
+        let seen = bucket.changing_requests().len();
         assert_eq!(sh(dir, "cat plain"), "put by another tool\n");
         assert_eq!(
-            changing_requests(&bucket).len(),
+            bucket.changing_requests().len(),
             seen,
             "cat changed nothing"
         );

@@ -145,22 +145,6 @@ fn attributes_round_trip_in_s3fs_format_with_posix_flags_and_errno() {
     assert_eq!(tool(dir, "stat -c %Y f.html"), "1600000000\n");
 }
 
-/// The requests that changed the bucket so far (PUT, POST, DELETE), as
-/// moto's request log lists them.
-fn changing_requests(bucket: &Bucket) -> Vec<String> {
-    bucket
-        .server
-        .log()
-        .lines()
-        .filter(|line| {
-            ["\"PUT /", "\"POST /", "\"DELETE /"]
-                .iter()
-                .any(|verb| line.contains(verb))
-        })
-        .map(str::to_string)
-        .collect()
-}
-
 #[test]
 fn a_change_is_one_copy_that_keeps_another_tools_content_type() {
     let bucket = Bucket::new(ServerKind::Moto);
@@ -173,9 +157,9 @@ fn a_change_is_one_copy_that_keeps_another_tools_content_type() {
         "setfattr -n user.k -v w table.html",
         "setfattr -x user.k table.html",
     ] {
-        let seen = changing_requests(&bucket).len();
+        let seen = bucket.changing_requests().len();
         tool(mount.path(), change);
-        let new = changing_requests(&bucket).split_off(seen);
+        let new = bucket.changing_requests().split_off(seen);
         assert!(
             new.len() == 1 && new[0].contains("x-id=CopyObject"),
             "{change}: one CopyObject and nothing else, not {new:#?}"

@@ -540,6 +540,21 @@ impl Bucket {
         });
     }
 
+    /// The requests in the server's log that may change the bucket (PUT,
+    /// POST, DELETE), as logged: for tests that count what one change cost.
+    pub fn changing_requests(&self) -> Vec<String> {
+        self.server
+            .log()
+            .lines()
+            .filter(|line| {
+                ["\"PUT /", "\"POST /", "\"DELETE /"]
+                    .iter()
+                    .any(|verb| line.contains(verb))
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Every key under `prefix`, as the server reports it (for preconditions:
     /// a test about odd keys first checks the server stored them verbatim).
     pub fn list_keys(&self, prefix: &str) -> BTreeSet<String> {
