@@ -50,7 +50,7 @@ trap 'exit 143' TERM
 step "installing what the demo needs (fuse3, moto's S3 server, boto3)"
 ./scripts/setup-demo-deps.sh
 
-step "cargo build --profile demo (about 3 minutes on 2 cores the first time; cargo shows its progress)"
+step "cargo build --profile demo (about 2 minutes on 2 cores the first time; cargo shows its progress)"
 t0=$SECONDS
 cargo build --profile demo --locked --bin bucketfs
 [ -x "$BIN" ] || die "$BIN was not built"
