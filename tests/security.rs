@@ -240,21 +240,199 @@ fn other_users_enter_a_mount_only_as_allowed_and_the_kernel_checks_modes() {
         assert!(!wrote, "wrote to root's 0644 file: {stderr}");
         assert_eq!(bucket.get("public.txt"), b"public\n");
     }
+}
 
-    // --allow-root: the owner (root here) and root get in, nobody else.
+/// `--allow-root` as its users need it: an unprivileged user mounts, and
+/// root (a backup job, say) must get in. Without the option the kernel
+/// turns root away from another user's FUSE mount like anyone else; with it
+/// root gets in and other users still do not.
+#[test]
+fn allow_root_lets_root_into_a_mount_an_unprivileged_user_made() {
+    let bucket = Bucket::new(ServerKind::Moto);
+    bucket.put("public.txt", "public\n");
+    let owner = TestUser::create();
+    let other = TestUser::create();
+    // fusermount3 refuses allow_root to users unless fuse.conf allows it.
+    let _conf = FuseConf::with_user_allow_other();
+    // Debian's udev makes /dev/fuse 0666; a container may leave it 0600.
+    let _device = WorldUsable::set(Path::new("/dev/fuse"));
+
     {
-        let daemon = Daemon::start(&bucket.target(), &bucket.name, &["--allow-root"], &[]);
-        let_others_reach(daemon.path());
+        let mount = UserMount::start(&owner, &bucket, &[]);
+        let (read, stderr) = owner.run("cat", &[path_str(&mount.join("public.txt"))]);
+        assert!(
+            read,
+            "the owner reads its own mount: {stderr}\n{}",
+            mount.log()
+        );
+        let refused = std::fs::read(mount.join("public.txt"))
+            .expect_err("root read a user's mount made without --allow-root");
+        assert_eq!(refused.raw_os_error(), Some(libc::EACCES), "{refused}");
+    }
+    {
+        let mount = UserMount::start(&owner, &bucket, &["--allow-root"]);
         assert_eq!(
-            std::fs::read_to_string(daemon.join("public.txt")).expect("root reads"),
+            std::fs::read_to_string(mount.join("public.txt"))
+                .unwrap_or_else(|e| panic!("root reads with --allow-root: {e}\n{}", mount.log())),
             "public\n"
         );
-        let (entered, stderr) = user.run("cat", &[path_str(&daemon.join("public.txt"))]);
+        let (read, stderr) = owner.run("cat", &[path_str(&mount.join("public.txt"))]);
+        assert!(read, "the owner reads its own mount: {stderr}");
+        let (read, stderr) = other.run("cat", &[path_str(&mount.join("public.txt"))]);
         assert!(
-            !entered,
-            "another user read a file of an --allow-root mount"
+            !read && stderr.contains("Permission denied"),
+            "a third user read an --allow-root mount: {stderr}"
         );
-        assert!(stderr.contains("Permission denied"), "{stderr}");
+    }
+}
+
+/// /etc/fuse.conf with `user_allow_other`, as it was again afterwards.
+struct FuseConf {
+    before: Option<Vec<u8>>,
+}
+
+impl FuseConf {
+    const PATH: &'static str = "/etc/fuse.conf";
+
+    fn with_user_allow_other() -> FuseConf {
+        let before = std::fs::read(Self::PATH).ok();
+        let text = String::from_utf8_lossy(before.as_deref().unwrap_or_default()).into_owned();
+        let allowed = text.lines().any(|line| line.trim() == "user_allow_other");
+        if !allowed {
+            std::fs::write(Self::PATH, format!("{text}\nuser_allow_other\n"))
+                .expect("write /etc/fuse.conf");
+        }
+        FuseConf { before }
+    }
+}
+
+impl Drop for FuseConf {
+    fn drop(&mut self) {
+        let _ = match &self.before {
+            Some(bytes) => std::fs::write(Self::PATH, bytes),
+            None => std::fs::remove_file(Self::PATH),
+        };
+    }
+}
+
+/// A file made usable by everyone (mode 0666), its mode restored afterwards.
+struct WorldUsable {
+    path: std::path::PathBuf,
+    mode: u32,
+}
+
+impl WorldUsable {
+    fn set(path: &Path) -> WorldUsable {
+        let mode = std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o7777;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | 0o666))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+        WorldUsable {
+            path: path.to_owned(),
+            mode,
+        }
+    }
+}
+
+impl Drop for WorldUsable {
+    fn drop(&mut self) {
+        let _ = std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(self.mode));
+    }
+}
+
+/// `bucketfs -f` run by an unprivileged user on a mountpoint it owns: the
+/// mount the kernel then attributes to that user, made through fusermount3.
+struct UserMount {
+    child: std::process::Child,
+    mountpoint: std::path::PathBuf,
+    log: std::path::PathBuf,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+impl UserMount {
+    fn start(user: &TestUser, bucket: &Bucket, args: &[&str]) -> UserMount {
+        use std::os::unix::process::CommandExt;
+        let (mountpoint_dir, mountpoint) = common::mountpoint_dir();
+        let private = tempfile::Builder::new()
+            .prefix("bucketfs-user-")
+            .tempdir_in("/tmp")
+            .expect("a directory for the user's daemon");
+        for dir in [mountpoint.as_path(), private.path()] {
+            std::os::unix::fs::chown(dir, Some(user.uid), Some(user.gid)).expect("chown");
+        }
+        let_others_reach(&mountpoint);
+        let log = private.path().join("bucketfs.log");
+        let log_file = std::fs::File::create(&log).expect("create the daemon's log");
+        std::os::unix::fs::chown(&log, Some(user.uid), Some(user.gid)).expect("chown log");
+        let mut cmd = common::bucketfs_command(
+            &bucket.target(),
+            &bucket.name,
+            &mountpoint,
+            &[&["-f"], args].concat(),
+        );
+        cmd.uid(user.uid)
+            .gid(user.gid)
+            // Its own HOME and staging: root's are closed to it.
+            .env("HOME", private.path())
+            .env("TMPDIR", private.path())
+            .env("RUST_LOG", "warn,bucketfs=debug")
+            .stdout(log_file.try_clone().expect("clone log handle"))
+            .stderr(log_file);
+        let child = cmd.spawn().expect("spawn bucketfs as the user");
+        let mut mount = UserMount {
+            child,
+            mountpoint,
+            log,
+            _dirs: (mountpoint_dir, private),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !common::is_mounted(&mount.mountpoint) {
+            if let Ok(Some(status)) = mount.child.try_wait() {
+                panic!(
+                    "bucketfs run by {} exited with {status}\n{}",
+                    user.name,
+                    mount.log()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "bucketfs run by {} did not mount\n{}",
+                user.name,
+                mount.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        mount
+    }
+
+    fn join(&self, relative: &str) -> std::path::PathBuf {
+        self.mountpoint.join(relative)
+    }
+
+    fn log(&self) -> String {
+        common::read_lossy(&self.log)
+    }
+}
+
+impl Drop for UserMount {
+    fn drop(&mut self) {
+        let _ = run_with_timeout(
+            std::process::Command::new("fusermount3")
+                .arg("-u")
+                .arg(&self.mountpoint),
+            Duration::from_secs(30),
+        );
+        let exited = (0..300).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        });
+        if !exited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
