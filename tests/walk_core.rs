@@ -380,3 +380,67 @@ async fn a_second_walk_after_the_ttl_is_listed_flat_again() {
         "the second walk sent {lists} LISTs"
     );
 }
+
+/// The names in directory `ino`, read as `ls` reads them, without descending.
+async fn list_names(fs: &Filesystem<MemoryStore>, ino: u64) -> HashMap<String, u64> {
+    let fh = fs.opendir(ino).expect("opendir");
+    let mut names = HashMap::new();
+    let mut offset = 0;
+    loop {
+        let entries = fs.readdirplus(fh, offset).await.expect("readdirplus");
+        let Some(last) = entries.last() else { break };
+        offset = last.next_offset;
+        for entry in entries.into_iter().filter(|entry| entry.counts_as_lookup) {
+            names.insert(entry.name.clone(), entry.entry.attr.ino);
+        }
+    }
+    fs.releasedir(fh);
+    names
+}
+
+/// An `ls` of a directory just after its parent's may be the first descent
+/// of a `find`: the flat listing of the walk starts beside the directory's
+/// own, but is held to its first pages until a second descent confirms the
+/// walk. An `ls` alone costs at most those pages more, and nothing after.
+#[tokio::test]
+async fn a_first_descent_lists_a_few_pages_ahead_and_no_more() {
+    let store = Arc::new(MemoryStore::new());
+    for dir in 0..200 {
+        for file in 0..30 {
+            store.put(&format!("t/d{dir:03}/f{file:02}"), vec![0u8; 1]);
+        }
+    }
+    let fs = filesystem(&store, Duration::from_secs(60));
+    let root = list_names(&fs, ROOT_INO).await;
+    let before = store.list_count();
+    let t = list_names(&fs, root["t"]).await;
+    assert_eq!(t.len(), 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after_ls = store.list_count() - before;
+    // t/'s own listing, then flat pages of 100, 200, 400 and 800 keys, and
+    // perhaps one of 1,000 asked for before the last of those was counted.
+    assert!(
+        (2..=6).contains(&after_ls),
+        "an ls of t/ after the root cost {after_ls} LISTs"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        store.list_count() - before,
+        after_ls,
+        "the listing went on with no walker"
+    );
+
+    // The second descent confirms the walk: the rest of the tree comes in
+    // the flat listing's pages, not a LIST per directory.
+    let mut seen = Seen::new();
+    walk(&fs, t["d000"], "/t/d000", &mut seen).await;
+    let mut total = 0;
+    for (name, ino) in &t {
+        let names = list_names(&fs, *ino).await;
+        assert_eq!(names.len(), 30, "t/{name}");
+        total += names.len();
+    }
+    assert_eq!(total, 6000);
+    let lists = store.list_count() - before;
+    assert!(lists <= 2 + 10, "a walk of 6,000 keys sent {lists} LISTs");
+}

@@ -401,18 +401,26 @@ impl<S: ObjectStore> Filesystem<S> {
             walk::Opened::Kept(entries) => Some(entries),
             walk::Opened::AwaitWalk => self.walks.listed_by_walk(prefix).await,
             walk::Opened::StartWalk { root, id } => {
-                let context = walk::WalkContext {
-                    meta: Arc::clone(&self.meta),
-                    walks: Arc::clone(&self.walks),
-                    posix_metadata: self.config.posix_metadata,
-                    implicit_directory_stat: self.implicit_directory_stat(),
-                };
-                let task = tokio::spawn(walk::walk(context, id, root));
-                self.walks.walk_started(id, task.abort_handle());
+                self.spawn_walk(root, id);
                 self.walks.listed_by_walk(prefix).await
+            }
+            walk::Opened::ListAndStartWalk { root, id } => {
+                self.spawn_walk(root, id);
+                None
             }
             walk::Opened::List => None,
         }
+    }
+
+    fn spawn_walk(&self, root: String, id: u64) {
+        let context = walk::WalkContext {
+            meta: Arc::clone(&self.meta),
+            walks: Arc::clone(&self.walks),
+            posix_metadata: self.config.posix_metadata,
+            implicit_directory_stat: self.implicit_directory_stat(),
+        };
+        let task = tokio::spawn(walk::walk(context, id, root));
+        self.walks.walk_started(id, task.abort_handle());
     }
 
     /// Drops from a page what no store keeping to S3's rules would list (see

@@ -13,7 +13,11 @@
 //!   back to back, HEADs for POSIX headers as the pages arrive), and every
 //!   directory under it is filled from that one listing as the listing
 //!   passes its last key. A directory the walker opens before the listing
-//!   got there waits for it.
+//!   got there waits for it. The flat listing starts at the first descent,
+//!   beside that directory's own listing, held to `TENTATIVE_AHEAD_ENTRIES`
+//!   until the second descent confirms the walk: a walker does not wait for
+//!   the round trips that tell a walk from a single `ls`, and a single `ls`
+//!   costs at most those few pages more.
 //! - The flat listing stays at most `WALK_AHEAD_ENTRIES` entries ahead of
 //!   the walker (the greatest directory it has opened), so a tree too large
 //!   to hold costs bounded memory and, if the walk stops, a bounded number of
@@ -41,8 +45,10 @@ use tokio::sync::Notify;
 
 use super::Resolved;
 use crate::fs::Stat;
+use progress::{Walk, WalkProgress};
 
 mod flat;
+mod progress;
 
 pub(in crate::fs) use flat::{WalkContext, walk};
 
@@ -66,6 +72,10 @@ const LOOKUP_WAITS_FOR_WALK: Duration = Duration::from_secs(2);
 
 /// How far the flat listing may run ahead of the walker.
 const WALK_AHEAD_ENTRIES: usize = 20_000;
+
+/// How far a walk's listing may run before a second descent confirms it:
+/// its first pages (100, 200, 400 and 800 keys).
+const TENTATIVE_AHEAD_ENTRIES: usize = 1_000;
 
 /// A descent counts when the parent's listing completed this recently.
 const DESCENT_WINDOW: Duration = Duration::from_secs(5);
@@ -97,61 +107,6 @@ struct Kept {
     prefetched: bool,
 }
 
-/// Where the flat listing of a walk stands.
-enum WalkProgress {
-    /// Every directory whose prefix sorts at or before this key (and does
-    /// not contain it) has been kept.
-    ListedThrough(String),
-    Done,
-}
-
-struct Walk {
-    id: u64,
-    root: String,
-    progress: WalkProgress,
-    /// The greatest directory the walker opened; the listing waits while
-    /// the entries it kept beyond it exceed `WALK_AHEAD_ENTRIES`.
-    walker_at: String,
-    last_visit: Instant,
-    /// Entries kept by this walk in directories beyond the walker.
-    ahead: BTreeMap<String, usize>,
-    task: Option<tokio::task::AbortHandle>,
-}
-
-impl Walk {
-    fn covers(&self, prefix: &str) -> bool {
-        prefix.starts_with(self.root.as_str())
-    }
-
-    fn has_passed(&self, prefix: &str) -> bool {
-        match &self.progress {
-            WalkProgress::Done => true,
-            WalkProgress::ListedThrough(key) => key.as_str() > prefix && !key.starts_with(prefix),
-        }
-    }
-
-    fn ahead_entries(&self) -> usize {
-        self.ahead.values().sum()
-    }
-
-    fn walker_reached(&mut self, prefix: &str) {
-        if prefix > self.walker_at.as_str() {
-            self.walker_at = prefix.to_owned();
-        }
-        let beyond = self.ahead.split_off(&format!("{}\u{0}", self.walker_at));
-        self.ahead = beyond;
-        self.last_visit = Instant::now();
-    }
-}
-
-impl Drop for Walk {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
 struct State {
     epoch: u64,
     kept: LruCache<String, Kept>,
@@ -171,6 +126,9 @@ pub(in crate::fs) enum Opened {
     AwaitWalk,
     /// A walk just started at this root: spawn its listing and wait for it.
     StartWalk { root: String, id: u64 },
+    /// List the directory as usual, and spawn the listing of a walk that
+    /// may be starting at this root (see the module notes).
+    ListAndStartWalk { root: String, id: u64 },
     /// List the directory as usual.
     List,
 }
@@ -225,18 +183,32 @@ impl Walks {
         if self.ttl.is_zero() {
             return Opened::List; // nothing could be kept
         }
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state: &mut State = &mut guard;
         let now = Instant::now();
+        let is_descent = parent.is_some_and(|parent| {
+            state
+                .completed
+                .peek(parent)
+                .is_some_and(|at| at.elapsed() < DESCENT_WINDOW)
+        });
         if let Some(walk) = state.walk.as_mut() {
             if walk.covers(prefix) {
-                walk.walker_reached(prefix);
-                // The listing may be waiting for the walker.
-                self.progressed.notify_waiters();
+                if walk.confirmed_by(prefix, is_descent) {
+                    log::debug!("walk of {:?} confirmed at {prefix:?}", walk.root);
+                    walk.unconfirmed = None;
+                    state.last_descent = None;
+                }
+                if walk.is_confirmed() {
+                    walk.walker_reached(prefix);
+                    // The listing may be waiting for the walker.
+                    self.progressed.notify_waiters();
+                }
             } else if walk.last_visit.elapsed() > WALK_IDLE {
                 state.walk = None;
             }
         }
-        if let Some(entries) = self.fresh(&mut state, prefix) {
+        if let Some(entries) = self.fresh(state, prefix) {
             return Opened::Kept(entries);
         }
         // A walk that listed everything and has nothing fresh for this
@@ -249,16 +221,16 @@ impl Walks {
         {
             state.walk = None;
         }
-        if state.walk.as_ref().is_some_and(|walk| walk.covers(prefix)) {
+        if state
+            .walk
+            .as_ref()
+            .is_some_and(|walk| walk.covers(prefix) && walk.is_confirmed())
+        {
             return Opened::AwaitWalk;
         }
         let Some(parent) = parent else {
             return Opened::List;
         };
-        let is_descent = state
-            .completed
-            .peek(parent)
-            .is_some_and(|at| at.elapsed() < DESCENT_WINDOW);
         if !is_descent {
             state.last_descent = None;
             return Opened::List;
@@ -271,22 +243,45 @@ impl Walks {
             }
             _ => {
                 state.last_descent = Some((parent.to_owned(), now));
-                return Opened::List;
+                if state.walk.as_ref().is_some_and(Walk::is_busy) {
+                    return Opened::List;
+                }
+                let id = self.begin_walk(state, parent, prefix, Some(prefix));
+                log::debug!("a walk of {parent:?} may start at {prefix:?}: listing it flat");
+                return Opened::ListAndStartWalk {
+                    root: parent.to_owned(),
+                    id,
+                };
             }
         };
+        let id = self.begin_walk(state, &root, prefix, None);
+        log::debug!("walk of {root:?} spotted at {prefix:?}: listing it flat");
+        Opened::StartWalk { root, id }
+    }
+
+    /// Makes a walk of `root` the one under way, replacing any other.
+    fn begin_walk(
+        &self,
+        state: &mut State,
+        root: &str,
+        walker_at: &str,
+        unconfirmed: Option<&str>,
+    ) -> u64 {
         let id = state.next_walk;
         state.next_walk += 1;
-        log::debug!("walk of {root:?} spotted at {prefix:?}: listing it flat");
+        let now = Instant::now();
         state.walk = Some(Walk {
             id,
-            root: root.clone(),
+            root: root.to_owned(),
+            unconfirmed: unconfirmed.map(str::to_owned),
+            started: now,
             progress: WalkProgress::ListedThrough(String::new()),
-            walker_at: prefix.to_owned(),
+            walker_at: walker_at.to_owned(),
             last_visit: now,
             ahead: BTreeMap::new(),
             task: None,
         });
-        Opened::StartWalk { root, id }
+        id
     }
 
     pub(in crate::fs) fn walk_started(&self, id: u64, task: tokio::task::AbortHandle) {
@@ -348,7 +343,11 @@ impl Walks {
                 if let Some(found) = found(&mut state) {
                     return Some(found);
                 }
-                let walk = state.walk.as_ref().filter(|walk| walk.covers(prefix))?;
+                // Nobody waits for a walk that may not be one.
+                let walk = state
+                    .walk
+                    .as_ref()
+                    .filter(|walk| walk.covers(prefix) && walk.is_confirmed())?;
                 if walk.has_passed(prefix) {
                     return None;
                 }
@@ -509,12 +508,19 @@ impl Walks {
                 let Some(walk) = state.walk.as_ref().filter(|walk| walk.id == id) else {
                     return false;
                 };
-                if walk.last_visit.elapsed() > WALK_IDLE {
+                if walk.last_visit.elapsed() > WALK_IDLE
+                    || (!walk.is_confirmed() && walk.started.elapsed() > DESCENT_WINDOW)
+                {
                     log::debug!("walk of {:?} abandoned: the walker went away", walk.root);
                     state.walk = None;
                     return false;
                 }
-                if walk.ahead_entries() <= WALK_AHEAD_ENTRIES {
+                let allowed = if walk.is_confirmed() {
+                    WALK_AHEAD_ENTRIES
+                } else {
+                    TENTATIVE_AHEAD_ENTRIES
+                };
+                if walk.ahead_entries() <= allowed {
                     return true;
                 }
             }
