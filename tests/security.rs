@@ -367,12 +367,24 @@ impl UserMount {
         let log = private.path().join("bucketfs.log");
         let log_file = std::fs::File::create(&log).expect("create the daemon's log");
         std::os::unix::fs::chown(&log, Some(user.uid), Some(user.gid)).expect("chown log");
-        let mut cmd = common::bucketfs_command(
+        let template = common::bucketfs_command(
             &bucket.target(),
             &bucket.name,
             &mountpoint,
             &[&["-f"], args].concat(),
         );
+        // The build's own directory may be closed to other users (a CI
+        // checkout in a 0700 temporary directory).
+        let binary = private.path().join("bucketfs");
+        std::fs::copy(common::bucketfs_bin(), &binary).expect("copy bucketfs for the user");
+        let mut cmd = std::process::Command::new(&binary);
+        cmd.args(template.get_args());
+        for (name, value) in template.get_envs() {
+            match value {
+                Some(value) => cmd.env(name, value),
+                None => cmd.env_remove(name),
+            };
+        }
         cmd.uid(user.uid)
             .gid(user.gid)
             // Its own HOME and staging: root's are closed to it.
