@@ -192,6 +192,13 @@ fn a_get_cut_mid_body_resumes_from_the_last_byte_pinned_to_its_etag() {
     assert!(out.stdout == body, "the bytes read differ from the object");
     assert!(forwarder.has_cut(), "no response was cut");
 
+    assert_cut_get_resumed(&forwarder, CUT_AFTER);
+    mount.unmount();
+}
+
+/// The forwarder cut a ranged GET after `cut_after` body bytes, and a later
+/// GET asked for the rest of that range only, pinned to the same ETag.
+fn assert_cut_get_resumed(forwarder: &Forwarder, cut_after: u64) {
     let requests = forwarder.ranged_requests();
     eprintln!("ranged GETs: {requests:?}");
     let Some(at) = requests.iter().position(|r| r.was_cut) else {
@@ -207,7 +214,7 @@ fn a_get_cut_mid_body_resumes_from_the_last_byte_pinned_to_its_etag() {
     };
     assert_eq!(
         resumed.range,
-        (start + CUT_AFTER, end),
+        (start + cut_after, end),
         "the resumed GET must ask for the rest only: {requests:?}"
     );
     assert!(
@@ -220,7 +227,6 @@ fn a_get_cut_mid_body_resumes_from_the_last_byte_pinned_to_its_etag() {
     if first.if_match.is_some() {
         assert_eq!(resumed.if_match, first.if_match, "pinned to another ETag");
     }
-    mount.unmount();
 }
 
 /// Bug 7 (issue 10), renames: a server-side copy moves no bytes while the
@@ -319,18 +325,7 @@ fn bug7_a_cut_get_fails_no_reader_and_a_download_for_writing_resumes() {
         bucket.get("appended.bin") == want,
         "the appended object holds other bytes"
     );
-    let requests = forwarder.ranged_requests();
-    eprintln!("ranged GETs while appending: {requests:?}");
-    let Some(at) = requests.iter().position(|r| r.was_cut) else {
-        panic!("no download was cut: {requests:?}");
-    };
-    let (start, end) = requests[at].range;
-    let resumed = requests[at + 1..].iter().find(|r| r.range.1 == end);
-    assert_eq!(
-        resumed.map(|r| r.range),
-        Some((start + CUT_AFTER, end)),
-        "the cut download must resume from its last byte: {requests:?}"
-    );
+    assert_cut_get_resumed(&forwarder, CUT_AFTER);
     mount.unmount();
 }
 
