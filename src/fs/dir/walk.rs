@@ -118,6 +118,25 @@ struct State {
     next_walk: u64,
 }
 
+impl State {
+    /// Makes a walk of `root` the one under way, replacing any other.
+    fn begin_walk(&mut self, root: &str, walker_at: &str, unconfirmed: Option<&str>) -> u64 {
+        let id = self.next_walk;
+        self.next_walk += 1;
+        self.walk = Some(Walk {
+            id,
+            root: root.to_owned(),
+            unconfirmed: unconfirmed.map(str::to_owned),
+            progress: WalkProgress::ListedThrough(String::new()),
+            walker_at: walker_at.to_owned(),
+            last_visit: Instant::now(),
+            ahead: BTreeMap::new(),
+            task: None,
+        });
+        id
+    }
+}
+
 /// What the caller of [`Walks::opened`] should do.
 pub(in crate::fs) enum Opened {
     /// Serve these entries; no request needed.
@@ -246,7 +265,7 @@ impl Walks {
                 if state.walk.as_ref().is_some_and(Walk::is_busy) {
                     return Opened::List;
                 }
-                let id = self.begin_walk(state, parent, prefix, Some(prefix));
+                let id = state.begin_walk(parent, prefix, Some(prefix));
                 log::debug!("a walk of {parent:?} may start at {prefix:?}: listing it flat");
                 return Opened::ListAndStartWalk {
                     root: parent.to_owned(),
@@ -254,34 +273,9 @@ impl Walks {
                 };
             }
         };
-        let id = self.begin_walk(state, &root, prefix, None);
+        let id = state.begin_walk(&root, prefix, None);
         log::debug!("walk of {root:?} spotted at {prefix:?}: listing it flat");
         Opened::StartWalk { root, id }
-    }
-
-    /// Makes a walk of `root` the one under way, replacing any other.
-    fn begin_walk(
-        &self,
-        state: &mut State,
-        root: &str,
-        walker_at: &str,
-        unconfirmed: Option<&str>,
-    ) -> u64 {
-        let id = state.next_walk;
-        state.next_walk += 1;
-        let now = Instant::now();
-        state.walk = Some(Walk {
-            id,
-            root: root.to_owned(),
-            unconfirmed: unconfirmed.map(str::to_owned),
-            started: now,
-            progress: WalkProgress::ListedThrough(String::new()),
-            walker_at: walker_at.to_owned(),
-            last_visit: now,
-            ahead: BTreeMap::new(),
-            task: None,
-        });
-        id
     }
 
     pub(in crate::fs) fn walk_started(&self, id: u64, task: tokio::task::AbortHandle) {
@@ -509,7 +503,7 @@ impl Walks {
                     return false;
                 };
                 if walk.last_visit.elapsed() > WALK_IDLE
-                    || (!walk.is_confirmed() && walk.started.elapsed() > DESCENT_WINDOW)
+                    || (!walk.is_confirmed() && walk.last_visit.elapsed() > DESCENT_WINDOW)
                 {
                     log::debug!("walk of {:?} abandoned: the walker went away", walk.root);
                     state.walk = None;

@@ -21,11 +21,12 @@ pub(super) struct Walk {
     /// until a second descent confirms it; nobody waits for a walk not
     /// confirmed.
     pub(super) unconfirmed: Option<String>,
-    pub(super) started: Instant,
     pub(super) progress: WalkProgress,
     /// The greatest directory the walker opened; the listing waits while
     /// the entries it kept beyond it exceed `WALK_AHEAD_ENTRIES`.
     pub(super) walker_at: String,
+    /// When the walker last opened a directory under it; for a walk not
+    /// confirmed yet (whose walker has not come), when it began.
     pub(super) last_visit: Instant,
     /// Entries kept by this walk in directories beyond the walker.
     pub(super) ahead: BTreeMap<String, usize>,
@@ -59,7 +60,7 @@ impl Walk {
             .as_deref()
             .is_some_and(|first| prefix != first && prefix != self.root)
             && is_descent
-            && self.started.elapsed() < DESCENT_WINDOW
+            && self.last_visit.elapsed() < DESCENT_WINDOW
     }
 
     /// A confirmed walk that has not finished and whose walker is still
