@@ -258,7 +258,7 @@ fn allow_root_lets_root_into_a_mount_an_unprivileged_user_made() {
     let _device = WorldUsable::set(Path::new("/dev/fuse"));
 
     {
-        let mount = UserMount::start(&owner, &bucket, &[]);
+        let mount = Daemon::start_as(&owner, &bucket.target(), &bucket.name, &[]);
         let (read, stderr) = owner.run("cat", &[path_str(&mount.join("public.txt"))]);
         assert!(
             read,
@@ -270,7 +270,7 @@ fn allow_root_lets_root_into_a_mount_an_unprivileged_user_made() {
         assert_eq!(refused.raw_os_error(), Some(libc::EACCES), "{refused}");
     }
     {
-        let mount = UserMount::start(&owner, &bucket, &["--allow-root"]);
+        let mount = Daemon::start_as(&owner, &bucket.target(), &bucket.name, &["--allow-root"]);
         assert_eq!(
             std::fs::read_to_string(mount.join("public.txt"))
                 .unwrap_or_else(|e| panic!("root reads with --allow-root: {e}\n{}", mount.log())),
@@ -340,111 +340,6 @@ impl WorldUsable {
 impl Drop for WorldUsable {
     fn drop(&mut self) {
         let _ = std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(self.mode));
-    }
-}
-
-/// `bucketfs -f` run by an unprivileged user on a mountpoint it owns: the
-/// mount the kernel then attributes to that user, made through fusermount3.
-struct UserMount {
-    child: std::process::Child,
-    mountpoint: std::path::PathBuf,
-    log: std::path::PathBuf,
-    _dirs: (tempfile::TempDir, tempfile::TempDir),
-}
-
-impl UserMount {
-    fn start(user: &TestUser, bucket: &Bucket, args: &[&str]) -> UserMount {
-        use std::os::unix::process::CommandExt;
-        let (mountpoint_dir, mountpoint) = common::mountpoint_dir();
-        let private = tempfile::Builder::new()
-            .prefix("bucketfs-user-")
-            .tempdir_in("/tmp")
-            .expect("a directory for the user's daemon");
-        for dir in [mountpoint.as_path(), private.path()] {
-            std::os::unix::fs::chown(dir, Some(user.uid), Some(user.gid)).expect("chown");
-        }
-        let_others_reach(&mountpoint);
-        let log = private.path().join("bucketfs.log");
-        let log_file = std::fs::File::create(&log).expect("create the daemon's log");
-        std::os::unix::fs::chown(&log, Some(user.uid), Some(user.gid)).expect("chown log");
-        let template = common::bucketfs_command(
-            &bucket.target(),
-            &bucket.name,
-            &mountpoint,
-            &[&["-f"], args].concat(),
-        );
-        // The build's own directory may be closed to other users (a CI
-        // checkout in a 0700 temporary directory).
-        let binary = private.path().join("bucketfs");
-        std::fs::copy(common::bucketfs_bin(), &binary).expect("copy bucketfs for the user");
-        let mut cmd = std::process::Command::new(&binary);
-        cmd.args(template.get_args());
-        for (name, value) in template.get_envs() {
-            match value {
-                Some(value) => cmd.env(name, value),
-                None => cmd.env_remove(name),
-            };
-        }
-        cmd.uid(user.uid)
-            .gid(user.gid)
-            // Its own HOME and staging: root's are closed to it.
-            .env("HOME", private.path())
-            .env("TMPDIR", private.path())
-            .env("RUST_LOG", "warn,bucketfs=debug")
-            .stdout(log_file.try_clone().expect("clone log handle"))
-            .stderr(log_file);
-        let child = cmd.spawn().expect("spawn bucketfs as the user");
-        let mut mount = UserMount {
-            child,
-            mountpoint,
-            log,
-            _dirs: (mountpoint_dir, private),
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while !common::is_mounted(&mount.mountpoint) {
-            if let Ok(Some(status)) = mount.child.try_wait() {
-                panic!(
-                    "bucketfs run by {} exited with {status}\n{}",
-                    user.name,
-                    mount.log()
-                );
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "bucketfs run by {} did not mount\n{}",
-                user.name,
-                mount.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        mount
-    }
-
-    fn join(&self, relative: &str) -> std::path::PathBuf {
-        self.mountpoint.join(relative)
-    }
-
-    fn log(&self) -> String {
-        common::read_lossy(&self.log)
-    }
-}
-
-impl Drop for UserMount {
-    fn drop(&mut self) {
-        let _ = run_with_timeout(
-            std::process::Command::new("fusermount3")
-                .arg("-u")
-                .arg(&self.mountpoint),
-            Duration::from_secs(30),
-        );
-        let exited = (0..300).any(|_| {
-            std::thread::sleep(Duration::from_millis(100));
-            matches!(self.child.try_wait(), Ok(Some(_)))
-        });
-        if !exited {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 

@@ -7,14 +7,18 @@
 
 #![allow(dead_code)] // Each test binary uses a different part.
 
+use std::ffi::OsStr;
 use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus};
+use std::process::{Child, Command, ExitStatus};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::common::users::{TestUser, let_others_reach};
 use crate::common::{
-    S3Target, bucketfs_command, is_mounted, mountpoint_dir, read_lossy, tail, unmount_quietly,
+    S3Target, bucketfs_bin, bucketfs_command, is_mounted, mountpoint_dir, read_lossy, tail,
+    unmount_quietly,
 };
 
 /// As in `common`: a mount must be live within 20 s.
@@ -26,6 +30,9 @@ pub struct Daemon {
     stderr_path: PathBuf,
     _mountpoint_dir: tempfile::TempDir,
     _log_dir: tempfile::TempDir,
+    /// What a daemon run by another user needs of its own: its binary, its
+    /// HOME and staging.
+    _private: Option<tempfile::TempDir>,
 }
 
 impl Daemon {
@@ -38,20 +45,56 @@ impl Daemon {
         env: &[(&str, Option<&str>)],
     ) -> Daemon {
         let (mountpoint_dir, mountpoint) = mountpoint_dir();
+        let mut cmd = bucketfs_command(target, bucket, &mountpoint, &[&["-f"], args].concat());
+        cmd.env("RUST_LOG", "warn,bucketfs=debug");
+        set_env(&mut cmd, env.iter().copied());
+        Daemon::spawn(cmd, mountpoint_dir, mountpoint, None)
+    }
+
+    /// As `start` without extra environment, but run by the unprivileged
+    /// `user` itself on a mountpoint it owns: the mount the kernel then
+    /// attributes to that user, made through fusermount3.
+    pub fn start_as(user: &TestUser, target: &S3Target, bucket: &str, args: &[&str]) -> Daemon {
+        let (mountpoint_dir, mountpoint) = mountpoint_dir();
+        let private = tempfile::Builder::new()
+            .prefix("bucketfs-user-")
+            .tempdir_in("/tmp")
+            .expect("a directory for the user's daemon");
+        for dir in [mountpoint.as_path(), private.path()] {
+            std::os::unix::fs::chown(dir, Some(user.uid), Some(user.gid)).expect("chown");
+        }
+        let_others_reach(&mountpoint);
+        let template = bucketfs_command(target, bucket, &mountpoint, &[&["-f"], args].concat());
+        // The build's own directory may be closed to other users (a CI
+        // checkout in a 0700 temporary directory).
+        let binary = private.path().join("bucketfs");
+        std::fs::copy(bucketfs_bin(), &binary).expect("copy bucketfs for the user");
+        let mut cmd = Command::new(&binary);
+        cmd.args(template.get_args());
+        set_env(&mut cmd, template.get_envs());
+        cmd.uid(user.uid)
+            .gid(user.gid)
+            // Its own HOME and staging: root's are closed to it.
+            .env("HOME", private.path())
+            .env("TMPDIR", private.path())
+            .env("RUST_LOG", "warn,bucketfs=debug");
+        Daemon::spawn(cmd, mountpoint_dir, mountpoint, Some(private))
+    }
+
+    /// Spawns `cmd` with its output in a log of its own and waits for the
+    /// mount at `mountpoint`.
+    fn spawn(
+        mut cmd: Command,
+        mountpoint_dir: tempfile::TempDir,
+        mountpoint: PathBuf,
+        private: Option<tempfile::TempDir>,
+    ) -> Daemon {
         let log_dir = tempfile::Builder::new()
             .prefix("bucketfs-log-")
             .tempdir()
             .expect("log dir");
         let stderr_path = log_dir.path().join("bucketfs.stderr");
         let stderr = File::create(&stderr_path).expect("stderr file");
-        let mut cmd = bucketfs_command(target, bucket, &mountpoint, &[&["-f"], args].concat());
-        cmd.env("RUST_LOG", "warn,bucketfs=debug");
-        for (name, value) in env {
-            match value {
-                Some(value) => cmd.env(name, value),
-                None => cmd.env_remove(name),
-            };
-        }
         cmd.stdout(stderr.try_clone().expect("clone"))
             .stderr(stderr);
         let child = cmd.spawn().expect("spawn bucketfs");
@@ -61,6 +104,7 @@ impl Daemon {
             stderr_path,
             _mountpoint_dir: mountpoint_dir,
             _log_dir: log_dir,
+            _private: private,
         };
         let deadline = Instant::now() + MOUNT_TIMEOUT;
         while !is_mounted(&daemon.mountpoint) {
@@ -149,6 +193,19 @@ impl Drop for Daemon {
                 tail(&self.log(), 80)
             );
         }
+    }
+}
+
+/// Sets (`Some`) or removes (`None`) each variable of `env` in `cmd`.
+fn set_env<K: AsRef<OsStr>, V: AsRef<OsStr>>(
+    cmd: &mut Command,
+    env: impl IntoIterator<Item = (K, Option<V>)>,
+) {
+    for (name, value) in env {
+        match value {
+            Some(value) => cmd.env(name, value),
+            None => cmd.env_remove(name),
+        };
     }
 }
 
