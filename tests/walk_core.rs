@@ -383,19 +383,12 @@ async fn a_second_walk_after_the_ttl_is_listed_flat_again() {
 
 /// The names in directory `ino`, read as `ls` reads them, without descending.
 async fn list_names(fs: &Filesystem<MemoryStore>, ino: u64) -> HashMap<String, u64> {
-    let fh = fs.opendir(ino).expect("opendir");
-    let mut names = HashMap::new();
-    let mut offset = 0;
-    loop {
-        let entries = fs.readdirplus(fh, offset).await.expect("readdirplus");
-        let Some(last) = entries.last() else { break };
-        offset = last.next_offset;
-        for entry in entries.into_iter().filter(|entry| entry.counts_as_lookup) {
-            names.insert(entry.name.clone(), entry.entry.attr.ino);
-        }
-    }
-    fs.releasedir(fh);
-    names
+    core_fs::read_directory(fs, ino)
+        .await
+        .into_iter()
+        .filter(|entry| entry.counts_as_lookup)
+        .map(|entry| (entry.name, entry.entry.attr.ino))
+        .collect()
 }
 
 /// An `ls` of a directory just after its parent's may be the first descent
@@ -443,4 +436,38 @@ async fn a_first_descent_lists_a_few_pages_ahead_and_no_more() {
     assert_eq!(total, 6000);
     let lists = store.list_count() - before;
     assert!(lists <= 2 + 10, "a walk of 6,000 keys sent {lists} LISTs");
+}
+
+/// The listing of a walk that a second descent confirmed fails on its first
+/// page after the hold: the walk ends, and every directory still shows what
+/// listing it on its own shows.
+#[tokio::test]
+async fn a_failing_page_after_the_first_descents_hold_changes_nothing_shown() {
+    let store = Arc::new(MemoryStore::new());
+    for dir in 0..200 {
+        for file in 0..30 {
+            store.put(&format!("t/d{dir:03}/f{file:02}"), vec![0u8; 1 + file]);
+        }
+    }
+    let expected = reference(&store).await;
+    let fs = filesystem(&store, Duration::from_secs(60));
+    let root = list_names(&fs, ROOT_INO).await;
+    let t = list_names(&fs, root["t"]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The walk's listing is held now; the next LIST is the page it asks for
+    // once the walker descends.
+    let failed_at = store.list_count();
+    store.fail_next(Verb::List, FailureKind::Timeout, 1);
+    let mut seen = Seen::new();
+    seen.insert("/t".to_owned(), expected["/t"]);
+    let mut names: Vec<_> = t.into_iter().collect();
+    names.sort();
+    for (name, ino) in names {
+        let path = format!("/t/{name}");
+        seen.insert(path.clone(), expected[&path]);
+        walk(&fs, ino, &path, &mut seen).await;
+    }
+    assert!(store.list_count() > failed_at, "no LIST after the hold");
+    store.clear_failures();
+    assert_eq!(seen, expected);
 }
