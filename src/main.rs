@@ -15,7 +15,7 @@ use bucketfs::fuse::{self, MountOptions};
 use bucketfs::logging;
 use bucketfs::store::s3::S3Store;
 use bucketfs::store::stale_uploads;
-use bucketfs::store::{ObjectStore, StoreError};
+use bucketfs::store::{ListFrom, ObjectStore, StoreError};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// The start-up check must answer at the prompt: a dead endpoint fails
@@ -343,7 +343,7 @@ async fn check_bucket(store: &S3Store, config: &MountConfig) -> Result<(), Strin
         .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
         .unwrap_or_else(|| "AWS S3".to_owned());
     let endpoint = without_userinfo(&endpoint).into_owned();
-    let request = store.list_page(&config.fs.prefix, true, None, 1);
+    let request = store.list_page(&config.fs.prefix, true, ListFrom::Start, 1);
     let result = match tokio::time::timeout(STARTUP_CHECK_TIMEOUT, request).await {
         Ok(result) => result,
         Err(_) => {

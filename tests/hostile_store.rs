@@ -17,7 +17,9 @@ mod core_fs;
 use bucketfs::config::{FsConfig, PosixMetadata};
 use bucketfs::fs::{Error, FileKind, Filesystem, OpenIntent, ROOT_INO};
 use bucketfs::store::memory::MemoryStore;
-use bucketfs::store::{ListPage, ListedObject, ObjectHeaders, ObjectMeta, ObjectStore, StoreError};
+use bucketfs::store::{
+    ListFrom, ListPage, ListedObject, ObjectHeaders, ObjectMeta, ObjectStore, StoreError,
+};
 use bytes::Bytes;
 use core_fs::fs_config;
 
@@ -95,19 +97,23 @@ impl ObjectStore for Hostile {
         &self,
         prefix: &str,
         delimited: bool,
-        continuation: Option<&str>,
+        from: ListFrom<'_>,
         max_keys: u32,
     ) -> Result<ListPage, StoreError> {
         let hostility = self.hostility();
+        let continuation = match from {
+            ListFrom::Continue(token) => Some(token),
+            ListFrom::Start | ListFrom::After(_) => None,
+        };
         let served = {
             let mut served = self.pages_served.lock().unwrap();
             *served += 1;
             *served
         };
         let asked = if hostility.first_page_forever {
-            None
+            ListFrom::Start
         } else {
-            continuation
+            from
         };
         let mut page = self
             .inner
@@ -120,7 +126,7 @@ impl ObjectStore for Hostile {
             // are the last entry): list up to it again and take its tail.
             let before = self
                 .inner
-                .list_page(prefix, delimited, None, u32::MAX)
+                .list_page(prefix, delimited, ListFrom::Start, u32::MAX)
                 .await?;
             let end = before
                 .objects

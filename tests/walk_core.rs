@@ -13,7 +13,7 @@ use std::time::Duration;
 #[path = "common/core.rs"]
 mod core_fs;
 
-use bucketfs::config::FsConfig;
+use bucketfs::config::{FsConfig, PosixMetadata};
 use bucketfs::fs::{Caller, FileKind, Filesystem, ROOT_INO, SetAttr};
 use bucketfs::store::memory::{FailureKind, MemoryStore, Verb};
 use bytes::Bytes;
@@ -22,11 +22,14 @@ use core_fs::fs_config;
 const DIRS: usize = 40;
 const FILES_PER_DIR: usize = 30;
 
-/// LISTs a walk of `tree()` sends at most: the root, t/ and the first
-/// descents delimited (about four), then flat pages of 100, 200, 400 and 800
-/// keys for its 1,240 (a walk's pages grow to 1,000 from a small first one).
-/// Listing each directory takes over 40.
-const WALK_LISTS_AT_MOST: u64 = 9;
+/// LISTs a walk of `tree()` sends at most: the root and t/ delimited, and
+/// t/'s lookup; the tentative flat pages of the walk of the root (100, 200,
+/// 400 and 800 keys); then, the walk moved down to t/ (42 subdirectories),
+/// four ranges of its 1,240 keys listed side by side: pages of 100, 200 and
+/// 400 keys for the first (a walk's pages grow to 1,000 from a small first
+/// one), one page each for the others; and, for a slow walker, a lookup of
+/// the empty directory again. Listing each directory takes over 40.
+const WALK_LISTS_AT_MOST: u64 = 14;
 
 const CALLER: Caller = Caller { uid: 0, gid: 0 };
 
@@ -391,18 +394,34 @@ async fn list_names(fs: &Filesystem<MemoryStore>, ino: u64) -> HashMap<String, u
         .collect()
 }
 
+/// `t/dDDD/fFF` for `dirs` directories of `files` files, file FF holding
+/// FF + 1 bytes.
+fn plain_tree(dirs: usize, files: usize) -> Arc<MemoryStore> {
+    let store = Arc::new(MemoryStore::new());
+    for dir in 0..dirs {
+        for file in 0..files {
+            store.put(&format!("t/d{dir:03}/f{file:02}"), vec![0u8; 1 + file]);
+        }
+    }
+    store
+}
+
+/// What listing every directory on its own shows under `/t`.
+async fn reference_under_t(store: &Arc<MemoryStore>) -> Seen {
+    reference(store)
+        .await
+        .into_iter()
+        .filter(|(path, _)| path.starts_with("/t/"))
+        .collect()
+}
+
 /// An `ls` of a directory just after its parent's may be the first descent
 /// of a `find`: the flat listing of the walk starts beside the directory's
 /// own, but is held to its first pages until a second descent confirms the
 /// walk. An `ls` alone costs at most those pages more, and nothing after.
 #[tokio::test]
 async fn a_first_descent_lists_a_few_pages_ahead_and_no_more() {
-    let store = Arc::new(MemoryStore::new());
-    for dir in 0..200 {
-        for file in 0..30 {
-            store.put(&format!("t/d{dir:03}/f{file:02}"), vec![0u8; 1]);
-        }
-    }
+    let store = plain_tree(200, 30);
     let fs = filesystem(&store, Duration::from_secs(60));
     let root = list_names(&fs, ROOT_INO).await;
     let before = store.list_count();
@@ -435,7 +454,13 @@ async fn a_first_descent_lists_a_few_pages_ahead_and_no_more() {
     }
     assert_eq!(total, 6000);
     let lists = store.list_count() - before;
-    assert!(lists <= 2 + 10, "a walk of 6,000 keys sent {lists} LISTs");
+    // t/'s own listing; the walk of the root held to pages of 100, 200, 400
+    // and 800 keys; moved down to t/, four ranges of 1,500 keys: the first in
+    // pages of 100, 200, 400, 800 and 1,000 keys, the others in two pages.
+    assert!(
+        lists <= 1 + 5 + 5 + 3 * 2,
+        "a walk of 6,000 keys sent {lists} LISTs"
+    );
 }
 
 /// The listing of a walk that a second descent confirmed fails on its first
@@ -443,12 +468,7 @@ async fn a_first_descent_lists_a_few_pages_ahead_and_no_more() {
 /// listing it on its own shows.
 #[tokio::test]
 async fn a_failing_page_after_the_first_descents_hold_changes_nothing_shown() {
-    let store = Arc::new(MemoryStore::new());
-    for dir in 0..200 {
-        for file in 0..30 {
-            store.put(&format!("t/d{dir:03}/f{file:02}"), vec![0u8; 1 + file]);
-        }
-    }
+    let store = plain_tree(200, 30);
     let expected = reference(&store).await;
     let fs = filesystem(&store, Duration::from_secs(60));
     let root = list_names(&fs, ROOT_INO).await;
@@ -470,4 +490,114 @@ async fn a_failing_page_after_the_first_descents_hold_changes_nothing_shown() {
     assert!(store.list_count() > failed_at, "no LIST after the hold");
     store.clear_failures();
     assert_eq!(seen, expected);
+}
+
+/// A tree under `t/` whose top holds many directories, each beside a file
+/// of its name (which the directory shadows), some beside names that sort
+/// between a directory's key and its keys (`a05-x/`, `a05.z`), and a few
+/// nested directories: wherever a walk cuts the tree into ranges, a cut
+/// lands next to such names.
+fn wide_tree() -> Arc<MemoryStore> {
+    let store = Arc::new(MemoryStore::new());
+    for dir in 0..40 {
+        let name = format!("t/a{dir:02}");
+        for file in 0..3 {
+            store.put(&format!("{name}/f{file}"), vec![0u8; dir + file]);
+        }
+        store.put(&name, vec![1u8; 4]);
+        if dir % 5 == 0 {
+            store.put(&format!("{name}-x/inside"), vec![2u8; 5]);
+            store.put(&format!("{name}.z"), vec![3u8; 6]);
+        }
+        if dir % 7 == 0 {
+            store.put(&format!("{name}/sub/deep"), vec![4u8; 7]);
+        }
+    }
+    store
+}
+
+/// The listings of a walk's ranges run side by side, and together show what
+/// listing each directory on its own shows.
+#[tokio::test]
+async fn a_walk_lists_ranges_of_its_roots_directories_side_by_side() {
+    let store = wide_tree();
+    let expected = reference_under_t(&store).await;
+    let fs = filesystem(&store, Duration::from_secs(60));
+    let root = list_names(&fs, ROOT_INO).await;
+    store.set_latency(Verb::List, Duration::from_millis(20));
+    store.take_peak_in_flight(Verb::List);
+    let mut seen = Seen::new();
+    walk(&fs, root["t"], "/t", &mut seen).await;
+    let peak = store.take_peak_in_flight(Verb::List);
+    assert_eq!(seen, expected);
+    assert!(peak >= 3, "at most {peak} LISTs were in flight at once");
+}
+
+/// Whichever of a walk's listings fails, the walk ends and every directory
+/// still shows what listing it on its own shows.
+#[tokio::test]
+async fn a_failing_page_in_any_range_changes_nothing_shown() {
+    let store = wide_tree();
+    let expected = reference_under_t(&store).await;
+    store.set_latency(Verb::List, Duration::from_millis(5));
+    for failing in 1..8 {
+        let fs = filesystem(&store, Duration::from_secs(60));
+        let root = list_names(&fs, ROOT_INO).await;
+        let t = list_names(&fs, root["t"]).await;
+        let mut names: Vec<_> = t.into_iter().collect();
+        names.sort();
+        let mut seen = Seen::new();
+        for (index, (name, ino)) in names.into_iter().enumerate() {
+            let path = format!("/t/{name}");
+            seen.insert(path.clone(), expected[&path]);
+            if index == 1 {
+                // The walk was confirmed by the descent into the first
+                // directory's subdirectory, if any, or is by this one: its
+                // ranges are listing. The next LIST fails, a little later
+                // each round, so that the failure lands on different pages.
+                tokio::time::sleep(Duration::from_millis(5 * failing)).await;
+                store.fail_next(Verb::List, FailureKind::Timeout, 1);
+            }
+            if expected[&path].0 == FileKind::Directory {
+                walk(&fs, ino, &path, &mut seen).await;
+            }
+        }
+        store.clear_failures();
+        assert_eq!(
+            seen, expected,
+            "a walk whose LIST failed after {failing} x 5 ms"
+        );
+    }
+}
+
+/// Once the walk root's entry has timed out, the kernel looks the root up
+/// again whenever it resolves a path through it. While the walk lists, its
+/// listings vouch for the root: the lookup sends no request and does not
+/// wait for the walk to end (it waited up to 2 s, every TTL, before).
+#[tokio::test]
+async fn a_walks_root_looked_up_again_mid_walk_costs_no_request() {
+    let store = plain_tree(40, 60);
+    // Without POSIX headers, so that a HEAD can only be a probe.
+    let config = FsConfig {
+        metadata_ttl: Duration::from_millis(100),
+        posix_metadata: PosixMetadata::ListingOnly,
+        ..fs_config()
+    };
+    let fs = Filesystem::new(Arc::clone(&store), config, 16).expect("staging directory");
+    let root = list_names(&fs, ROOT_INO).await;
+    let t = list_names(&fs, root["t"]).await;
+    // The first range lists 600 keys in pages of 100, 200 and 400.
+    store.set_latency(Verb::List, Duration::from_millis(300));
+    assert_eq!(list_names(&fs, t["d000"]).await.len(), 60);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // A probe is a LIST of t/ with a delimiter (and a HEAD when the
+    // directory had headers); the walk's own pages are flat.
+    let (heads, delimited) = (
+        store.request_count(Verb::Head),
+        store.delimited_list_count(),
+    );
+    let entry = fs.lookup(ROOT_INO, "t").await.expect("lookup of t");
+    assert_eq!(entry.attr.kind, FileKind::Directory);
+    assert_eq!(store.request_count(Verb::Head), heads, "t was probed");
+    assert_eq!(store.delimited_list_count(), delimited, "t was probed");
 }

@@ -25,7 +25,7 @@ use lru::LruCache;
 
 use crate::fs::dir::{directory_name, file_name};
 use crate::fs::{FileKind, Filesystem, Result};
-use crate::store::ObjectStore;
+use crate::store::{ListFrom, ObjectStore};
 
 /// Keys per listing page: S3's maximum.
 const PAGE_KEYS: u32 = 1000;
@@ -261,7 +261,12 @@ impl<S: ObjectStore> Filesystem<S> {
         for _ in 0..MAX_LISTED_PAGES {
             let page = self
                 .meta
-                .list_page(prefix, true, continuation.as_deref(), PAGE_KEYS)
+                .list_page(
+                    prefix,
+                    true,
+                    ListFrom::continuing(continuation.as_deref()),
+                    PAGE_KEYS,
+                )
                 .await?;
             // What a listing of the directory would not show (see `dir.rs`,
             // which warns about it) is not a name here either.

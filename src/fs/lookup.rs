@@ -3,6 +3,7 @@
 //! refreshing a stale entry's attributes.
 
 use super::*;
+use crate::store::ListFrom;
 
 impl<S: ObjectStore> Filesystem<S> {
     /// Looks a name up in a directory: answered from the inode table while
@@ -177,7 +178,10 @@ impl<S: ObjectStore> Filesystem<S> {
         &self,
         prefix: &str,
     ) -> Result<Option<dir::DirectoryProbe>> {
-        let page = self.meta.list_page(prefix, true, None, 1).await?;
+        let page = self
+            .meta
+            .list_page(prefix, true, ListFrom::Start, 1)
+            .await?;
         if !dir::lists_anything_under(&page, prefix) {
             return Ok(None);
         }

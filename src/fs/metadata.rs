@@ -30,7 +30,7 @@ use crate::cache::disk::{DiskCache, headers_block};
 use crate::cache::meta::{
     HeaderCache, PosixHeaders, decode_from_disk, encode_for_disk, whole_seconds,
 };
-use crate::store::{ListPage, ListedObject, ObjectMeta, ObjectStore, StoreError};
+use crate::store::{ListFrom, ListPage, ListedObject, ObjectMeta, ObjectStore, StoreError};
 
 /// Header files read from the disk cache by one blocking task: a directory
 /// of a hundred files takes one, a flat page of 1,000 keys spreads over the
@@ -301,12 +301,12 @@ impl<S: ObjectStore> MetadataRequests<S> {
         &self,
         prefix: &str,
         delimited: bool,
-        continuation: Option<&str>,
+        from: ListFrom<'_>,
         max_keys: u32,
     ) -> Result<ListPage, StoreError> {
         let _permit = self.permits.acquire().await.expect("never closed");
         self.store
-            .list_page(prefix, delimited, continuation, max_keys)
+            .list_page(prefix, delimited, from, max_keys)
             .await
     }
 }

@@ -10,7 +10,7 @@ use futures::stream;
 
 use crate::fs::{Attr, Caller, Entry, Error, FileKind, Filesystem, Result, Stat, check_name};
 use crate::object_format::{PosixHeaders, directory_marker_headers};
-use crate::store::{ObjectStore, StoreError};
+use crate::store::{ListFrom, ObjectStore, StoreError};
 use crate::upload::{CopySource, copy_object};
 
 use std::time::SystemTime;
@@ -124,7 +124,10 @@ impl<S: ObjectStore> Filesystem<S> {
 
     /// Whether any key other than the marker lives under `prefix`.
     async fn has_children(&self, prefix: &str) -> Result<bool> {
-        let page = self.store.list_page(prefix, false, None, 2).await?;
+        let page = self
+            .store
+            .list_page(prefix, false, ListFrom::Start, 2)
+            .await?;
         Ok(page.objects.iter().any(|object| object.key != prefix)
             || !page.common_prefixes.is_empty())
     }
@@ -358,7 +361,10 @@ impl<S: ObjectStore> Filesystem<S> {
         loop {
             // Moved keys leave the listing, so each round lists from the top
             // rather than following a token into a listing that changed.
-            let page = self.store.list_page(old_prefix, false, None, 1000).await?;
+            let page = self
+                .store
+                .list_page(old_prefix, false, ListFrom::Start, 1000)
+                .await?;
             let moves: Vec<(String, String, u64)> = page
                 .objects
                 .into_iter()

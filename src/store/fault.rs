@@ -26,8 +26,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::{
-    FailureKind, ListPage, ObjectHeaders, ObjectMeta, ObjectStore, PendingUploadPage, StoreError,
-    Verb,
+    FailureKind, ListFrom, ListPage, ObjectHeaders, ObjectMeta, ObjectStore, PendingUploadPage,
+    StoreError, Verb,
 };
 
 /// What happens to a request a rule selects.
@@ -336,12 +336,10 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
         &self,
         prefix: &str,
         delimited: bool,
-        continuation: Option<&str>,
+        from: ListFrom<'_>,
         max_keys: u32,
     ) -> Result<ListPage, StoreError> {
-        let request = self
-            .inner
-            .list_page(prefix, delimited, continuation, max_keys);
+        let request = self.inner.list_page(prefix, delimited, from, max_keys);
         self.apply(Verb::List, prefix, request).await
     }
 
@@ -660,7 +658,10 @@ mod tests {
             [
                 store.head("src").await.map(drop),
                 store.get_range("src", 0..1, None).await.map(drop),
-                store.list_page("", true, None, 10).await.map(drop),
+                store
+                    .list_page("", true, ListFrom::Start, 10)
+                    .await
+                    .map(drop),
                 ObjectStore::put(&store, "k", body(), &none).await.map(drop),
                 store.create_multipart("k", &none).await.map(drop),
                 store.upload_part("k", "u", 1, body()).await.map(drop),

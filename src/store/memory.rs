@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime};
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    ListPage, ListedObject, ObjectHeaders, ObjectMeta, ObjectStore, PendingUpload,
+    ListFrom, ListPage, ListedObject, ObjectHeaders, ObjectMeta, ObjectStore, PendingUpload,
     PendingUploadPage, StoreError,
 };
 
@@ -89,9 +89,13 @@ struct State {
     /// versions, parts or uploads share one.
     serial: u64,
     requests: HashMap<Verb, u64>,
+    /// LISTs with a delimiter: one directory level, not a walk's pages.
+    delimited_lists: u64,
     /// Bytes answered to `get_range`.
     bytes_got: u64,
     latency: HashMap<Verb, Duration>,
+    /// Requests waiting out their latency now, and the most there were.
+    waiting: HashMap<Verb, (usize, usize)>,
     failures: HashMap<Verb, VecDeque<FailureKind>>,
     listing_etags: ListingEtags,
 }
@@ -164,6 +168,32 @@ impl State {
         match self.failures.get_mut(&verb).and_then(VecDeque::pop_front) {
             Some(kind) => Err(kind.into_error(key)),
             None => Ok(()),
+        }
+    }
+}
+
+/// A request waiting out its latency, counted until it is done waiting or
+/// dropped.
+struct Waiting<'a> {
+    store: &'a MemoryStore,
+    verb: Verb,
+}
+
+impl<'a> Waiting<'a> {
+    fn begin(store: &'a MemoryStore, verb: Verb) -> Waiting<'a> {
+        let mut state = store.lock();
+        let (now, peak) = state.waiting.entry(verb).or_default();
+        *now += 1;
+        *peak = (*peak).max(*now);
+        Waiting { store, verb }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut state = self.store.lock();
+        if let Some((now, _)) = state.waiting.get_mut(&self.verb) {
+            *now -= 1;
         }
     }
 }
@@ -261,6 +291,11 @@ impl MemoryStore {
         self.request_count(Verb::List)
     }
 
+    /// LISTs of one directory level (with a delimiter) received so far.
+    pub fn delimited_list_count(&self) -> u64 {
+        self.lock().delimited_lists
+    }
+
     /// Makes the next `count` requests of `verb` fail with `kind`, after any
     /// failures already queued for that verb.
     pub fn fail_next(&self, verb: Verb, kind: FailureKind, count: usize) {
@@ -279,8 +314,18 @@ impl MemoryStore {
     async fn wait_latency(&self, verb: Verb) {
         let latency = self.lock().latency.get(&verb).copied();
         if let Some(latency) = latency {
+            let _waiting = Waiting::begin(self, verb);
             tokio::time::sleep(latency).await;
         }
+    }
+
+    /// The most requests of `verb` that waited out their latency at once
+    /// (see `set_latency`) since the last call: how many a client had in
+    /// flight together.
+    pub fn take_peak_in_flight(&self, verb: Verb) -> usize {
+        let mut state = self.lock();
+        let (now, peak) = state.waiting.entry(verb).or_default();
+        std::mem::replace(peak, *now)
     }
 
     /// Drops every queued failure.
@@ -346,12 +391,19 @@ impl ObjectStore for MemoryStore {
         &self,
         prefix: &str,
         delimited: bool,
-        continuation: Option<&str>,
+        from: ListFrom<'_>,
         max_keys: u32,
     ) -> Result<ListPage, StoreError> {
+        // This store's tokens are the page's last entry, so a page after a
+        // key and a page after a token begin alike.
+        let continuation = match from {
+            ListFrom::Start => None,
+            ListFrom::After(key) | ListFrom::Continue(key) => Some(key),
+        };
         self.wait_latency(Verb::List).await;
         let mut state = self.lock();
         state.begin(Verb::List, prefix)?;
+        state.delimited_lists += u64::from(delimited);
         let lower = match continuation {
             Some(token) if token >= prefix => Bound::Excluded(token),
             _ => Bound::Included(prefix),

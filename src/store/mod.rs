@@ -80,6 +80,25 @@ pub struct ListedObject {
     pub last_modified: SystemTime,
 }
 
+/// Where a ListObjectsV2 page begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListFrom<'a> {
+    /// The first key under the prefix.
+    Start,
+    /// The first key after this one (StartAfter): a listing that begins in
+    /// the middle of a prefix, as one of a walk's listings run side by side.
+    After(&'a str),
+    /// Where the page before ended: its continuation token.
+    Continue(&'a str),
+}
+
+impl<'a> ListFrom<'a> {
+    /// The page after the one that handed out `token`, or the first.
+    pub fn continuing(token: Option<&'a str>) -> ListFrom<'a> {
+        token.map_or(ListFrom::Start, ListFrom::Continue)
+    }
+}
+
 /// One page of ListObjectsV2.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListPage {
@@ -298,12 +317,12 @@ pub trait ObjectStore: Send + Sync + 'static {
     }
 
     /// One ListObjectsV2 page under `prefix`, with delimiter `/` when
-    /// `delimited`, resuming at `continuation`. `max_keys` caps the page.
+    /// `delimited`, beginning `from`. `max_keys` caps the page.
     fn list_page(
         &self,
         prefix: &str,
         delimited: bool,
-        continuation: Option<&str>,
+        from: ListFrom<'_>,
         max_keys: u32,
     ) -> impl Future<Output = Result<ListPage, StoreError>> + Send;
 

@@ -59,7 +59,7 @@ use self::health::EndpointHealth;
 use self::retry::{Attempts, classify};
 use self::transport::Bounds;
 use super::{
-    ListPage, ListedObject, ObjectHeaders, ObjectMeta, ObjectStore, PendingUpload,
+    ListFrom, ListPage, ListedObject, ObjectHeaders, ObjectMeta, ObjectStore, PendingUpload,
     PendingUploadPage, StoreError, Verb, error_chain,
 };
 use crate::buffers::BufferPool;
@@ -258,9 +258,14 @@ impl ObjectStore for S3Store {
         &self,
         prefix: &str,
         delimited: bool,
-        continuation: Option<&str>,
+        from: ListFrom<'_>,
         max_keys: u32,
     ) -> Result<ListPage, StoreError> {
+        let (start_after, continuation) = match from {
+            ListFrom::Start => (None, None),
+            ListFrom::After(key) => (Some(key), None),
+            ListFrom::Continue(token) => (None, Some(token)),
+        };
         let output = self
             .send(Verb::List, prefix, || {
                 self.client
@@ -269,6 +274,7 @@ impl ObjectStore for S3Store {
                     .set_prefix((!prefix.is_empty()).then(|| prefix.to_owned()))
                     .set_delimiter(delimited.then(|| DELIMITER.to_owned()))
                     .set_continuation_token(continuation.map(str::to_owned))
+                    .set_start_after(start_after.map(str::to_owned))
                     .max_keys(i32::try_from(max_keys).unwrap_or(i32::MAX))
                     .send()
             })

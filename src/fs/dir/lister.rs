@@ -14,7 +14,7 @@ use crate::config::PosixMetadata;
 use crate::fs::metadata::{Known, MetadataRequests};
 use crate::fs::{Error, Filesystem, Result, Stat};
 use crate::object_format::PosixHeaders;
-use crate::store::{ListPage, ListedObject, ObjectStore, StoreError};
+use crate::store::{ListFrom, ListPage, ListedObject, ObjectStore, StoreError};
 
 /// Resolved pages the lister may hold that the reader has not taken. One
 /// would already let the next page's HEADs and the LIST after it run while
@@ -107,7 +107,12 @@ async fn list_ahead<S: ObjectStore>(
                 return; // the resolving loop has stopped
             };
             let page = meta
-                .list_page(&prefix, true, continuation.as_deref(), LIST_PAGE_KEYS)
+                .list_page(
+                    &prefix,
+                    true,
+                    ListFrom::continuing(continuation.as_deref()),
+                    LIST_PAGE_KEYS,
+                )
                 .await;
             continuation = page.as_ref().ok().and_then(|page| page.next.clone());
             slot.send(page);

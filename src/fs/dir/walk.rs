@@ -18,11 +18,21 @@
 //!   until the second descent confirms the walk: a walker does not wait for
 //!   the round trips that tell a walk from a single `ls`, and a single `ls`
 //!   costs at most those few pages more.
-//! - The flat listing stays at most `WALK_AHEAD_ENTRIES` entries ahead of
-//!   the walker (the greatest directory it has opened), so a tree too large
-//!   to hold costs bounded memory and, if the walk stops, a bounded number of
-//!   requests; it is abandoned when the walker has not come for
-//!   `WALK_IDLE`.
+//! - A flat listing is one page after another, each waiting for the token
+//!   of the one before. So a walk cuts its tree into up to `WALK_LISTINGS`
+//!   ranges of the root's subdirectories (from the root's own listing, which
+//!   the walker came through) and lists them side by side, each from its
+//!   first key (StartAfter) to its last; the first range lists alone until
+//!   the walk is confirmed. Each range ends on a part page, so a walk costs
+//!   a few LISTs more than one listing, and finishes in a fraction of its
+//!   time. A walk whose root has one subdirectory (`find MNT` in a bucket
+//!   under one top directory) moves down to it when confirmed.
+//! - The listings stay at most `WALK_AHEAD_ENTRIES` entries ahead of the
+//!   walker (the greatest directory it has opened), except the range the
+//!   walker waits for next, which may hold as many again of its own: a tree
+//!   too large to hold costs bounded memory and, if the walk stops, a
+//!   bounded number of requests. A walk is abandoned when the walker has
+//!   not come for `WALK_IDLE`.
 //!
 //! Kept listings are what the store said, not what this mount changed since:
 //! every change this mount makes to the namespace or to attributes bumps an
@@ -33,7 +43,8 @@
 //! Memory: at most `CACHED_ENTRIES` entries kept (414 bytes each for a
 //! typical key with POSIX headers, allocator included, measured by
 //! tests/metadata_memory.rs; about 40 MiB), least recently used directories dropped
-//! first; a directory with more than a quarter of that is never kept.
+//! first, except those listed ahead for a walker still to come, which go
+//! last; a directory with more than a quarter of that is never kept.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
@@ -44,8 +55,8 @@ use lru::LruCache;
 use tokio::sync::Notify;
 
 use super::Resolved;
-use crate::fs::Stat;
-use progress::{Walk, WalkProgress};
+use crate::fs::{FileKind, Stat};
+use progress::{Segments, Walk};
 
 mod flat;
 mod progress;
@@ -59,10 +70,11 @@ const CACHED_ENTRIES: usize = 100_000;
 /// smaller ones, and listing it again costs few requests per entry.
 pub(in crate::fs) const MAX_DIRECTORY_ENTRIES: usize = CACHED_ENTRIES / 4;
 
-/// How long a directory the walk listed ahead waits for the walker: read
-/// ahead, its TTL starts when the walker comes (a walk of many directories
-/// takes longer than the default 1 s TTL, which would otherwise expire
-/// what was listed ahead before it is used).
+/// How long a directory the walk listed ahead waits for the walker once
+/// the walk is over (while it goes on, as long as it takes): read ahead,
+/// its TTL starts when the walker comes (a walk of many directories takes
+/// longer than the default 1 s TTL, which would otherwise expire what was
+/// listed ahead before it is used).
 const PREFETCHED_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// How long a lookup of a directory the walk has not reached yet waits for
@@ -72,6 +84,10 @@ const LOOKUP_WAITS_FOR_WALK: Duration = Duration::from_secs(2);
 
 /// How far the flat listing may run ahead of the walker.
 const WALK_AHEAD_ENTRIES: usize = 20_000;
+
+/// Flat listings a walk runs side by side, over ranges of the root's
+/// subdirectories (see `Segments`).
+const WALK_LISTINGS: usize = 4;
 
 /// How far a walk's listing may run before a second descent confirms it:
 /// its first pages (100, 200, 400 and 800 keys).
@@ -103,8 +119,20 @@ struct Kept {
     own: Option<Stat>,
     /// The epoch when its listing began.
     epoch: u64,
-    /// Listed ahead by a walk and not served yet.
-    prefetched: bool,
+    /// Listed ahead by this walk and not served yet.
+    prefetched_by: Option<u64>,
+}
+
+impl Kept {
+    /// Listed ahead for a walker that is still to come: while its walk goes
+    /// on (a later range of a large walk is listed long before the walker
+    /// gets there), else for `PREFETCHED_MAX_AGE`.
+    fn awaits_walker(&self, walk_under_way: Option<u64>, ttl: Duration) -> bool {
+        self.prefetched_by.is_some_and(|by| {
+            walk_under_way == Some(by)
+                || self.listing.listed_at.elapsed() < PREFETCHED_MAX_AGE.max(ttl)
+        })
+    }
 }
 
 struct State {
@@ -123,17 +151,42 @@ impl State {
     fn begin_walk(&mut self, root: &str, walker_at: &str, unconfirmed: Option<&str>) -> u64 {
         let id = self.next_walk;
         self.next_walk += 1;
+        // The root's own listing, the walker's way in, tells where to cut.
+        let subdirectories = self.kept_subdirectories(root);
         self.walk = Some(Walk {
             id,
             root: root.to_owned(),
             unconfirmed: unconfirmed.map(str::to_owned),
-            progress: WalkProgress::ListedThrough(String::new()),
+            segments: Segments::new(subdirectories, WALK_LISTINGS),
             walker_at: walker_at.to_owned(),
             last_visit: Instant::now(),
             ahead: BTreeMap::new(),
             task: None,
         });
         id
+    }
+
+    /// The walk whose walker has been about lately, if any.
+    fn walk_under_way(&self) -> Option<u64> {
+        self.walk
+            .as_ref()
+            .filter(|walk| walk.last_visit.elapsed() <= WALK_IDLE)
+            .map(|walk| walk.id)
+    }
+
+    /// The keys of the subdirectories a kept listing of `prefix` shows.
+    fn kept_subdirectories(&self, prefix: &str) -> Vec<String> {
+        self.kept
+            .peek(prefix)
+            .map(|kept| {
+                kept.listing
+                    .entries
+                    .iter()
+                    .filter(|entry| entry.kind == FileKind::Directory)
+                    .map(|entry| entry.key.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -211,12 +264,14 @@ impl Walks {
                 .peek(parent)
                 .is_some_and(|at| at.elapsed() < DESCENT_WINDOW)
         });
+        let mut confirmed_in_one_listing = false;
         if let Some(walk) = state.walk.as_mut() {
             if walk.covers(prefix) {
                 if walk.confirmed_by(prefix, is_descent) {
                     log::debug!("walk of {:?} confirmed at {prefix:?}", walk.root);
                     walk.unconfirmed = None;
                     state.last_descent = None;
+                    confirmed_in_one_listing = walk.segments.count() == 1;
                 }
                 if walk.is_confirmed() {
                     walk.walker_reached(prefix);
@@ -227,6 +282,21 @@ impl Walks {
                 state.walk = None;
             }
         }
+        // `find MNT` in a bucket under one top directory: the walk starts
+        // again one level down, where the tree can be cut into ranges that
+        // are listed side by side.
+        if confirmed_in_one_listing
+            && let Some(parent) = parent
+            && state.walk.as_ref().is_some_and(|walk| walk.root != parent)
+            && state.kept_subdirectories(parent).len() > 1
+        {
+            let id = state.begin_walk(parent, prefix, None);
+            log::debug!("walk moved down to {parent:?} at {prefix:?}");
+            return Opened::StartWalk {
+                root: parent.to_owned(),
+                id,
+            };
+        }
         if let Some(entries) = self.fresh(state, prefix) {
             return Opened::Kept(entries);
         }
@@ -236,7 +306,7 @@ impl Walks {
         if state
             .walk
             .as_ref()
-            .is_some_and(|walk| walk.covers(prefix) && matches!(walk.progress, WalkProgress::Done))
+            .is_some_and(|walk| walk.covers(prefix) && walk.is_done())
         {
             state.walk = None;
         }
@@ -314,7 +384,22 @@ impl Walks {
     /// ahead of the walker must not wait for a walk that waits for the
     /// walker; it probes instead.
     async fn vouched(&self, prefix: &str) -> Option<Option<Stat>> {
-        let walked = self.when_walked(prefix, |state| self.holding_entries(state, prefix));
+        let walked = self.when_walked(prefix, |state| {
+            self.holding_entries(state, prefix).or_else(|| {
+                // The root of the walk under way: its listings, which
+                // found keys under it, vouch for it until they end. (Its
+                // own listing, the walker's way in, is older than the TTL
+                // long before a large walk ends, and the kernel looks the
+                // root up again whenever a path through it is resolved.)
+                state
+                    .walk
+                    .as_ref()
+                    .is_some_and(|walk| {
+                        walk.root == prefix && walk.is_confirmed() && walk.has_listed_keys()
+                    })
+                    .then_some(None)
+            })
+        });
         tokio::time::timeout(LOOKUP_WAITS_FOR_WALK, walked)
             .await
             .ok()
@@ -353,30 +438,27 @@ impl Walks {
     /// `Some(own attributes)` when the listing kept for `prefix` is
     /// current and has entries.
     fn holding_entries(&self, state: &mut State, prefix: &str) -> Option<Option<Stat>> {
+        let walk_under_way = state.walk_under_way();
         let kept = state.kept.peek(prefix)?;
-        let age = kept.listing.listed_at.elapsed();
-        let is_current = if kept.prefetched {
-            age < PREFETCHED_MAX_AGE.max(self.ttl)
-        } else {
-            age < self.ttl
-        };
+        let is_current = kept.awaits_walker(walk_under_way, self.ttl)
+            || (kept.prefetched_by.is_none() && kept.listing.listed_at.elapsed() < self.ttl);
         let holds = kept.epoch == state.epoch && is_current && !kept.listing.entries.is_empty();
         holds.then(|| kept.own.clone())
     }
 
     fn fresh(&self, state: &mut State, prefix: &str) -> Option<Listing> {
         let epoch = state.epoch;
+        let walk_under_way = state.walk_under_way();
         let kept = state.kept.get_mut(prefix)?;
         if kept.epoch != epoch {
             return None;
         }
-        let age = kept.listing.listed_at.elapsed();
-        if kept.prefetched && age < PREFETCHED_MAX_AGE.max(self.ttl) {
+        if kept.awaits_walker(walk_under_way, self.ttl) {
             // Listed ahead for the walker, which has come: like read-ahead,
             // its TTL starts now.
-            kept.prefetched = false;
+            kept.prefetched_by = None;
             kept.listing.listed_at = Instant::now();
-        } else if age >= self.ttl {
+        } else if kept.prefetched_by.is_some() || kept.listing.listed_at.elapsed() >= self.ttl {
             return None;
         }
         Some(kept.listing.clone())
@@ -396,7 +478,7 @@ impl Walks {
     /// Keeps the whole listing of `prefix`, begun at `epoch`.
     pub(in crate::fs) fn keep(&self, prefix: &str, entries: Vec<Resolved>, epoch: u64) {
         let mut state = self.lock();
-        self.keep_locked(&mut state, prefix, entries, epoch, None, false);
+        self.keep_locked(&mut state, prefix, entries, epoch, None, None);
     }
 
     fn keep_locked(
@@ -406,7 +488,7 @@ impl Walks {
         entries: Vec<Resolved>,
         epoch: u64,
         own: Option<Stat>,
-        prefetched: bool,
+        prefetched_by: Option<u64>,
     ) {
         // With no TTL nothing kept would ever be served.
         if self.ttl.is_zero() || entries.len() > MAX_DIRECTORY_ENTRIES || epoch != state.epoch {
@@ -423,15 +505,29 @@ impl Walks {
                 },
                 epoch,
                 own,
-                prefetched,
+                prefetched_by,
             },
         ) {
             state.kept_entries -= old.listing.entries.len().max(1);
         }
         state.kept_entries += count;
+        let walk_under_way = state.walk_under_way();
         while state.kept_entries > CACHED_ENTRIES {
-            match state.kept.pop_lru() {
-                Some((_, old)) => state.kept_entries -= old.listing.entries.len().max(1),
+            // What the walker is still to come for goes last: its walk
+            // would not list it again, and the walker would list it alone.
+            // The walk's bound on entries ahead keeps those few.
+            let least_needed = state
+                .kept
+                .iter()
+                .rev()
+                .find(|(_, kept)| !kept.awaits_walker(walk_under_way, self.ttl))
+                .map(|(prefix, _)| prefix.clone());
+            let evicted = match least_needed {
+                Some(prefix) => state.kept.pop(&prefix),
+                None => state.kept.pop_lru().map(|(_, kept)| kept),
+            };
+            match evicted {
+                Some(old) => state.kept_entries -= old.listing.entries.len().max(1),
                 None => break,
             }
         }
@@ -452,7 +548,7 @@ impl Walks {
             Some(walk) if walk.id == id => prefix > walk.walker_at.as_str(),
             _ => return,
         };
-        self.keep_locked(&mut state, prefix, entries, epoch, own, true);
+        self.keep_locked(&mut state, prefix, entries, epoch, own, Some(id));
         if is_ahead && let Some(walk) = state.walk.as_mut() {
             walk.ahead.insert(prefix.to_owned(), count);
         }
@@ -460,39 +556,65 @@ impl Walks {
         self.progressed.notify_waiters();
     }
 
-    fn walk_listed_through(&self, id: u64, key: &str) {
+    /// The ranges walk `id` lists side by side (see `Segments::range`).
+    fn segment_ranges(&self, id: u64) -> Vec<(Option<String>, Option<String>)> {
+        let state = self.lock();
+        let Some(walk) = state.walk.as_ref().filter(|walk| walk.id == id) else {
+            return Vec::new();
+        };
+        (0..walk.segments.count())
+            .map(|segment| {
+                let (start, end) = walk.segments.range(segment);
+                (start.map(str::to_owned), end.map(str::to_owned))
+            })
+            .collect()
+    }
+
+    fn walk_listed_through(&self, id: u64, segment: usize, key: &str) {
         let mut state = self.lock();
         if let Some(walk) = state.walk.as_mut()
             && walk.id == id
         {
-            walk.progress = WalkProgress::ListedThrough(key.to_owned());
+            walk.segments.listed_through(segment, key);
         }
         drop(state);
         self.progressed.notify_waiters();
     }
 
-    /// The walk `id` ended: listed to its end, or failed. A walk that
-    /// listed to its end stays (its kept listings answer the walker); a
-    /// failed one goes, so that nobody waits for it.
-    fn walk_ended(&self, id: u64, listed_to_end: bool) {
+    /// One of walk `id`'s listings reached the end of its range.
+    fn segment_listed(&self, id: u64, segment: usize) {
         let mut state = self.lock();
         if let Some(walk) = state.walk.as_mut()
             && walk.id == id
         {
-            if listed_to_end {
-                walk.progress = WalkProgress::Done;
+            walk.segments.finished(segment);
+            if walk.is_done() {
                 walk.task = None;
-            } else if !matches!(walk.progress, WalkProgress::Done) {
-                state.walk = None;
             }
         }
         drop(state);
         self.progressed.notify_waiters();
     }
 
-    /// Waits while walk `id` is far enough ahead of its walker; false when
-    /// the walk is over.
-    async fn room_to_walk(&self, id: u64) -> bool {
+    /// The walk `id`'s task ended, or one of its listings failed. A walk
+    /// that listed every range stays (its kept listings answer the walker);
+    /// any other goes, so that nobody waits for it.
+    fn walk_ended(&self, id: u64) {
+        let mut state = self.lock();
+        if state
+            .walk
+            .as_ref()
+            .is_some_and(|walk| walk.id == id && !walk.is_done())
+        {
+            state.walk = None;
+        }
+        drop(state);
+        self.progressed.notify_waiters();
+    }
+
+    /// Waits while walk `id`'s listing of `segment` is far enough ahead of
+    /// its walker; false when the walk is over.
+    async fn room_to_walk(&self, id: u64, segment: usize) -> bool {
         loop {
             let notified = self.progressed.notified();
             tokio::pin!(notified);
@@ -509,12 +631,14 @@ impl Walks {
                     state.walk = None;
                     return false;
                 }
-                let allowed = if walk.is_confirmed() {
-                    WALK_AHEAD_ENTRIES
+                // Until a second descent confirms the walk, the first range
+                // alone lists, held to a few pages.
+                let may_list = if walk.is_confirmed() {
+                    walk.may_list(segment, WALK_AHEAD_ENTRIES)
                 } else {
-                    TENTATIVE_AHEAD_ENTRIES
+                    segment == 0 && walk.ahead_entries() <= TENTATIVE_AHEAD_ENTRIES
                 };
-                if walk.ahead_entries() <= allowed {
+                if may_list {
                     return true;
                 }
             }
@@ -542,5 +666,67 @@ impl Change {
 impl Drop for Change {
     fn drop(&mut self) {
         self.walks.changed();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(count: usize) -> Vec<Resolved> {
+        (0..count)
+            .map(|at| Resolved {
+                name: format!("f{at}"),
+                kind: FileKind::File,
+                key: format!("f{at}"),
+                stat: Stat::default(),
+            })
+            .collect()
+    }
+
+    /// A large walk lists its later ranges long before the walker gets
+    /// there, while the directories the walker passes fill the kept
+    /// listings: those listed ahead must outlast them, or the walker lists
+    /// them again one by one.
+    #[test]
+    fn what_the_walker_is_still_to_come_for_is_dropped_last() {
+        let walks = Walks::new(Duration::from_secs(60));
+        walks.keep("u/", entries(10), 0);
+        let id = walks.lock().begin_walk("t/", "t/a/", None);
+        walks.walk_kept(id, "t/z/", entries(10), 0, None);
+        for at in 0..CACHED_ENTRIES / 1000 + 5 {
+            walks.keep(&format!("t/b{at:03}/"), entries(1000), 0);
+        }
+        let mut state = walks.lock();
+        assert!(walks.fresh(&mut state, "u/").is_none(), "u/ was kept");
+        assert!(
+            walks.fresh(&mut state, "t/z/").is_some(),
+            "t/z/ was dropped"
+        );
+        assert!(state.kept_entries <= CACHED_ENTRIES);
+    }
+
+    /// Listed ahead for a walk that is over (its walker went away), a
+    /// listing is served no longer than `PREFETCHED_MAX_AGE`.
+    #[test]
+    fn a_listing_ahead_outlives_its_age_only_while_its_walk_goes_on() {
+        let walks = Walks::new(Duration::from_secs(1));
+        let id = walks.lock().begin_walk("t/", "t/a/", None);
+        walks.walk_kept(id, "t/z/", entries(3), 0, None);
+        let mut state = walks.lock();
+        let kept = state.kept.peek_mut("t/z/").expect("kept");
+        kept.listing.listed_at = kept
+            .listing
+            .listed_at
+            .checked_sub(PREFETCHED_MAX_AGE + Duration::from_secs(1))
+            .expect("the clock started long enough ago");
+        assert!(walks.holding_entries(&mut state, "t/z/").is_some());
+        let walk = state.walk.as_mut().expect("walk");
+        walk.last_visit = walk
+            .last_visit
+            .checked_sub(WALK_IDLE + Duration::from_secs(1))
+            .expect("the clock started long enough ago");
+        assert!(walks.holding_entries(&mut state, "t/z/").is_none());
+        assert!(walks.fresh(&mut state, "t/z/").is_none());
     }
 }

@@ -30,8 +30,13 @@ fn list_all(
     let mut token = None;
     let mut pages = 0;
     loop {
-        let page =
-            block_on(store.list_page(prefix, delimited, token.as_deref(), max_keys)).unwrap();
+        let page = block_on(store.list_page(
+            prefix,
+            delimited,
+            ListFrom::continuing(token.as_deref()),
+            max_keys,
+        ))
+        .unwrap();
         pages += 1;
         assert!(page.objects.len() + page.common_prefixes.len() <= max_keys as usize);
         objects.extend(page.objects.into_iter().map(|object| object.key));
@@ -115,7 +120,7 @@ fn prefix_need_not_end_at_a_delimiter() {
 fn listing_reports_size_and_etag() {
     let store = MemoryStore::new();
     let etag = store.put("k", "hello");
-    let page = block_on(store.list_page("", true, None, 10)).unwrap();
+    let page = block_on(store.list_page("", true, ListFrom::Start, 10)).unwrap();
     assert_eq!(page.objects[0].size, 5);
     assert_eq!(page.objects[0].etag, etag);
     assert_eq!(page.next, None);
@@ -183,7 +188,7 @@ fn injected_failures_hit_only_the_next_requests() {
         Err(StoreError::Timeout)
     ));
     assert!(block_on(store.head("k")).is_ok());
-    assert!(block_on(store.list_page("", true, None, 10)).is_ok());
+    assert!(block_on(store.list_page("", true, ListFrom::Start, 10)).is_ok());
     assert_eq!((store.head_count(), store.list_count()), (3, 1));
 
     store.fail_next(Verb::Get, FailureKind::NotFound, 1);

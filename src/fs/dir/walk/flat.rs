@@ -13,7 +13,7 @@ use crate::fs::dir::{Resolved, resolve_file};
 use crate::fs::metadata::MetadataRequests;
 use crate::fs::{FileKind, Stat, is_valid_name};
 use crate::object_format::PosixHeaders;
-use crate::store::{ListedObject, ObjectStore};
+use crate::store::{ListFrom, ListPage, ListedObject, ObjectStore};
 
 /// Keys per flat listing page: S3's maximum.
 const FLAT_PAGE_KEYS: u32 = 1000;
@@ -134,33 +134,77 @@ pub(in crate::fs) struct WalkContext<S> {
     pub implicit_directory_stat: Stat,
 }
 
-/// Lists everything under `root` flat and keeps every directory under it as
-/// the listing passes its last key.
+/// Lists everything under `root` flat, in ranges side by side, and keeps
+/// every directory under it as a listing passes its last key.
 pub(in crate::fs) async fn walk<S: ObjectStore>(cx: WalkContext<S>, id: u64, root: String) {
-    // The next page is listed while this one's HEADs run, as a client
-    // listing and HEADing by hand would.
     // Whatever ends this task (a panic, an abort), waiters must not wait
     // for it: it ends the walk unless the walk finished.
     let _ends = EndsWalk {
         walks: &cx.walks,
         id,
     };
+    let ranges = cx.walks.segment_ranges(id);
+    let whole_root = ranges.len() == 1;
+    let segments = ranges
+        .into_iter()
+        .enumerate()
+        .map(|(segment, (start, end))| {
+            let range = SegmentRange {
+                segment,
+                start,
+                end,
+                whole_root,
+            };
+            walk_segment(&cx, id, &root, range)
+        });
+    futures::future::join_all(segments).await;
+}
+
+/// One of a walk's listings: the keys after `start` through `end`.
+struct SegmentRange {
+    segment: usize,
+    start: Option<String>,
+    end: Option<String>,
+    /// The only listing of its walk, which sees every entry of the root.
+    whole_root: bool,
+}
+
+async fn walk_segment<S: ObjectStore>(
+    cx: &WalkContext<S>,
+    id: u64,
+    root: &str,
+    range: SegmentRange,
+) {
+    // The next page is listed while this one's HEADs run, as a client
+    // listing and HEADing by hand would.
     let (sender, mut pages) = tokio::sync::mpsc::channel(1);
-    let (cx, root) = (&cx, root.as_str());
+    let (segment, end) = (range.segment, range.end.as_deref());
     let list = async move {
         let mut continuation: Option<String> = None;
-        let mut page_keys = FIRST_FLAT_PAGE_KEYS;
+        // The walker waits for the first range at once; the others are
+        // ahead of it anyway.
+        let mut page_keys = if segment == 0 {
+            FIRST_FLAT_PAGE_KEYS
+        } else {
+            FLAT_PAGE_KEYS
+        };
         loop {
             let Ok(slot) = sender.reserve().await else {
                 return; // the walk stopped
             };
-            if !cx.walks.room_to_walk(id).await {
+            if !cx.walks.room_to_walk(id, segment).await {
                 return;
             }
+            let from = match (&continuation, &range.start) {
+                (Some(token), _) => ListFrom::Continue(token),
+                (None, Some(start)) => ListFrom::After(start),
+                (None, None) => ListFrom::Start,
+            };
             let page = cx
                 .meta
-                .list_page(root, false, continuation.as_deref(), page_keys)
-                .await;
+                .list_page(root, false, from, page_keys)
+                .await
+                .map(|page| end_at(page, end));
             page_keys = (page_keys * 2).min(FLAT_PAGE_KEYS);
             continuation = page.as_ref().ok().and_then(|page| page.next.clone());
             slot.send(page);
@@ -170,7 +214,7 @@ pub(in crate::fs) async fn walk<S: ObjectStore>(cx: WalkContext<S>, id: u64, roo
         }
     };
     let place_pages = async move {
-        let mut walked = Walked::new(cx, id, root);
+        let mut walked = Walked::new(cx, id, root, segment, range.whole_root);
         while let Some(page) = pages.recv().await {
             let page = match page {
                 Ok(page) => page,
@@ -189,7 +233,8 @@ pub(in crate::fs) async fn walk<S: ObjectStore>(cx: WalkContext<S>, id: u64, roo
                     return walked.stop(&why);
                 }
             }
-            cx.walks.walk_listed_through(id, &walked.listed_through);
+            cx.walks
+                .walk_listed_through(id, segment, &walked.listed_through);
             if page.next.is_none() {
                 return walked.finish();
             }
@@ -199,6 +244,22 @@ pub(in crate::fs) async fn walk<S: ObjectStore>(cx: WalkContext<S>, id: u64, roo
     tokio::join!(list, place_pages);
 }
 
+/// `page` without the keys after `end`, and its last page if it had any.
+fn end_at(mut page: ListPage, end: Option<&str>) -> ListPage {
+    let Some(end) = end else {
+        return page;
+    };
+    if let Some(past) = page
+        .objects
+        .iter()
+        .position(|object| object.key.as_str() > end)
+    {
+        page.objects.truncate(past);
+        page.next = None;
+    }
+    page
+}
+
 struct EndsWalk<'a> {
     walks: &'a Walks,
     id: u64,
@@ -206,15 +267,19 @@ struct EndsWalk<'a> {
 
 impl Drop for EndsWalk<'_> {
     fn drop(&mut self) {
-        self.walks.walk_ended(self.id, false);
+        self.walks.walk_ended(self.id);
     }
 }
 
-/// The directories a walk is inside of, and how far it got.
+/// The directories one of a walk's listings is inside of, and how far it
+/// got.
 struct Walked<'a, S> {
     cx: &'a WalkContext<S>,
     id: u64,
     root: &'a str,
+    segment: usize,
+    /// Whether this listing sees all of the root's entries, and keeps it.
+    whole_root: bool,
     /// The namespace epoch when the walk began.
     epoch: u64,
     open: Vec<OpenDirectory>,
@@ -222,11 +287,19 @@ struct Walked<'a, S> {
 }
 
 impl<'a, S: ObjectStore> Walked<'a, S> {
-    fn new(cx: &'a WalkContext<S>, id: u64, root: &'a str) -> Self {
+    fn new(
+        cx: &'a WalkContext<S>,
+        id: u64,
+        root: &'a str,
+        segment: usize,
+        whole_root: bool,
+    ) -> Self {
         Walked {
             cx,
             id,
             root,
+            segment,
+            whole_root,
             epoch: cx.walks.epoch(),
             open: vec![OpenDirectory::new(root.to_owned())],
             listed_through: String::new(),
@@ -256,15 +329,18 @@ impl<'a, S: ObjectStore> Walked<'a, S> {
     }
 
     fn finish(mut self) {
-        while let Some(directory) = self.open.pop() {
+        // A listing of one range saw only part of the root's entries.
+        let kept_below = usize::from(!self.whole_root);
+        while self.open.len() > kept_below {
+            let directory = self.open.pop().expect("non-empty");
             keep(self.cx, self.id, self.epoch, directory, self.open.last());
         }
-        self.cx.walks.walk_ended(self.id, true);
+        self.cx.walks.segment_listed(self.id, self.segment);
     }
 
     fn stop(self, why: &str) {
         log::debug!("walk of {:?} stopped ({why}); walked as usual", self.root);
-        self.cx.walks.walk_ended(self.id, false);
+        self.cx.walks.walk_ended(self.id);
     }
 }
 
