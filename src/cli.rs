@@ -254,7 +254,7 @@ struct Cli {
 
     /// Files and directories the kernel may keep known at once
     ///
-    /// Past it, the kernel is asked to forget the entries known longest
+    /// Past it, the kernel is asked to forget the files known longest, then directories
     /// (about 450 bytes of memory each); a walk over more keys than this
     /// costs no more memory, only lookups again if it comes back.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(100..=1_000_000_000),

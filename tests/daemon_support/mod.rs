@@ -172,10 +172,17 @@ impl Daemon {
     }
 
     /// Open descriptors of the daemon.
-    pub fn descriptors(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+    /// The daemon's open descriptors: (sockets, everything else).
+    pub fn descriptors(&self) -> (usize, usize) {
+        let targets: Vec<_> = std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
             .expect("read /proc/PID/fd")
-            .count()
+            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+            .collect();
+        let sockets = targets
+            .iter()
+            .filter(|target| target.to_string_lossy().starts_with("socket:"))
+            .count();
+        (sockets, targets.len() - sockets)
     }
 }
 
