@@ -22,7 +22,9 @@
 #          going to /dev/null: the count is the check, grep's share of the time is negligible
 #   find-warm  (bucketfs only) a second `find` on the find's mount, right after it. The default
 #          --metadata-ttl is 1 s, shorter than a walk, so bucketfs-ttl (--metadata-ttl 600; find
-#          and find-warm only) shows the walk within the TTL.
+#          and find-warm only) shows the walk within the TTL. bucketfs-no-xattr (--no-xattr;
+#          ls-lR only, not run unless asked for) shows what serving extended attributes costs
+#          `ls -l`.
 # References: raw (the flat listing, the issue's yardstick) and raw-heads (the same listing plus a
 # HEAD per key, 16 in flight, started as the pages arrive: the least a client reading POSIX headers
 # from object metadata can send, which default bucketfs and s3fs do). BENCH_WALK_RAW_MAX_PAGES=P
@@ -73,7 +75,7 @@
 # Knobs (environment), besides bench/lib.sh's (BENCH_SERVER=fast|slow, ...):
 #   BENCH_WALK_SIZES ("10000 100000"; 1000000 is allowed, see above), BENCH_WALK_ROUNDS (1),
 #   BENCH_WALK_TOOLS ("bucketfs bucketfs-no-posix bucketfs-ttl mountpoint s3fs-tuned raw
-#   raw-heads"; also s3fs and rclone), BENCH_WALK_WORKLOADS ("find du ls-lR"),
+#   raw-heads"; also s3fs, rclone and bucketfs-no-xattr), BENCH_WALK_WORKLOADS ("find du ls-lR"),
 #   BENCH_WALK_TIMEOUT (600: seconds one command may take; a run that takes longer is killed and
 #   reported as TIMEOUT),
 #   BENCH_WALK_DATA (~/.cache/bucketfs-test/walk-data: the trees, kept between runs),
@@ -114,10 +116,19 @@ DATA=$WALK_DATA
 # bucketfs-ttl is bucketfs with a metadata TTL longer than any walk here; lib.sh's mount_tool knows
 # bucketfs only with its own variants, so the flag is added by a wrapper that mount_tool runs as
 # bucketfs (it execs, so the daemon is found by the same command line).
+# bucketfs-no-xattr (ls-lR only) is bucketfs with --no-xattr, the same way: `ls -l` asks for two
+# extended attributes of every file, and a mount that serves them answers each in a FUSE round
+# trip, while one that answers ENOSYS once is asked no more.
 REAL_BUCKETFS=$BUCKETFS
-mkdir -p "$WORK/bin/ttl"
-printf '#!/bin/sh\nexec %q "$@" --metadata-ttl %s\n' "$REAL_BUCKETFS" "$LONG_TTL" >"$WORK/bin/ttl/bucketfs"
-chmod +x "$WORK/bin/ttl/bucketfs"
+variant_wrapper() { # NAME FLAGS...: a bucketfs that adds FLAGS, as $WORK/bin/NAME/bucketfs
+  local name=$1
+  shift
+  mkdir -p "$WORK/bin/$name"
+  printf '#!/bin/sh\nexec %q "$@"%s\n' "$REAL_BUCKETFS" "$(printf ' %q' "$@")" >"$WORK/bin/$name/bucketfs"
+  chmod +x "$WORK/bin/$name/bucketfs"
+}
+variant_wrapper ttl --metadata-ttl "$LONG_TTL"
+variant_wrapper no-xattr --no-xattr
 
 is_raw() { case $1 in raw | raw-heads) return 0 ;; *) return 1 ;; esac; }
 mounted_tools=()
@@ -125,11 +136,12 @@ ref_tools=()
 for tool in $TOOLS; do
   case $tool in
     raw | raw-heads) ref_tools+=("$tool") ;;
-    bucketfs | bucketfs-no-posix | bucketfs-ttl | mountpoint | s3fs | s3fs-tuned | rclone) mounted_tools+=("$tool") ;;
+    bucketfs | bucketfs-no-posix | bucketfs-ttl | bucketfs-no-xattr | mountpoint | s3fs | s3fs-tuned | rclone) mounted_tools+=("$tool") ;;
     *) die "BENCH_WALK_TOOLS: unknown tool $tool" ;;
   esac
 done
-# available_tools knows bucketfs-ttl as nothing special: it needs nothing beyond bucketfs.
+# available_tools knows bucketfs-ttl and bucketfs-no-xattr as nothing special: they need nothing
+# beyond bucketfs.
 TOOLS="$(available_tools "${mounted_tools[*]}") ${ref_tools[*]}"
 bench_header
 note "tools:      $TOOLS"
@@ -193,7 +205,7 @@ workloads_for() {
   local w
   for w in $WORKLOADS; do
     case $1:$w in
-      bucketfs-ttl:du | bucketfs-ttl:ls-lR) ;;
+      bucketfs-ttl:du | bucketfs-ttl:ls-lR | bucketfs-no-xattr:find | bucketfs-no-xattr:du) ;;
       *) echo "$w" ;;
     esac
   done | tr '\n' ' '
@@ -266,11 +278,11 @@ run_line() {
 mounted_run() {
   local size=$1 workload=$2 tool=$3 offset requests
   offset=$(log_offset)
-  if [ "$tool" = bucketfs-ttl ]; then
-    BUCKETFS=$WORK/bin/ttl/bucketfs mount_tool bucketfs
-  else
-    mount_tool "$tool"
-  fi
+  case $tool in
+    bucketfs-ttl) BUCKETFS=$WORK/bin/ttl/bucketfs mount_tool bucketfs ;;
+    bucketfs-no-xattr) BUCKETFS=$WORK/bin/no-xattr/bucketfs mount_tool bucketfs ;;
+    *) mount_tool "$tool" ;;
+  esac
   sample_start
   walk_command "$workload" "$size"
   sample_stop
@@ -378,6 +390,7 @@ for tool in $TOOLS; do
     raw) note "$(printf '%-20s' "raw:") examples/raw_client.rs list --recursive: ListObjectsV2, no delimiter, 1,000 keys a page, sequential" ;;
     raw-heads) note "$(printf '%-20s' "raw-heads:") the same, plus a HEAD per key, $CONCURRENCY in flight, started as pages arrive" ;;
     bucketfs-ttl) note "$(printf '%-20s' "bucketfs-ttl:") $(tool_flags bucketfs) but --metadata-ttl $LONG_TTL" ;;
+    bucketfs-no-xattr) note "$(printf '%-20s' "bucketfs-no-xattr:") $(tool_flags bucketfs) --no-xattr" ;;
     *) note "$(printf '%-20s' "$tool:") $(tool_flags "$tool")" ;;
   esac
 done
