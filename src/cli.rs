@@ -195,6 +195,14 @@ struct Cli {
         default_value = "16", help_heading = "Requests")]
     max_concurrency: usize,
 
+    /// Threads that run the requests to the store [default: one per CPU]
+    ///
+    /// On a host of few CPUs that other busy programs share, fewer threads
+    /// preempt each other less (README, "Performance").
+    #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<usize>::new().range(1..=1024),
+        help_heading = "Requests")]
+    io_threads: Option<usize>,
+
     /// Mount read-only (mount option: ro)
     #[arg(long, help_heading = "Access")]
     read_only: bool,
@@ -513,6 +521,7 @@ impl Cli {
                     .transpose()?,
             },
             access,
+            io_threads: self.io_threads,
             foreground: self.foreground,
             log: LogConfig {
                 file: self

@@ -147,6 +147,8 @@ pub struct MountConfig {
     pub store: StoreConfig,
     pub fs: FsConfig,
     pub access: Access,
+    /// Worker threads of the I/O runtime; `None`: one per CPU.
+    pub io_threads: Option<usize>,
     pub foreground: bool,
     pub log: LogConfig,
 }

@@ -73,6 +73,7 @@ fn defaults() {
         }
     );
     assert_eq!(config.access, Access::Owner);
+    assert_eq!(config.io_threads, None, "one per CPU unless given");
     assert!(!config.foreground);
 }
 
@@ -108,6 +109,8 @@ fn long_options() {
         "16",
         "--max-concurrency",
         "4",
+        "--io-threads",
+        "1",
         "--no-posix-metadata",
         "--request-timeout",
         "2.5",
@@ -134,6 +137,7 @@ fn long_options() {
     assert_eq!(config.fs.max_cache_size_bytes, 64 * MIB);
     assert_eq!(config.fs.read_part_size_bytes, 16 * MIB);
     assert_eq!(config.store.max_concurrency, 4);
+    assert_eq!(config.io_threads, Some(1));
     assert_eq!(config.fs.posix_metadata, PosixMetadata::ListingOnly);
     assert!(config.fs.xattrs, "kept unless --no-xattr");
     assert_eq!(config.store.stall_timeout, Duration::from_millis(2500));
@@ -326,6 +330,15 @@ fn mount_option_values() {
     assert!(err.contains("--endpoint-url"), "{err}");
     let err = parse_err(&["bucket", "/mnt", "-o", "uid=abc"]);
     assert!(err.starts_with("invalid value 'abc' for '--uid"), "{err}");
+    assert_eq!(
+        parse_ok(&["bucket", "/mnt", "-o", "io_threads=2"]).io_threads,
+        Some(2)
+    );
+    let err = parse_err(&["bucket", "/mnt", "--io-threads", "0"]);
+    assert!(
+        err.starts_with("invalid value '0' for '--io-threads"),
+        "{err}"
+    );
 }
 
 #[test]
