@@ -44,7 +44,7 @@ SERVER_PROFILE=${BENCH_SERVER:-fast}
 PART_SIZE_MIB=8
 CONCURRENCY=16
 
-BUCKETFS=$ROOT/target/release/bucketfs
+BUCKETFS=${BENCH_BUCKETFS:-$ROOT/target/release/bucketfs}
 RAW=$ROOT/target/release/examples/raw_client
 CEILING=$CEILING_TARGET/release/fuse-ceiling
 MOUNT_S3=$PEERS_DIR/mount-s3
