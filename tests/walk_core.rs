@@ -516,13 +516,24 @@ fn wide_tree() -> Arc<MemoryStore> {
     store
 }
 
+/// A filesystem reading no POSIX headers: its walks send no HEADs, so they
+/// list in ranges side by side.
+fn filesystem_without_headers(store: &Arc<MemoryStore>) -> Filesystem<MemoryStore> {
+    let config = FsConfig {
+        metadata_ttl: Duration::from_secs(60),
+        posix_metadata: PosixMetadata::ListingOnly,
+        ..fs_config()
+    };
+    Filesystem::new(Arc::clone(store), config, 16).expect("staging directory")
+}
+
 /// The listings of a walk's ranges run side by side, and together show what
 /// listing each directory on its own shows.
 #[tokio::test]
 async fn a_walk_lists_ranges_of_its_roots_directories_side_by_side() {
     let store = wide_tree();
     let expected = reference_under_t(&store).await;
-    let fs = filesystem(&store, Duration::from_secs(60));
+    let fs = filesystem_without_headers(&store);
     let root = list_names(&fs, ROOT_INO).await;
     store.set_latency(Verb::List, Duration::from_millis(20));
     store.take_peak_in_flight(Verb::List);
@@ -533,6 +544,23 @@ async fn a_walk_lists_ranges_of_its_roots_directories_side_by_side() {
     assert!(peak >= 3, "at most {peak} LISTs were in flight at once");
 }
 
+/// A walk that HEADs every key waits on its HEADs, not on its pages: it
+/// lists the tree in one listing, a page at a time.
+#[tokio::test]
+async fn a_walk_reading_headers_lists_one_page_at_a_time() {
+    let store = wide_tree();
+    let expected = reference_under_t(&store).await;
+    let fs = filesystem(&store, Duration::from_secs(60));
+    let root = list_names(&fs, ROOT_INO).await;
+    store.set_latency(Verb::List, Duration::from_millis(20));
+    store.take_peak_in_flight(Verb::List);
+    let mut seen = Seen::new();
+    walk(&fs, root["t"], "/t", &mut seen).await;
+    let peak = store.take_peak_in_flight(Verb::List);
+    assert_eq!(seen, expected);
+    assert!(peak <= 2, "{peak} LISTs were in flight at once");
+}
+
 /// Whichever of a walk's listings fails, the walk ends and every directory
 /// still shows what listing it on its own shows.
 #[tokio::test]
@@ -541,7 +569,7 @@ async fn a_failing_page_in_any_range_changes_nothing_shown() {
     let expected = reference_under_t(&store).await;
     store.set_latency(Verb::List, Duration::from_millis(5));
     for failing in 1..8 {
-        let fs = filesystem(&store, Duration::from_secs(60));
+        let fs = filesystem_without_headers(&store);
         let root = list_names(&fs, ROOT_INO).await;
         let t = list_names(&fs, root["t"]).await;
         let mut names: Vec<_> = t.into_iter().collect();

@@ -299,7 +299,10 @@ impl<S: ObjectStore> Filesystem<S> {
             disk: None,
             meta,
             listings: Arc::new(DirectoryConfirmations::new(config.metadata_ttl)),
-            walks: Arc::new(dir::walk::Walks::new(config.metadata_ttl)),
+            walks: Arc::new(dir::walk::Walks::new(
+                config.metadata_ttl,
+                config.posix_metadata == PosixMetadata::FromHeaders,
+            )),
             contents: DirectoryContents::new(config.metadata_ttl),
             read_requests: Arc::new(Semaphore::new(read_concurrency as usize)),
             read_streams: read::ReadStreams::new(window_bytes, part),
