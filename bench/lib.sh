@@ -16,6 +16,9 @@
 #   BUCKETFS_BENCH_S3S_FS  an s3s-fs binary to use instead (its profile is then "custom")
 #   BENCH_SERVER_LOG   RUST_LOG for s3s-fs; its log is copied to bench/last-server.log
 #   BENCH_BUCKETFS_LOG RUST_LOG for bucketfs (runs in the foreground); log in bench/last-bucketfs.log
+#   BENCH_BUCKETFS     the bucketfs binary (default target/release/bucketfs, built first), e.g. a
+#                      wrapper that adds options; it must exec bucketfs, so that the daemon's
+#                      command line still reads "... bucketfs BUCKET MNT"
 #   BENCH_HOST_NETWORK=1  stay in the host's network namespace
 #   BENCH_AUTOGROUP    0 or 1: sets the kernel's sched_autogroup_enabled for the run, put back on
 #                      exit. With it on (the usual default), a daemon that detaches into a session of
