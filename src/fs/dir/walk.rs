@@ -24,10 +24,11 @@
 //!   the walker came through) and lists them side by side, each from its
 //!   first key (StartAfter) to its last; the first range lists alone until
 //!   the walk is confirmed. Not when the walk HEADs every key for POSIX
-//!   headers: then the HEADs set its pace, and one listing keeps ahead. Each range ends on a part page, so a walk costs
-//!   a few LISTs more than one listing, and finishes in a fraction of its
-//!   time. A walk whose root has one subdirectory (`find MNT` in a bucket
-//!   under one top directory) moves down to it when confirmed.
+//!   headers: then the HEADs set its pace, and one listing keeps ahead.
+//!   Each range ends on a part page, so a walk costs a few LISTs more than
+//!   one listing, and finishes in a fraction of its time. A walk in ranges
+//!   whose root has one subdirectory (`find MNT` in a bucket under one top
+//!   directory) moves down to it when confirmed.
 //! - The listings stay at most `WALK_AHEAD_ENTRIES` entries ahead of the
 //!   walker (the greatest directory it has opened), except the range the
 //!   walker waits for next, which may hold as many again of its own: a tree
@@ -141,6 +142,14 @@ impl Kept {
             walk_under_way == Some(by)
                 || self.listing.listed_at.elapsed() < PREFETCHED_MAX_AGE.max(ttl)
         })
+    }
+
+    /// Whether the listing may be served: awaited by a walker, or within
+    /// the TTL of a listing the walker asked for (listed ahead for a walk
+    /// whose walker went away, it is not).
+    fn is_current(&self, walk_under_way: Option<u64>, ttl: Duration) -> bool {
+        self.awaits_walker(walk_under_way, ttl)
+            || (self.prefetched_by.is_none() && self.listing.listed_at.elapsed() < ttl)
     }
 }
 
@@ -458,9 +467,9 @@ impl Walks {
     fn holding_entries(&self, state: &mut State, prefix: &str) -> Option<Option<Stat>> {
         let walk_under_way = state.walk_under_way();
         let kept = state.kept.peek(prefix)?;
-        let is_current = kept.awaits_walker(walk_under_way, self.ttl)
-            || (kept.prefetched_by.is_none() && kept.listing.listed_at.elapsed() < self.ttl);
-        let holds = kept.epoch == state.epoch && is_current && !kept.listing.entries.is_empty();
+        let holds = kept.epoch == state.epoch
+            && kept.is_current(walk_under_way, self.ttl)
+            && !kept.listing.entries.is_empty();
         holds.then(|| kept.own.clone())
     }
 
@@ -468,16 +477,14 @@ impl Walks {
         let epoch = state.epoch;
         let walk_under_way = state.walk_under_way();
         let kept = state.kept.get_mut(prefix)?;
-        if kept.epoch != epoch {
+        if kept.epoch != epoch || !kept.is_current(walk_under_way, self.ttl) {
             return None;
         }
-        if kept.awaits_walker(walk_under_way, self.ttl) {
+        if kept.prefetched_by.is_some() {
             // Listed ahead for the walker, which has come: like read-ahead,
             // its TTL starts now.
             kept.prefetched_by = None;
             kept.listing.listed_at = Instant::now();
-        } else if kept.prefetched_by.is_some() || kept.listing.listed_at.elapsed() >= self.ttl {
-            return None;
         }
         Some(kept.listing.clone())
     }
