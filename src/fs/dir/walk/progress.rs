@@ -171,14 +171,10 @@ impl Walk {
         if self.segments.earliest_unfinished() != Some(segment) {
             return false;
         }
-        let (start, end) = self.segments.range(segment);
         let own: usize = self
             .ahead
             .iter()
-            .filter(|(prefix, _)| {
-                start.is_none_or(|start| prefix.as_str() > start)
-                    && end.is_none_or(|end| prefix.as_str() <= end)
-            })
+            .filter(|(prefix, _)| self.segments.holding(prefix) == segment)
             .map(|(_, entries)| entries)
             .sum();
         own <= allowed
@@ -270,6 +266,33 @@ mod tests {
                 assert!(end.is_none_or(|end| key.as_str() <= end), "{key}");
             }
         }
+    }
+
+    /// Past the bound on entries ahead, only the range the walker waits for
+    /// next goes on, and only while its own entries stay within the bound.
+    #[test]
+    fn over_the_bound_only_the_earliest_range_lists_within_its_own_share() {
+        let mut walk = Walk {
+            id: 1,
+            root: "r/".to_owned(),
+            unconfirmed: None,
+            segments: Segments::new(keys(&["a", "b", "c", "d"]), 2),
+            walker_at: "r/a/".to_owned(),
+            last_visit: Instant::now(),
+            ahead: [("r/b/".to_owned(), 5), ("r/d/".to_owned(), 30)].into(),
+            task: None,
+        };
+        assert!(walk.may_list(1, 40), "within the bound, every range lists");
+        assert!(
+            walk.may_list(0, 20),
+            "the earliest range holds 5 of its own"
+        );
+        assert!(!walk.may_list(1, 20), "a later range waits");
+        walk.ahead.insert("r/b/x/".to_owned(), 20);
+        assert!(
+            !walk.may_list(0, 20),
+            "the earliest range holds 25 of its own"
+        );
     }
 
     #[test]
