@@ -527,20 +527,31 @@ fn filesystem_without_headers(store: &Arc<MemoryStore>) -> Filesystem<MemoryStor
     Filesystem::new(Arc::clone(store), config, 16).expect("staging directory")
 }
 
+/// Walks `t` of `wide_tree` on `fs`, each LIST taking 20 ms, checks that
+/// it shows what listing each directory on its own shows, and returns the
+/// most LISTs that were in flight at once.
+async fn walk_wide_tree_counting_lists(
+    store: &Arc<MemoryStore>,
+    fs: &Filesystem<MemoryStore>,
+) -> usize {
+    let expected = reference_under_t(store).await;
+    let root = list_names(fs, ROOT_INO).await;
+    store.set_latency(Verb::List, Duration::from_millis(20));
+    store.take_peak_in_flight(Verb::List);
+    let mut seen = Seen::new();
+    walk(fs, root["t"], "/t", &mut seen).await;
+    let peak = store.take_peak_in_flight(Verb::List);
+    assert_eq!(seen, expected);
+    peak
+}
+
 /// The listings of a walk's ranges run side by side, and together show what
 /// listing each directory on its own shows.
 #[tokio::test]
 async fn a_walk_lists_ranges_of_its_roots_directories_side_by_side() {
     let store = wide_tree();
-    let expected = reference_under_t(&store).await;
     let fs = filesystem_without_headers(&store);
-    let root = list_names(&fs, ROOT_INO).await;
-    store.set_latency(Verb::List, Duration::from_millis(20));
-    store.take_peak_in_flight(Verb::List);
-    let mut seen = Seen::new();
-    walk(&fs, root["t"], "/t", &mut seen).await;
-    let peak = store.take_peak_in_flight(Verb::List);
-    assert_eq!(seen, expected);
+    let peak = walk_wide_tree_counting_lists(&store, &fs).await;
     assert!(peak >= 3, "at most {peak} LISTs were in flight at once");
 }
 
@@ -549,27 +560,25 @@ async fn a_walk_lists_ranges_of_its_roots_directories_side_by_side() {
 #[tokio::test]
 async fn a_walk_reading_headers_lists_one_page_at_a_time() {
     let store = wide_tree();
-    let expected = reference_under_t(&store).await;
     let fs = filesystem(&store, Duration::from_secs(60));
-    let root = list_names(&fs, ROOT_INO).await;
-    store.set_latency(Verb::List, Duration::from_millis(20));
-    store.take_peak_in_flight(Verb::List);
-    let mut seen = Seen::new();
-    walk(&fs, root["t"], "/t", &mut seen).await;
-    let peak = store.take_peak_in_flight(Verb::List);
-    assert_eq!(seen, expected);
+    let peak = walk_wide_tree_counting_lists(&store, &fs).await;
     assert!(peak <= 2, "{peak} LISTs were in flight at once");
 }
 
 /// Whichever of a walk's listings fails, the walk ends and every directory
-/// still shows what listing it on its own shows.
+/// still shows what listing it on its own shows: in ranges (without
+/// headers) and in one listing (with them).
 #[tokio::test]
 async fn a_failing_page_in_any_range_changes_nothing_shown() {
     let store = wide_tree();
     let expected = reference_under_t(&store).await;
     store.set_latency(Verb::List, Duration::from_millis(5));
-    for failing in 1..8 {
-        let fs = filesystem_without_headers(&store);
+    for (failing, headers) in (1..8).flat_map(|failing| [(failing, false), (failing, true)]) {
+        let fs = if headers {
+            filesystem(&store, Duration::from_secs(60))
+        } else {
+            filesystem_without_headers(&store)
+        };
         let root = list_names(&fs, ROOT_INO).await;
         let t = list_names(&fs, root["t"]).await;
         let mut names: Vec<_> = t.into_iter().collect();
@@ -593,7 +602,7 @@ async fn a_failing_page_in_any_range_changes_nothing_shown() {
         store.clear_failures();
         assert_eq!(
             seen, expected,
-            "a walk whose LIST failed after {failing} x 5 ms"
+            "a walk whose LIST failed after {failing} x 5 ms, headers: {headers}"
         );
     }
 }
