@@ -94,6 +94,8 @@ pub fn init(destination: Destination<'_>, verbosity: Verbosity) -> io::Result<()
     if let Ok(filters) = std::env::var("RUST_LOG") {
         builder.parse_filters(&filters);
     }
+    // A request takes milliseconds; whole seconds hide which waited on which.
+    builder.format_timestamp_millis();
     let (logger, max_level): (Box<dyn Log>, _) = match destination {
         Destination::Stderr => {
             let logger = builder.target(env_logger::Target::Stderr).build();
