@@ -627,14 +627,11 @@ async fn a_walks_root_looked_up_again_mid_walk_costs_no_request() {
     store.set_latency(Verb::List, Duration::from_millis(300));
     assert_eq!(list_names(&fs, t["d000"]).await.len(), 60);
     tokio::time::sleep(Duration::from_millis(150)).await;
-    // A probe is a LIST of t/ with a delimiter (and a HEAD when the
-    // directory had headers); the walk's own pages are flat.
-    let (heads, delimited) = (
-        store.request_count(Verb::Head),
-        store.delimited_list_count(),
-    );
+    // A probe is a one-key LIST of t/ (and a HEAD when the directory had
+    // headers); the walk's own pages are longer.
+    let (heads, probes) = (store.request_count(Verb::Head), store.one_key_list_count());
     let entry = fs.lookup(ROOT_INO, "t").await.expect("lookup of t");
     assert_eq!(entry.attr.kind, FileKind::Directory);
     assert_eq!(store.request_count(Verb::Head), heads, "t was probed");
-    assert_eq!(store.delimited_list_count(), delimited, "t was probed");
+    assert_eq!(store.one_key_list_count(), probes, "t was probed");
 }

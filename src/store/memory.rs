@@ -89,8 +89,9 @@ struct State {
     /// versions, parts or uploads share one.
     serial: u64,
     requests: HashMap<Verb, u64>,
-    /// LISTs with a delimiter: one directory level, not a walk's pages.
-    delimited_lists: u64,
+    /// LISTs of at most one key: probes of whether a prefix holds anything,
+    /// not pages anyone reads through.
+    one_key_lists: u64,
     /// Bytes answered to `get_range`.
     bytes_got: u64,
     latency: HashMap<Verb, Duration>,
@@ -291,9 +292,9 @@ impl MemoryStore {
         self.request_count(Verb::List)
     }
 
-    /// LISTs of one directory level (with a delimiter) received so far.
-    pub fn delimited_list_count(&self) -> u64 {
-        self.lock().delimited_lists
+    /// LISTs of at most one key (a lookup's probe) received so far.
+    pub fn one_key_list_count(&self) -> u64 {
+        self.lock().one_key_lists
     }
 
     /// Makes the next `count` requests of `verb` fail with `kind`, after any
@@ -403,7 +404,7 @@ impl ObjectStore for MemoryStore {
         self.wait_latency(Verb::List).await;
         let mut state = self.lock();
         state.begin(Verb::List, prefix)?;
-        state.delimited_lists += u64::from(delimited);
+        state.one_key_lists += u64::from(max_keys <= 1);
         let lower = match continuation {
             Some(token) if token >= prefix => Bound::Excluded(token),
             _ => Bound::Included(prefix),
