@@ -142,7 +142,9 @@ bench_workdir() {
   DATA=$WORK/data
   mkdir -p "$MNT" "$DATA" "$WORK/out" "$WORK/bin" "$WORK/rclone-cache"
   # target/ is shared: a build started elsewhere during the run must not swap a binary under test.
-  cp "$BUCKETFS" "$RAW" "$WORK/bin/"
+  # Named bucketfs whatever BENCH_BUCKETFS is called: the daemons are found by that name.
+  cp "$BUCKETFS" "$WORK/bin/bucketfs"
+  cp "$RAW" "$WORK/bin/"
   BUCKETFS=$WORK/bin/bucketfs
   RAW=$WORK/bin/raw_client
   if [ -x "$CEILING" ]; then cp "$CEILING" "$WORK/bin/"; CEILING=$WORK/bin/fuse-ceiling; fi
