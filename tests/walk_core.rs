@@ -23,13 +23,11 @@ const DIRS: usize = 40;
 const FILES_PER_DIR: usize = 30;
 
 /// LISTs a walk of `tree()` sends at most: the root and t/ delimited, and
-/// t/'s lookup; the tentative flat pages of the walk of the root (100, 200,
-/// 400 and 800 keys); then, the walk moved down to t/ (42 subdirectories),
-/// four ranges of its 1,240 keys listed side by side: pages of 100, 200 and
-/// 400 keys for the first (a walk's pages grow to 1,000 from a small first
-/// one), one page each for the others; and, for a slow walker, a lookup of
+/// t/'s lookup; the tentative flat page of the walk of the root; then, the
+/// walk moved down to t/ (42 subdirectories), four ranges of its 1,240 keys
+/// listed side by side, one page each; and, for a slow walker, a lookup of
 /// the empty directory again. Listing each directory takes over 40.
-const WALK_LISTS_AT_MOST: u64 = 14;
+const WALK_LISTS_AT_MOST: u64 = 9;
 
 const CALLER: Caller = Caller { uid: 0, gid: 0 };
 
@@ -429,10 +427,10 @@ async fn a_first_descent_lists_a_few_pages_ahead_and_no_more() {
     assert_eq!(t.len(), 200);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after_ls = store.list_count() - before;
-    // t/'s own listing, then flat pages of 100, 200, 400 and 800 keys, and
-    // perhaps one of 1,000 asked for before the last of those was counted.
+    // t/'s own listing, then a flat page, and perhaps a second one asked
+    // for before the first was counted.
     assert!(
-        (2..=6).contains(&after_ls),
+        (2..=3).contains(&after_ls),
         "an ls of t/ after the root cost {after_ls} LISTs"
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -454,11 +452,11 @@ async fn a_first_descent_lists_a_few_pages_ahead_and_no_more() {
     }
     assert_eq!(total, 6000);
     let lists = store.list_count() - before;
-    // t/'s own listing; the walk of the root held to pages of 100, 200, 400
-    // and 800 keys; moved down to t/, four ranges of 1,500 keys: the first in
-    // pages of 100, 200, 400, 800 and 1,000 keys, the others in two pages.
+    // t/'s own listing; the walk of the root held to its first page (and
+    // perhaps a second); moved down to t/, four ranges of 1,500 keys in two
+    // pages each.
     assert!(
-        lists <= 1 + 5 + 5 + 3 * 2,
+        lists <= 1 + 2 + 4 * 2,
         "a walk of 6,000 keys sent {lists} LISTs"
     );
 }
@@ -623,7 +621,7 @@ async fn a_walks_root_looked_up_again_mid_walk_costs_no_request() {
     let fs = Filesystem::new(Arc::clone(&store), config, 16).expect("staging directory");
     let root = list_names(&fs, ROOT_INO).await;
     let t = list_names(&fs, root["t"]).await;
-    // The first range lists 600 keys in pages of 100, 200 and 400.
+    // The first range lists its 600 keys in one page.
     store.set_latency(Verb::List, Duration::from_millis(300));
     assert_eq!(list_names(&fs, t["d000"]).await.len(), 60);
     tokio::time::sleep(Duration::from_millis(150)).await;

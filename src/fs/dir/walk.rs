@@ -14,10 +14,10 @@
 //!   directory under it is filled from that one listing as the listing
 //!   passes its last key. A directory the walker opens before the listing
 //!   got there waits for it. The flat listing starts at the first descent,
-//!   beside that directory's own listing, held to `TENTATIVE_AHEAD_ENTRIES`
-//!   until the second descent confirms the walk: a walker does not wait for
-//!   the round trips that tell a walk from a single `ls`, and a single `ls`
-//!   costs at most those few pages more.
+//!   beside that directory's own listing, held to its first page until the
+//!   second descent confirms the walk: a walker does not wait for the round
+//!   trips that tell a walk from a single `ls`, and a single `ls` costs at
+//!   most that page more.
 //! - A flat listing is one page after another, each waiting for the token
 //!   of the one before. So a walk cuts its tree into up to `WALK_LISTINGS`
 //!   ranges of the root's subdirectories (from the root's own listing, which
@@ -98,10 +98,6 @@ const WALK_LISTINGS: usize = 4;
 /// with one listing and 2.24 to 2.48 s with four (four runs each, the
 /// server on the same two CPUs).
 const WALK_LISTINGS_WITH_HEADS: usize = 1;
-
-/// How far a walk's listing may run before a second descent confirms it:
-/// its first pages (100, 200, 400 and 800 keys).
-const TENTATIVE_AHEAD_ENTRIES: usize = 1_000;
 
 /// A descent counts when the parent's listing completed this recently.
 const DESCENT_WINDOW: Duration = Duration::from_secs(5);
@@ -657,11 +653,12 @@ impl Walks {
                     return false;
                 }
                 // Until a second descent confirms the walk, the first range
-                // alone lists, held to a few pages.
+                // alone lists, held to its first page: once a page put
+                // entries ahead of the walker, it waits.
                 let may_list = if walk.is_confirmed() {
                     walk.may_list(segment, WALK_AHEAD_ENTRIES)
                 } else {
-                    segment == 0 && walk.ahead_entries() <= TENTATIVE_AHEAD_ENTRIES
+                    segment == 0 && walk.ahead_entries() == 0
                 };
                 if may_list {
                     return true;
