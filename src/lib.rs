@@ -17,6 +17,7 @@ pub mod fs;
 pub mod fuse;
 pub mod logging;
 pub mod object_format;
+pub mod runtimes;
 pub mod shell;
 pub mod store;
 pub mod upload;

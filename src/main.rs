@@ -13,6 +13,7 @@ use bucketfs::daemon::{self, Readiness};
 use bucketfs::fs::Filesystem;
 use bucketfs::fuse::{self, MountOptions};
 use bucketfs::logging;
+use bucketfs::runtimes::{self, ListingRuntime};
 use bucketfs::store::s3::S3Store;
 use bucketfs::store::stale_uploads;
 use bucketfs::store::{ListFrom, ObjectStore, StoreError};
@@ -109,15 +110,8 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
     }
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = config.io_threads {
-        runtime.worker_threads(threads);
-    }
-    let runtime = runtime
-        .enable_all()
-        .thread_name("bucketfs-io")
-        .build()
-        .context("cannot start the I/O runtime")?;
+    let runtime =
+        runtimes::io_runtime(config.io_threads).context("cannot start the I/O runtime")?;
     // Watched from before the mount exists, so that a stop request during
     // start-up is served (by unmounting) instead of killing the process and
     // leaving a dead mount behind.
@@ -155,11 +149,16 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
         stale_uploads::STALE_UPLOAD_AGE,
     ));
 
+    // Declared before the file system, so that it stops after it.
+    let listing_runtime = ListingRuntime::start().context("cannot start the listing runtime")?;
     let fs = match Filesystem::new(store, config.fs.clone(), config.store.max_concurrency) {
-        Ok(fs) => Arc::new(match disk_cache {
-            Some(disk) => fs.with_disk_cache(disk),
-            None => fs,
-        }),
+        Ok(fs) => {
+            let fs = fs.with_listing_runtime(listing_runtime.handle());
+            Arc::new(match disk_cache {
+                Some(disk) => fs.with_disk_cache(disk),
+                None => fs,
+            })
+        }
         Err(error) => {
             let message = format!("cannot create the staging directory: {error}");
             return Err(startup_failed(readiness, message));

@@ -15,6 +15,7 @@ mod core_fs;
 
 use bucketfs::config::{FsConfig, PosixMetadata};
 use bucketfs::fs::{Caller, FileKind, Filesystem, ROOT_INO, SetAttr};
+use bucketfs::runtimes::ListingRuntime;
 use bucketfs::store::memory::{FailureKind, MemoryStore, Verb};
 use bytes::Bytes;
 use core_fs::fs_config;
@@ -561,6 +562,25 @@ async fn a_walk_reading_headers_lists_one_page_at_a_time() {
     let fs = filesystem(&store, Duration::from_secs(60));
     let peak = walk_wide_tree_counting_lists(&store, &fs).await;
     assert!(peak <= 2, "{peak} LISTs were in flight at once");
+}
+
+/// The daemon runs walks on a listing runtime of its own (one thread, see
+/// `bucketfs::runtimes`), while the walker's requests run on another: the
+/// walker waits for the walk's directories across the two, and sees what
+/// listing each directory on its own shows, with and without headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_walk_on_the_listing_runtime_shows_the_same_tree() {
+    let listing = ListingRuntime::start().expect("listing runtime");
+    for headers in [false, true] {
+        let store = wide_tree();
+        let fs = if headers {
+            filesystem(&store, Duration::from_secs(60))
+        } else {
+            filesystem_without_headers(&store)
+        };
+        let fs = fs.with_listing_runtime(listing.handle());
+        walk_wide_tree_counting_lists(&store, &fs).await;
+    }
 }
 
 /// Whichever of a walk's listings fails, the walk ends and every directory

@@ -419,7 +419,7 @@ impl<S: ObjectStore> Filesystem<S> {
             posix_metadata: self.config.posix_metadata,
             implicit_directory_stat: self.implicit_directory_stat(),
         };
-        let task = tokio::spawn(walk::walk(context, id, root));
+        let task = self.spawn_listing(walk::walk(context, id, root));
         self.walks.walk_started(id, task.abort_handle());
     }
 

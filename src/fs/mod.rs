@@ -244,6 +244,9 @@ pub struct Filesystem<S> {
     /// Memory for small files being written, and a private (0700)
     /// directory of anonymous staging files for the rest; removed on drop.
     staging: StagingArea,
+    /// Where listings run in the background (walks, listers ahead of a
+    /// reader); the caller's runtime when none is set.
+    listing_runtime: Option<tokio::runtime::Handle>,
 }
 
 impl<S: ObjectStore> Filesystem<S> {
@@ -322,8 +325,26 @@ impl<S: ObjectStore> Filesystem<S> {
                 std::num::NonZeroUsize::new(COMPLETED_LISTINGS).expect("non-zero"),
             )),
             staging,
+            listing_runtime: None,
             config,
         })
+    }
+
+    /// Runs background listings on `runtime`.
+    pub fn with_listing_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.listing_runtime = Some(runtime);
+        self
+    }
+
+    pub(in crate::fs) fn spawn_listing<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.listing_runtime {
+            Some(runtime) => runtime.spawn(task),
+            None => tokio::spawn(task),
+        }
     }
 
     /// Keeps blocks read from the store in `disk` as well, and reads them

@@ -63,7 +63,7 @@ pub(super) fn start<S: ObjectStore>(
     continuation: Option<String>,
 ) -> Lister {
     let (sender, pages) = mpsc::channel(PAGES_AHEAD);
-    let task = tokio::spawn(list_ahead(
+    let task = fs.spawn_listing(list_ahead(
         Arc::clone(&fs.meta),
         Arc::clone(&fs.listings),
         fs.config.posix_metadata,
