@@ -57,27 +57,16 @@ use lru::LruCache;
 use tokio::sync::Notify;
 
 use super::Resolved;
-use crate::fs::{FileKind, Stat};
+use crate::fs::Stat;
+use kept::KeptListings;
+pub(in crate::fs) use kept::{Listing, MAX_DIRECTORY_ENTRIES};
 use progress::{Segments, Walk};
 
 mod flat;
+mod kept;
 mod progress;
 
 pub(in crate::fs) use flat::{WalkContext, walk};
-
-/// Entries kept over all directories.
-const CACHED_ENTRIES: usize = 100_000;
-
-/// A directory with more entries is not kept: it would push out many
-/// smaller ones, and listing it again costs few requests per entry.
-pub(in crate::fs) const MAX_DIRECTORY_ENTRIES: usize = CACHED_ENTRIES / 4;
-
-/// How long a directory the walk listed ahead waits for the walker once
-/// the walk is over (while it goes on, as long as it takes): read ahead,
-/// its TTL starts when the walker comes (a walk of many directories takes
-/// longer than the default 1 s TTL, which would otherwise expire what was
-/// listed ahead before it is used).
-const PREFETCHED_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// How long a lookup of a directory the walk has not reached yet waits for
 /// it (see `Walks::vouched`). The walker is usually right behind the
@@ -109,50 +98,9 @@ const WALK_IDLE: Duration = Duration::from_secs(10);
 /// Recently completed listings remembered for spotting descents.
 const RECENT_COMPLETIONS: usize = 256;
 
-/// One directory's entries as the store listed them, sorted by name.
-#[derive(Clone)]
-pub(in crate::fs) struct Listing {
-    pub entries: Arc<Vec<Resolved>>,
-    /// When the listing completed: its entries are trusted for the TTL
-    /// from then, not from when they are served.
-    pub listed_at: Instant,
-}
-
-struct Kept {
-    listing: Listing,
-    /// The directory's own attributes as its parent's listing shows them,
-    /// where a walk kept it (it saw the parent's side too).
-    own: Option<Stat>,
-    /// The epoch when its listing began.
-    epoch: u64,
-    /// Listed ahead by this walk and not served yet.
-    prefetched_by: Option<u64>,
-}
-
-impl Kept {
-    /// Listed ahead for a walker that is still to come: while its walk goes
-    /// on (a later range of a large walk is listed long before the walker
-    /// gets there), else for `PREFETCHED_MAX_AGE`.
-    fn awaits_walker(&self, walk_under_way: Option<u64>, ttl: Duration) -> bool {
-        self.prefetched_by.is_some_and(|by| {
-            walk_under_way == Some(by)
-                || self.listing.listed_at.elapsed() < PREFETCHED_MAX_AGE.max(ttl)
-        })
-    }
-
-    /// Whether the listing may be served: awaited by a walker, or within
-    /// the TTL of a listing the walker asked for (listed ahead for a walk
-    /// whose walker went away, it is not).
-    fn is_current(&self, walk_under_way: Option<u64>, ttl: Duration) -> bool {
-        self.awaits_walker(walk_under_way, ttl)
-            || (self.prefetched_by.is_none() && self.listing.listed_at.elapsed() < ttl)
-    }
-}
-
 struct State {
     epoch: u64,
-    kept: LruCache<String, Kept>,
-    kept_entries: usize,
+    kept: KeptListings,
     completed: LruCache<String, Instant>,
     /// The parent of the last descent, and when.
     last_descent: Option<(String, Instant)>,
@@ -168,7 +116,7 @@ impl State {
         let id = self.next_walk;
         self.next_walk += 1;
         // The root's own listing, the walker's way in, tells where to cut.
-        let subdirectories = self.kept_subdirectories(root);
+        let subdirectories = self.kept.subdirectories(root);
         self.walk = Some(Walk {
             id,
             root: root.to_owned(),
@@ -188,21 +136,6 @@ impl State {
             .as_ref()
             .filter(|walk| walk.last_visit.elapsed() <= WALK_IDLE)
             .map(|walk| walk.id)
-    }
-
-    /// The keys of the subdirectories a kept listing of `prefix` shows.
-    fn kept_subdirectories(&self, prefix: &str) -> Vec<String> {
-        self.kept
-            .peek(prefix)
-            .map(|kept| {
-                kept.listing
-                    .entries
-                    .iter()
-                    .filter(|entry| entry.kind == FileKind::Directory)
-                    .map(|entry| entry.key.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
     }
 }
 
@@ -234,8 +167,7 @@ impl Walks {
             ttl,
             state: Mutex::new(State {
                 epoch: 0,
-                kept: LruCache::unbounded(),
-                kept_entries: 0,
+                kept: KeptListings::new(ttl),
                 completed: LruCache::new(NonZeroUsize::new(RECENT_COMPLETIONS).expect("non-zero")),
                 last_descent: None,
                 walk: None,
@@ -311,7 +243,7 @@ impl Walks {
         if may_move_down
             && let Some(parent) = parent
             && state.walk.as_ref().is_some_and(|walk| walk.root != parent)
-            && state.kept_subdirectories(parent).len() > 1
+            && state.kept.subdirectories(parent).len() > 1
         {
             let id = state.begin_walk(parent, prefix, None);
             log::debug!("walk moved down to {parent:?} at {prefix:?}");
@@ -462,27 +394,14 @@ impl Walks {
     /// current and has entries.
     fn holding_entries(&self, state: &mut State, prefix: &str) -> Option<Option<Stat>> {
         let walk_under_way = state.walk_under_way();
-        let kept = state.kept.peek(prefix)?;
-        let holds = kept.epoch == state.epoch
-            && kept.is_current(walk_under_way, self.ttl)
-            && !kept.listing.entries.is_empty();
-        holds.then(|| kept.own.clone())
+        state
+            .kept
+            .holding_entries(prefix, state.epoch, walk_under_way)
     }
 
     fn fresh(&self, state: &mut State, prefix: &str) -> Option<Listing> {
-        let epoch = state.epoch;
         let walk_under_way = state.walk_under_way();
-        let kept = state.kept.get_mut(prefix)?;
-        if kept.epoch != epoch || !kept.is_current(walk_under_way, self.ttl) {
-            return None;
-        }
-        if kept.prefetched_by.is_some() {
-            // Listed ahead for the walker, which has come: like read-ahead,
-            // its TTL starts now.
-            kept.prefetched_by = None;
-            kept.listing.listed_at = Instant::now();
-        }
-        Some(kept.listing.clone())
+        state.kept.fresh(prefix, state.epoch, walk_under_way)
     }
 
     /// Whether whole listings are kept at all: with no TTL nothing kept
@@ -511,47 +430,13 @@ impl Walks {
         own: Option<Stat>,
         prefetched_by: Option<u64>,
     ) {
-        // With no TTL nothing kept would ever be served.
-        if self.ttl.is_zero() || entries.len() > MAX_DIRECTORY_ENTRIES || epoch != state.epoch {
+        if epoch != state.epoch {
             return;
         }
-        // An empty directory costs its name and its map entry.
-        let count = entries.len().max(1);
-        if let Some(old) = state.kept.put(
-            prefix.to_owned(),
-            Kept {
-                listing: Listing {
-                    entries: Arc::new(entries),
-                    listed_at: Instant::now(),
-                },
-                epoch,
-                own,
-                prefetched_by,
-            },
-        ) {
-            state.kept_entries -= old.listing.entries.len().max(1);
-        }
-        state.kept_entries += count;
         let walk_under_way = state.walk_under_way();
-        while state.kept_entries > CACHED_ENTRIES {
-            // What the walker is still to come for goes last: its walk
-            // would not list it again, and the walker would list it alone.
-            // The walk's bound on entries ahead keeps those few.
-            let least_needed = state
-                .kept
-                .iter()
-                .rev()
-                .find(|(_, kept)| !kept.awaits_walker(walk_under_way, self.ttl))
-                .map(|(prefix, _)| prefix.clone());
-            let evicted = match least_needed {
-                Some(prefix) => state.kept.pop(&prefix),
-                None => state.kept.pop_lru().map(|(_, kept)| kept),
-            };
-            match evicted {
-                Some(old) => state.kept_entries -= old.listing.entries.len().max(1),
-                None => break,
-            }
-        }
+        state
+            .kept
+            .keep(prefix, entries, epoch, own, prefetched_by, walk_under_way);
     }
 
     /// The walk `id` listed a directory whole.
@@ -693,7 +578,9 @@ impl Drop for Change {
 
 #[cfg(test)]
 mod tests {
+    use super::kept::{CACHED_ENTRIES, PREFETCHED_MAX_AGE};
     use super::*;
+    use crate::fs::FileKind;
 
     fn entries(count: usize) -> Vec<Resolved> {
         (0..count)
@@ -725,7 +612,7 @@ mod tests {
             walks.fresh(&mut state, "t/z/").is_some(),
             "t/z/ was dropped"
         );
-        assert!(state.kept_entries <= CACHED_ENTRIES);
+        assert!(state.kept.entries() <= CACHED_ENTRIES);
     }
 
     /// Listed ahead for a walk that is over (its walker went away), a
