@@ -149,7 +149,7 @@ fn run(config: MountConfig, readiness: Readiness) -> anyhow::Result<()> {
         stale_uploads::STALE_UPLOAD_AGE,
     ));
 
-    // Declared before the file system, so that it stops after it.
+    // Stopped when run() returns: after the session and the last uploads.
     let listing_runtime = ListingRuntime::start().context("cannot start the listing runtime")?;
     let fs = match Filesystem::new(store, config.fs.clone(), config.store.max_concurrency) {
         Ok(fs) => {

@@ -14,10 +14,10 @@
 //!   directory under it is filled from that one listing as the listing
 //!   passes its last key. A directory the walker opens before the listing
 //!   got there waits for it. The flat listing starts at the first descent,
-//!   beside that directory's own listing, held to its first page until the
-//!   second descent confirms the walk: a walker does not wait for the round
-//!   trips that tell a walk from a single `ls`, and a single `ls` costs at
-//!   most that page more.
+//!   beside that directory's own listing, held at the first page that puts
+//!   entries ahead of the walker until the second descent confirms the
+//!   walk: a walker does not wait for the round trips that tell a walk from
+//!   a single `ls`, and a single `ls` costs about that page more.
 //! - A flat listing is one page after another, each waiting for the token
 //!   of the one before. So a walk cuts its tree into up to `WALK_LISTINGS`
 //!   ranges of the root's subdirectories (from the root's own listing, which
