@@ -195,10 +195,12 @@ struct Cli {
         default_value = "16", help_heading = "Requests")]
     max_concurrency: usize,
 
-    /// Threads that run the requests to the store [default: one per CPU]
+    /// Threads of the I/O runtime: FUSE requests that wait, reads, writes
+    /// [default: one per CPU]
     ///
-    /// On a host of few CPUs that other busy programs share, fewer threads
-    /// preempt each other less (README, "Performance").
+    /// Background listings (tree walks, directories listed ahead) and their
+    /// HEADs run on one thread of their own whatever this says (README,
+    /// "Performance").
     #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<usize>::new().range(1..=1024),
         help_heading = "Requests")]
     io_threads: Option<usize>,
