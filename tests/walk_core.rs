@@ -12,13 +12,15 @@ use std::time::Duration;
 
 #[path = "common/core.rs"]
 mod core_fs;
+#[path = "common/walker.rs"]
+mod walker;
 
 use bucketfs::config::{FsConfig, PosixMetadata};
 use bucketfs::fs::{Caller, FileKind, Filesystem, ROOT_INO, SetAttr};
-use bucketfs::runtimes::ListingRuntime;
 use bucketfs::store::memory::{FailureKind, MemoryStore, Verb};
 use bytes::Bytes;
 use core_fs::fs_config;
+use walker::{Seen, filesystem, list_names, plain_tree, reference, walk, walk_all, walk_pausing};
 
 const DIRS: usize = 40;
 const FILES_PER_DIR: usize = 30;
@@ -31,17 +33,6 @@ const FILES_PER_DIR: usize = 30;
 const WALK_LISTS_AT_MOST: u64 = 9;
 
 const CALLER: Caller = Caller { uid: 0, gid: 0 };
-
-/// What a walk saw: path → (kind, size, permission bits).
-type Seen = HashMap<String, (FileKind, u64, u16)>;
-
-fn filesystem(store: &Arc<MemoryStore>, metadata_ttl: Duration) -> Filesystem<MemoryStore> {
-    let config = FsConfig {
-        metadata_ttl,
-        ..fs_config()
-    };
-    Filesystem::new(Arc::clone(store), config, 16).expect("staging directory")
-}
 
 /// `DIRS` directories of `FILES_PER_DIR` files carrying s3fs headers, one
 /// of them with a nested directory, an empty directory (a marker only), a
@@ -72,107 +63,6 @@ fn tree() -> Arc<MemoryStore> {
     store.put("t/d07", vec![3u8; 9]); // hidden by the directory t/d07/
     store.put("top-level-file", vec![4u8; 2]);
     store
-}
-
-/// Lists `ino` and descends into each subdirectory as it comes, as `find`
-/// does, recording everything under `path`.
-async fn walk(fs: &Filesystem<MemoryStore>, ino: u64, path: &str, seen: &mut Seen) {
-    walk_pausing(fs, ino, path, seen, Duration::ZERO).await;
-}
-
-/// `walk`, pausing before each directory as a slow walker (`du` on a busy
-/// machine) would, and looking it up again before it descends, as the
-/// kernel does once the entry the listing gave has timed out.
-async fn walk_pausing(
-    fs: &Filesystem<MemoryStore>,
-    ino: u64,
-    path: &str,
-    seen: &mut Seen,
-    pause: Duration,
-) {
-    tokio::time::sleep(pause).await;
-    let fh = fs.opendir(ino).expect("opendir");
-    let mut offset = 0;
-    let mut directories = Vec::new();
-    loop {
-        // A failed call is tried again at the same offset, as a tool
-        // that retries would; the failing-HEAD test needs no more.
-        let mut entries = fs.readdirplus(fh, offset).await;
-        for _ in 0..3 {
-            if entries.is_ok() {
-                break;
-            }
-            entries = fs.readdirplus(fh, offset).await;
-        }
-        let entries = entries.expect("readdirplus");
-        let Some(last) = entries.last() else { break };
-        offset = last.next_offset;
-        for entry in entries {
-            if !entry.counts_as_lookup {
-                continue; // . and ..
-            }
-            let attr = entry.entry.attr;
-            let child = format!("{path}/{}", entry.name);
-            seen.insert(child.clone(), (attr.kind, attr.size, attr.perm));
-            if attr.kind == FileKind::Directory {
-                directories.push((attr.ino, child, entry.name.clone()));
-            } else {
-                fs.forget(attr.ino, 1);
-            }
-        }
-    }
-    fs.releasedir(fh);
-    for (index, (mut child_ino, child, name)) in directories.into_iter().enumerate() {
-        if !pause.is_zero() {
-            // A slow walker's entries from the listing have timed out by the
-            // time it descends: the kernel looks each directory up again.
-            // Every other one as after a plain readdir, which leaves the
-            // kernel no inode of it.
-            tokio::time::sleep(pause).await;
-            let from_plain_readdir = index % 2 == 0;
-            if from_plain_readdir {
-                fs.forget(child_ino, 1);
-            }
-            // Retried as the listing is, for the failing-request tests.
-            let mut again = fs.lookup(ino, &name).await;
-            for _ in 0..3 {
-                if again.is_ok() {
-                    break;
-                }
-                again = fs.lookup(ino, &name).await;
-            }
-            let again = again.expect("lookup on the way in");
-            assert_eq!(
-                again.attr.kind,
-                FileKind::Directory,
-                "{child} looked up again"
-            );
-            assert_eq!(
-                again.attr.perm, seen[&child].2,
-                "{child}'s mode looked up again"
-            );
-            if from_plain_readdir {
-                child_ino = again.attr.ino;
-            } else {
-                assert_eq!(again.attr.ino, child_ino, "{child} looked up again");
-                fs.forget(child_ino, 1);
-            }
-        }
-        Box::pin(walk_pausing(fs, child_ino, &child, seen, pause)).await;
-        fs.forget(child_ino, 1);
-    }
-}
-
-async fn walk_all(fs: &Filesystem<MemoryStore>) -> Seen {
-    let mut seen = Seen::new();
-    walk(fs, ROOT_INO, "", &mut seen).await;
-    seen
-}
-
-/// What listing every directory on its own shows: a mount with no TTL
-/// keeps nothing and never walks flat.
-async fn reference(store: &Arc<MemoryStore>) -> Seen {
-    walk_all(&filesystem(store, Duration::ZERO)).await
 }
 
 fn total_requests(store: &MemoryStore) -> u64 {
@@ -383,37 +273,6 @@ async fn a_second_walk_after_the_ttl_is_listed_flat_again() {
     );
 }
 
-/// The names in directory `ino`, read as `ls` reads them, without descending.
-async fn list_names(fs: &Filesystem<MemoryStore>, ino: u64) -> HashMap<String, u64> {
-    core_fs::read_directory(fs, ino)
-        .await
-        .into_iter()
-        .filter(|entry| entry.counts_as_lookup)
-        .map(|entry| (entry.name, entry.entry.attr.ino))
-        .collect()
-}
-
-/// `t/dDDD/fFF` for `dirs` directories of `files` files, file FF holding
-/// FF + 1 bytes.
-fn plain_tree(dirs: usize, files: usize) -> Arc<MemoryStore> {
-    let store = Arc::new(MemoryStore::new());
-    for dir in 0..dirs {
-        for file in 0..files {
-            store.put(&format!("t/d{dir:03}/f{file:02}"), vec![0u8; 1 + file]);
-        }
-    }
-    store
-}
-
-/// What listing every directory on its own shows under `/t`.
-async fn reference_under_t(store: &Arc<MemoryStore>) -> Seen {
-    reference(store)
-        .await
-        .into_iter()
-        .filter(|(path, _)| path.starts_with("/t/"))
-        .collect()
-}
-
 /// An `ls` of a directory just after its parent's may be the first descent
 /// of a `find`: the flat listing of the walk starts beside the directory's
 /// own, but is held to its first pages until a second descent confirms the
@@ -489,140 +348,6 @@ async fn a_failing_page_after_the_first_descents_hold_changes_nothing_shown() {
     assert!(store.list_count() > failed_at, "no LIST after the hold");
     store.clear_failures();
     assert_eq!(seen, expected);
-}
-
-/// A tree under `t/` whose top holds many directories, each beside a file
-/// of its name (which the directory shadows), some beside names that sort
-/// between a directory's key and its keys (`a05-x/`, `a05.z`), and a few
-/// nested directories: wherever a walk cuts the tree into ranges, a cut
-/// lands next to such names.
-fn wide_tree() -> Arc<MemoryStore> {
-    let store = Arc::new(MemoryStore::new());
-    for dir in 0..40 {
-        let name = format!("t/a{dir:02}");
-        for file in 0..3 {
-            store.put(&format!("{name}/f{file}"), vec![0u8; dir + file]);
-        }
-        store.put(&name, vec![1u8; 4]);
-        if dir % 5 == 0 {
-            store.put(&format!("{name}-x/inside"), vec![2u8; 5]);
-            store.put(&format!("{name}.z"), vec![3u8; 6]);
-        }
-        if dir % 7 == 0 {
-            store.put(&format!("{name}/sub/deep"), vec![4u8; 7]);
-        }
-    }
-    store
-}
-
-/// A filesystem reading no POSIX headers: its walks send no HEADs, so they
-/// list in ranges side by side.
-fn filesystem_without_headers(store: &Arc<MemoryStore>) -> Filesystem<MemoryStore> {
-    let config = FsConfig {
-        metadata_ttl: Duration::from_secs(60),
-        posix_metadata: PosixMetadata::ListingOnly,
-        ..fs_config()
-    };
-    Filesystem::new(Arc::clone(store), config, 16).expect("staging directory")
-}
-
-/// Walks `t` of `wide_tree` on `fs`, each LIST taking 20 ms, checks that
-/// it shows what listing each directory on its own shows, and returns the
-/// most LISTs that were in flight at once.
-async fn walk_wide_tree_counting_lists(
-    store: &Arc<MemoryStore>,
-    fs: &Filesystem<MemoryStore>,
-) -> usize {
-    let expected = reference_under_t(store).await;
-    let root = list_names(fs, ROOT_INO).await;
-    store.set_latency(Verb::List, Duration::from_millis(20));
-    store.take_peak_in_flight(Verb::List);
-    let mut seen = Seen::new();
-    walk(fs, root["t"], "/t", &mut seen).await;
-    let peak = store.take_peak_in_flight(Verb::List);
-    assert_eq!(seen, expected);
-    peak
-}
-
-/// The listings of a walk's ranges run side by side, and together show what
-/// listing each directory on its own shows.
-#[tokio::test]
-async fn a_walk_lists_ranges_of_its_roots_directories_side_by_side() {
-    let store = wide_tree();
-    let fs = filesystem_without_headers(&store);
-    let peak = walk_wide_tree_counting_lists(&store, &fs).await;
-    assert!(peak >= 3, "at most {peak} LISTs were in flight at once");
-}
-
-/// A walk that HEADs every key waits on its HEADs, not on its pages: it
-/// lists the tree in one listing, a page at a time.
-#[tokio::test]
-async fn a_walk_reading_headers_lists_one_page_at_a_time() {
-    let store = wide_tree();
-    let fs = filesystem(&store, Duration::from_secs(60));
-    let peak = walk_wide_tree_counting_lists(&store, &fs).await;
-    assert!(peak <= 2, "{peak} LISTs were in flight at once");
-}
-
-/// The daemon runs walks on a listing runtime of its own (one thread, see
-/// `bucketfs::runtimes`), while the walker's requests run on another: the
-/// walker waits for the walk's directories across the two, and sees what
-/// listing each directory on its own shows, with and without headers.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_walk_on_the_listing_runtime_shows_the_same_tree() {
-    let listing = ListingRuntime::start().expect("listing runtime");
-    for headers in [false, true] {
-        let store = wide_tree();
-        let fs = if headers {
-            filesystem(&store, Duration::from_secs(60))
-        } else {
-            filesystem_without_headers(&store)
-        };
-        let fs = fs.with_listing_runtime(listing.handle());
-        walk_wide_tree_counting_lists(&store, &fs).await;
-    }
-}
-
-/// Whichever of a walk's listings fails, the walk ends and every directory
-/// still shows what listing it on its own shows: in ranges (without
-/// headers) and in one listing (with them).
-#[tokio::test]
-async fn a_failing_page_in_any_range_changes_nothing_shown() {
-    let store = wide_tree();
-    let expected = reference_under_t(&store).await;
-    store.set_latency(Verb::List, Duration::from_millis(5));
-    for (failing, headers) in (1..8).flat_map(|failing| [(failing, false), (failing, true)]) {
-        let fs = if headers {
-            filesystem(&store, Duration::from_secs(60))
-        } else {
-            filesystem_without_headers(&store)
-        };
-        let root = list_names(&fs, ROOT_INO).await;
-        let t = list_names(&fs, root["t"]).await;
-        let mut names: Vec<_> = t.into_iter().collect();
-        names.sort();
-        let mut seen = Seen::new();
-        for (index, (name, ino)) in names.into_iter().enumerate() {
-            let path = format!("/t/{name}");
-            seen.insert(path.clone(), expected[&path]);
-            if index == 1 {
-                // The walk was confirmed by the descent into the first
-                // directory's subdirectory, if any, or is by this one: its
-                // ranges are listing. The next LIST fails, a little later
-                // each round, so that the failure lands on different pages.
-                tokio::time::sleep(Duration::from_millis(5 * failing)).await;
-                store.fail_next(Verb::List, FailureKind::Timeout, 1);
-            }
-            if expected[&path].0 == FileKind::Directory {
-                walk(&fs, ino, &path, &mut seen).await;
-            }
-        }
-        store.clear_failures();
-        assert_eq!(
-            seen, expected,
-            "a walk whose LIST failed after {failing} x 5 ms, headers: {headers}"
-        );
-    }
 }
 
 /// Once the walk root's entry has timed out, the kernel looks the root up

@@ -1,0 +1,141 @@
+//! Tree walks in ranges listed side by side, over the in-memory store
+//! (issue 13, section 1): a walk that sends no HEADs cuts its tree into
+//! ranges of its root's subdirectories, lists them side by side, and shows
+//! what listing each directory on its own shows, also when a page of any
+//! range fails; a walk that HEADs every key lists one page at a time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+#[path = "common/core.rs"]
+mod core_fs;
+#[path = "common/walker.rs"]
+mod walker;
+
+use bucketfs::fs::{FileKind, Filesystem, ROOT_INO};
+use bucketfs::runtimes::ListingRuntime;
+use bucketfs::store::memory::{FailureKind, MemoryStore, Verb};
+use walker::{Seen, filesystem, filesystem_without_headers, list_names, reference_under_t, walk};
+
+/// A tree under `t/` whose top holds many directories, each beside a file
+/// of its name (which the directory shadows), some beside names that sort
+/// between a directory's key and its keys (`a05-x/`, `a05.z`), and a few
+/// nested directories: wherever a walk cuts the tree into ranges, a cut
+/// lands next to such names.
+fn wide_tree() -> Arc<MemoryStore> {
+    let store = Arc::new(MemoryStore::new());
+    for dir in 0..40 {
+        let name = format!("t/a{dir:02}");
+        for file in 0..3 {
+            store.put(&format!("{name}/f{file}"), vec![0u8; dir + file]);
+        }
+        store.put(&name, vec![1u8; 4]);
+        if dir % 5 == 0 {
+            store.put(&format!("{name}-x/inside"), vec![2u8; 5]);
+            store.put(&format!("{name}.z"), vec![3u8; 6]);
+        }
+        if dir % 7 == 0 {
+            store.put(&format!("{name}/sub/deep"), vec![4u8; 7]);
+        }
+    }
+    store
+}
+
+/// Walks `t` of `wide_tree` on `fs`, each LIST taking 20 ms, checks that
+/// it shows what listing each directory on its own shows, and returns the
+/// most LISTs that were in flight at once.
+async fn walk_wide_tree_counting_lists(
+    store: &Arc<MemoryStore>,
+    fs: &Filesystem<MemoryStore>,
+) -> usize {
+    let expected = reference_under_t(store).await;
+    let root = list_names(fs, ROOT_INO).await;
+    store.set_latency(Verb::List, Duration::from_millis(20));
+    store.take_peak_in_flight(Verb::List);
+    let mut seen = Seen::new();
+    walk(fs, root["t"], "/t", &mut seen).await;
+    let peak = store.take_peak_in_flight(Verb::List);
+    assert_eq!(seen, expected);
+    peak
+}
+
+/// The listings of a walk's ranges run side by side, and together show what
+/// listing each directory on its own shows.
+#[tokio::test]
+async fn a_walk_lists_ranges_of_its_roots_directories_side_by_side() {
+    let store = wide_tree();
+    let fs = filesystem_without_headers(&store);
+    let peak = walk_wide_tree_counting_lists(&store, &fs).await;
+    assert!(peak >= 3, "at most {peak} LISTs were in flight at once");
+}
+
+/// A walk that HEADs every key waits on its HEADs, not on its pages: it
+/// lists the tree in one listing, a page at a time.
+#[tokio::test]
+async fn a_walk_reading_headers_lists_one_page_at_a_time() {
+    let store = wide_tree();
+    let fs = filesystem(&store, Duration::from_secs(60));
+    let peak = walk_wide_tree_counting_lists(&store, &fs).await;
+    assert!(peak <= 2, "{peak} LISTs were in flight at once");
+}
+
+/// The daemon runs walks on a listing runtime of its own (one thread, see
+/// `bucketfs::runtimes`), while the walker's requests run on another: the
+/// walker waits for the walk's directories across the two, and sees what
+/// listing each directory on its own shows, with and without headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_walk_on_the_listing_runtime_shows_the_same_tree() {
+    let listing = ListingRuntime::start().expect("listing runtime");
+    for headers in [false, true] {
+        let store = wide_tree();
+        let fs = if headers {
+            filesystem(&store, Duration::from_secs(60))
+        } else {
+            filesystem_without_headers(&store)
+        };
+        let fs = fs.with_listing_runtime(listing.handle());
+        walk_wide_tree_counting_lists(&store, &fs).await;
+    }
+}
+
+/// Whichever of a walk's listings fails, the walk ends and every directory
+/// still shows what listing it on its own shows: in ranges (without
+/// headers) and in one listing (with them).
+#[tokio::test]
+async fn a_failing_page_in_any_range_changes_nothing_shown() {
+    let store = wide_tree();
+    let expected = reference_under_t(&store).await;
+    store.set_latency(Verb::List, Duration::from_millis(5));
+    for (failing, headers) in (1..8).flat_map(|failing| [(failing, false), (failing, true)]) {
+        let fs = if headers {
+            filesystem(&store, Duration::from_secs(60))
+        } else {
+            filesystem_without_headers(&store)
+        };
+        let root = list_names(&fs, ROOT_INO).await;
+        let t = list_names(&fs, root["t"]).await;
+        let mut names: Vec<_> = t.into_iter().collect();
+        names.sort();
+        let mut seen = Seen::new();
+        for (index, (name, ino)) in names.into_iter().enumerate() {
+            let path = format!("/t/{name}");
+            seen.insert(path.clone(), expected[&path]);
+            if index == 1 {
+                // The walk was confirmed by the descent into the first
+                // directory's subdirectory, if any, or is by this one: its
+                // ranges are listing. The next LIST fails, a little later
+                // each round, so that the failure lands on different pages.
+                tokio::time::sleep(Duration::from_millis(5 * failing)).await;
+                store.fail_next(Verb::List, FailureKind::Timeout, 1);
+            }
+            if expected[&path].0 == FileKind::Directory {
+                walk(&fs, ino, &path, &mut seen).await;
+            }
+        }
+        store.clear_failures();
+        assert_eq!(
+            seen, expected,
+            "a walk whose LIST failed after {failing} x 5 ms, headers: {headers}"
+        );
+    }
+}
