@@ -139,3 +139,48 @@ async fn a_failing_page_in_any_range_changes_nothing_shown() {
         );
     }
 }
+
+/// `t/dDD/fFFFF` for 40 directories of 2,000 empty files: 80,000 keys, 80
+/// pages of a flat listing.
+fn large_tree() -> Arc<MemoryStore> {
+    let store = Arc::new(MemoryStore::new());
+    for dir in 0..40 {
+        for file in 0..2000 {
+            store.put(&format!("t/d{dir:02}/f{file:04}"), Vec::new());
+        }
+    }
+    store
+}
+
+/// A large tree is cut into ranges of a few pages, which the listings take
+/// in turn as they are free, rather than into a quarter per listing: past
+/// the bound on entries ahead of the walker, the quarters left the walker
+/// waiting on its own quarter's listing alone, one page at a time.
+#[tokio::test]
+async fn a_large_tree_is_listed_in_ranges_of_a_few_pages() {
+    let store = large_tree();
+    let expected = reference_under_t(&store).await;
+    let fs = filesystem_without_headers(&store);
+    let root = list_names(&fs, ROOT_INO).await;
+    let lists_before = store.list_count();
+    let ranges_before = store.lists_after_key_count();
+    store.set_latency(Verb::List, Duration::from_millis(5));
+    let mut seen = Seen::new();
+    walk(&fs, root["t"], "/t", &mut seen).await;
+    assert_eq!(seen, expected);
+    let ranges = store.lists_after_key_count() - ranges_before;
+    let lists = store.list_count() - lists_before;
+    // Ranges of about 10,000 keys: at most seven directories once a page
+    // crossed into the second (3,000 keys over two: 1,500 a directory, a
+    // floor), the first range cut down to seven. In quarters: 3.
+    assert!(
+        ranges >= 5,
+        "the walk listed {ranges} ranges after the first"
+    );
+    // The 80 pages, a part page ending each range, t/'s own listing and
+    // the first descent's, and the walk of the root before it moved down.
+    assert!(
+        lists <= 80 + ranges + 4,
+        "a walk of 80,000 keys in {ranges} ranges sent {lists} LISTs"
+    );
+}

@@ -92,6 +92,9 @@ struct State {
     /// LISTs of at most one key: probes of whether a prefix holds anything,
     /// not pages anyone reads through.
     one_key_lists: u64,
+    /// LISTs that began after a key rather than at the prefix or from a
+    /// token: each a range of a walk listed side by side.
+    lists_after_key: u64,
     /// Bytes answered to `get_range`.
     bytes_got: u64,
     latency: HashMap<Verb, Duration>,
@@ -297,6 +300,11 @@ impl MemoryStore {
         self.lock().one_key_lists
     }
 
+    /// LISTs that began after a key (`ListFrom::After`) received so far.
+    pub fn lists_after_key_count(&self) -> u64 {
+        self.lock().lists_after_key
+    }
+
     /// Makes the next `count` requests of `verb` fail with `kind`, after any
     /// failures already queued for that verb.
     pub fn fail_next(&self, verb: Verb, kind: FailureKind, count: usize) {
@@ -395,6 +403,7 @@ impl ObjectStore for MemoryStore {
         from: ListFrom<'_>,
         max_keys: u32,
     ) -> Result<ListPage, StoreError> {
+        let after_key = matches!(from, ListFrom::After(_));
         // This store's tokens are the page's last entry, so a page after a
         // key and a page after a token begin alike.
         let continuation = match from {
@@ -405,6 +414,7 @@ impl ObjectStore for MemoryStore {
         let mut state = self.lock();
         state.begin(Verb::List, prefix)?;
         state.one_key_lists += u64::from(max_keys <= 1);
+        state.lists_after_key += u64::from(after_key);
         let lower = match continuation {
             Some(token) if token >= prefix => Bound::Excluded(token),
             _ => Bound::Included(prefix),

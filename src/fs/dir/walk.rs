@@ -19,16 +19,22 @@
 //!   walk: a walker does not wait for the round trips that tell a walk from
 //!   a single `ls`, and a single `ls` costs about that page more.
 //! - A flat listing is one page after another, each waiting for the token
-//!   of the one before. So a walk cuts its tree into up to `WALK_LISTINGS`
-//!   ranges of the root's subdirectories (from the root's own listing, which
-//!   the walker came through) and lists them side by side, each from its
-//!   first key (StartAfter) to its last; the first range lists alone until
-//!   the walk is confirmed. Not when the walk HEADs every key for POSIX
+//!   of the one before. So a walk cuts its tree into ranges of the root's
+//!   subdirectories (from the root's own listing, which the walker came
+//!   through), and `WALK_LISTINGS` listings side by side each take the next
+//!   range in key order whenever they are free, listing it from its first
+//!   key (StartAfter) to its last. A range holds about `SEGMENT_KEYS` keys,
+//!   judged from the first page, and at most an even share per listing of
+//!   the root's subdirectories: in a large tree the ranges just ahead of the walker
+//!   are listed side by side within the bound on entries ahead, where four
+//!   quarters left the walker waiting on its quarter's listing alone while
+//!   the others waited on that bound. The first range lists alone until the
+//!   walk is confirmed. Not when the walk HEADs every key for POSIX
 //!   headers: then the HEADs set its pace, and one listing keeps ahead.
-//!   Each range ends on a part page, so a walk costs a few LISTs more than
-//!   one listing, and finishes in a fraction of its time. A walk in ranges
-//!   whose root has one subdirectory (`find MNT` in a bucket under one top
-//!   directory) moves down to it when confirmed.
+//!   Each range ends on a part page, so a walk costs a LIST or so more per
+//!   range than one listing, and finishes in a fraction of its time. A walk
+//!   in ranges whose root has one subdirectory (`find MNT` in a bucket
+//!   under one top directory) moves down to it when confirmed.
 //! - The listings stay at most `WALK_AHEAD_ENTRIES` entries ahead of the
 //!   walker (the greatest directory it has opened), except the range the
 //!   walker waits for next, which may hold as many again of its own: a tree
@@ -66,6 +72,7 @@ mod flat;
 mod kept;
 mod progress;
 
+use flat::SegmentRange;
 pub(in crate::fs) use flat::{WalkContext, walk};
 
 /// How long a lookup of a directory the walk has not reached yet waits for
@@ -76,8 +83,8 @@ const LOOKUP_WAITS_FOR_WALK: Duration = Duration::from_secs(2);
 /// How far the flat listing may run ahead of the walker.
 const WALK_AHEAD_ENTRIES: usize = 20_000;
 
-/// Flat listings a walk runs side by side, over ranges of the root's
-/// subdirectories (see `Segments`), when it sends no HEADs.
+/// Flat listings a walk runs side by side, each taking the next range of
+/// the root's subdirectories (see `Segments`), when it sends no HEADs.
 const WALK_LISTINGS: usize = 4;
 
 /// Flat listings of a walk that reads POSIX headers. Such a walk waits on
@@ -226,7 +233,7 @@ impl Walks {
                     log::debug!("walk of {:?} confirmed at {prefix:?}", walk.root);
                     walk.unconfirmed = None;
                     state.last_descent = None;
-                    may_move_down = cuts_into_ranges && walk.segments.count() == 1;
+                    may_move_down = cuts_into_ranges && !walk.segments.can_cut();
                 }
                 if walk.is_confirmed() {
                     walk.walker_reached(prefix);
@@ -462,18 +469,59 @@ impl Walks {
         self.progressed.notify_waiters();
     }
 
-    /// The ranges walk `id` lists side by side (see `Segments::range`).
-    fn segment_ranges(&self, id: u64) -> Vec<(Option<String>, Option<String>)> {
-        let state = self.lock();
-        let Some(walk) = state.walk.as_ref().filter(|walk| walk.id == id) else {
-            return Vec::new();
-        };
-        (0..walk.segments.count())
-            .map(|segment| {
-                let (start, end) = walk.segments.range(segment);
-                (start.map(str::to_owned), end.map(str::to_owned))
+    /// How many listings a walk runs side by side.
+    fn listings(&self) -> usize {
+        self.lock().listings
+    }
+
+    /// The next range of walk `id` for a listing that is free, once the
+    /// walk may list it (see `room_to_walk`); `None` when every range is
+    /// claimed or the walk is over. Until a second descent confirms the
+    /// walk, only the first range is claimed.
+    async fn claim_range(&self, id: u64) -> Option<SegmentRange> {
+        self.when_walk_may_list(id, |walk| {
+            let Some(segment) = walk.segments.next_to_claim() else {
+                return Go::Stop;
+            };
+            let may_claim = if walk.is_confirmed() {
+                walk.segments.may_claim() && walk.may_list(segment, WALK_AHEAD_ENTRIES)
+            } else {
+                segment == 0
+            };
+            if !may_claim {
+                return Go::Wait;
+            }
+            let Some((segment, whole_root)) = walk.segments.claim() else {
+                return Go::Stop;
+            };
+            let (start, end) = walk.segments.range(segment);
+            Go::Now(SegmentRange {
+                segment,
+                start: start.map(str::to_owned),
+                end: end.map(str::to_owned),
+                whole_root,
             })
-            .collect()
+        })
+        .await
+    }
+
+    /// A page of walk `id`'s listing of `segment` came, ending at `last`
+    /// (before its keys past the range's end were dropped): where the
+    /// segment ends now (see `Segments::page_seen`), `None` when the walk is
+    /// over.
+    fn walk_page_seen(
+        &self,
+        id: u64,
+        segment: usize,
+        last: &str,
+        keys: usize,
+    ) -> Option<Option<String>> {
+        let mut state = self.lock();
+        let walk = state.walk.as_mut().filter(|walk| walk.id == id)?;
+        let end = walk.segments.page_seen(segment, last, keys)?;
+        drop(state);
+        self.progressed.notify_waiters();
+        Some(end)
     }
 
     fn walk_listed_through(&self, id: u64, segment: usize, key: &str) {
@@ -521,38 +569,60 @@ impl Walks {
     /// Waits while walk `id`'s listing of `segment` is far enough ahead of
     /// its walker; false when the walk is over.
     async fn room_to_walk(&self, id: u64, segment: usize) -> bool {
+        self.when_walk_may_list(id, |walk| {
+            // Until a second descent confirms the walk, the first range
+            // alone lists, held to its first page: once a page put entries
+            // ahead of the walker, it waits.
+            let may_list = if walk.is_confirmed() {
+                walk.may_list(segment, WALK_AHEAD_ENTRIES)
+            } else {
+                segment == 0 && walk.ahead_entries() == 0
+            };
+            if may_list { Go::Now(()) } else { Go::Wait }
+        })
+        .await
+        .is_some()
+    }
+
+    /// What `step` says for walk `id`, waiting while it says `Wait`; `None`
+    /// when it says `Stop` or the walk is over (abandoned here when its
+    /// walker went away).
+    async fn when_walk_may_list<T>(
+        &self,
+        id: u64,
+        mut step: impl FnMut(&mut Walk) -> Go<T>,
+    ) -> Option<T> {
         loop {
             let notified = self.progressed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
                 let mut state = self.lock();
-                let Some(walk) = state.walk.as_ref().filter(|walk| walk.id == id) else {
-                    return false;
-                };
+                let walk = state.walk.as_mut().filter(|walk| walk.id == id)?;
                 if walk.last_visit.elapsed() > WALK_IDLE
                     || (!walk.is_confirmed() && walk.last_visit.elapsed() > DESCENT_WINDOW)
                 {
                     log::debug!("walk of {:?} abandoned: the walker went away", walk.root);
                     state.walk = None;
-                    return false;
+                    return None;
                 }
-                // Until a second descent confirms the walk, the first range
-                // alone lists, held to its first page: once a page put
-                // entries ahead of the walker, it waits.
-                let may_list = if walk.is_confirmed() {
-                    walk.may_list(segment, WALK_AHEAD_ENTRIES)
-                } else {
-                    segment == 0 && walk.ahead_entries() == 0
-                };
-                if may_list {
-                    return true;
+                match step(walk) {
+                    Go::Now(value) => return Some(value),
+                    Go::Stop => return None,
+                    Go::Wait => {}
                 }
             }
             // Checked again now and then for the idle limit.
             let _ = tokio::time::timeout(WALK_IDLE / 4, notified).await;
         }
     }
+}
+
+/// What a walk's listing does next (see `Walks::when_walk_may_list`).
+enum Go<T> {
+    Now(T),
+    Wait,
+    Stop,
 }
 
 /// A change to the namespace or to attributes under way: kept listings from

@@ -141,30 +141,21 @@ pub(in crate::fs) async fn walk<S: ObjectStore>(cx: WalkContext<S>, id: u64, roo
         walks: &cx.walks,
         id,
     };
-    let ranges = cx.walks.segment_ranges(id);
-    let whole_root = ranges.len() == 1;
-    let segments = ranges
-        .into_iter()
-        .enumerate()
-        .map(|(segment, (start, end))| {
-            let range = SegmentRange {
-                segment,
-                start,
-                end,
-                whole_root,
-            };
-            walk_segment(&cx, id, &root, range)
-        });
-    futures::future::join_all(segments).await;
+    let listings = (0..cx.walks.listings()).map(|_| async {
+        while let Some(range) = cx.walks.claim_range(id).await {
+            walk_segment(&cx, id, &root, range).await;
+        }
+    });
+    futures::future::join_all(listings).await;
 }
 
 /// One of a walk's listings: the keys after `start` through `end`.
-struct SegmentRange {
-    segment: usize,
-    start: Option<String>,
-    end: Option<String>,
+pub(super) struct SegmentRange {
+    pub(super) segment: usize,
+    pub(super) start: Option<String>,
+    pub(super) end: Option<String>,
     /// The only listing of its walk, which sees every entry of the root.
-    whole_root: bool,
+    pub(super) whole_root: bool,
 }
 
 async fn walk_segment<S: ObjectStore>(
@@ -176,7 +167,8 @@ async fn walk_segment<S: ObjectStore>(
     // The next page is listed while this one's HEADs run, as a client
     // listing and HEADing by hand would.
     let (sender, mut pages) = tokio::sync::mpsc::channel(1);
-    let (segment, end) = (range.segment, range.end.as_deref());
+    // The end moves earlier when the first page shows the range too large.
+    let (segment, mut end) = (range.segment, range.end.clone());
     let list = async move {
         let mut continuation: Option<String> = None;
         loop {
@@ -195,7 +187,16 @@ async fn walk_segment<S: ObjectStore>(
                 .meta
                 .list_page(root, false, from, FLAT_PAGE_KEYS)
                 .await
-                .map(|page| end_at(page, end));
+                .map(|page| {
+                    if let Some(last) = page.objects.last()
+                        && let Some(now) =
+                            cx.walks
+                                .walk_page_seen(id, segment, &last.key, page.objects.len())
+                    {
+                        end = now;
+                    }
+                    end_at(page, end.as_deref())
+                });
             continuation = page.as_ref().ok().and_then(|page| page.next.clone());
             slot.send(page);
             if continuation.is_none() {

@@ -6,6 +6,12 @@ use std::time::Instant;
 
 use super::{DESCENT_WINDOW, WALK_IDLE};
 
+/// About how many keys a range of a walk holds, once the first page told
+/// how many keys a subdirectory holds: each range ends on a part page (on
+/// average half a page listed twice), and the ranges side by side stay
+/// within the bound of entries ahead of the walker.
+const SEGMENT_KEYS: usize = 10_000;
+
 /// Where one of a walk's flat listings stands.
 pub(super) enum WalkProgress {
     /// Every directory whose prefix sorts at or before this key (and does
@@ -20,44 +26,158 @@ pub(super) enum WalkProgress {
 /// every round trip in turn, while listings of disjoint ranges do not wait
 /// for each other.
 ///
-/// Segment `i` holds the keys after `bounds[i - 1]` (the first: from the
-/// root's first key) through `bounds[i]` (the last: to its last key). A
-/// bound is a subdirectory's key without its final `/`, so no directory
-/// under the root is cut in two: the keys under `d/` all sort after `d`
-/// and before any bound that is not under `d/`, and no bound is.
+/// The ranges are claimed one after another, in key order, as listings
+/// become free, and each is sized from the keys per subdirectory the pages
+/// so far found (see `claim`): cut once into as many ranges as listings, a
+/// large tree kept all but the range under the walker waiting on the bound
+/// of entries ahead, and the walk listed one page at a time again.
+///
+/// Segment `i` holds the keys after the end of segment `i - 1` (the first:
+/// from the root's first key) through its own end (none: the root's last
+/// key). An end is a subdirectory's key without its final `/`, so no
+/// directory under the root is cut in two: the keys under `d/` all sort
+/// after `d` and before any end that is not under `d/`, and no end is.
 pub(super) struct Segments {
-    bounds: Vec<String>,
-    progress: Vec<WalkProgress>,
+    /// The root's subdirectories in key order, without their final `/`:
+    /// where ranges may end.
+    cuts: Vec<String>,
+    claimed: Vec<Segment>,
+    /// How many of `cuts` the claimed segments cover.
+    next_cut: usize,
+    /// Listings side by side; one lists the whole root in one range.
+    listings: usize,
+    density: Density,
     /// Whether any listing has found a key under the root yet.
     found_keys: bool,
 }
 
+/// How many keys a subdirectory of a walk's root holds, as its pages tell.
+#[derive(Default)]
+struct Density {
+    keys: usize,
+    /// Subdirectories the pages reached, the one a listing is inside of
+    /// counted whole.
+    subdirectories: usize,
+    pages: usize,
+    /// Whether a listing went on from a subdirectory into the next: until
+    /// then the count is a floor.
+    crossed: bool,
+}
+
+/// Pages a walk's listings may spend inside their first subdirectories
+/// before ranges are sized from the floor: a tree of a few huge
+/// subdirectories is still listed side by side.
+const PAGES_BEFORE_A_FLOOR_WILL_DO: usize = 3;
+
+impl Density {
+    /// Keys a subdirectory, once the pages tell.
+    fn per_subdirectory(&self) -> Option<usize> {
+        if !self.crossed && self.pages < PAGES_BEFORE_A_FLOOR_WILL_DO {
+            return None;
+        }
+        self.keys.checked_div(self.subdirectories)
+    }
+}
+
+struct Segment {
+    /// The first of `cuts` this segment's subdirectories begin at.
+    first_cut: usize,
+    /// How many of `cuts` sort before the last key its listing saw.
+    reached: usize,
+    end: Option<String>,
+    progress: WalkProgress,
+}
+
 impl Segments {
-    /// Cuts the tree at up to `count - 1` of `subdirectories` (keys ending
-    /// in `/`, in any order), spread evenly over them.
-    pub(super) fn new(mut subdirectories: Vec<String>, count: usize) -> Segments {
+    /// `subdirectories`: keys ending in `/`, in any order.
+    pub(super) fn new(mut subdirectories: Vec<String>, listings: usize) -> Segments {
         subdirectories.sort_unstable();
         subdirectories.dedup();
-        let count = count.clamp(1, subdirectories.len().max(1));
-        let mut bounds: Vec<String> = (1..count)
-            .map(|at| {
-                let key = &subdirectories[at * subdirectories.len() / count];
-                key.strip_suffix('/').unwrap_or(key).to_owned()
-            })
-            .collect();
-        bounds.dedup();
-        let progress = (0..=bounds.len())
-            .map(|_| WalkProgress::ListedThrough(String::new()))
+        let cuts = subdirectories
+            .into_iter()
+            .map(|key| key.strip_suffix('/').map(str::to_owned).unwrap_or(key))
             .collect();
         Segments {
-            bounds,
-            progress,
+            cuts,
+            claimed: Vec::new(),
+            next_cut: 0,
+            listings: listings.max(1),
+            density: Density::default(),
             found_keys: false,
         }
     }
 
-    pub(super) fn count(&self) -> usize {
-        self.progress.len()
+    /// Whether the tree can be cut into ranges at all.
+    pub(super) fn can_cut(&self) -> bool {
+        self.listings > 1 && self.cuts.len() > 1
+    }
+
+    /// Whether every range has been claimed.
+    fn all_claimed(&self) -> bool {
+        self.claimed
+            .last()
+            .is_some_and(|segment| segment.end.is_none())
+    }
+
+    /// The segment the next `claim` will make, if any is left.
+    pub(super) fn next_to_claim(&self) -> Option<usize> {
+        (!self.all_claimed()).then_some(self.claimed.len())
+    }
+
+    /// Whether the next claim can be sized: the first range is an even
+    /// share of the subdirectories, cut down once its first page tells how
+    /// many keys they hold (see `page_seen`), and the rest wait for that
+    /// page, or for the first range to end without one.
+    pub(super) fn may_claim(&self) -> bool {
+        match self.claimed.first() {
+            None => true,
+            Some(first) => {
+                self.density.per_subdirectory().is_some()
+                    || matches!(first.progress, WalkProgress::Done)
+            }
+        }
+    }
+
+    /// How many subdirectories a range takes: about `SEGMENT_KEYS` keys'
+    /// worth, at most an even share of them per listing (so that a small
+    /// tree is still listed side by side), an even share while nobody
+    /// knows how many keys they hold.
+    fn subdirectories_per_range(&self) -> usize {
+        let share = self.cuts.len().div_ceil(self.listings);
+        match self.density.per_subdirectory() {
+            Some(per_subdirectory) => SEGMENT_KEYS
+                .div_ceil(per_subdirectory.max(1))
+                .clamp(1, share),
+            None => share,
+        }
+    }
+
+    /// Claims the next range (the whole root if it cannot be cut): its
+    /// segment, and whether it is the whole root.
+    pub(super) fn claim(&mut self) -> Option<(usize, bool)> {
+        let segment = self.next_to_claim()?;
+        let remaining = self.cuts.len() - self.next_cut;
+        let take = if self.can_cut() {
+            let take = self.subdirectories_per_range();
+            // No sliver of a last range, worth a page of its own.
+            if remaining.saturating_sub(take) * 2 < take {
+                remaining
+            } else {
+                take
+            }
+        } else {
+            remaining
+        };
+        let first_cut = self.next_cut;
+        self.next_cut += take.min(remaining);
+        let end = self.cuts.get(self.next_cut).cloned();
+        self.claimed.push(Segment {
+            first_cut,
+            reached: first_cut,
+            end,
+            progress: WalkProgress::ListedThrough(String::new()),
+        });
+        Some((segment, self.all_claimed() && segment == 0))
     }
 
     /// Where segment `segment` begins and ends: the key its listing starts
@@ -65,27 +185,67 @@ impl Segments {
     pub(super) fn range(&self, segment: usize) -> (Option<&str>, Option<&str>) {
         let start = segment
             .checked_sub(1)
-            .and_then(|before| self.bounds.get(before));
-        let end = self.bounds.get(segment);
-        (start.map(String::as_str), end.map(String::as_str))
+            .and_then(|before| self.claimed.get(before))
+            .and_then(|before| before.end.as_deref());
+        let end = self
+            .claimed
+            .get(segment)
+            .and_then(|segment| segment.end.as_deref());
+        (start, end)
     }
 
     /// The segment holding the directory `prefix`, a directory strictly
-    /// under the root.
+    /// under the root: `claimed.len()` when no claimed segment holds it yet.
     fn holding(&self, prefix: &str) -> usize {
-        self.bounds.partition_point(|bound| bound.as_str() < prefix)
+        self.claimed
+            .partition_point(|segment| segment.end.as_deref().is_some_and(|end| end < prefix))
+    }
+
+    /// A page of `segment`'s listing came, ending at `last` (before its
+    /// keys past the range's end were dropped), for sizing ranges: the
+    /// latest range claimed, if larger than that says, ends earlier (never
+    /// before this page's subdirectories), leaving the rest to be claimed
+    /// by listings side by side. Returns where the segment ends now, `None`
+    /// for a segment not claimed.
+    pub(super) fn page_seen(
+        &mut self,
+        segment: usize,
+        last: &str,
+        keys: usize,
+    ) -> Option<Option<String>> {
+        let reached = self.cuts.partition_point(|cut| cut.as_str() < last);
+        let is_latest = segment + 1 == self.claimed.len();
+        let can_cut = self.can_cut();
+        let listed = self.claimed.get_mut(segment)?;
+        self.density.pages += 1;
+        self.density.keys += keys;
+        self.density.subdirectories += reached.saturating_sub(listed.reached);
+        listed.reached = listed.reached.max(reached);
+        self.density.crossed |= listed.reached >= listed.first_cut + 2;
+        // A first range claimed whole is kept whole: its listing keeps the
+        // root's own entries.
+        let whole_root = segment == 0 && self.claimed[segment].end.is_none();
+        if is_latest && can_cut && !whole_root {
+            let take = self.subdirectories_per_range();
+            let shorter = (self.claimed[segment].first_cut + take).max(reached);
+            if shorter + take / 2 < self.next_cut {
+                self.next_cut = shorter;
+                self.claimed[segment].end = self.cuts.get(shorter).cloned();
+            }
+        }
+        Some(self.claimed[segment].end.clone())
     }
 
     pub(super) fn listed_through(&mut self, segment: usize, key: &str) {
         self.found_keys |= !key.is_empty();
-        if let Some(progress) = self.progress.get_mut(segment) {
-            *progress = WalkProgress::ListedThrough(key.to_owned());
+        if let Some(segment) = self.claimed.get_mut(segment) {
+            segment.progress = WalkProgress::ListedThrough(key.to_owned());
         }
     }
 
     pub(super) fn finished(&mut self, segment: usize) {
-        if let Some(progress) = self.progress.get_mut(segment) {
-            *progress = WalkProgress::Done;
+        if let Some(segment) = self.claimed.get_mut(segment) {
+            segment.progress = WalkProgress::Done;
         }
     }
 
@@ -94,23 +254,33 @@ impl Segments {
     }
 
     pub(super) fn are_done(&self) -> bool {
-        self.progress
-            .iter()
-            .all(|progress| matches!(progress, WalkProgress::Done))
+        self.all_claimed()
+            && self
+                .claimed
+                .iter()
+                .all(|segment| matches!(segment.progress, WalkProgress::Done))
     }
 
-    /// The first segment still listing: the one the walker will wait for
-    /// next.
+    /// The first segment still listing or still to be claimed: the one the
+    /// walker will wait for next.
     fn earliest_unfinished(&self) -> Option<usize> {
-        self.progress
+        self.claimed
             .iter()
-            .position(|progress| !matches!(progress, WalkProgress::Done))
+            .position(|segment| !matches!(segment.progress, WalkProgress::Done))
+            .or_else(|| self.next_to_claim())
     }
 
     fn has_passed(&self, prefix: &str) -> bool {
-        match &self.progress[self.holding(prefix)] {
-            WalkProgress::Done => true,
-            WalkProgress::ListedThrough(key) => key.as_str() > prefix && !key.starts_with(prefix),
+        match self.claimed.get(self.holding(prefix)) {
+            None => false,
+            Some(Segment {
+                progress: WalkProgress::Done,
+                ..
+            }) => true,
+            Some(Segment {
+                progress: WalkProgress::ListedThrough(key),
+                ..
+            }) => key.as_str() > prefix && !key.starts_with(prefix),
         }
     }
 }
@@ -226,23 +396,105 @@ mod tests {
         names.iter().map(|name| format!("r/{name}/")).collect()
     }
 
-    #[test]
-    fn cuts_are_spread_over_the_subdirectories_in_key_order() {
-        let names: Vec<String> = (0..8).rev().map(|at| format!("d{at}")).collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let segments = Segments::new(keys(&names), 4);
-        assert_eq!(segments.count(), 4);
-        assert_eq!(segments.range(0), (None, Some("r/d2")));
-        assert_eq!(segments.range(1), (Some("r/d2"), Some("r/d4")));
-        assert_eq!(segments.range(3), (Some("r/d6"), None));
+    fn numbered(count: usize) -> Vec<String> {
+        (0..count).rev().map(|at| format!("r/d{at:03}/")).collect()
+    }
+
+    /// Tells `segments` that a subdirectory holds `keys` keys, by a page of
+    /// `segment` through its first subdirectory into the second.
+    fn seen_per_subdirectory(segments: &mut Segments, segment: usize, keys: usize) {
+        let second = &segments.cuts[segments.claimed[segment].first_cut + 1];
+        let key = format!("{second}/x");
+        segments.page_seen(segment, &key, 2 * keys);
     }
 
     #[test]
-    fn fewer_subdirectories_than_listings_make_fewer_ranges() {
-        assert_eq!(Segments::new(Vec::new(), 4).count(), 1);
-        assert_eq!(Segments::new(keys(&["only"]), 4).count(), 1);
-        assert_eq!(Segments::new(keys(&["a", "b"]), 4).count(), 2);
-        assert_eq!(Segments::new(keys(&["a", "a", "b"]), 4).count(), 2);
+    fn the_first_range_is_an_even_share_cut_down_by_its_first_page() {
+        let mut segments = Segments::new(numbered(100), 4);
+        assert_eq!(segments.claim(), Some((0, false)));
+        assert_eq!(segments.range(0), (None, Some("r/d025")));
+        assert!(!segments.may_claim(), "the rest wait for a page");
+        // A page inside the first subdirectory tells only a floor.
+        let end = segments.page_seen(0, "r/d000/z", 1000);
+        assert_eq!(end.flatten().as_deref(), Some("r/d025"));
+        assert!(!segments.may_claim(), "the rest wait for a better count");
+        // The next page goes on into the second: 1,000 keys a
+        // subdirectory, so ten make a range.
+        let end = segments.page_seen(0, "r/d001/z", 1000);
+        assert_eq!(end.flatten().as_deref(), Some("r/d010"));
+        assert_eq!(segments.range(0), (None, Some("r/d010")));
+        assert!(segments.may_claim());
+        assert_eq!(segments.claim(), Some((1, false)));
+        assert_eq!(segments.range(1), (Some("r/d010"), Some("r/d020")));
+        // Only the latest range claimed is cut down.
+        let end = segments.page_seen(0, "r/d002/z", 100_000);
+        assert_eq!(end.flatten().as_deref(), Some("r/d010"));
+    }
+
+    #[test]
+    fn a_tree_of_huge_subdirectories_is_sized_from_the_floor_after_a_few_pages() {
+        let mut segments = Segments::new(numbered(100), 4);
+        segments.claim();
+        for page in 1..PAGES_BEFORE_A_FLOOR_WILL_DO {
+            segments.page_seen(0, &format!("r/d000/f{page}"), 1000);
+            assert!(!segments.may_claim());
+        }
+        let end = segments.page_seen(0, "r/d000/z", 1000);
+        assert!(segments.may_claim());
+        // 3,000 keys or more a subdirectory: four make a range.
+        assert_eq!(end.flatten().as_deref(), Some("r/d004"));
+    }
+
+    #[test]
+    fn a_range_is_never_cut_before_the_subdirectories_its_page_holds() {
+        let mut segments = Segments::new(numbered(100), 4);
+        segments.claim();
+        // 100,000 keys a subdirectory, but the page reached the fourth.
+        let end = segments.page_seen(0, "r/d003/z", 400_000);
+        assert_eq!(end.flatten().as_deref(), Some("r/d004"));
+    }
+
+    #[test]
+    fn a_small_tree_is_still_cut_into_a_share_per_listing() {
+        let mut segments = Segments::new(numbered(100), 4);
+        segments.claim();
+        // Ten keys a subdirectory: a range would take 1,000 of them.
+        let end = segments.page_seen(0, "r/d099/z", 1000);
+        assert_eq!(end.flatten().as_deref(), Some("r/d025"));
+        assert_eq!(segments.claim(), Some((1, false)));
+        assert_eq!(segments.range(1), (Some("r/d025"), Some("r/d050")));
+    }
+
+    #[test]
+    fn ranges_are_claimed_until_the_root_is_covered_without_a_sliver() {
+        let mut segments = Segments::new(numbered(10), 4);
+        segments.claim();
+        seen_per_subdirectory(&mut segments, 0, SEGMENT_KEYS / 3);
+        assert_eq!(segments.range(0), (None, Some("r/d003")));
+        assert_eq!(segments.claim(), Some((1, false)));
+        assert_eq!(segments.range(1), (Some("r/d003"), Some("r/d006")));
+        // Four left, a range of three: no range of one after it.
+        assert_eq!(segments.claim(), Some((2, false)));
+        assert_eq!(segments.range(2), (Some("r/d006"), None));
+        assert_eq!(segments.claim(), None);
+        assert_eq!(segments.next_to_claim(), None);
+    }
+
+    #[test]
+    fn a_root_that_cannot_be_cut_is_one_range() {
+        for (subdirectories, listings) in [(Vec::new(), 4), (keys(&["only"]), 4), (numbered(10), 1)]
+        {
+            let mut segments = Segments::new(subdirectories, listings);
+            assert!(!segments.can_cut());
+            assert_eq!(segments.claim(), Some((0, true)));
+            assert_eq!(segments.range(0), (None, None));
+            assert_eq!(segments.page_seen(0, "r/z", 1), Some(None));
+            assert_eq!(segments.claim(), None);
+        }
+        let mut two = Segments::new(keys(&["a", "b"]), 4);
+        assert!(two.can_cut());
+        assert_eq!(two.claim(), Some((0, false)));
+        assert_eq!(two.range(0), (None, Some("r/b")));
     }
 
     /// Every key under a subdirectory falls in the range holding that
@@ -250,9 +502,12 @@ mod tests {
     /// and its keys ("d-x" and "d.x" sort before "d/").
     #[test]
     fn no_range_cuts_a_directory() {
-        let names = ["d", "d-x", "d.x", "d0", "e", "e-", "f", "g"];
-        let segments = Segments::new(keys(&names), 4);
-        assert_eq!(segments.count(), 4);
+        let names = ["d", "d-x", "d.x", "d0", "e", "e-", "f", "g", "h"];
+        let mut segments = Segments::new(keys(&names), 4);
+        segments.claim();
+        seen_per_subdirectory(&mut segments, 0, SEGMENT_KEYS / 2);
+        while segments.claim().is_some() {}
+        assert!(segments.claimed.len() >= 3, "{}", segments.claimed.len());
         for name in names {
             let directory = format!("r/{name}/");
             let segment = segments.holding(&directory);
@@ -268,6 +523,17 @@ mod tests {
         }
     }
 
+    /// Two ranges over a, b, c and d: a and b, then c and d.
+    fn halves() -> Segments {
+        let mut segments = Segments::new(keys(&["a", "b", "c", "d"]), 2);
+        segments.claim();
+        seen_per_subdirectory(&mut segments, 0, SEGMENT_KEYS / 2);
+        segments.claim();
+        assert_eq!(segments.range(0), (None, Some("r/c")));
+        assert_eq!(segments.range(1), (Some("r/c"), None));
+        segments
+    }
+
     /// Past the bound on entries ahead, only the range the walker waits for
     /// next goes on, and only while its own entries stay within the bound.
     #[test]
@@ -276,7 +542,7 @@ mod tests {
             id: 1,
             root: "r/".to_owned(),
             unconfirmed: None,
-            segments: Segments::new(keys(&["a", "b", "c", "d"]), 2),
+            segments: halves(),
             walker_at: "r/a/".to_owned(),
             last_visit: Instant::now(),
             ahead: [("r/b/".to_owned(), 5), ("r/d/".to_owned(), 30)].into(),
@@ -297,8 +563,7 @@ mod tests {
 
     #[test]
     fn a_directory_is_passed_when_its_own_range_has_passed_it() {
-        let mut segments = Segments::new(keys(&["a", "b", "c", "d"]), 2);
-        assert_eq!(segments.range(0), (None, Some("r/c")));
+        let mut segments = halves();
         assert!(!segments.has_passed("r/a/"));
         segments.listed_through(0, "r/b/x");
         assert!(segments.has_passed("r/a/"));
@@ -310,5 +575,18 @@ mod tests {
         assert_eq!(segments.earliest_unfinished(), Some(0));
         segments.finished(0);
         assert!(segments.are_done());
+    }
+
+    #[test]
+    fn a_directory_no_range_was_claimed_for_is_not_passed() {
+        let mut segments = Segments::new(numbered(10), 4);
+        segments.claim();
+        segments.finished(0);
+        assert!(segments.has_passed("r/d000/"));
+        assert!(!segments.has_passed("r/d005/"));
+        assert_eq!(segments.earliest_unfinished(), Some(1));
+        assert!(!segments.are_done());
+        // A first range that ended without a page lets the rest be claimed.
+        assert!(segments.may_claim());
     }
 }
