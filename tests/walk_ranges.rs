@@ -155,7 +155,8 @@ fn large_tree() -> Arc<MemoryStore> {
 /// A large tree is cut into ranges of a few pages, which the listings take
 /// in turn as they are free, rather than into a quarter per listing: past
 /// the bound on entries ahead of the walker, the quarters left the walker
-/// waiting on its own quarter's listing alone, one page at a time.
+/// waiting on its own quarter's listing alone, one page at a time. The
+/// last page of each range asks for about what is left in it.
 #[tokio::test]
 async fn a_large_tree_is_listed_in_ranges_of_a_few_pages() {
     let store = large_tree();
@@ -170,9 +171,9 @@ async fn a_large_tree_is_listed_in_ranges_of_a_few_pages() {
     assert_eq!(seen, expected);
     let ranges = store.lists_after_key_count() - ranges_before;
     let lists = store.list_count() - lists_before;
-    // Ranges of about 10,000 keys: at most seven directories once a page
-    // crossed into the second (3,000 keys over two: 1,500 a directory, a
-    // floor), the first range cut down to seven. In quarters: 3.
+    // Ranges of about 10,000 keys (five directories, as the first
+    // descent's directory says), and at most three here, a sixteenth of the
+    // directories, four per listing. In quarters: 3.
     assert!(
         ranges >= 5,
         "the walk listed {ranges} ranges after the first"

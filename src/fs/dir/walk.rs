@@ -24,15 +24,18 @@
 //!   through), and `WALK_LISTINGS` listings side by side each take the next
 //!   range in key order whenever they are free, listing it from its first
 //!   key (StartAfter) to its last. A range holds about `SEGMENT_KEYS` keys,
-//!   judged from the first page, and at most an even share per listing of
-//!   the root's subdirectories: in a large tree the ranges just ahead of the walker
-//!   are listed side by side within the bound on entries ahead, where four
-//!   quarters left the walker waiting on its quarter's listing alone while
-//!   the others waited on that bound. The first range lists alone until the
+//!   judged from the directory of the first descent and from the pages, and
+//!   a small tree is still cut into a few ranges per listing: in a large
+//!   tree the ranges just ahead of the walker are listed side by side
+//!   within the bound on entries ahead (four quarters left the walker
+//!   waiting on its quarter's listing alone while the others waited on that
+//!   bound), and in a small one the walker finds the ranges done in turn
+//!   rather than all at the end. The first range lists alone until the
 //!   walk is confirmed. Not when the walk HEADs every key for POSIX
 //!   headers: then the HEADs set its pace, and one listing keeps ahead.
-//!   Each range ends on a part page, so a walk costs a LIST or so more per
-//!   range than one listing, and finishes in a fraction of its time. A walk
+//!   The last page of a range asks for about the keys left in it, so a
+//!   walk lists few keys twice, for a LIST or so more per range than one
+//!   listing, and finishes in a fraction of its time. A walk
 //!   in ranges whose root has one subdirectory (`find MNT` in a bucket
 //!   under one top directory) moves down to it when confirmed.
 //! - The listings stay at most `WALK_AHEAD_ENTRIES` entries ahead of the
@@ -232,7 +235,16 @@ impl Walks {
             if walk.covers(prefix) {
                 if walk.confirmed_by(prefix, is_descent) {
                     log::debug!("walk of {:?} confirmed at {prefix:?}", walk.root);
-                    walk.unconfirmed = None;
+                    // The first descent's directory, listed whole by now,
+                    // tells how many keys a subdirectory holds before the
+                    // walk's first page does: the ranges start at once.
+                    if let Some(entries) = walk
+                        .unconfirmed
+                        .take()
+                        .and_then(|first| state.kept.entry_count(&first))
+                    {
+                        walk.segments.subdirectory_listed(entries);
+                    }
                     state.last_descent = None;
                     may_move_down = cuts_into_ranges && !walk.segments.can_cut();
                 }

@@ -185,7 +185,12 @@ async fn walk_segment<S: ObjectStore>(
             };
             let page = cx
                 .meta
-                .list_page(root, false, from, FLAT_PAGE_KEYS)
+                .list_page(
+                    root,
+                    false,
+                    from,
+                    cx.walks.page_keys(id, segment, FLAT_PAGE_KEYS),
+                )
                 .await
                 .map(|page| {
                     if let Some(last) = page.objects.last()

@@ -190,6 +190,13 @@ impl KeptListings {
             .unwrap_or_default()
     }
 
+    /// How many entries a kept listing of `prefix` shows.
+    pub(super) fn entry_count(&self, prefix: &str) -> Option<usize> {
+        self.by_prefix
+            .peek(prefix)
+            .map(|kept| kept.listing.entries.len())
+    }
+
     #[cfg(test)]
     pub(super) fn entries(&self) -> usize {
         self.entries

@@ -67,6 +67,16 @@ impl Walks {
         .await
     }
 
+    /// How many keys the next page of walk `id`'s listing of `segment`
+    /// asks for (see `Segments::page_keys`).
+    pub(super) fn page_keys(&self, id: u64, segment: usize, page: u32) -> u32 {
+        let mut state = self.lock();
+        match state.walk.as_mut().filter(|walk| walk.id == id) {
+            Some(walk) => walk.segments.page_keys(segment, page),
+            None => page,
+        }
+    }
+
     /// A page of walk `id`'s listing of `segment` came, ending at `last`
     /// (before its keys past the range's end were dropped): where the
     /// segment ends now (see `Segments::page_seen`), `None` when the walk is

@@ -69,6 +69,16 @@ struct Density {
 /// subdirectories is still listed side by side.
 const PAGES_BEFORE_A_FLOOR_WILL_DO: usize = 3;
 
+/// Ranges per listing a small tree is cut into at least. In four ranges
+/// (one per listing) a walk of 10,000 keys ended with the walker going
+/// through three quarters of the tree after their listings ended together:
+/// `find` took 0.47 to 0.51 s, 0.35 to 0.40 s in sixteen (bench/walk.sh,
+/// 5 rounds each, alternating, 2026-12-05), for four LISTs more.
+const RANGES_PER_LISTING_AT_LEAST: usize = 4;
+
+/// Keys a range's last page asks for beyond the count's estimate.
+const PAGE_KEYS_SPARE: usize = 16;
+
 impl Density {
     /// Keys a subdirectory, once the pages tell.
     fn per_subdirectory(&self) -> Option<usize> {
@@ -84,6 +94,13 @@ struct Segment {
     first_cut: usize,
     /// How many of `cuts` sort before the last key its listing saw.
     reached: usize,
+    /// The first of `cuts` after its subdirectories (`cuts.len()`: none).
+    end_cut: usize,
+    /// Keys its last page asked for if fewer than a page (else `MAX`), and
+    /// whether such a page came back full: then the count is wrong for this range,
+    /// which asks for whole pages from then on.
+    asked: usize,
+    fell_short: bool,
     end: Option<String>,
     progress: WalkProgress,
 }
@@ -139,16 +156,19 @@ impl Segments {
     }
 
     /// How many subdirectories a range takes: about `SEGMENT_KEYS` keys'
-    /// worth, at most an even share of them per listing (so that a small
-    /// tree is still listed side by side), an even share while nobody
-    /// knows how many keys they hold.
+    /// worth, and at most as many as make `RANGES_PER_LISTING_AT_LEAST`
+    /// ranges per listing (so that a small tree is still listed side by
+    /// side, in ranges the walker finds done in turn); a share per listing
+    /// while nobody knows how many keys they hold.
     fn subdirectories_per_range(&self) -> usize {
-        let share = self.cuts.len().div_ceil(self.listings);
         match self.density.per_subdirectory() {
-            Some(per_subdirectory) => SEGMENT_KEYS
-                .div_ceil(per_subdirectory.max(1))
-                .clamp(1, share),
-            None => share,
+            Some(per_subdirectory) => SEGMENT_KEYS.div_ceil(per_subdirectory.max(1)).clamp(
+                1,
+                self.cuts
+                    .len()
+                    .div_ceil(self.listings * RANGES_PER_LISTING_AT_LEAST),
+            ),
+            None => self.cuts.len().div_ceil(self.listings),
         }
     }
 
@@ -174,6 +194,9 @@ impl Segments {
         self.claimed.push(Segment {
             first_cut,
             reached: first_cut,
+            end_cut: self.next_cut,
+            asked: usize::MAX,
+            fell_short: false,
             end,
             progress: WalkProgress::ListedThrough(String::new()),
         });
@@ -215,25 +238,82 @@ impl Segments {
     ) -> Option<Option<String>> {
         let reached = self.cuts.partition_point(|cut| cut.as_str() < last);
         let is_latest = segment + 1 == self.claimed.len();
-        let can_cut = self.can_cut();
         let listed = self.claimed.get_mut(segment)?;
         self.density.pages += 1;
         self.density.keys += keys;
         self.density.subdirectories += reached.saturating_sub(listed.reached);
         listed.reached = listed.reached.max(reached);
+        listed.fell_short |= keys >= listed.asked;
         self.density.crossed |= listed.reached >= listed.first_cut + 2;
-        // A first range claimed whole is kept whole: its listing keeps the
-        // root's own entries.
-        let whole_root = segment == 0 && self.claimed[segment].end.is_none();
-        if is_latest && can_cut && !whole_root {
-            let take = self.subdirectories_per_range();
-            let shorter = (self.claimed[segment].first_cut + take).max(reached);
-            if shorter + take / 2 < self.next_cut {
-                self.next_cut = shorter;
-                self.claimed[segment].end = self.cuts.get(shorter).cloned();
-            }
+        if is_latest {
+            self.fit_latest(reached);
         }
         Some(self.claimed[segment].end.clone())
+    }
+
+    /// The whole listing of one of the root's subdirectories showed
+    /// `entries` entries: a count of its keys as good as a page's (a floor,
+    /// when it has subdirectories of its own).
+    pub(super) fn subdirectory_listed(&mut self, entries: usize) {
+        self.density.keys += entries;
+        self.density.subdirectories += 1;
+        self.density.crossed = true;
+        let reached = self.claimed.last().map_or(0, |latest| latest.reached);
+        self.fit_latest(reached);
+    }
+
+    /// Ends the latest range claimed earlier if it is larger than the
+    /// count of keys a subdirectory says, but not before `reached`.
+    fn fit_latest(&mut self, reached: usize) {
+        if !self.can_cut() || self.density.per_subdirectory().is_none() {
+            return;
+        }
+        let take = self.subdirectories_per_range();
+        let next_cut = self.next_cut;
+        let is_first = self.claimed.len() == 1;
+        let Some(latest) = self.claimed.last_mut() else {
+            return;
+        };
+        // A first range claimed whole is kept whole: its listing keeps the
+        // root's own entries.
+        if latest.end.is_none() && is_first {
+            return;
+        }
+        let shorter = (latest.first_cut + take).max(reached);
+        if shorter + take / 2 < next_cut {
+            self.next_cut = shorter;
+            latest.end_cut = shorter;
+            latest.end = self.cuts.get(shorter).cloned();
+        }
+    }
+
+    /// How many keys the next page of `segment` should ask for: `page`,
+    /// unless the count of keys a subdirectory says fewer are left in its
+    /// range (keys past a range's end are listed for nothing).
+    pub(super) fn page_keys(&mut self, segment: usize, page: u32) -> u32 {
+        let full = usize::try_from(page).unwrap_or(usize::MAX);
+        let per_subdirectory = self.density.per_subdirectory();
+        let Some(listed) = self.claimed.get_mut(segment) else {
+            return page;
+        };
+        let asked = match per_subdirectory {
+            Some(per_subdirectory) if !listed.fell_short => {
+                // The subdirectory a page ended inside of may hold up to a
+                // whole count more: half of one is expected; an eighth
+                // more for the count's errors, and a few keys for files
+                // beside the subdirectories.
+                let whole_left = listed.end_cut.saturating_sub(listed.reached);
+                let partly_left = usize::from(listed.reached > listed.first_cut);
+                let expected = whole_left * per_subdirectory + partly_left * per_subdirectory / 2;
+                (expected + expected / 8 + PAGE_KEYS_SPARE).min(full)
+            }
+            _ => full,
+        };
+        // A page of fewer keys than asked is the range's last, or ran out
+        // of keys: only a short page that came back full says the count
+        // was wrong.
+        listed.asked = if asked < full { asked } else { usize::MAX };
+        u32::try_from(asked).unwrap_or(page)
     }
 
     pub(super) fn listed_through(&mut self, segment: usize, key: &str) {
@@ -409,14 +489,14 @@ mod tests {
     }
 
     #[test]
-    fn the_first_range_is_an_even_share_cut_down_by_its_first_page() {
-        let mut segments = Segments::new(numbered(100), 4);
+    fn the_first_range_is_an_even_share_cut_down_by_its_first_pages() {
+        let mut segments = Segments::new(numbered(200), 4);
         assert_eq!(segments.claim(), Some((0, false)));
-        assert_eq!(segments.range(0), (None, Some("r/d025")));
+        assert_eq!(segments.range(0), (None, Some("r/d050")));
         assert!(!segments.may_claim(), "the rest wait for a page");
         // A page inside the first subdirectory tells only a floor.
         let end = segments.page_seen(0, "r/d000/z", 1000);
-        assert_eq!(end.flatten().as_deref(), Some("r/d025"));
+        assert_eq!(end.flatten().as_deref(), Some("r/d050"));
         assert!(!segments.may_claim(), "the rest wait for a better count");
         // The next page goes on into the second: 1,000 keys a
         // subdirectory, so ten make a range.
@@ -429,6 +509,24 @@ mod tests {
         // Only the latest range claimed is cut down.
         let end = segments.page_seen(0, "r/d002/z", 100_000);
         assert_eq!(end.flatten().as_deref(), Some("r/d010"));
+    }
+
+    #[test]
+    fn the_first_descents_directory_counts_before_any_page() {
+        let mut segments = Segments::new(numbered(200), 4);
+        segments.claim();
+        segments.subdirectory_listed(2000);
+        assert!(segments.may_claim());
+        assert_eq!(segments.range(0), (None, Some("r/d005")));
+    }
+
+    #[test]
+    fn a_range_is_never_cut_before_the_subdirectories_its_page_holds() {
+        let mut segments = Segments::new(numbered(100), 4);
+        segments.claim();
+        // 100,000 keys a subdirectory, but the page reached the fourth.
+        let end = segments.page_seen(0, "r/d003/z", 400_000);
+        assert_eq!(end.flatten().as_deref(), Some("r/d004"));
     }
 
     #[test]
@@ -446,38 +544,50 @@ mod tests {
     }
 
     #[test]
-    fn a_range_is_never_cut_before_the_subdirectories_its_page_holds() {
+    fn a_small_tree_is_still_cut_into_a_few_ranges_per_listing() {
         let mut segments = Segments::new(numbered(100), 4);
         segments.claim();
-        // 100,000 keys a subdirectory, but the page reached the fourth.
-        let end = segments.page_seen(0, "r/d003/z", 400_000);
-        assert_eq!(end.flatten().as_deref(), Some("r/d004"));
-    }
-
-    #[test]
-    fn a_small_tree_is_still_cut_into_a_share_per_listing() {
-        let mut segments = Segments::new(numbered(100), 4);
-        segments.claim();
-        // Ten keys a subdirectory: a range would take 1,000 of them.
+        // Ten keys a subdirectory: a range would take 1,000 of them. The
+        // first page covered the first range whole.
         let end = segments.page_seen(0, "r/d099/z", 1000);
         assert_eq!(end.flatten().as_deref(), Some("r/d025"));
         assert_eq!(segments.claim(), Some((1, false)));
-        assert_eq!(segments.range(1), (Some("r/d025"), Some("r/d050")));
+        assert_eq!(segments.range(1), (Some("r/d025"), Some("r/d032")));
     }
 
     #[test]
     fn ranges_are_claimed_until_the_root_is_covered_without_a_sliver() {
-        let mut segments = Segments::new(numbered(10), 4);
+        let mut segments = Segments::new(numbered(102), 4);
         segments.claim();
-        seen_per_subdirectory(&mut segments, 0, SEGMENT_KEYS / 3);
-        assert_eq!(segments.range(0), (None, Some("r/d003")));
-        assert_eq!(segments.claim(), Some((1, false)));
-        assert_eq!(segments.range(1), (Some("r/d003"), Some("r/d006")));
-        // Four left, a range of three: no range of one after it.
-        assert_eq!(segments.claim(), Some((2, false)));
-        assert_eq!(segments.range(2), (Some("r/d006"), None));
-        assert_eq!(segments.claim(), None);
+        seen_per_subdirectory(&mut segments, 0, SEGMENT_KEYS / 5);
+        assert_eq!(segments.range(0), (None, Some("r/d005")));
+        let mut claimed = 1;
+        while let Some((segment, whole_root)) = segments.claim() {
+            assert!(!whole_root);
+            claimed = segment + 1;
+        }
+        // Seven left, a range of five: no range of two after it.
+        assert_eq!(claimed, 20);
+        assert_eq!(segments.range(19), (Some("r/d095"), None));
         assert_eq!(segments.next_to_claim(), None);
+    }
+
+    /// The last page of a range asks for the keys its count says are left,
+    /// and an eighth more; whole pages again once such a page came full.
+    #[test]
+    fn a_ranges_last_page_asks_for_what_is_left() {
+        let mut segments = Segments::new(numbered(200), 4);
+        segments.claim();
+        segments.subdirectory_listed(100);
+        // Thirteen subdirectories of 100 keys: a whole page first.
+        assert_eq!(segments.range(0), (None, Some("r/d013")));
+        assert_eq!(segments.page_keys(0, 1000), 1000);
+        segments.page_seen(0, "r/d009/z", 1000);
+        // Three whole subdirectories and half of one left: 350 keys.
+        let asked = segments.page_keys(0, 1000);
+        assert_eq!(asked, 350 + 350 / 8 + 16);
+        segments.page_seen(0, "r/d012/z", usize::try_from(asked).unwrap());
+        assert_eq!(segments.page_keys(0, 1000), 1000, "the count was wrong");
     }
 
     #[test]
@@ -523,11 +633,11 @@ mod tests {
         }
     }
 
-    /// Two ranges over a, b, c and d: a and b, then c and d.
+    /// Two ranges over a, b, c and d: a and b, then c and d (claimed
+    /// before any count, a share per listing each).
     fn halves() -> Segments {
         let mut segments = Segments::new(keys(&["a", "b", "c", "d"]), 2);
         segments.claim();
-        seen_per_subdirectory(&mut segments, 0, SEGMENT_KEYS / 2);
         segments.claim();
         assert_eq!(segments.range(0), (None, Some("r/c")));
         assert_eq!(segments.range(1), (Some("r/c"), None));
