@@ -69,12 +69,14 @@ use super::Resolved;
 use crate::fs::Stat;
 use kept::KeptListings;
 pub(in crate::fs) use kept::{Listing, MAX_DIRECTORY_ENTRIES};
-use progress::{Segments, Walk};
+use progress::Walk;
+use segments::Segments;
 
 mod flat;
 mod kept;
 mod listings;
 mod progress;
+mod segments;
 
 use flat::SegmentRange;
 pub(in crate::fs) use flat::{WalkContext, walk};
