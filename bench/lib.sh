@@ -214,7 +214,12 @@ bench_header() {
   note "scheduler:  sched_autogroup_enabled=$(cat "$AUTOGROUP_SETTING" 2>/dev/null || echo absent)$([ -n "${BENCH_AUTOGROUP:-}" ] && echo " (BENCH_AUTOGROUP, for this run)")"
   local dirty
   dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " + uncommitted changes" || true)
-  note "bucketfs:   $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty"
+  if [ -n "${BENCH_BUCKETFS:-}" ]; then
+    # The tree's commit says nothing of a binary given from elsewhere.
+    note "bucketfs:   BENCH_BUCKETFS=$BENCH_BUCKETFS ($(stat -c '%y' "$BENCH_BUCKETFS" | cut -d. -f1)); tree at $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty"
+  else
+    note "bucketfs:   $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty"
+  fi
   note "mountpoint: $([ -x "$MOUNT_S3" ] && first_line "$MOUNT_S3" --version || echo "absent ($MOUNTPOINT_SRC not found): skipped")"
   note "s3fs:       $(command -v s3fs >/dev/null && first_line s3fs --version || echo absent)"
   note "rclone:     $(command -v rclone >/dev/null && first_line env -u AWS_CA_BUNDLE rclone version || echo absent)"
