@@ -66,6 +66,8 @@
 #   BENCH_CACHE_FILES (1), BENCH_CACHE_CEILING (1), BENCH_CACHE_CHECK (1),
 #   BENCH_CACHE_TRACE (0; 1: each remount tar, and the ceiling's, runs under bench/fuse-ops.sh, which prints its FUSE
 #   requests and their times; the tracing slows the tar, so the table's times grow),
+#   BENCH_CACHE_DROP_BEFORE_TAR (0; 1: the page cache is dropped again between each pass's read and
+#   its tar, a diagnostic: after the 1 GiB read the remount tar ran slow in about half the rounds),
 #   BENCH_CACHE_TIMEOUT (600 s a command).
 # Disk: about 3.3 GiB in TMPDIR (the references, two caches); memory: up to 2 GiB of tmpfs.
 set -euo pipefail
@@ -81,6 +83,7 @@ MP_WARM=${BENCH_CACHE_MP_WARM:-1}
 CEILING_PASS=${BENCH_CACHE_CEILING:-1}
 CHECK=${BENCH_CACHE_CHECK:-1}
 TRACE=${BENCH_CACHE_TRACE:-0}
+DROP_BEFORE_TAR=${BENCH_CACHE_DROP_BEFORE_TAR:-0}
 TAR_WRAP=()
 TIMEOUT=${BENCH_CACHE_TIMEOUT:-600}
 DISK_CACHE_MIB=2048
@@ -263,6 +266,7 @@ mounted_pass() {
   offset=$(log_offset)
   TAR_WRAP=()
   [ "$TRACE" = 1 ] && [[ $pass == *remount ]] && TAR_WRAP=("$ROOT/bench/fuse-ops.sh")
+  [ "$DROP_BEFORE_TAR" = 1 ] && drop_caches
   sample_start
   timed_tar "$MNT"
   sample_stop
@@ -277,6 +281,7 @@ local_pass() {
   drop_caches
   pass_load=$(cut -d' ' -f1 /proc/loadavg)
   timed_read "$REF/big"
+  [ "$DROP_BEFORE_TAR" = 1 ] && drop_caches
   timed_tar "$REF"
   read_req=() tar_req=() rss= read_cpu=- tar_cpu=- read_scpu=- tar_scpu=-
   record_pass local
