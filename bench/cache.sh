@@ -67,7 +67,8 @@
 #   BENCH_CACHE_TRACE (0; 1: each remount tar, and the ceiling's, runs under bench/fuse-ops.sh, which prints its FUSE
 #   requests and their times; the tracing slows the tar, so the table's times grow),
 #   BENCH_CACHE_DROP_BEFORE_TAR (0; 1: the page cache is dropped again between each pass's read and
-#   its tar, a diagnostic: after the 1 GiB read the remount tar ran slow in about half the rounds),
+#   its tar, a diagnostic: after the 1 GiB read the remount tar ran slow in about half the rounds;
+#   file: only the pages of the file just read, through its mount, are dropped),
 #   BENCH_CACHE_TIMEOUT (600 s a command).
 # Disk: about 3.3 GiB in TMPDIR (the references, two caches); memory: up to 2 GiB of tmpfs.
 set -euo pipefail
@@ -266,7 +267,7 @@ mounted_pass() {
   offset=$(log_offset)
   TAR_WRAP=()
   [ "$TRACE" = 1 ] && [[ $pass == *remount ]] && TAR_WRAP=("$ROOT/bench/fuse-ops.sh")
-  [ "$DROP_BEFORE_TAR" = 1 ] && drop_caches
+  drop_before_tar "$MNT/big"
   sample_start
   timed_tar "$MNT"
   sample_stop
@@ -277,11 +278,19 @@ mounted_pass() {
   record_pass "$pass"
 }
 
+# The diagnostic BENCH_CACHE_DROP_BEFORE_TAR, between a pass's read of FILE and its tar.
+drop_before_tar() {
+  case $DROP_BEFORE_TAR in
+    1) drop_caches ;;
+    file) dd if="$1" iflag=nocache count=0 status=none ;;
+  esac
+}
+
 local_pass() {
   drop_caches
   pass_load=$(cut -d' ' -f1 /proc/loadavg)
   timed_read "$REF/big"
-  [ "$DROP_BEFORE_TAR" = 1 ] && drop_caches
+  drop_before_tar "$REF/big"
   timed_tar "$REF"
   read_req=() tar_req=() rss= read_cpu=- tar_cpu=- read_scpu=- tar_scpu=-
   record_pass local
