@@ -390,25 +390,47 @@ impl Walks {
         prefix: &str,
         found: impl Fn(&mut State) -> Option<T>,
     ) -> Option<T> {
+        self.on_progress(None, |state| {
+            if let Some(found) = found(state) {
+                return Go::Now(found);
+            }
+            // Nobody waits for a walk that may not be one.
+            match state
+                .walk
+                .as_ref()
+                .filter(|walk| walk.covers(prefix) && walk.is_confirmed())
+            {
+                Some(walk) if !walk.has_passed(prefix) => Go::Wait,
+                _ => Go::Stop,
+            }
+        })
+        .await
+    }
+
+    /// What `step` says, looking again whenever a walk made progress (and
+    /// every `tick`, if given) while it says `Wait`; `None` once it says
+    /// `Stop`. The notification is armed before `step` looks, so none
+    /// between the look and the wait is missed.
+    async fn on_progress<T>(
+        &self,
+        tick: Option<Duration>,
+        mut step: impl FnMut(&mut State) -> Go<T>,
+    ) -> Option<T> {
         loop {
             let notified = self.progressed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
-                let mut state = self.lock();
-                if let Some(found) = found(&mut state) {
-                    return Some(found);
-                }
-                // Nobody waits for a walk that may not be one.
-                let walk = state
-                    .walk
-                    .as_ref()
-                    .filter(|walk| walk.covers(prefix) && walk.is_confirmed())?;
-                if walk.has_passed(prefix) {
-                    return None;
-                }
+            match step(&mut self.lock()) {
+                Go::Now(value) => return Some(value),
+                Go::Stop => return None,
+                Go::Wait => {}
             }
-            notified.await;
+            match tick {
+                Some(tick) => {
+                    let _ = tokio::time::timeout(tick, notified).await;
+                }
+                None => notified.await,
+            }
         }
     }
 
@@ -460,6 +482,13 @@ impl Walks {
             .kept
             .keep(prefix, entries, epoch, own, prefetched_by, walk_under_way);
     }
+}
+
+/// What a wait on the walks' progress does next (see `Walks::on_progress`).
+enum Go<T> {
+    Now(T),
+    Wait,
+    Stop,
 }
 
 /// A change to the namespace or to attributes under way: kept listings from

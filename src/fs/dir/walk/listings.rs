@@ -3,7 +3,7 @@
 //! got.
 
 use super::progress::Walk;
-use super::{DESCENT_WINDOW, SegmentRange, WALK_AHEAD_ENTRIES, WALK_IDLE, Walks};
+use super::{DESCENT_WINDOW, Go, SegmentRange, WALK_AHEAD_ENTRIES, WALK_IDLE, Walks};
 use crate::fs::Stat;
 use crate::fs::dir::Resolved;
 
@@ -164,35 +164,20 @@ impl Walks {
         id: u64,
         mut step: impl FnMut(&mut Walk) -> Go<T>,
     ) -> Option<T> {
-        loop {
-            let notified = self.progressed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
+        // Looked at now and then for the idle limit too.
+        self.on_progress(Some(WALK_IDLE / 4), |state| {
+            let Some(walk) = state.walk.as_mut().filter(|walk| walk.id == id) else {
+                return Go::Stop;
+            };
+            if walk.last_visit.elapsed() > WALK_IDLE
+                || (!walk.is_confirmed() && walk.last_visit.elapsed() > DESCENT_WINDOW)
             {
-                let mut state = self.lock();
-                let walk = state.walk.as_mut().filter(|walk| walk.id == id)?;
-                if walk.last_visit.elapsed() > WALK_IDLE
-                    || (!walk.is_confirmed() && walk.last_visit.elapsed() > DESCENT_WINDOW)
-                {
-                    log::debug!("walk of {:?} abandoned: the walker went away", walk.root);
-                    state.walk = None;
-                    return None;
-                }
-                match step(walk) {
-                    Go::Now(value) => return Some(value),
-                    Go::Stop => return None,
-                    Go::Wait => {}
-                }
+                log::debug!("walk of {:?} abandoned: the walker went away", walk.root);
+                state.walk = None;
+                return Go::Stop;
             }
-            // Checked again now and then for the idle limit.
-            let _ = tokio::time::timeout(WALK_IDLE / 4, notified).await;
-        }
+            step(walk)
+        })
+        .await
     }
-}
-
-/// What a walk's listing does next (see `Walks::when_walk_may_list`).
-enum Go<T> {
-    Now(T),
-    Wait,
-    Stop,
 }
