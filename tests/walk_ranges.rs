@@ -185,3 +185,71 @@ async fn a_large_tree_is_listed_in_ranges_of_a_few_pages() {
         "a walk of 80,000 keys in {ranges} ranges sent {lists} LISTs"
     );
 }
+
+/// `t/a000` to `t/a199` holding ten files each, then `t/b` holding 20,000:
+/// every count of keys a directory says ten, so the range holding `t/b`
+/// first asks for a page of a few keys.
+fn uneven_tree() -> Arc<MemoryStore> {
+    let store = Arc::new(MemoryStore::new());
+    for dir in 0..200 {
+        for file in 0..10 {
+            store.put(&format!("t/a{dir:03}/f{file}"), Vec::new());
+        }
+    }
+    for file in 0..20_000 {
+        store.put(&format!("t/b/f{file:05}"), Vec::new());
+    }
+    store
+}
+
+/// A range whose short last page came back full asks for whole pages
+/// from then on: a count of keys a directory that is far too low costs a
+/// few LISTs, not a page of a few keys after another.
+#[tokio::test]
+async fn a_count_far_too_low_costs_a_few_lists() {
+    let store = uneven_tree();
+    let expected = reference_under_t(&store).await;
+    let fs = filesystem_without_headers(&store);
+    let root = list_names(&fs, ROOT_INO).await;
+    let lists_before = store.list_count();
+    let mut seen = Seen::new();
+    walk(&fs, root["t"], "/t", &mut seen).await;
+    assert_eq!(seen, expected);
+    let lists = store.list_count() - lists_before;
+    // 22 pages of keys; per range (at most sixteen) a short page and one
+    // ending it; t/'s and the first directory's own listings. Pages of a
+    // few keys through t/b would be about a thousand.
+    assert!(lists <= 22 + 16 * 2 + 4, "the walk sent {lists} LISTs");
+}
+
+/// The same walk with a LIST failing a little later each time: the walk
+/// ends, the listings waiting to claim a range stop, and every directory
+/// shows what listing it on its own shows.
+#[tokio::test]
+async fn a_failing_page_while_ranges_are_claimed_changes_nothing_shown() {
+    let store = uneven_tree();
+    let expected = reference_under_t(&store).await;
+    store.set_latency(Verb::List, Duration::from_millis(2));
+    for failing in 1..6 {
+        let fs = filesystem_without_headers(&store);
+        let root = list_names(&fs, ROOT_INO).await;
+        let t = list_names(&fs, root["t"]).await;
+        let mut names: Vec<_> = t.into_iter().collect();
+        names.sort();
+        let mut seen = Seen::new();
+        for (index, (name, ino)) in names.into_iter().enumerate() {
+            let path = format!("/t/{name}");
+            seen.insert(path.clone(), expected[&path]);
+            if index == 1 {
+                tokio::time::sleep(Duration::from_millis(3 * failing)).await;
+                store.fail_next(Verb::List, FailureKind::Timeout, 1);
+            }
+            walk(&fs, ino, &path, &mut seen).await;
+        }
+        store.clear_failures();
+        assert_eq!(
+            seen, expected,
+            "a walk whose LIST failed after {failing} x 3 ms"
+        );
+    }
+}
