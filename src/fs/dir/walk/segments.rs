@@ -89,14 +89,14 @@ struct Segment {
     first_cut: usize,
     /// How many of `cuts` sort before the last key its listing saw.
     reached: usize,
-    /// The first of `cuts` after its subdirectories (`cuts.len()`: none).
+    /// The first of `cuts` after its subdirectories, whose key is its end
+    /// (`cuts.len()`: none, the root's last key).
     end_cut: usize,
     /// Keys its last page asked for if fewer than a page (else `MAX`), and
     /// whether such a page came back full: then the count is wrong for this range,
     /// which asks for whole pages from then on.
     asked: usize,
     fell_short: bool,
-    end: Option<String>,
     progress: WalkProgress,
 }
 
@@ -128,7 +128,7 @@ impl Segments {
     fn all_claimed(&self) -> bool {
         self.claimed
             .last()
-            .is_some_and(|segment| segment.end.is_none())
+            .is_some_and(|segment| segment.end_cut == self.cuts.len())
     }
 
     /// The segment the next `claim` will make, if any is left.
@@ -185,14 +185,12 @@ impl Segments {
         };
         let first_cut = self.next_cut;
         self.next_cut += take.min(remaining);
-        let end = self.cuts.get(self.next_cut).cloned();
         self.claimed.push(Segment {
             first_cut,
             reached: first_cut,
             end_cut: self.next_cut,
             asked: usize::MAX,
             fell_short: false,
-            end,
             progress: WalkProgress::ListedThrough(String::new()),
         });
         Some((segment, self.all_claimed() && segment == 0))
@@ -204,19 +202,25 @@ impl Segments {
         let start = segment
             .checked_sub(1)
             .and_then(|before| self.claimed.get(before))
-            .and_then(|before| before.end.as_deref());
+            .and_then(|before| self.end_of(before));
         let end = self
             .claimed
             .get(segment)
-            .and_then(|segment| segment.end.as_deref());
+            .and_then(|segment| self.end_of(segment));
         (start, end)
+    }
+
+    /// The last key `segment` may hold: the key of the first subdirectory
+    /// after its own (none: the root's last key).
+    fn end_of(&self, segment: &Segment) -> Option<&str> {
+        self.cuts.get(segment.end_cut).map(String::as_str)
     }
 
     /// The segment holding the directory `prefix`, a directory strictly
     /// under the root: `claimed.len()` when no claimed segment holds it yet.
     pub(super) fn holding(&self, prefix: &str) -> usize {
         self.claimed
-            .partition_point(|segment| segment.end.as_deref().is_some_and(|end| end < prefix))
+            .partition_point(|segment| self.end_of(segment).is_some_and(|end| end < prefix))
     }
 
     /// A page of `segment`'s listing came, ending at `last` (before its
@@ -243,7 +247,7 @@ impl Segments {
         if is_latest {
             self.fit_latest(reached);
         }
-        Some(self.claimed[segment].end.clone())
+        Some(self.end_of(&self.claimed[segment]).map(str::to_owned))
     }
 
     /// The whole listing of one of the root's subdirectories showed
@@ -271,14 +275,13 @@ impl Segments {
         };
         // A first range claimed whole is kept whole: its listing keeps the
         // root's own entries.
-        if latest.end.is_none() && is_first {
+        if latest.end_cut == self.cuts.len() && is_first {
             return;
         }
         let shorter = (latest.first_cut + take).max(reached);
         if shorter + take / 2 < next_cut {
             self.next_cut = shorter;
             latest.end_cut = shorter;
-            latest.end = self.cuts.get(shorter).cloned();
         }
     }
 
