@@ -68,7 +68,14 @@
 #   requests and their times; the tracing slows the tar, so the table's times grow),
 #   BENCH_CACHE_DROP_BEFORE_TAR (0; 1: the page cache is dropped again between each pass's read and
 #   its tar, a diagnostic: after the 1 GiB read the remount tar ran slow in about half the rounds;
-#   file: only the pages of the file just read, through its mount, are dropped),
+#   file: only the pages of the file just read, through its mount, are dropped; idle: a 3 s pause
+#   instead, which made slow rounds more frequent),
+#   BENCH_CACHE_PIN (unset; a CPU number: every tar, and the threads of the daemon serving it, run
+#   on that CPU only: a diagnostic that takes the scheduler's placement out of the tar's time),
+#   BENCH_CACHE_SCHED (0; 1: each tar runs under `perf record` of the scheduler's wake-ups, summed by
+#   bench/wakeups.py: how often tar was woken onto an idle CPU, and the busiest waker -> wakee
+#   pairs; slow rounds of the remount tar are those where tar and the FUSE thread run on
+#   different CPUs, docs/benchmarks.md),
 #   BENCH_CACHE_TIMEOUT (600 s a command).
 # Disk: about 3.3 GiB in TMPDIR (the references, two caches); memory: up to 2 GiB of tmpfs.
 set -euo pipefail
@@ -85,6 +92,9 @@ CEILING_PASS=${BENCH_CACHE_CEILING:-1}
 CHECK=${BENCH_CACHE_CHECK:-1}
 TRACE=${BENCH_CACHE_TRACE:-0}
 DROP_BEFORE_TAR=${BENCH_CACHE_DROP_BEFORE_TAR:-0}
+PIN=${BENCH_CACHE_PIN:-}
+SCHED=${BENCH_CACHE_SCHED:-0}
+[ "$SCHED" != 1 ] || command -v perf >/dev/null || die "BENCH_CACHE_SCHED=1 needs perf (apt install linux-perf)"
 TAR_WRAP=()
 TIMEOUT=${BENCH_CACHE_TIMEOUT:-600}
 DISK_CACHE_MIB=2048
@@ -220,6 +230,29 @@ timed_tar() {
   [ "$bytes" -ge "$TREE_BYTES" ] || die "tar of $root/tree wrote $bytes bytes, less than the tree's $TREE_BYTES"
 }
 
+# watched_tar ROOT: timed_tar under the diagnostics BENCH_CACHE_PIN (the tar, and the daemon's
+# threads if one runs, on that CPU) and BENCH_CACHE_SCHED (the scheduler's wake-ups during the tar,
+# recorded by perf and summed by bench/wakeups.py).
+watched_tar() {
+  local root=$1 perf_pid= data=$WORK/sched.data
+  if [ -n "$PIN" ]; then
+    [ -n "${daemon_pid:-}" ] && taskset -a -p -c "$PIN" "$daemon_pid" >/dev/null
+    TAR_WRAP=(taskset -c "$PIN" "${TAR_WRAP[@]}")
+  fi
+  if [ "$SCHED" = 1 ]; then
+    perf record -q -a -e sched:sched_wakeup,sched:sched_switch -o "$data" 2>/dev/null &
+    perf_pid=$!
+    sleep 0.5 # perf's start-up, not the tar's
+  fi
+  timed_tar "$root"
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid"
+    wait "$perf_pid" || true
+    note "tar of $root in ${tar_s}s: $(perf script -i "$data" 2>/dev/null | "$ROOT/bench/wakeups.py" tar)"
+    rm -f "$data" "$data.old"
+  fi
+}
+
 # record_pass PASS: the figures of a pass just run (read_s, tar_s, rss, read_req, tar_req,
 # pass_load).
 record_pass() {
@@ -269,7 +302,7 @@ mounted_pass() {
   [ "$TRACE" = 1 ] && [[ $pass == *remount ]] && TAR_WRAP=("$ROOT/bench/fuse-ops.sh")
   drop_before_tar "$MNT/big"
   sample_start
-  timed_tar "$MNT"
+  watched_tar "$MNT"
   sample_stop
   TAR_WRAP=()
   tar_cpu=$daemon_cpu tar_scpu=$server_cpu
@@ -283,6 +316,7 @@ drop_before_tar() {
   case $DROP_BEFORE_TAR in
     1) drop_caches ;;
     file) dd if="$1" iflag=nocache count=0 status=none ;;
+    idle) sleep 3 ;;
   esac
 }
 
@@ -291,7 +325,9 @@ local_pass() {
   pass_load=$(cut -d' ' -f1 /proc/loadavg)
   timed_read "$REF/big"
   drop_before_tar "$REF/big"
-  timed_tar "$REF"
+  TAR_WRAP=()
+  watched_tar "$REF"
+  TAR_WRAP=()
   read_req=() tar_req=() rss= read_cpu=- tar_cpu=- read_scpu=- tar_scpu=-
   record_pass local
 }
@@ -339,7 +375,7 @@ ceiling_pass() {
   read_cpu=$daemon_cpu read_scpu=-
   [ "$TRACE" = 1 ] && TAR_WRAP=("$ROOT/bench/fuse-ops.sh")
   sample_start
-  timed_tar "$MNT"
+  watched_tar "$MNT"
   sample_stop
   TAR_WRAP=()
   tar_cpu=$daemon_cpu tar_scpu=-
