@@ -112,32 +112,69 @@ async fn a_failing_page_in_any_range_changes_nothing_shown() {
         } else {
             filesystem_without_headers(&store)
         };
-        let root = list_names(&fs, ROOT_INO).await;
-        let t = list_names(&fs, root["t"]).await;
-        let mut names: Vec<_> = t.into_iter().collect();
-        names.sort();
-        let mut seen = Seen::new();
-        for (index, (name, ino)) in names.into_iter().enumerate() {
-            let path = format!("/t/{name}");
-            seen.insert(path.clone(), expected[&path]);
-            if index == 1 {
-                // The walk was confirmed by the descent into the first
-                // directory's subdirectory, if any, or is by this one: its
-                // ranges are listing. The next LIST fails, a little later
-                // each round, so that the failure lands on different pages.
-                tokio::time::sleep(Duration::from_millis(5 * failing)).await;
-                store.fail_next(Verb::List, FailureKind::Timeout, 1);
-            }
-            if expected[&path].0 == FileKind::Directory {
-                walk(&fs, ino, &path, &mut seen).await;
-            }
-        }
-        store.clear_failures();
+        let delay = Duration::from_millis(5 * failing);
+        let seen = walk_t_failing_a_list_after(&store, &fs, &expected, delay).await;
         assert_eq!(
             seen, expected,
             "a walk whose LIST failed after {failing} x 5 ms, headers: {headers}"
         );
     }
+}
+
+/// Walks `t` on `fs` as `walk` does, but once the walk is under way (at
+/// `t`'s second entry: the descent into the first directory confirmed it,
+/// and its listings are running) makes the next LIST fail after `delay`,
+/// so that, as `delay` grows, the failure lands on different pages.
+/// Returns what the walk saw, `expected` being what each entry of `t` is.
+async fn walk_t_failing_a_list_after(
+    store: &MemoryStore,
+    fs: &Filesystem<MemoryStore>,
+    expected: &Seen,
+    delay: Duration,
+) -> Seen {
+    let root = list_names(fs, ROOT_INO).await;
+    let t = list_names(fs, root["t"]).await;
+    let mut names: Vec<_> = t.into_iter().collect();
+    names.sort();
+    let mut seen = Seen::new();
+    for (index, (name, ino)) in names.into_iter().enumerate() {
+        let path = format!("/t/{name}");
+        seen.insert(path.clone(), expected[&path]);
+        if index == 1 {
+            tokio::time::sleep(delay).await;
+            store.fail_next(Verb::List, FailureKind::Timeout, 1);
+        }
+        if expected[&path].0 == FileKind::Directory {
+            walk(fs, ino, &path, &mut seen).await;
+        }
+    }
+    store.clear_failures();
+    seen
+}
+
+/// Walks `t` on a mount without headers, each LIST of the walk taking
+/// `list_latency` if given, checks that it shows what listing each
+/// directory on its own shows, and returns the LISTs the walk sent and how
+/// many of them started after a key (the ranges after the first).
+async fn walk_t_without_headers_counting_lists(
+    store: &Arc<MemoryStore>,
+    list_latency: Option<Duration>,
+) -> (u64, u64) {
+    let expected = reference_under_t(store).await;
+    let fs = filesystem_without_headers(store);
+    let root = list_names(&fs, ROOT_INO).await;
+    let lists_before = store.list_count();
+    let ranges_before = store.lists_after_key_count();
+    if let Some(latency) = list_latency {
+        store.set_latency(Verb::List, latency);
+    }
+    let mut seen = Seen::new();
+    walk(&fs, root["t"], "/t", &mut seen).await;
+    assert_eq!(seen, expected);
+    (
+        store.list_count() - lists_before,
+        store.lists_after_key_count() - ranges_before,
+    )
 }
 
 /// `t/dDD/fFFFF` for 40 directories of 2,000 empty files: 80,000 keys, 80
@@ -160,17 +197,8 @@ fn large_tree() -> Arc<MemoryStore> {
 #[tokio::test]
 async fn a_large_tree_is_listed_in_ranges_of_a_few_pages() {
     let store = large_tree();
-    let expected = reference_under_t(&store).await;
-    let fs = filesystem_without_headers(&store);
-    let root = list_names(&fs, ROOT_INO).await;
-    let lists_before = store.list_count();
-    let ranges_before = store.lists_after_key_count();
-    store.set_latency(Verb::List, Duration::from_millis(5));
-    let mut seen = Seen::new();
-    walk(&fs, root["t"], "/t", &mut seen).await;
-    assert_eq!(seen, expected);
-    let ranges = store.lists_after_key_count() - ranges_before;
-    let lists = store.list_count() - lists_before;
+    let (lists, ranges) =
+        walk_t_without_headers_counting_lists(&store, Some(Duration::from_millis(5))).await;
     // Ranges of about 10,000 keys (five directories, as the first
     // descent's directory says), and at most three here, a sixteenth of the
     // directories, four per listing. In quarters: 3.
@@ -208,14 +236,7 @@ fn uneven_tree() -> Arc<MemoryStore> {
 #[tokio::test]
 async fn a_count_far_too_low_costs_a_few_lists() {
     let store = uneven_tree();
-    let expected = reference_under_t(&store).await;
-    let fs = filesystem_without_headers(&store);
-    let root = list_names(&fs, ROOT_INO).await;
-    let lists_before = store.list_count();
-    let mut seen = Seen::new();
-    walk(&fs, root["t"], "/t", &mut seen).await;
-    assert_eq!(seen, expected);
-    let lists = store.list_count() - lists_before;
+    let (lists, _) = walk_t_without_headers_counting_lists(&store, None).await;
     // 22 pages of keys; per range (at most sixteen) a short page and one
     // ending it; t/'s and the first directory's own listings. Pages of a
     // few keys through t/b would be about a thousand.
@@ -232,21 +253,8 @@ async fn a_failing_page_while_ranges_are_claimed_changes_nothing_shown() {
     store.set_latency(Verb::List, Duration::from_millis(2));
     for failing in 1..6 {
         let fs = filesystem_without_headers(&store);
-        let root = list_names(&fs, ROOT_INO).await;
-        let t = list_names(&fs, root["t"]).await;
-        let mut names: Vec<_> = t.into_iter().collect();
-        names.sort();
-        let mut seen = Seen::new();
-        for (index, (name, ino)) in names.into_iter().enumerate() {
-            let path = format!("/t/{name}");
-            seen.insert(path.clone(), expected[&path]);
-            if index == 1 {
-                tokio::time::sleep(Duration::from_millis(3 * failing)).await;
-                store.fail_next(Verb::List, FailureKind::Timeout, 1);
-            }
-            walk(&fs, ino, &path, &mut seen).await;
-        }
-        store.clear_failures();
+        let delay = Duration::from_millis(3 * failing);
+        let seen = walk_t_failing_a_list_after(&store, &fs, &expected, delay).await;
         assert_eq!(
             seen, expected,
             "a walk whose LIST failed after {failing} x 3 ms"
