@@ -235,6 +235,8 @@ timed_tar() {
 # recorded by perf and summed by bench/wakeups.py).
 watched_tar() {
   local root=$1 perf_pid= data=$WORK/sched.data
+  # The caller's wrapper, with taskset in front for this tar only.
+  local TAR_WRAP=("${TAR_WRAP[@]}")
   if [ -n "$PIN" ]; then
     [ -n "${daemon_pid:-}" ] && taskset -a -p -c "$PIN" "$daemon_pid" >/dev/null
     TAR_WRAP=(taskset -c "$PIN" "${TAR_WRAP[@]}")
@@ -325,9 +327,7 @@ local_pass() {
   pass_load=$(cut -d' ' -f1 /proc/loadavg)
   timed_read "$REF/big"
   drop_before_tar "$REF/big"
-  TAR_WRAP=()
   watched_tar "$REF"
-  TAR_WRAP=()
   read_req=() tar_req=() rss= read_cpu=- tar_cpu=- read_scpu=- tar_scpu=-
   record_pass local
 }

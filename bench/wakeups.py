@@ -50,9 +50,8 @@ def main():
         if not wake:
             continue
         pair = (family(wake["waker"]), family(wake["wakee"]))
-        across = wake["cpu"] != wake["target"]
         pairs[pair] += 1
-        crossing[pair] += across
+        crossing[pair] += wake["cpu"] != wake["target"]
         if wake["wakee"] == command:
             woken += 1
             onto_idle += int(wake["target"]) in idle_cpus
