@@ -124,6 +124,12 @@ struct State {
 }
 
 impl State {
+    /// The walk under way, if it is walk `id`: a walk's listings and task
+    /// act only while their walk is the one under way.
+    fn walk_numbered(&mut self, id: u64) -> Option<&mut Walk> {
+        self.walk.as_mut().filter(|walk| walk.id == id)
+    }
+
     /// Makes a walk of `root` the one under way, replacing any other.
     fn begin_walk(&mut self, root: &str, walker_at: &str, unconfirmed: Option<&str>) -> u64 {
         let id = self.next_walk;
@@ -327,9 +333,9 @@ impl Walks {
 
     pub(in crate::fs) fn walk_started(&self, id: u64, task: tokio::task::AbortHandle) {
         let mut state = self.lock();
-        match state.walk.as_mut() {
-            Some(walk) if walk.id == id => walk.task = Some(task),
-            _ => task.abort(),
+        match state.walk_numbered(id) {
+            Some(walk) => walk.task = Some(task),
+            None => task.abort(),
         }
     }
 

@@ -19,9 +19,9 @@ impl Walks {
     ) {
         let mut state = self.lock();
         let count = entries.len();
-        let is_ahead = match state.walk.as_ref() {
-            Some(walk) if walk.id == id => prefix > walk.walker_at.as_str(),
-            _ => return,
+        let is_ahead = match state.walk_numbered(id) {
+            Some(walk) => prefix > walk.walker_at.as_str(),
+            None => return,
         };
         self.keep_locked(&mut state, prefix, entries, epoch, own, Some(id));
         if is_ahead && let Some(walk) = state.walk.as_mut() {
@@ -71,7 +71,7 @@ impl Walks {
     /// asks for (see `Segments::page_keys`).
     pub(super) fn page_keys(&self, id: u64, segment: usize, page: u32) -> u32 {
         let mut state = self.lock();
-        match state.walk.as_mut().filter(|walk| walk.id == id) {
+        match state.walk_numbered(id) {
             Some(walk) => walk.segments.page_keys(segment, page),
             None => page,
         }
@@ -89,7 +89,7 @@ impl Walks {
         keys: usize,
     ) -> Option<Option<String>> {
         let mut state = self.lock();
-        let walk = state.walk.as_mut().filter(|walk| walk.id == id)?;
+        let walk = state.walk_numbered(id)?;
         let end = walk.segments.page_seen(segment, last, keys)?;
         drop(state);
         self.progressed.notify_waiters();
@@ -98,9 +98,7 @@ impl Walks {
 
     pub(super) fn walk_listed_through(&self, id: u64, segment: usize, key: &str) {
         let mut state = self.lock();
-        if let Some(walk) = state.walk.as_mut()
-            && walk.id == id
-        {
+        if let Some(walk) = state.walk_numbered(id) {
             walk.segments.listed_through(segment, key);
         }
         drop(state);
@@ -110,9 +108,7 @@ impl Walks {
     /// One of walk `id`'s listings reached the end of its range.
     pub(super) fn segment_listed(&self, id: u64, segment: usize) {
         let mut state = self.lock();
-        if let Some(walk) = state.walk.as_mut()
-            && walk.id == id
-        {
+        if let Some(walk) = state.walk_numbered(id) {
             walk.segments.finished(segment);
             if walk.is_done() {
                 walk.task = None;
@@ -127,11 +123,7 @@ impl Walks {
     /// any other goes, so that nobody waits for it.
     pub(super) fn walk_ended(&self, id: u64) {
         let mut state = self.lock();
-        if state
-            .walk
-            .as_ref()
-            .is_some_and(|walk| walk.id == id && !walk.is_done())
-        {
+        if state.walk_numbered(id).is_some_and(|walk| !walk.is_done()) {
             state.walk = None;
         }
         drop(state);
@@ -166,7 +158,7 @@ impl Walks {
     ) -> Option<T> {
         // Looked at now and then for the idle limit too.
         self.on_progress(Some(WALK_IDLE / 4), |state| {
-            let Some(walk) = state.walk.as_mut().filter(|walk| walk.id == id) else {
+            let Some(walk) = state.walk_numbered(id) else {
                 return Go::Stop;
             };
             if walk.last_visit.elapsed() > WALK_IDLE
